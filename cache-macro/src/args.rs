@@ -1,0 +1,241 @@
+//! The attribute's options: `#[redis_cache(ttl = 300, skip(db), version = 2, ...)]`.
+
+use proc_macro2::Span;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Expr, Ident, LitInt, LitStr, Token};
+
+use crate::errors::Errors;
+
+mod kw {
+    syn::custom_keyword!(ttl);
+    syn::custom_keyword!(skip);
+    syn::custom_keyword!(version);
+    syn::custom_keyword!(name);
+    syn::custom_keyword!(cache);
+    syn::custom_keyword!(none_ttl);
+    syn::custom_keyword!(include_self);
+}
+
+/// Every option, in the order the error messages list them.
+const OPTIONS: &[&str] = &[
+    "ttl",
+    "skip",
+    "version",
+    "name",
+    "cache",
+    "none_ttl",
+    "include_self",
+];
+
+/// The parsed and checked options of one `#[redis_cache(...)]`.
+pub(crate) struct Args {
+    /// Seconds an entry lives; required, at least 1.
+    pub ttl: u64,
+    /// Parameters left out of the key.
+    pub skip: Vec<Ident>,
+    /// Bumped by the user when the stored shape changes; part of the key's fingerprint.
+    pub version: u32,
+    /// Replaces `module_path::fn_name` in the key.
+    pub name: Option<LitStr>,
+    /// An expression that derefs to `cache_runtime::Cache`, instead of the global default.
+    pub cache: Option<Expr>,
+    /// Seconds a `None` is kept; `None` is not cached when absent.
+    pub none_ttl: Option<(u64, Span)>,
+    /// `self` is hashed into the key (the receiver must then be `Serialize`).
+    pub include_self: Option<Span>,
+}
+
+enum Opt {
+    Ttl(LitInt),
+    Skip(Punctuated<Ident, Token![,]>),
+    Version(LitInt),
+    Name(LitStr),
+    Cache(Expr),
+    NoneTtl(LitInt),
+    IncludeSelf(Span),
+}
+
+impl Parse for Opt {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let look = input.lookahead1();
+        if look.peek(kw::ttl) {
+            input.parse::<kw::ttl>()?;
+            input.parse::<Token![=]>()?;
+            Ok(Opt::Ttl(parse_int(input, "ttl", "ttl = 300")?))
+        } else if look.peek(kw::skip) {
+            input.parse::<kw::skip>()?;
+            let content;
+            syn::parenthesized!(content in input);
+            Ok(Opt::Skip(
+                content.parse_terminated(Ident::parse, Token![,])?,
+            ))
+        } else if look.peek(kw::version) {
+            input.parse::<kw::version>()?;
+            input.parse::<Token![=]>()?;
+            Ok(Opt::Version(parse_int(input, "version", "version = 2")?))
+        } else if look.peek(kw::name) {
+            input.parse::<kw::name>()?;
+            input.parse::<Token![=]>()?;
+            Ok(Opt::Name(input.parse()?))
+        } else if look.peek(kw::cache) {
+            input.parse::<kw::cache>()?;
+            input.parse::<Token![=]>()?;
+            Ok(Opt::Cache(input.parse()?))
+        } else if look.peek(kw::none_ttl) {
+            input.parse::<kw::none_ttl>()?;
+            input.parse::<Token![=]>()?;
+            Ok(Opt::NoneTtl(parse_int(input, "none_ttl", "none_ttl = 30")?))
+        } else if look.peek(kw::include_self) {
+            let kw = input.parse::<kw::include_self>()?;
+            Ok(Opt::IncludeSelf(kw.span))
+        } else if input.peek(Ident) {
+            let unknown: Ident = input.parse()?;
+            Err(unknown_option(&unknown))
+        } else {
+            Err(look.error())
+        }
+    }
+}
+
+fn parse_int(input: ParseStream<'_>, option: &str, example: &str) -> syn::Result<LitInt> {
+    input.parse::<LitInt>().map_err(|err| {
+        syn::Error::new(
+            err.span(),
+            format!("`{option}` takes a whole number as a literal, e.g. `{example}`"),
+        )
+    })
+}
+
+fn unknown_option(unknown: &Ident) -> syn::Error {
+    let given = unknown.to_string();
+    let valid = OPTIONS
+        .iter()
+        .map(|o| format!("`{o}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut msg = format!("unknown option `{given}`; the options are {valid}");
+    if let Some(close) = OPTIONS.iter().find(|o| edit_distance(o, &given) <= 2) {
+        msg.push_str(&format!("\nhelp: did you mean `{close}`?"));
+    }
+    syn::Error::new(unknown.span(), msg)
+}
+
+/// Levenshtein distance, for "did you mean" on a misspelt option.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+impl Args {
+    /// Parses `ttl = 300, skip(a, b), ...` and checks each value; used through `syn::parse::Parser`.
+    pub fn parse_terminated(input: ParseStream<'_>) -> syn::Result<Self> {
+        let opts = Punctuated::<Opt, Token![,]>::parse_terminated(input)?;
+        let mut seen: Vec<(&'static str, Span)> = Vec::new();
+        let mut errors = Errors::default();
+        let mut args = Args {
+            ttl: 0,
+            skip: Vec::new(),
+            version: 0,
+            name: None,
+            cache: None,
+            none_ttl: None,
+            include_self: None,
+        };
+        let mut ttl_given = false;
+        for pair in opts.into_pairs() {
+            let opt = pair.into_value();
+            let (key, span) = match &opt {
+                Opt::Ttl(v) => ("ttl", v.span()),
+                Opt::Skip(v) => ("skip", v.span()),
+                Opt::Version(v) => ("version", v.span()),
+                Opt::Name(v) => ("name", v.span()),
+                Opt::Cache(v) => ("cache", v.span()),
+                Opt::NoneTtl(v) => ("none_ttl", v.span()),
+                Opt::IncludeSelf(span) => ("include_self", *span),
+            };
+            if seen.iter().any(|(k, _)| *k == key) {
+                errors.push(span, format!("`{key}` is given twice; keep one of them"));
+                continue;
+            }
+            seen.push((key, span));
+            match opt {
+                Opt::Ttl(lit) => {
+                    ttl_given = true;
+                    match positive_secs(&lit, "ttl") {
+                        Ok(secs) => args.ttl = secs,
+                        Err(err) => errors.push(err.span(), err),
+                    }
+                }
+                Opt::Skip(names) => args.skip = names.into_iter().collect(),
+                Opt::Version(lit) => match lit.base10_parse::<u32>() {
+                    Ok(v) => args.version = v,
+                    Err(_) => errors.push(
+                        lit.span(),
+                        "`version` must fit in a u32, e.g. `version = 2`",
+                    ),
+                },
+                Opt::Name(lit) => match check_name(&lit.value()) {
+                    Ok(()) => args.name = Some(lit),
+                    Err(msg) => errors.push(lit.span(), msg),
+                },
+                Opt::Cache(expr) => args.cache = Some(expr),
+                Opt::NoneTtl(lit) => match positive_secs(&lit, "none_ttl") {
+                    Ok(secs) => args.none_ttl = Some((secs, lit.span())),
+                    Err(err) => errors.push(err.span(), err),
+                },
+                Opt::IncludeSelf(span) => args.include_self = Some(span),
+            }
+        }
+        if !ttl_given {
+            errors.push(Span::call_site(), "missing `ttl`: say how long entries live, in seconds, e.g. `#[redis_cache(ttl = 300)]`");
+        }
+        errors.finish(args)
+    }
+}
+
+fn positive_secs(lit: &LitInt, option: &str) -> syn::Result<u64> {
+    match lit.base10_parse::<u64>() {
+        Ok(0) => Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "`{option}` must be at least 1 second: Redis cannot store an entry that expires at once; \
+                 remove #[redis_cache] to disable caching"
+            ),
+        )),
+        Ok(secs) => Ok(secs),
+        Err(_) => Err(syn::Error::new(
+            lit.span(),
+            format!("`{option}` is a number of seconds that fits in a u64"),
+        )),
+    }
+}
+
+/// A name becomes part of every key of the function, so it must not contain characters that
+/// Redis glob patterns interpret (`* ? [ ] \`), whitespace, or be empty.
+fn check_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/');
+    if name.is_empty() || name.len() > 128 {
+        return Err(
+            "`name` must be 1 to 128 characters long, e.g. `name = \"catalog::product\"`".into(),
+        );
+    }
+    match name.chars().find(|c| !allowed(*c)) {
+        Some(c) => Err(format!(
+            "`name` cannot contain {c:?}: it becomes part of the Redis key, where only ASCII letters, \
+             digits and `_ - . : /` are allowed (no glob or space characters)"
+        )),
+        None => Ok(()),
+    }
+}

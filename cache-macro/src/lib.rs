@@ -1,0 +1,51 @@
+//! The `#[redis_cache]` attribute macro.
+//!
+//! Do not depend on this crate directly: depend on `cache-runtime`, which re-exports the attribute
+//! and holds everything the generated code calls. The macro only parses, validates and expands:
+//!
+//! - [`args`]: the attribute's options (`ttl = 300, skip(db), ...`);
+//! - [`signature`]: what the annotated function looks like (async, parameters, return shape);
+//! - [`expand`]: the code that routes the call through `::cache_runtime::__private`.
+//!
+//! On any error the original function is emitted unchanged next to the `compile_error!`s, so the
+//! rest of the crate still type-checks and IDEs keep working.
+
+use proc_macro::TokenStream;
+use quote::ToTokens;
+
+mod args;
+mod errors;
+mod expand;
+mod signature;
+
+/// Memoize an `async fn` in Redis. See the `cache-runtime` crate for the full documentation.
+#[proc_macro_attribute]
+pub fn redis_cache(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    let func: syn::ItemFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(err) => {
+            let err = syn::Error::new(
+                err.span(),
+                "#[redis_cache] applies to an `async fn` with a body (a free function or a method in an impl block)",
+            );
+            return with_original(item, err);
+        }
+    };
+    let args = syn::parse::Parser::parse(args::Args::parse_terminated, attr);
+    let result = args.and_then(|args| {
+        let sig = signature::Analysis::new(&func, &args)?;
+        Ok(expand::expand(&func, &args, &sig))
+    });
+    match result {
+        Ok(tokens) => tokens.into(),
+        Err(err) => with_original(func.into_token_stream(), err),
+    }
+}
+
+/// Emits the user's item untouched plus the error, like tokio's macros: one error, not a cascade.
+fn with_original(item: proc_macro2::TokenStream, err: syn::Error) -> TokenStream {
+    let mut out = err.to_compile_error();
+    out.extend(item);
+    out.into()
+}

@@ -1,0 +1,166 @@
+//! What the annotated function looks like: which parameters form the key, whether it has a
+//! receiver, and how its return value is cached. Every rule that rejects a signature lives here.
+
+use syn::spanned::Spanned;
+use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, ReturnType, Type};
+
+use crate::args::Args;
+use crate::errors::Errors;
+
+/// How the return value decides what is stored.
+pub(crate) enum Policy {
+    /// Any value is stored.
+    Plain,
+    /// `Result<T, E>` (any path ending in `Result`, so `io::Result<T>` too): only `Ok` is stored.
+    OkOnly,
+    /// `Option<T>`: only `Some` is stored.
+    SomeOnly,
+    /// `Option<T>` with `none_ttl`: `None` is stored too, with its own TTL.
+    SomeOrNone,
+}
+
+pub(crate) struct Analysis {
+    /// Parameters hashed into the key, in declaration order.
+    pub key_params: Vec<Ident>,
+    /// The function takes `&self`.
+    pub has_receiver: bool,
+    /// Type and const parameters of the function itself (impl generics reach the key via `Self`).
+    pub type_params: Vec<Ident>,
+    pub const_params: Vec<Ident>,
+    pub policy: Policy,
+}
+
+impl Analysis {
+    pub fn new(func: &ItemFn, args: &Args) -> syn::Result<Self> {
+        let mut errors = Errors::default();
+        let sig = &func.sig;
+        if sig.asyncness.is_none() {
+            errors.push(
+                sig.fn_token.span,
+                "#[redis_cache] only works on `async fn`: a cache lookup is a network round trip, \
+                 which a blocking function cannot await; write `async fn`",
+            );
+        }
+
+        let mut has_receiver = false;
+        let mut key_params = Vec::new();
+        let mut param_names = Vec::new();
+        for input in &sig.inputs {
+            match input {
+                FnArg::Receiver(recv) => {
+                    has_receiver = true;
+                    if recv.mutability.is_some() && recv.reference.is_some() {
+                        errors.push(
+                            recv.span(),
+                            "#[redis_cache] cannot cache a method taking `&mut self`: on a hit the \
+                             body does not run, so its changes to `self` would be skipped; take `&self`",
+                        );
+                    }
+                }
+                FnArg::Typed(pat_type) => {
+                    if let Type::Reference(r) = &*pat_type.ty {
+                        if let Some(m) = r.mutability {
+                            errors.push(
+                                m.span.join(r.elem.span()).unwrap_or(m.span),
+                                "#[redis_cache] cannot cache a function with a `&mut` parameter: on a \
+                                 hit the body does not run, so the change it makes through the reference \
+                                 would be skipped; pass a shared reference or a value",
+                            );
+                        }
+                    }
+                    match &*pat_type.pat {
+                        Pat::Ident(p) => {
+                            param_names.push(p.ident.clone());
+                            if !args.skip.iter().any(|s| *s == p.ident) {
+                                key_params.push(p.ident.clone());
+                            }
+                        }
+                        // `_` is dropped unused, so the result cannot depend on it.
+                        Pat::Wild(_) => {}
+                        other => errors.push(
+                            other.span(),
+                            "#[redis_cache] needs a name for each parameter to hash it into the key; \
+                             bind it to a name (`point: Point`) and destructure inside the body",
+                        ),
+                    }
+                }
+            }
+        }
+        for skipped in &args.skip {
+            if !param_names.iter().any(|p| p == skipped) {
+                let list = if param_names.is_empty() {
+                    "the function has no named parameters".to_string()
+                } else {
+                    let names: Vec<String> = param_names.iter().map(|p| format!("`{p}`")).collect();
+                    format!("the parameters are {}", names.join(", "))
+                };
+                errors.push(
+                    skipped.span(),
+                    format!("`skip({skipped})` names no parameter of this function; {list}"),
+                );
+            }
+        }
+        if let Some(span) = args.include_self {
+            if !has_receiver {
+                errors.push(
+                    span,
+                    "`include_self` needs a method taking `&self`; remove it",
+                );
+            }
+        }
+
+        let mut type_params = Vec::new();
+        let mut const_params = Vec::new();
+        for param in &sig.generics.params {
+            match param {
+                GenericParam::Type(t) => type_params.push(t.ident.clone()),
+                GenericParam::Const(c) => const_params.push(c.ident.clone()),
+                GenericParam::Lifetime(_) => {}
+            }
+        }
+
+        let policy = match &sig.output {
+            ReturnType::Default => Policy::Plain,
+            ReturnType::Type(_, ty) => match &**ty {
+                Type::ImplTrait(imp) => {
+                    errors.push(
+                        imp.span(),
+                        "#[redis_cache] cannot cache an `impl Trait` return: a hit is decoded from \
+                         bytes, which needs the concrete type; name the type (for example \
+                         `Vec<Item>` instead of `impl Iterator<Item = Item>`)",
+                    );
+                    Policy::Plain
+                }
+                ty => match last_segment(ty).as_deref() {
+                    Some("Result") => Policy::OkOnly,
+                    Some("Option") if args.none_ttl.is_some() => Policy::SomeOrNone,
+                    Some("Option") => Policy::SomeOnly,
+                    _ => Policy::Plain,
+                },
+            },
+        };
+        if let (Some((_, span)), false) = (args.none_ttl, matches!(policy, Policy::SomeOrNone)) {
+            errors.push(
+                span,
+                "`none_ttl` only applies to functions returning `Option<T>`; remove it",
+            );
+        }
+
+        errors.finish(Analysis {
+            key_params,
+            has_receiver,
+            type_params,
+            const_params,
+            policy,
+        })
+    }
+}
+
+fn last_segment(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| s.ident.to_string()),
+        Type::Paren(p) => last_segment(&p.elem),
+        Type::Group(g) => last_segment(&g.elem),
+        _ => None,
+    }
+}

@@ -1,0 +1,92 @@
+//! The [`Cache`] handle and the process-wide default.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use crate::config::{CacheBuilder, ConfigError};
+use crate::connection::Connection;
+
+/// A handle to one Redis cache: cheap to clone (an `Arc`), shared by every function that uses it.
+///
+/// Functions use the [default](default_cache) unless their attribute says
+/// `cache = <expression>`, where the expression dereferences to a `Cache` (a `static`
+/// `LazyLock<Cache>`, a field of `self`, or a parameter listed in `skip`).
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    prefix: String,
+    /// `None`: caching is disabled (bad configuration); every call runs the function.
+    connection: Option<Connection>,
+}
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("prefix", &self.inner.prefix)
+            .field("enabled", &self.is_enabled())
+            .finish()
+    }
+}
+
+impl Cache {
+    /// A builder starting from the `DEFAULT_*` constants.
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::default()
+    }
+
+    /// The cache the environment describes (see [`CacheBuilder::from_env`]).
+    pub fn from_env() -> Result<Cache, ConfigError> {
+        CacheBuilder::from_env()?.build()
+    }
+
+    /// A cache that never touches Redis: every call runs the function.
+    pub fn disabled() -> Cache {
+        Cache::new(crate::config::DEFAULT_PREFIX.to_string(), None)
+    }
+
+    pub(crate) fn new(prefix: String, connection: Option<Connection>) -> Cache {
+        Cache {
+            inner: Arc::new(Inner { prefix, connection }),
+        }
+    }
+
+    /// The first segment of this cache's keys.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// `false` for [`Cache::disabled`] and for a default cache whose configuration was invalid.
+    pub fn is_enabled(&self) -> bool {
+        self.inner.connection.is_some()
+    }
+
+    pub(crate) fn connection(&self) -> Option<&Connection> {
+        self.inner.connection.as_ref()
+    }
+}
+
+static DEFAULT: OnceLock<Cache> = OnceLock::new();
+
+/// Installs `cache` as the default of every function without `cache = ...`.
+///
+/// Call it at start-up, before the first cached call. Returns the cache back as `Err` if a
+/// default is already in place (installed before, or created from the environment by a call).
+pub fn set_default(cache: Cache) -> Result<(), Cache> {
+    DEFAULT.set(cache)
+}
+
+/// The default cache: the one given to [`set_default`], or else one built from the environment on
+/// first use. An invalid environment is logged once and yields a disabled cache, so the service
+/// runs uncached instead of failing.
+pub fn default_cache() -> &'static Cache {
+    DEFAULT.get_or_init(|| match Cache::from_env() {
+        Ok(cache) => cache,
+        Err(err) => {
+            tracing::error!(error = %err, "redis_cache: invalid configuration, caching is disabled");
+            Cache::disabled()
+        }
+    })
+}

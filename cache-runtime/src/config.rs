@@ -1,0 +1,267 @@
+//! Configuration: named defaults, the environment, and the [`CacheBuilder`].
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::cache::Cache;
+use crate::connection::{Connection, Timeouts};
+
+/// Where the cache connects when `REDIS_URL` is not set.
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+/// First segment of every key when `REDIS_CACHE_PREFIX` is not set.
+pub const DEFAULT_PREFIX: &str = "rcache";
+/// How long establishing a connection may take. A cache that is slower than the database behind
+/// it is worse than none, so this is short.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long one Redis command may take before the call goes on without the cache.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_millis(100);
+/// After a failed connection attempt, the first wait before the next one; it doubles per failure.
+pub const DEFAULT_RECONNECT_MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait between connection attempts while Redis is unreachable.
+pub const DEFAULT_RECONNECT_MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Environment variable holding the Redis URL (`redis://`, `rediss://` for TLS, credentials in
+/// the URL).
+pub const ENV_URL: &str = "REDIS_URL";
+/// Environment variable holding the connect timeout in milliseconds.
+pub const ENV_CONNECT_TIMEOUT_MS: &str = "REDIS_CONNECT_TIMEOUT_MS";
+/// Environment variable holding the command timeout in milliseconds.
+pub const ENV_COMMAND_TIMEOUT_MS: &str = "REDIS_COMMAND_TIMEOUT_MS";
+/// Environment variable holding the key prefix.
+pub const ENV_PREFIX: &str = "REDIS_CACHE_PREFIX";
+
+const MAX_PREFIX_LEN: usize = 64;
+
+/// Builds a [`Cache`]. Every setting starts at its `DEFAULT_*` constant.
+///
+/// ```
+/// use std::time::Duration;
+/// let cache = cache_runtime::Cache::builder()
+///     .url("redis://127.0.0.1:6379")
+///     .prefix("catalog")
+///     .command_timeout(Duration::from_millis(50))
+///     .build()
+///     .expect("valid configuration");
+/// assert_eq!(cache.prefix(), "catalog");
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct CacheBuilder {
+    url: String,
+    prefix: String,
+    timeouts: Timeouts,
+}
+
+impl fmt::Debug for CacheBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("url", &redact(&self.url))
+            .field("prefix", &self.prefix)
+            .field("timeouts", &self.timeouts)
+            .finish()
+    }
+}
+
+impl Default for CacheBuilder {
+    fn default() -> Self {
+        CacheBuilder {
+            url: DEFAULT_URL.to_string(),
+            prefix: DEFAULT_PREFIX.to_string(),
+            timeouts: Timeouts {
+                connect: DEFAULT_CONNECT_TIMEOUT,
+                command: DEFAULT_COMMAND_TIMEOUT,
+                reconnect_min: DEFAULT_RECONNECT_MIN_BACKOFF,
+                reconnect_max: DEFAULT_RECONNECT_MAX_BACKOFF,
+            },
+        }
+    }
+}
+
+impl CacheBuilder {
+    /// The defaults, overridden by whichever of `REDIS_URL`, `REDIS_CONNECT_TIMEOUT_MS`,
+    /// `REDIS_COMMAND_TIMEOUT_MS` and `REDIS_CACHE_PREFIX` are set.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|var| std::env::var(var).ok())
+    }
+
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut builder = CacheBuilder::default();
+        if let Some(url) = get(ENV_URL) {
+            builder.url = url;
+        }
+        if let Some(prefix) = get(ENV_PREFIX) {
+            builder.prefix = prefix;
+        }
+        let millis = |var: &'static str| -> Result<Option<Duration>, ConfigError> {
+            get(var)
+                .map(|value| match value.trim().parse::<u64>() {
+                    Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+                    _ => Err(ConfigError::new(format!(
+                        "{var}={value:?} is not a positive number of milliseconds"
+                    ))),
+                })
+                .transpose()
+        };
+        if let Some(d) = millis(ENV_CONNECT_TIMEOUT_MS)? {
+            builder.timeouts.connect = d;
+        }
+        if let Some(d) = millis(ENV_COMMAND_TIMEOUT_MS)? {
+            builder.timeouts.command = d;
+        }
+        Ok(builder)
+    }
+
+    /// The Redis URL: `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS (needs
+    /// the `tls` feature).
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = url.into();
+        self
+    }
+
+    /// The first segment of every key, so several services can share one Redis. ASCII letters,
+    /// digits and `_ - . : /`, at most 64 characters.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long establishing a connection may take.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.connect = timeout;
+        self
+    }
+
+    /// How long one command may take.
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.command = timeout;
+        self
+    }
+
+    /// The bounds of the doubling wait between connection attempts while Redis is unreachable.
+    pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.timeouts.reconnect_min = min;
+        self.timeouts.reconnect_max = max.max(min);
+        self
+    }
+
+    /// Checks the configuration. Nothing connects yet: the first cached call does, so a service
+    /// starts while Redis is down and uses it as soon as it answers.
+    pub fn build(self) -> Result<Cache, ConfigError> {
+        check_prefix(&self.prefix)?;
+        if self.timeouts.connect.is_zero() || self.timeouts.command.is_zero() {
+            return Err(ConfigError::new("timeouts must be greater than zero"));
+        }
+        let client = redis::Client::open(self.url.as_str()).map_err(|err| {
+            let hint = if self.url.starts_with("rediss://") && cfg!(not(feature = "tls")) {
+                " (rediss:// needs cache-runtime's `tls` feature)"
+            } else {
+                ""
+            };
+            ConfigError::new(format!(
+                "invalid Redis URL {}: {err}{hint}",
+                redact(&self.url)
+            ))
+        })?;
+        Ok(Cache::new(
+            self.prefix,
+            Some(Connection::new(client, self.timeouts)),
+        ))
+    }
+}
+
+fn check_prefix(prefix: &str) -> Result<(), ConfigError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/');
+    if prefix.is_empty() || prefix.len() > MAX_PREFIX_LEN || !prefix.chars().all(allowed) {
+        return Err(ConfigError::new(format!(
+            "invalid key prefix {prefix:?}: use 1 to {MAX_PREFIX_LEN} ASCII letters, digits or `_ - . : /` \
+             (no glob or space characters)"
+        )));
+    }
+    Ok(())
+}
+
+/// Hides the password of a URL, for messages.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((auth, host)) => {
+            let user = auth.split(':').next().unwrap_or("");
+            let hidden = if auth.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{hidden}@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// A configuration the cache cannot work with. The message names the setting and never contains
+/// a password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    message: String,
+}
+
+impl ConfigError {
+    fn new(message: impl Into<String>) -> Self {
+        ConfigError {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |var| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == var)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let b = CacheBuilder::from_lookup(env(&[
+            (ENV_URL, "redis://10.0.0.1:7000/2"),
+            (ENV_PREFIX, "svc"),
+            (ENV_CONNECT_TIMEOUT_MS, "40"),
+        ]))
+        .unwrap();
+        assert_eq!(b.url, "redis://10.0.0.1:7000/2");
+        assert_eq!(b.prefix, "svc");
+        assert_eq!(b.timeouts.connect, Duration::from_millis(40));
+        assert_eq!(b.timeouts.command, DEFAULT_COMMAND_TIMEOUT);
+    }
+
+    #[test]
+    fn bad_numbers_prefixes_and_urls_are_errors() {
+        assert!(CacheBuilder::from_lookup(env(&[(ENV_COMMAND_TIMEOUT_MS, "soon")])).is_err());
+        assert!(CacheBuilder::from_lookup(env(&[(ENV_COMMAND_TIMEOUT_MS, "0")])).is_err());
+        assert!(CacheBuilder::default().prefix("a*b").build().is_err());
+        assert!(CacheBuilder::default().prefix("").build().is_err());
+        let err = CacheBuilder::default()
+            .url("http://user:hunter2@host")
+            .build()
+            .unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn redact_hides_only_the_password() {
+        assert_eq!(redact("redis://u:p@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redact("redis://:p@h"), "redis://:***@h");
+        assert_eq!(redact("redis://h:1"), "redis://h:1");
+    }
+}

@@ -1,0 +1,202 @@
+//! Key derivation: `{prefix}:{function}:{fingerprint}:{args}`.
+//!
+//! - `function` is `module_path::fn_name` (`module_path::Type::method` for methods), or the
+//!   attribute's `name = "..."`;
+//! - `fingerprint` is 8 hex digits of xxh3-64 over what makes stored bytes unreadable: the return
+//!   type as written, the attribute's `version`, and the codec id;
+//! - `args` is 32 hex digits of xxh3-128 over the canonical (bincode) serialization of the key
+//!   arguments in order, preceded by the names of the function's type parameters (and `Self`'s
+//!   for methods), so `parse::<u32>("1")` and `parse::<u64>("1")` do not share an entry.
+//!
+//! Serialization is length-prefixed, so `f("a b")` and `f("a", "b")` cannot meet. Every segment is
+//! made of identifier characters, `:`, hex digits, or characters checked when the name or prefix
+//! was accepted, so no argument value can put a glob character into a key.
+
+use serde::Serialize;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::codec::{ActiveCodec, Codec};
+use crate::site::Site;
+
+/// Hashes a call's arguments; built by the generated code, one `arg` call per key parameter.
+#[doc(hidden)]
+pub struct KeyBuilder {
+    hasher: Xxh3,
+    self_type: Option<&'static str>,
+    failed: bool,
+}
+
+/// The part of a key that depends on the call: its argument hash, and `Self` for methods.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct CallKey {
+    args: Option<u128>,
+    self_type: Option<&'static str>,
+}
+
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of the cache key: it does not implement `serde::Serialize`",
+    label = "this argument is hashed into the cache key",
+    note = "leave the argument out of the key with `#[redis_cache(..., skip(<argument name>))]`, or derive `serde::Serialize` for its type"
+)]
+#[doc(hidden)]
+pub trait KeyArg {}
+impl<T: Serialize + ?Sized> KeyArg for T {}
+
+impl KeyBuilder {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        KeyBuilder {
+            hasher: Xxh3::new(),
+            self_type: None,
+            failed: false,
+        }
+    }
+
+    /// For methods: `type_name::<Self>()`, which names the function and separates `Repo<A>` from
+    /// `Repo<B>`.
+    pub fn method_of(&mut self, self_type: &'static str) {
+        self.self_type = Some(self_type);
+        self.type_param(self_type);
+    }
+
+    pub fn type_param(&mut self, type_name: &'static str) {
+        self.hasher.update(&(type_name.len() as u64).to_le_bytes());
+        self.hasher.update(type_name.as_bytes());
+    }
+
+    pub fn arg<T: KeyArg + Serialize + ?Sized>(&mut self, value: &T) {
+        if !self.failed {
+            self.failed = bincode::serde::encode_into_writer(
+                value,
+                HashWriter(&mut self.hasher),
+                bincode::config::standard(),
+            )
+            .is_err();
+        }
+    }
+
+    /// `None` inside when an argument could not be serialized: the call then bypasses the cache.
+    pub fn finish(self) -> CallKey {
+        CallKey {
+            args: (!self.failed).then(|| self.hasher.digest128()),
+            self_type: self.self_type,
+        }
+    }
+}
+
+impl std::fmt::Debug for KeyBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyBuilder").finish_non_exhaustive()
+    }
+}
+
+struct HashWriter<'a>(&'a mut Xxh3);
+
+impl bincode::enc::write::Writer for HashWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.0.update(bytes);
+        Ok(())
+    }
+}
+
+impl CallKey {
+    pub(crate) fn self_type(&self) -> Option<&'static str> {
+        self.self_type
+    }
+
+    /// The full Redis key, or `None` when the arguments could not be hashed.
+    pub(crate) fn render(&self, prefix: &str, site: &Site) -> Option<String> {
+        let args = self.args?;
+        let mut key = String::with_capacity(prefix.len() + 96);
+        key.push_str(prefix);
+        key.push(':');
+        push_function(&mut key, site, self.self_type);
+        key.push(':');
+        push_hex(&mut key, site.fingerprint().into(), 8);
+        key.push(':');
+        push_hex(&mut key, args, 32);
+        Some(key)
+    }
+}
+
+/// The key segment naming the function: what a pattern selects to address all of its entries.
+pub(crate) fn push_function(out: &mut String, site: &Site, self_type: Option<&'static str>) {
+    if let Some(name) = site.spec.name {
+        out.push_str(name);
+        return;
+    }
+    out.push_str(site.spec.module);
+    out.push_str("::");
+    if let Some(ty) = self_type {
+        out.push_str(&type_segment(ty));
+        out.push_str("::");
+    }
+    out.push_str(site.spec.function);
+}
+
+/// `my_crate::repo::Repo<alloc::string::String>` becomes `Repo`: the type's own name, without
+/// its path or generic arguments (those are hashed into the arguments instead).
+fn type_segment(type_name: &str) -> String {
+    let base = type_name.split('<').next().unwrap_or(type_name);
+    let last = base.rsplit("::").next().unwrap_or(base);
+    let clean: String = last
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    if clean.is_empty() {
+        "Self".into()
+    } else {
+        clean
+    }
+}
+
+/// What makes stored bytes unreadable: the return type as written, `version`, and the codec.
+pub(crate) fn fingerprint(value_type: &str, version: u32) -> u32 {
+    let mut hasher = Xxh3::new();
+    hasher.update(value_type.as_bytes());
+    hasher.update(&[0]);
+    hasher.update(&version.to_le_bytes());
+    hasher.update(&[ActiveCodec::ID]);
+    (hasher.digest() >> 32) as u32
+}
+
+fn push_hex(out: &mut String, value: u128, digits: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits).rev() {
+        out.push(HEX[((value >> (i * 4)) & 0xF) as usize] as char);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_segment_strips_path_and_generics() {
+        assert_eq!(
+            type_segment("app::repo::Repo<alloc::string::String>"),
+            "Repo"
+        );
+        assert_eq!(type_segment("app::Plain"), "Plain");
+        assert_eq!(type_segment("[u8]"), "u8");
+        assert_eq!(type_segment("()"), "Self");
+    }
+
+    #[test]
+    fn hex_is_zero_padded() {
+        let mut s = String::new();
+        push_hex(&mut s, 0xabc, 8);
+        assert_eq!(s, "00000abc");
+    }
+
+    #[test]
+    fn length_prefixes_separate_split_strings() {
+        let mut one = KeyBuilder::new();
+        one.arg("a b");
+        let mut two = KeyBuilder::new();
+        two.arg("a");
+        two.arg("b");
+        assert_ne!(one.finish().args, two.finish().args);
+    }
+}

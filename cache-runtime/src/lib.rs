@@ -1,0 +1,64 @@
+//! Memoize `async fn`s in Redis with one attribute.
+//!
+//! ```no_run
+//! use cache_runtime::redis_cache;
+//! # #[derive(serde::Serialize, serde::Deserialize)] struct Product;
+//! # #[derive(Debug)] struct DbError; struct Db;
+//! # impl Db { async fn load(&self, id: u64) -> Result<Product, DbError> { Ok(Product) } }
+//!
+//! #[redis_cache(ttl = 300, skip(db))]
+//! async fn product(db: &Db, id: u64) -> Result<Product, DbError> {
+//!     db.load(id).await
+//! }
+//! ```
+//!
+//! The call's arguments (all but those in `skip`) are hashed into a key; on a hit the stored value
+//! is decoded and returned without running the body; on a miss the body runs and its value is
+//! stored for `ttl` seconds. `Err` and `None` are not stored. When Redis is unreachable, slow or
+//! holds garbage, the body simply runs: callers never see a cache error.
+//!
+//! The README has the full contract; in short:
+//!
+//! | option | meaning |
+//! |---|---|
+//! | `ttl = N` | required: seconds an entry lives (at least 1) |
+//! | `skip(a, b)` | parameters left out of the key (pools, clients, loggers); every other parameter must be `Serialize` |
+//! | `version = N` | bump when the stored type's shape changes: the function moves to new keys |
+//! | `name = "..."` | the key's function segment instead of `module_path::fn_name` (keeps keys across renames) |
+//! | `cache = expr` | use this [`Cache`] (anything that dereferences to one) instead of the default |
+//! | `none_ttl = N` | for `Option<T>`: also store `None`, for N seconds |
+//! | `include_self` | for methods: hash `self` into the key too (it must be `Serialize`) |
+//!
+//! `self` is left out of the key by default because a receiver is usually a service handle (a
+//! repository, a client) whose identity says nothing about the answer, and often is not
+//! `Serialize`. If the answer does depend on `self`'s state, say `include_self`.
+//!
+//! Where the code lives: [`key`](crate::key) (key derivation), `envelope` and `codec` (the stored
+//! bytes), `connection` (Redis, deadlines, reconnection), `flow` (cache-aside), `policy` (what is
+//! stored), `stats` (counters), `config` and `cache` (set-up).
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod cache;
+mod codec;
+mod config;
+mod connection;
+mod envelope;
+mod flow;
+mod key;
+mod policy;
+mod site;
+mod stats;
+
+pub use cache::{Cache, default_cache, set_default};
+pub use cache_macro::redis_cache;
+pub use config::{
+    CacheBuilder, ConfigError, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX,
+    DEFAULT_RECONNECT_MAX_BACKOFF, DEFAULT_RECONNECT_MIN_BACKOFF, DEFAULT_URL,
+    ENV_COMMAND_TIMEOUT_MS, ENV_CONNECT_TIMEOUT_MS, ENV_PREFIX, ENV_URL,
+};
+pub use stats::{FunctionStats, stats, stats_for};
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;

@@ -1,0 +1,89 @@
+//! What is stored for each return shape: every value, only `Ok`, only `Some` (or `None` too).
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::site::SiteSpec;
+
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached: a cached value must implement `serde::Serialize` and `serde::de::DeserializeOwned`",
+    label = "the value stored in Redis",
+    note = "derive `serde::Serialize` and `serde::Deserialize` for it; borrowed types such as `&str` cannot be decoded from Redis, return an owned type such as `String`"
+)]
+#[doc(hidden)]
+pub trait CacheValue: Serialize + DeserializeOwned {}
+impl<T: Serialize + DeserializeOwned> CacheValue for T {}
+
+/// Decides, per return value, what goes to Redis and for how long.
+#[doc(hidden)]
+pub trait Policy<R> {
+    type Stored: CacheValue;
+    /// The value to store and its TTL in seconds, or `None` to store nothing.
+    fn to_store<'a>(value: &'a R, spec: &SiteSpec) -> Option<(&'a Self::Stored, u64)>;
+    fn from_stored(stored: Self::Stored) -> R;
+}
+
+/// Any return value is stored.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Plain;
+
+impl<T: CacheValue> Policy<T> for Plain {
+    type Stored = T;
+    fn to_store<'a>(value: &'a T, spec: &SiteSpec) -> Option<(&'a T, u64)> {
+        Some((value, spec.ttl_secs))
+    }
+    fn from_stored(stored: T) -> T {
+        stored
+    }
+}
+
+/// `Result<T, E>`: `Ok(T)` is stored; errors never are.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct OkOnly;
+
+impl<T: CacheValue, E> Policy<Result<T, E>> for OkOnly {
+    type Stored = T;
+    fn to_store<'a>(value: &'a Result<T, E>, spec: &SiteSpec) -> Option<(&'a T, u64)> {
+        value.as_ref().ok().map(|v| (v, spec.ttl_secs))
+    }
+    fn from_stored(stored: T) -> Result<T, E> {
+        Ok(stored)
+    }
+}
+
+/// `Option<T>`: `Some(T)` is stored, `None` is not.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct SomeOnly;
+
+impl<T: CacheValue> Policy<Option<T>> for SomeOnly {
+    type Stored = T;
+    fn to_store<'a>(value: &'a Option<T>, spec: &SiteSpec) -> Option<(&'a T, u64)> {
+        value.as_ref().map(|v| (v, spec.ttl_secs))
+    }
+    fn from_stored(stored: T) -> Option<T> {
+        Some(stored)
+    }
+}
+
+/// `Option<T>` with `none_ttl`: `None` is stored too, for `none_ttl` seconds.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct SomeOrNone;
+
+impl<T: CacheValue> Policy<Option<T>> for SomeOrNone {
+    type Stored = Option<T>;
+    fn to_store<'a>(value: &'a Option<T>, spec: &SiteSpec) -> Option<(&'a Option<T>, u64)> {
+        let ttl = if value.is_some() {
+            spec.ttl_secs
+        } else {
+            spec.none_ttl_secs
+        };
+        Some((value, ttl))
+    }
+    fn from_stored(stored: Option<T>) -> Option<T> {
+        stored
+    }
+}

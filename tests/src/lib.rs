@@ -1,0 +1,173 @@
+//! Test support: real `redis-server` processes on free loopback ports, owned by the test.
+//!
+//! Each [`RedisServer`] is a child process bound to `127.0.0.1` on a port nobody else holds; it is
+//! killed when dropped. Readiness is an event (the server's own "Ready to accept connections"
+//! line), never a sleep.
+
+pub mod fixtures;
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use cache_runtime::Cache;
+
+/// A `redis-server` child process on `127.0.0.1:port`.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+impl RedisServer {
+    /// Starts a server on a free port, with no persistence.
+    pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `--name value` configuration, e.g. `["--maxmemory", "1mb"]`.
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        // A port freed by the kernel can be taken by someone else before the server binds it:
+        // try a few ports before giving up.
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            match spawn(port, &extra) {
+                Ok(child) => {
+                    return RedisServer {
+                        port,
+                        child: Some(child),
+                        extra,
+                    };
+                }
+                Err(err) => last_err = err,
+            }
+        }
+        panic!("could not start redis-server: {last_err}");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A cache on this server with its own prefix and test-friendly (short) timeouts.
+    pub fn cache(&self, prefix: &str) -> Cache {
+        Cache::builder()
+            .url(self.url())
+            .prefix(prefix)
+            .connect_timeout(Duration::from_millis(500))
+            .command_timeout(Duration::from_millis(500))
+            .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(100))
+            .build()
+            .expect("valid test cache")
+    }
+
+    /// A plain client for inspecting and tampering with the server's contents.
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).expect("valid url")
+    }
+
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        self.client()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to test redis")
+    }
+
+    /// Removes every key.
+    pub async fn flush(&self) {
+        let mut conn = self.connection().await;
+        redis::cmd("FLUSHALL")
+            .query_async::<()>(&mut conn)
+            .await
+            .expect("FLUSHALL");
+    }
+
+    /// Every key, sorted.
+    pub async fn keys(&self) -> Vec<String> {
+        let mut conn = self.connection().await;
+        let mut keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*")
+            .query_async(&mut conn)
+            .await
+            .expect("KEYS");
+        keys.sort();
+        keys
+    }
+
+    /// Ends the server abruptly (SIGKILL): connections drop, nothing is saved.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server; same as [`kill`](Self::kill) for a cache without persistence.
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    /// Starts the server again on the same port and configuration (after a stop or kill).
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = spawn(self.port, &self.extra)
+            .unwrap_or_else(|err| panic!("restart redis-server on {}: {err}", self.port));
+        self.child = Some(child);
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral loopback port")
+}
+
+/// Spawns the server and waits for its readiness line; on failure returns what it printed.
+fn spawn(port: u16, extra: &[String]) -> Result<Child, String> {
+    let mut child = Command::new("redis-server")
+        .args(["--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .args(["--protected-mode", "yes", "--loglevel", "notice"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|err| format!("spawn redis-server (is it on PATH?): {err}"))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.map_err(|e| e.to_string())?;
+        if line.contains("Ready to accept connections") {
+            // Keep draining the pipe in the background so the server never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return Ok(child);
+        }
+        seen.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Err(seen.join("\n"))
+}
