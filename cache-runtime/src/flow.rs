@@ -55,6 +55,8 @@ where
         },
         Ok(None) => {}
         Err(StoreError::WrongType) => Counters::bump(&counters.invalid),
+        // No attempt was made: Redis failed recently and the reconnect backoff is running.
+        Err(StoreError::Unavailable) => return bypass(counters, body).await,
         Err(err) => {
             Counters::bump(&counters.errors);
             tracing::debug!(%key, error = %err, "redis_cache: lookup failed; running uncached");

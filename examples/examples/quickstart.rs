@@ -1,1 +1,149 @@
-fn main() {}
+//! Quickstart: `cargo run --example quickstart`.
+//!
+//! Uses the Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`). If it answers, the first
+//! round of calls misses (the slow body runs), the second hits, and the stored keys are listed.
+//! If it does not, the functions still answer: they just run every time (fallback).
+
+use std::time::{Duration, Instant};
+
+use cache_runtime::{CacheBuilder, redis_cache};
+use serde::{Deserialize, Serialize};
+
+/// Keys of this example live under their own prefix, so it never touches anything else.
+const PREFIX: &str = "quickstart-example";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct User {
+    id: u32,
+    name: String,
+    email: String,
+}
+
+/// Stands in for a database: every query takes a while.
+struct Db;
+
+impl Db {
+    async fn query_user(&self, id: u32) -> Result<User, String> {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        match id {
+            0 => Err("no user 0".to_string()),
+            _ => Ok(User {
+                id,
+                name: format!("user-{id}"),
+                email: format!("user-{id}@example.com"),
+            }),
+        }
+    }
+}
+
+/// `db` is a handle, not part of the question: `skip` leaves it out of the key.
+/// `Err` is never cached, `Ok` is cached for 60 seconds.
+#[redis_cache(ttl = 60, skip(db))]
+async fn user(db: &Db, id: u32) -> Result<User, String> {
+    db.query_user(id).await
+}
+
+/// Any `Serialize` argument is hashed into the key.
+#[redis_cache(ttl = 60)]
+async fn word_count(text: String) -> usize {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    text.split_whitespace().count()
+}
+
+#[tokio::main]
+async fn main() {
+    let builder = match CacheBuilder::from_env() {
+        Ok(builder) => builder.prefix(PREFIX),
+        Err(err) => {
+            eprintln!("invalid configuration: {err}");
+            std::process::exit(2);
+        }
+    };
+    let cache = builder.build().unwrap_or_else(|err| {
+        eprintln!("invalid configuration: {err}");
+        std::process::exit(2);
+    });
+    cache_runtime::set_default(cache.clone()).expect("no default installed yet");
+
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| cache_runtime::DEFAULT_URL.into());
+    let redis = reachable(&url).await;
+    match &redis {
+        Some(_) => println!("Redis is reachable at {url}: first round misses, second round hits.\n"),
+        None => println!(
+            "Redis is NOT reachable at {url} (start one with `redis-server`, or set REDIS_URL).\n\
+             Fallback mode: every call runs the function and still answers.\n"
+        ),
+    }
+    if let Some(conn) = &redis {
+        clear_example_keys(conn.clone()).await;
+    }
+
+    let db = Db;
+    for round in 1..=2 {
+        println!("round {round}");
+        for id in [1, 2, 0] {
+            let t = Instant::now();
+            let result = user(&db, id).await;
+            println!("  user({id})            -> {:<58} {:>7.2?}", short(&result), t.elapsed());
+        }
+        let t = Instant::now();
+        let n = word_count("the quick brown fox".to_string()).await;
+        println!("  word_count(\"the quick brown fox\") -> {n:<37} {:>7.2?}", t.elapsed());
+    }
+
+    if let Some(conn) = redis {
+        println!("\nkeys stored under `{PREFIX}:` (prefix:function:fingerprint:args), with their TTL:");
+        for (key, ttl) in example_keys(conn).await {
+            println!("  {key}  (expires in {ttl} s)");
+        }
+    }
+
+    println!("\nper-function counters:");
+    for s in cache_runtime::stats() {
+        println!(
+            "  {:<28} hits {:>2}  misses {:>2}  executions {:>2}  fallbacks {:>2}  errors {:>2}",
+            s.function, s.hits, s.misses, s.executions, s.fallbacks, s.errors
+        );
+    }
+}
+
+fn short(result: &Result<User, String>) -> String {
+    match result {
+        Ok(u) => format!("Ok({} <{}>)", u.name, u.email),
+        Err(e) => format!("Err({e:?}) (errors are never cached)"),
+    }
+}
+
+/// A connection if Redis answers `PING` within a second.
+async fn reachable(url: &str) -> Option<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(url).ok()?;
+    let connect = async {
+        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await.ok()?;
+        Some(conn)
+    };
+    tokio::time::timeout(Duration::from_secs(1), connect).await.ok().flatten()
+}
+
+async fn example_keys(mut conn: redis::aio::MultiplexedConnection) -> Vec<(String, i64)> {
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{PREFIX}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    keys.sort();
+    let mut out = Vec::new();
+    for key in keys {
+        let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut conn).await.unwrap_or(-2);
+        out.push((key, ttl));
+    }
+    out
+}
+
+/// So every run starts cold and shows misses first.
+async fn clear_example_keys(mut conn: redis::aio::MultiplexedConnection) {
+    for (key, _) in example_keys(conn.clone()).await {
+        let _: Result<(), _> = redis::cmd("DEL").arg(&key).query_async(&mut conn).await;
+    }
+}
+
