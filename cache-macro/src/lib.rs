@@ -3,9 +3,9 @@
 //! Do not depend on this crate directly: depend on `cache-runtime`, which re-exports the attribute
 //! and holds everything the generated code calls. The macro only parses, validates and expands:
 //!
-//! - [`args`]: the attribute's options (`ttl = 300, skip(db), ...`);
-//! - [`signature`]: what the annotated function looks like (async, parameters, return shape);
-//! - [`expand`]: the code that routes the call through `::cache_runtime::__private`.
+//! - `args`: the attribute's options (`ttl = 300, skip(db), ...`);
+//! - `signature`: what the annotated function looks like (async, parameters, return shape);
+//! - `expand`: the code that routes the call through `::cache_runtime::__private`.
 //!
 //! On any error the original function is emitted unchanged next to the `compile_error!`s, so the
 //! rest of the crate still type-checks and IDEs keep working.

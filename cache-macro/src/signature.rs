@@ -58,20 +58,20 @@ impl Analysis {
                     }
                 }
                 FnArg::Typed(pat_type) => {
-                    if let Type::Reference(r) = &*pat_type.ty {
-                        if let Some(m) = r.mutability {
-                            errors.push(
+                    if let Type::Reference(r) = &*pat_type.ty
+                        && let Some(m) = r.mutability
+                    {
+                        errors.push(
                                 m.span.join(r.elem.span()).unwrap_or(m.span),
                                 "#[redis_cache] cannot cache a function with a `&mut` parameter: on a \
                                  hit the body does not run, so the change it makes through the reference \
                                  would be skipped; pass a shared reference or a value",
-                            );
-                        }
+                        );
                     }
                     match &*pat_type.pat {
                         Pat::Ident(p) => {
                             param_names.push(p.ident.clone());
-                            if !args.skip.iter().any(|s| *s == p.ident) {
+                            if !args.skip.contains(&p.ident) {
                                 key_params.push(p.ident.clone());
                             }
                         }
@@ -100,13 +100,13 @@ impl Analysis {
                 );
             }
         }
-        if let Some(span) = args.include_self {
-            if !has_receiver {
-                errors.push(
-                    span,
-                    "`include_self` needs a method taking `&self`; remove it",
-                );
-            }
+        if let Some(span) = args.include_self
+            && !has_receiver
+        {
+            errors.push(
+                span,
+                "`include_self` needs a method taking `&self`; remove it",
+            );
         }
 
         let mut type_params = Vec::new();

@@ -136,7 +136,10 @@ impl Connection {
         if let Some(found) = self.ready()? {
             return Ok(found);
         }
-        let _gate = tokio::time::timeout(self.timeouts.connect, self.connecting.lock())
+        // One deadline for waiting on another caller's attempt and for our own: a call never
+        // spends more than the connect timeout on connecting.
+        let deadline = tokio::time::Instant::now() + self.timeouts.connect;
+        let _gate = tokio::time::timeout_at(deadline, self.connecting.lock())
             .await
             .map_err(|_| StoreError::Timeout)?;
         // Whoever held the gate before us may have connected, or failed and set a backoff.
@@ -148,8 +151,8 @@ impl Connection {
                 let config = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(self.timeouts.connect))
                     .set_response_timeout(Some(self.timeouts.command));
-                tokio::time::timeout(
-                    self.timeouts.connect,
+                tokio::time::timeout_at(
+                    deadline,
                     client.get_multiplexed_async_connection_with_config(&config),
                 )
                 .await

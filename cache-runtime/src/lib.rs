@@ -33,7 +33,7 @@
 //! repository, a client) whose identity says nothing about the answer, and often is not
 //! `Serialize`. If the answer does depend on `self`'s state, say `include_self`.
 //!
-//! Where the code lives: [`key`](crate::key) (key derivation), `envelope` and `codec` (the stored
+//! Where the code lives: `key` (key derivation), `envelope` and `codec` (the stored
 //! bytes), `connection` (Redis, deadlines, reconnection), `flow` (cache-aside), `policy` (what is
 //! stored), `stats` (counters), `config` and `cache` (set-up).
 

@@ -28,8 +28,8 @@ fn sample(id: u64) -> Product {
         id,
         sku: format!("SKU-{id:08}"),
         name: "Stainless steel water bottle, 750 ml".into(),
-        description: "Double-walled, keeps drinks cold for 24 hours and hot for 12. Dishwasher safe."
-            .into(),
+        description:
+            "Double-walled, keeps drinks cold for 24 hours and hot for 12. Dishwasher safe.".into(),
         price_cents: 2499,
         stock: 120,
         tags: vec!["outdoor".into(), "kitchen".into(), "gift".into()],
@@ -54,7 +54,12 @@ async fn main() {
     let expected = product(&cache, 1).await;
     let raw_key = "raw:product:1";
     let raw_bytes = bincode::serde::encode_to_vec(&expected, bincode::config::standard()).unwrap();
-    let () = redis::cmd("SET").arg(raw_key).arg(&raw_bytes).query_async(&mut conn).await.unwrap();
+    let () = redis::cmd("SET")
+        .arg(raw_key)
+        .arg(&raw_bytes)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     println!("value: {} bytes encoded", raw_bytes.len());
 
     let mut raw = Vec::new();
@@ -62,7 +67,11 @@ async fn main() {
     for _ in 0..ROUNDS {
         let t = Instant::now();
         for _ in 0..CALLS_PER_ROUND {
-            let bytes: Vec<u8> = redis::cmd("GET").arg(raw_key).query_async(&mut conn).await.unwrap();
+            let bytes: Vec<u8> = redis::cmd("GET")
+                .arg(raw_key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
             let (value, _): (Product, usize) =
                 bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
             assert_eq!(value.id, 1);
@@ -79,9 +88,14 @@ async fn main() {
     assert_eq!(stats.executions, 1, "every measured call was a hit");
 
     let (raw, ours) = (median(raw), median(ours));
-    println!("raw GET + decode : {raw:>9.2?} per call (median of {ROUNDS} rounds x {CALLS_PER_ROUND})");
+    println!(
+        "raw GET + decode : {raw:>9.2?} per call (median of {ROUNDS} rounds x {CALLS_PER_ROUND})"
+    );
     println!("#[redis_cache] hit: {ours:>9.2?} per call");
-    println!("ratio hit / raw  : {:.3}", ours.as_secs_f64() / raw.as_secs_f64());
+    println!(
+        "ratio hit / raw  : {:.3}",
+        ours.as_secs_f64() / raw.as_secs_f64()
+    );
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

@@ -68,7 +68,9 @@ async fn main() {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| cache_runtime::DEFAULT_URL.into());
     let redis = reachable(&url).await;
     match &redis {
-        Some(_) => println!("Redis is reachable at {url}: first round misses, second round hits.\n"),
+        Some(_) => {
+            println!("Redis is reachable at {url}: first round misses, second round hits.\n")
+        }
         None => println!(
             "Redis is NOT reachable at {url} (start one with `redis-server`, or set REDIS_URL).\n\
              Fallback mode: every call runs the function and still answers.\n"
@@ -84,15 +86,24 @@ async fn main() {
         for id in [1, 2, 0] {
             let t = Instant::now();
             let result = user(&db, id).await;
-            println!("  user({id})            -> {:<58} {:>7.2?}", short(&result), t.elapsed());
+            println!(
+                "  user({id})            -> {:<58} {:>7.2?}",
+                short(&result),
+                t.elapsed()
+            );
         }
         let t = Instant::now();
         let n = word_count("the quick brown fox".to_string()).await;
-        println!("  word_count(\"the quick brown fox\") -> {n:<37} {:>7.2?}", t.elapsed());
+        println!(
+            "  word_count(\"the quick brown fox\") -> {n:<37} {:>7.2?}",
+            t.elapsed()
+        );
     }
 
     if let Some(conn) = redis {
-        println!("\nkeys stored under `{PREFIX}:` (prefix:function:fingerprint:args), with their TTL:");
+        println!(
+            "\nkeys stored under `{PREFIX}:` (prefix:function:fingerprint:args), with their TTL:"
+        );
         for (key, ttl) in example_keys(conn).await {
             println!("  {key}  (expires in {ttl} s)");
         }
@@ -119,10 +130,16 @@ async fn reachable(url: &str) -> Option<redis::aio::MultiplexedConnection> {
     let client = redis::Client::open(url).ok()?;
     let connect = async {
         let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await.ok()?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .ok()?;
         Some(conn)
     };
-    tokio::time::timeout(Duration::from_secs(1), connect).await.ok().flatten()
+    tokio::time::timeout(Duration::from_secs(1), connect)
+        .await
+        .ok()
+        .flatten()
 }
 
 async fn example_keys(mut conn: redis::aio::MultiplexedConnection) -> Vec<(String, i64)> {
@@ -134,7 +151,11 @@ async fn example_keys(mut conn: redis::aio::MultiplexedConnection) -> Vec<(Strin
     keys.sort();
     let mut out = Vec::new();
     for key in keys {
-        let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut conn).await.unwrap_or(-2);
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(-2);
         out.push((key, ttl));
     }
     out
@@ -146,4 +167,3 @@ async fn clear_example_keys(mut conn: redis::aio::MultiplexedConnection) {
         let _: Result<(), _> = redis::cmd("DEL").arg(&key).query_async(&mut conn).await;
     }
 }
-

@@ -477,3 +477,101 @@ fn futures_lite_block_on<F: std::future::Future>(fut: F) -> F::Output {
         }
     }
 }
+
+static RESTART_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn across_restart(cache: &Cache, x: u64) -> u64 {
+    RESTART_RUNS.fetch_add(1, SeqCst);
+    x * 10
+}
+
+#[tokio::test]
+async fn a_redis_restart_is_survived_and_the_cache_is_used_again() {
+    let mut redis = RedisServer::start();
+    let cache = redis.cache("restart");
+    assert_eq!(across_restart(&cache, 1).await, 10);
+    assert_eq!(across_restart(&cache, 1).await, 10);
+    assert_eq!(RESTART_RUNS.load(SeqCst), 1);
+
+    redis.kill();
+    for _ in 0..5 {
+        assert_eq!(
+            across_restart(&cache, 1).await,
+            10,
+            "answers while Redis is down"
+        );
+    }
+    assert_eq!(RESTART_RUNS.load(SeqCst), 6);
+
+    redis.restart();
+    // The restarted server is empty. The reconnect backoff (at most 100 ms for this cache) must
+    // pass before the next attempt: poll, bounded, until a value is stored again.
+    let writes_before = stats_for("behaviour::across_restart").unwrap().writes;
+    let mut stored = false;
+    for _ in 0..200 {
+        assert_eq!(across_restart(&cache, 2).await, 20);
+        if stats_for("behaviour::across_restart").unwrap().writes > writes_before {
+            stored = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(stored, "the cache was not used again after Redis came back");
+    let runs = RESTART_RUNS.load(SeqCst);
+    assert_eq!(across_restart(&cache, 2).await, 20);
+    assert_eq!(RESTART_RUNS.load(SeqCst), runs, "a hit after recovery");
+}
+
+static PANIC_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn may_panic(cache: Cache, fail: bool) -> u64 {
+    PANIC_RUNS.fetch_add(1, SeqCst);
+    if fail {
+        panic!("boom");
+    }
+    7
+}
+
+#[tokio::test]
+async fn a_panic_propagates_and_leaves_nothing_behind() {
+    let redis = RedisServer::start();
+    let cache = redis.cache("panic");
+    let joined = tokio::spawn(may_panic(cache.clone(), true)).await;
+    let err = joined.expect_err("the panic reaches the caller");
+    assert!(err.is_panic());
+    assert!(
+        redis.keys().await.is_empty(),
+        "nothing stored for the panicking call"
+    );
+    assert_eq!(may_panic(cache.clone(), false).await, 7);
+    assert_eq!(may_panic(cache, false).await, 7);
+    assert_eq!(
+        PANIC_RUNS.load(SeqCst),
+        2,
+        "later calls work and cache normally"
+    );
+}
+
+#[redis_cache(ttl = 60, skip(cache, gate), cache = cache)]
+async fn cancellable(cache: &Cache, gate: &tokio::sync::Notify, x: u64) -> u64 {
+    gate.notified().await;
+    x
+}
+
+#[tokio::test]
+async fn a_cancelled_call_stores_nothing_and_blocks_nothing() {
+    let redis = RedisServer::start();
+    let cache = redis.cache("cancel");
+    let gate = tokio::sync::Notify::new();
+    // The body waits on a gate that is never opened: the timeout drops the call mid-body.
+    let cancelled =
+        tokio::time::timeout(Duration::from_millis(50), cancellable(&cache, &gate, 1)).await;
+    assert!(cancelled.is_err());
+    assert!(redis.keys().await.is_empty());
+    // The same key works right away.
+    gate.notify_one();
+    assert_eq!(cancellable(&cache, &gate, 1).await, 1);
+    assert_eq!(redis.keys().await.len(), 1);
+}
