@@ -20,8 +20,16 @@ fn run_writer(redis: &RedisServer, args: &[&str]) -> u64 {
         .env("REDIS_CACHE_PREFIX", PREFIX)
         .output()
         .expect("run cache_writer");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test]
