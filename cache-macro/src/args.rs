@@ -100,6 +100,14 @@ impl Parse for Opt {
 }
 
 fn parse_int(input: ParseStream<'_>, option: &str, example: &str) -> syn::Result<LitInt> {
+    if input.peek(Token![-]) {
+        let minus: Token![-] = input.parse()?;
+        let rest: proc_macro2::TokenTree = input.parse()?;
+        return Err(syn::Error::new_spanned(
+            quote::quote!(#minus #rest),
+            format!("`{option}` cannot be negative, e.g. `{example}`"),
+        ));
+    }
     input.parse::<LitInt>().map_err(|err| {
         syn::Error::new(
             err.span(),

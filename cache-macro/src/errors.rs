@@ -14,6 +14,15 @@ impl Errors {
         }
     }
 
+    /// Like [`push`](Self::push), spanning all of `tokens` (`Span::join` is unstable).
+    pub fn push_spanned(&mut self, tokens: impl quote::ToTokens, msg: impl std::fmt::Display) {
+        let err = syn::Error::new_spanned(tokens, msg);
+        match &mut self.0 {
+            Some(all) => all.combine(err),
+            None => self.0 = Some(err),
+        }
+    }
+
     pub fn finish<T>(self, value: T) -> syn::Result<T> {
         match self.0 {
             Some(err) => Err(err),

@@ -39,10 +39,13 @@ pub(crate) fn expand(func: &ItemFn, args: &Args, sig: &Analysis) -> TokenStream 
         Policy::SomeOnly => quote!(SomeOnly),
         Policy::SomeOrNone => quote!(SomeOrNone),
     };
-    // Spanned on the return type, so "not Serialize/DeserializeOwned" points there.
-    let policy = match &fn_sig.output {
-        ReturnType::Type(_, ty) => quote_spanned!(ty.span()=> #rt::#policy),
-        ReturnType::Default => quote!(#rt::#policy),
+    // Spanned on the return type, so "cannot be cached" points there.
+    let cached = match &fn_sig.output {
+        // The path is written out: interpolating `#rt` would keep its call-site span.
+        ReturnType::Type(_, ty) => quote_spanned!(ty.span()=>
+            ::cache_runtime::__private::cached::<::cache_runtime::__private::#policy, #ty, _>
+        ),
+        ReturnType::Default => quote!(#rt::cached::<#rt::#policy, (), _>),
     };
 
     let self_type = sig
@@ -61,9 +64,10 @@ pub(crate) fn expand(func: &ItemFn, args: &Args, sig: &Analysis) -> TokenStream 
         .key_params
         .iter()
         .map(|p| quote_spanned!(p.span()=> __key.arg(&#p);));
+    // Spanned on the user's expression, so a wrong type points there.
     let cache = match &args.cache {
-        Some(expr) => quote_spanned!(expr.span()=> &(#expr)),
-        None => quote!(#rt::default_cache()),
+        Some(expr) => quote_spanned!(expr.span()=> let __redis_cache: &#rt::Cache = &(#expr);),
+        None => quote!(let __redis_cache: &#rt::Cache = #rt::default_cache();),
     };
 
     quote! {
@@ -87,8 +91,8 @@ pub(crate) fn expand(func: &ItemFn, args: &Args, sig: &Analysis) -> TokenStream 
                 #(#key_params)*
                 __key.finish()
             };
-            let __redis_cache: &#rt::Cache = #cache;
-            #rt::cached::<#policy, _, _>(
+            #cache
+            #cached(
                 &__REDIS_CACHE_SITE,
                 __redis_cache,
                 __redis_cache_key,

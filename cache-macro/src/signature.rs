@@ -50,8 +50,8 @@ impl Analysis {
                 FnArg::Receiver(recv) => {
                     has_receiver = true;
                     if recv.mutability.is_some() && recv.reference.is_some() {
-                        errors.push(
-                            recv.span(),
+                        errors.push_spanned(
+                            recv,
                             "#[redis_cache] cannot cache a method taking `&mut self`: on a hit the \
                              body does not run, so its changes to `self` would be skipped; take `&self`",
                         );
@@ -59,13 +59,13 @@ impl Analysis {
                 }
                 FnArg::Typed(pat_type) => {
                     if let Type::Reference(r) = &*pat_type.ty
-                        && let Some(m) = r.mutability
+                        && r.mutability.is_some()
                     {
-                        errors.push(
-                                m.span.join(r.elem.span()).unwrap_or(m.span),
-                                "#[redis_cache] cannot cache a function with a `&mut` parameter: on a \
-                                 hit the body does not run, so the change it makes through the reference \
-                                 would be skipped; pass a shared reference or a value",
+                        errors.push_spanned(
+                            r,
+                            "#[redis_cache] cannot cache a function with a `&mut` parameter: on a \
+                             hit the body does not run, so the change it makes through the reference \
+                             would be skipped; pass a shared reference or a value",
                         );
                     }
                     match &*pat_type.pat {
@@ -123,11 +123,20 @@ impl Analysis {
             ReturnType::Default => Policy::Plain,
             ReturnType::Type(_, ty) => match &**ty {
                 Type::ImplTrait(imp) => {
-                    errors.push(
-                        imp.span(),
+                    errors.push_spanned(
+                        imp,
                         "#[redis_cache] cannot cache an `impl Trait` return: a hit is decoded from \
                          bytes, which needs the concrete type; name the type (for example \
                          `Vec<Item>` instead of `impl Iterator<Item = Item>`)",
+                    );
+                    Policy::Plain
+                }
+                Type::Reference(r) => {
+                    errors.push_spanned(
+                        r,
+                        "#[redis_cache] cannot cache a borrowed return value: a hit is decoded into \
+                         a value the caller owns; return an owned type (`String` instead of `&str`, \
+                         `Vec<T>` instead of `&[T]`)",
                     );
                     Policy::Plain
                 }

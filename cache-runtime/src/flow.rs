@@ -13,7 +13,7 @@ use crate::codec::ActiveCodec;
 use crate::connection::StoreError;
 use crate::envelope::{self, Meta};
 use crate::key::CallKey;
-use crate::policy::Policy;
+use crate::policy::{CacheValue, Policy};
 use crate::site::Site;
 use crate::stats::Counters;
 
@@ -22,6 +22,7 @@ use crate::stats::Counters;
 pub async fn cached<P, R, F>(site: &'static Site, cache: &Cache, call: CallKey, body: F) -> R
 where
     P: Policy<R>,
+    P::Stored: CacheValue,
     F: Future<Output = R>,
 {
     site.register(call.self_type());

@@ -40,7 +40,7 @@ pub struct CallKey {
     note = "leave the argument out of the key with `#[redis_cache(..., skip(<argument name>))]`, or derive `serde::Serialize` for its type"
 )]
 #[doc(hidden)]
-pub trait KeyArg {}
+pub trait KeyArg: Serialize {}
 impl<T: Serialize + ?Sized> KeyArg for T {}
 
 impl KeyBuilder {
@@ -65,7 +65,7 @@ impl KeyBuilder {
         self.hasher.update(type_name.as_bytes());
     }
 
-    pub fn arg<T: KeyArg + Serialize + ?Sized>(&mut self, value: &T) {
+    pub fn arg<T: KeyArg + ?Sized>(&mut self, value: &T) {
         if !self.failed {
             self.failed = bincode::serde::encode_into_writer(
                 value,

@@ -16,8 +16,11 @@ impl<T: Serialize + DeserializeOwned> CacheValue for T {}
 
 /// Decides, per return value, what goes to Redis and for how long.
 #[doc(hidden)]
+///
+/// The impls put no bound on the stored type: `cached` requires `Stored: CacheValue` itself, so a
+/// type that cannot be stored is reported as such, once, with [`CacheValue`]'s message.
 pub trait Policy<R> {
-    type Stored: CacheValue;
+    type Stored;
     /// The value to store and its TTL in seconds, or `None` to store nothing.
     fn to_store<'a>(value: &'a R, spec: &SiteSpec) -> Option<(&'a Self::Stored, u64)>;
     fn from_stored(stored: Self::Stored) -> R;
@@ -28,7 +31,7 @@ pub trait Policy<R> {
 #[derive(Debug)]
 pub struct Plain;
 
-impl<T: CacheValue> Policy<T> for Plain {
+impl<T> Policy<T> for Plain {
     type Stored = T;
     fn to_store<'a>(value: &'a T, spec: &SiteSpec) -> Option<(&'a T, u64)> {
         Some((value, spec.ttl_secs))
@@ -43,7 +46,7 @@ impl<T: CacheValue> Policy<T> for Plain {
 #[derive(Debug)]
 pub struct OkOnly;
 
-impl<T: CacheValue, E> Policy<Result<T, E>> for OkOnly {
+impl<T, E> Policy<Result<T, E>> for OkOnly {
     type Stored = T;
     fn to_store<'a>(value: &'a Result<T, E>, spec: &SiteSpec) -> Option<(&'a T, u64)> {
         value.as_ref().ok().map(|v| (v, spec.ttl_secs))
@@ -58,7 +61,7 @@ impl<T: CacheValue, E> Policy<Result<T, E>> for OkOnly {
 #[derive(Debug)]
 pub struct SomeOnly;
 
-impl<T: CacheValue> Policy<Option<T>> for SomeOnly {
+impl<T> Policy<Option<T>> for SomeOnly {
     type Stored = T;
     fn to_store<'a>(value: &'a Option<T>, spec: &SiteSpec) -> Option<(&'a T, u64)> {
         value.as_ref().map(|v| (v, spec.ttl_secs))
@@ -73,7 +76,7 @@ impl<T: CacheValue> Policy<Option<T>> for SomeOnly {
 #[derive(Debug)]
 pub struct SomeOrNone;
 
-impl<T: CacheValue> Policy<Option<T>> for SomeOrNone {
+impl<T> Policy<Option<T>> for SomeOrNone {
     type Stored = Option<T>;
     fn to_store<'a>(value: &'a Option<T>, spec: &SiteSpec) -> Option<(&'a Option<T>, u64)> {
         let ttl = if value.is_some() {
