@@ -1,0 +1,8 @@
+use cache_runtime::redis_cache;
+
+#[redis_cache(ttl = 5, name = "a*b")]
+async fn f(id: u64) -> u64 {
+    id
+}
+
+fn main() {}

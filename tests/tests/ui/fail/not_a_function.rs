@@ -1,0 +1,8 @@
+use cache_runtime::redis_cache;
+
+#[redis_cache(ttl = 5)]
+struct Product {
+    id: u64,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use cache_runtime::redis_cache;
+
+#[redis_cache(ttl = 5)]
+async fn f((a, b): (u32, u32)) -> u32 {
+    a + b
+}
+
+fn main() {}
