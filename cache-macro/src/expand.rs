@@ -39,15 +39,6 @@ pub(crate) fn expand(func: &ItemFn, args: &Args, sig: &Analysis) -> TokenStream 
         Policy::SomeOnly => quote!(SomeOnly),
         Policy::SomeOrNone => quote!(SomeOrNone),
     };
-    // Spanned on the return type, so "cannot be cached" points there.
-    let cached = match &fn_sig.output {
-        // The path is written out: interpolating `#rt` would keep its call-site span.
-        ReturnType::Type(_, ty) => quote_spanned!(ty.span()=>
-            ::cache_runtime::__private::cached::<::cache_runtime::__private::#policy, #ty, _>
-        ),
-        ReturnType::Default => quote!(#rt::cached::<#rt::#policy, (), _>),
-    };
-
     let self_type = sig
         .has_receiver
         .then(|| quote!(__key.method_of(::core::any::type_name::<Self>());));
@@ -92,7 +83,7 @@ pub(crate) fn expand(func: &ItemFn, args: &Args, sig: &Analysis) -> TokenStream 
                 __key.finish()
             };
             #cache
-            #cached(
+            #rt::cached::<#rt::#policy, #ret, _>(
                 &__REDIS_CACHE_SITE,
                 __redis_cache,
                 __redis_cache_key,
