@@ -183,7 +183,7 @@ impl Args {
                     ttl_given = true;
                     match positive_secs(&lit, "ttl") {
                         Ok(secs) => args.ttl = secs,
-                        Err(err) => errors.push(err.span(), err),
+                        Err(err) => errors.add(err),
                     }
                 }
                 Opt::Skip(names) => args.skip = names.into_iter().collect(),
@@ -201,7 +201,7 @@ impl Args {
                 Opt::Cache(expr) => args.cache = Some(expr),
                 Opt::NoneTtl(lit) => match positive_secs(&lit, "none_ttl") {
                     Ok(secs) => args.none_ttl = Some((secs, lit.span())),
-                    Err(err) => errors.push(err.span(), err),
+                    Err(err) => errors.add(err),
                 },
                 Opt::IncludeSelf(span) => args.include_self = Some(span),
             }

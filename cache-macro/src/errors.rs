@@ -7,16 +7,15 @@ pub(crate) struct Errors(Option<syn::Error>);
 
 impl Errors {
     pub fn push(&mut self, span: Span, msg: impl std::fmt::Display) {
-        let err = syn::Error::new(span, msg);
-        match &mut self.0 {
-            Some(all) => all.combine(err),
-            None => self.0 = Some(err),
-        }
+        self.add(syn::Error::new(span, msg));
     }
 
     /// Like [`push`](Self::push), spanning all of `tokens` (`Span::join` is unstable).
     pub fn push_spanned(&mut self, tokens: impl quote::ToTokens, msg: impl std::fmt::Display) {
-        let err = syn::Error::new_spanned(tokens, msg);
+        self.add(syn::Error::new_spanned(tokens, msg));
+    }
+
+    pub fn add(&mut self, err: syn::Error) {
         match &mut self.0 {
             Some(all) => all.combine(err),
             None => self.0 = Some(err),

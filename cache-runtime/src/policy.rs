@@ -15,10 +15,10 @@ pub trait CacheValue: Serialize + DeserializeOwned {}
 impl<T: Serialize + DeserializeOwned> CacheValue for T {}
 
 /// Decides, per return value, what goes to Redis and for how long.
-#[doc(hidden)]
 ///
 /// The impls put no bound on the stored type: `cached` requires `Stored: CacheValue` itself, so a
 /// type that cannot be stored is reported as such, once, with [`CacheValue`]'s message.
+#[doc(hidden)]
 pub trait Policy<R> {
     type Stored;
     /// The value to store and its TTL in seconds, or `None` to store nothing.
