@@ -143,11 +143,27 @@ async fn reachable(url: &str) -> Option<redis::aio::MultiplexedConnection> {
 }
 
 async fn example_keys(mut conn: redis::aio::MultiplexedConnection) -> Vec<(String, i64)> {
-    let mut keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{PREFIX}:*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap_or_default();
+    // SCAN, not KEYS: this may be a shared production Redis, where KEYS blocks the server.
+    let mut keys = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let Ok((next, batch)): Result<(u64, Vec<String>), _> = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{PREFIX}:*"))
+            .arg("COUNT")
+            .arg(500)
+            .query_async(&mut conn)
+            .await
+        else {
+            break;
+        };
+        keys.extend(batch);
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
     keys.sort();
     let mut out = Vec::new();
     for key in keys {
