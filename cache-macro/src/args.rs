@@ -4,7 +4,7 @@ use proc_macro2::Span;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Expr, Ident, LitInt, LitStr, Token};
+use syn::{Expr, Ident, Lit, LitBool, LitInt, LitStr, Token};
 
 use crate::errors::Errors;
 
@@ -16,6 +16,10 @@ mod kw {
     syn::custom_keyword!(cache);
     syn::custom_keyword!(none_ttl);
     syn::custom_keyword!(include_self);
+    syn::custom_keyword!(stale);
+    syn::custom_keyword!(early_refresh);
+    syn::custom_keyword!(jitter);
+    syn::custom_keyword!(lock);
 }
 
 /// Every option, in the order the error messages list them.
@@ -27,6 +31,10 @@ const OPTIONS: &[&str] = &[
     "cache",
     "none_ttl",
     "include_self",
+    "stale",
+    "early_refresh",
+    "jitter",
+    "lock",
 ];
 
 /// The parsed and checked options of one `#[redis_cache(...)]`.
@@ -45,6 +53,15 @@ pub(crate) struct Args {
     pub none_ttl: Option<(u64, Span)>,
     /// `self` is hashed into the key (the receiver must then be `Serialize`).
     pub include_self: Option<Span>,
+    /// Seconds an entry may be served stale after its TTL while one caller refreshes it.
+    pub stale: u64,
+    /// Probabilistic early refresh (XFetch); on unless `early_refresh = false`.
+    pub early_refresh: bool,
+    /// Fraction of the TTL by which expiries are randomly shortened; the runtime's default when
+    /// absent.
+    pub jitter: Option<f32>,
+    /// The cross-process per-key lock on a miss; on unless `lock = false`.
+    pub lock: bool,
 }
 
 enum Opt {
@@ -55,6 +72,10 @@ enum Opt {
     Cache(Expr),
     NoneTtl(LitInt),
     IncludeSelf(Span),
+    Stale(LitInt),
+    EarlyRefresh(LitBool),
+    Jitter(Lit),
+    Lock(LitBool),
 }
 
 impl Parse for Opt {
@@ -90,6 +111,31 @@ impl Parse for Opt {
         } else if look.peek(kw::include_self) {
             let kw = input.parse::<kw::include_self>()?;
             Ok(Opt::IncludeSelf(kw.span))
+        } else if look.peek(kw::stale) {
+            input.parse::<kw::stale>()?;
+            input.parse::<Token![=]>()?;
+            Ok(Opt::Stale(parse_int(input, "stale", "stale = 60")?))
+        } else if look.peek(kw::early_refresh) {
+            input.parse::<kw::early_refresh>()?;
+            input.parse::<Token![=]>()?;
+            Ok(Opt::EarlyRefresh(parse_bool(input, "early_refresh")?))
+        } else if look.peek(kw::jitter) {
+            input.parse::<kw::jitter>()?;
+            input.parse::<Token![=]>()?;
+            if input.peek(Token![-]) {
+                let minus: Token![-] = input.parse()?;
+                let rest: proc_macro2::TokenTree = input.parse()?;
+                return Err(syn::Error::new_spanned(
+                    quote::quote!(#minus #rest),
+                    "`jitter` cannot be negative: it is the fraction of the TTL by which expiries are \
+                     randomly shortened, from 0.0 (none) to 0.5, e.g. `jitter = 0.1`",
+                ));
+            }
+            Ok(Opt::Jitter(input.parse()?))
+        } else if look.peek(kw::lock) {
+            input.parse::<kw::lock>()?;
+            input.parse::<Token![=]>()?;
+            Ok(Opt::Lock(parse_bool(input, "lock")?))
         } else if input.peek(Ident) {
             let unknown: Ident = input.parse()?;
             Err(unknown_option(&unknown))
@@ -114,6 +160,36 @@ fn parse_int(input: ParseStream<'_>, option: &str, example: &str) -> syn::Result
             format!("`{option}` takes a whole number as a literal, e.g. `{example}`"),
         )
     })
+}
+
+fn parse_bool(input: ParseStream<'_>, option: &str) -> syn::Result<LitBool> {
+    input.parse::<LitBool>().map_err(|err| {
+        syn::Error::new(
+            err.span(),
+            format!("`{option}` takes `true` or `false`, e.g. `{option} = false`"),
+        )
+    })
+}
+
+/// The most of the TTL jitter may take away: more would make the TTL meaningless.
+const MAX_JITTER: f64 = 0.5;
+
+fn jitter_value(lit: &Lit) -> syn::Result<f32> {
+    let value = match lit {
+        Lit::Float(f) => f.base10_parse::<f64>().ok(),
+        Lit::Int(i) => i.base10_parse::<u64>().ok().map(|v| v as f64),
+        _ => None,
+    };
+    match value {
+        Some(v) if (0.0..=MAX_JITTER).contains(&v) => Ok(v as f32),
+        _ => Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "`jitter` is the fraction of the TTL by which expiries are randomly shortened, \
+                 from 0.0 (none) to {MAX_JITTER}, e.g. `jitter = 0.1`"
+            ),
+        )),
+    }
 }
 
 fn unknown_option(unknown: &Ident) -> syn::Error {
@@ -160,6 +236,10 @@ impl Args {
             cache: None,
             none_ttl: None,
             include_self: None,
+            stale: 0,
+            early_refresh: true,
+            jitter: None,
+            lock: true,
         };
         let mut ttl_given = false;
         for pair in opts.into_pairs() {
@@ -172,6 +252,10 @@ impl Args {
                 Opt::Cache(v) => ("cache", v.span()),
                 Opt::NoneTtl(v) => ("none_ttl", v.span()),
                 Opt::IncludeSelf(span) => ("include_self", *span),
+                Opt::Stale(v) => ("stale", v.span()),
+                Opt::EarlyRefresh(v) => ("early_refresh", v.span()),
+                Opt::Jitter(v) => ("jitter", v.span()),
+                Opt::Lock(v) => ("lock", v.span()),
             };
             if seen.iter().any(|(k, _)| *k == key) {
                 errors.push(span, format!("`{key}` is given twice; keep one of them"));
@@ -204,6 +288,19 @@ impl Args {
                     Err(err) => errors.add(err),
                 },
                 Opt::IncludeSelf(span) => args.include_self = Some(span),
+                Opt::Stale(lit) => match lit.base10_parse::<u64>() {
+                    Ok(secs) => args.stale = secs,
+                    Err(_) => errors.push(
+                        lit.span(),
+                        "`stale` is a number of seconds that fits in a u64, e.g. `stale = 60`",
+                    ),
+                },
+                Opt::EarlyRefresh(lit) => args.early_refresh = lit.value,
+                Opt::Jitter(lit) => match jitter_value(&lit) {
+                    Ok(j) => args.jitter = Some(j),
+                    Err(err) => errors.add(err),
+                },
+                Opt::Lock(lit) => args.lock = lit.value,
             }
         }
         if !ttl_given {

@@ -29,6 +29,13 @@ pub(crate) fn expand(func: &ItemFn, args: &Args, sig: &Analysis) -> TokenStream 
     let ttl = args.ttl;
     let none_ttl = args.none_ttl.map_or(0, |(secs, _)| secs);
     let version = args.version;
+    let stale = args.stale;
+    let early_refresh = args.early_refresh;
+    let lock = args.lock;
+    let jitter = match args.jitter {
+        Some(j) => quote!(::core::option::Option::Some(#j)),
+        None => quote!(::core::option::Option::None),
+    };
     let (ret, value_type) = match &fn_sig.output {
         ReturnType::Default => (quote!(()), "()".to_string()),
         ReturnType::Type(_, ty) => (quote!(#ty), normalized(&quote!(#ty))),
@@ -72,6 +79,10 @@ pub(crate) fn expand(func: &ItemFn, args: &Args, sig: &Analysis) -> TokenStream 
                 none_ttl_secs: #none_ttl,
                 version: #version,
                 value_type: #value_type,
+                stale_secs: #stale,
+                early_refresh: #early_refresh,
+                jitter: #jitter,
+                lock: #lock,
             });
             let __redis_cache_key = {
                 let mut __key = #rt::KeyBuilder::new();

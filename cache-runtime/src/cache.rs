@@ -5,6 +5,9 @@ use std::sync::{Arc, OnceLock};
 
 use crate::config::{CacheBuilder, ConfigError};
 use crate::connection::Connection;
+use crate::stampede::lock::LockSettings;
+use crate::stampede::notify::Notifier;
+use crate::stampede::single_flight::Flights;
 
 /// A handle to one Redis cache: cheap to clone (an `Arc`), shared by every function that uses it.
 ///
@@ -20,6 +23,10 @@ struct Inner {
     prefix: String,
     /// `None`: caching is disabled (bad configuration); every call runs the function.
     connection: Option<Connection>,
+    /// Pub/sub wake-ups for lock waiters, on its own connection opened at the first wait.
+    notifier: Option<Notifier>,
+    locks: LockSettings,
+    flights: Flights,
 }
 
 impl fmt::Debug for Cache {
@@ -44,12 +51,25 @@ impl Cache {
 
     /// A cache that never touches Redis: every call runs the function.
     pub fn disabled() -> Cache {
-        Cache::new(crate::config::DEFAULT_PREFIX.to_string(), None)
+        CacheBuilder::default().build_disabled()
     }
 
-    pub(crate) fn new(prefix: String, connection: Option<Connection>) -> Cache {
+    pub(crate) fn new(
+        prefix: String,
+        connection: Option<Connection>,
+        locks: LockSettings,
+    ) -> Cache {
+        let notifier = connection
+            .as_ref()
+            .map(|c| Notifier::new(c.client().clone(), c.timeouts().connect));
         Cache {
-            inner: Arc::new(Inner { prefix, connection }),
+            inner: Arc::new(Inner {
+                prefix,
+                connection,
+                notifier,
+                locks,
+                flights: Flights::default(),
+            }),
         }
     }
 
@@ -65,6 +85,25 @@ impl Cache {
 
     pub(crate) fn connection(&self) -> Option<&Connection> {
         self.inner.connection.as_ref()
+    }
+
+    pub(crate) fn notifier(&self) -> Option<&Notifier> {
+        self.inner.notifier.as_ref()
+    }
+
+    pub(crate) fn locks(&self) -> LockSettings {
+        self.inner.locks
+    }
+
+    pub(crate) fn flights(&self) -> &Flights {
+        &self.inner.flights
+    }
+
+    /// Calls of this cache currently in flight in this process (single-flight leaders); zero
+    /// when idle. For tests and leak checks.
+    #[doc(hidden)]
+    pub fn in_flight(&self) -> usize {
+        self.inner.flights.len()
     }
 }
 

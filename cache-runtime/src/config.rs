@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::cache::Cache;
 use crate::connection::{Connection, Timeouts};
+use crate::stampede::lock::LockSettings;
 
 /// Where the cache connects when `REDIS_URL` is not set.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
@@ -19,6 +20,18 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_millis(100);
 pub const DEFAULT_RECONNECT_MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between connection attempts while Redis is unreachable.
 pub const DEFAULT_RECONNECT_MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// How long a per-key lock lives without renewal. Its holder renews it every third of this while
+/// the function runs, so this bounds how long a crashed process blocks a key, not how long a
+/// function may take.
+pub const DEFAULT_LOCK_LEASE: Duration = Duration::from_secs(3);
+/// How long a miss waits for another process computing the same key before it computes the
+/// value itself (fail open).
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(5);
+/// The fraction of the TTL by which each entry's expiry is randomly shortened when the attribute
+/// does not say `jitter = ...`: entries written together (a deploy, a batch) do not all expire
+/// in the same second.
+pub const DEFAULT_TTL_JITTER: f64 = 0.1;
 
 /// Environment variable holding the Redis URL (`redis://`, `rediss://` for TLS, credentials in
 /// the URL).
@@ -50,6 +63,7 @@ pub struct CacheBuilder {
     url: String,
     prefix: String,
     timeouts: Timeouts,
+    locks: LockSettings,
 }
 
 impl fmt::Debug for CacheBuilder {
@@ -58,6 +72,7 @@ impl fmt::Debug for CacheBuilder {
             .field("url", &redact(&self.url))
             .field("prefix", &self.prefix)
             .field("timeouts", &self.timeouts)
+            .field("locks", &self.locks)
             .finish()
     }
 }
@@ -72,6 +87,10 @@ impl Default for CacheBuilder {
                 command: DEFAULT_COMMAND_TIMEOUT,
                 reconnect_min: DEFAULT_RECONNECT_MIN_BACKOFF,
                 reconnect_max: DEFAULT_RECONNECT_MAX_BACKOFF,
+            },
+            locks: LockSettings {
+                lease: DEFAULT_LOCK_LEASE,
+                wait: DEFAULT_LOCK_WAIT,
             },
         }
     }
@@ -144,12 +163,31 @@ impl CacheBuilder {
         self
     }
 
+    /// How long a per-key lock lives without renewal: the longest a crashed process can hold up
+    /// the others on one key. Its holder renews it while computing.
+    pub fn lock_lease(mut self, lease: Duration) -> Self {
+        self.locks.lease = lease;
+        self
+    }
+
+    /// How long a miss waits for another process computing the same key before it computes the
+    /// value itself. Raise it for functions slower than [`DEFAULT_LOCK_WAIT`].
+    pub fn lock_wait(mut self, wait: Duration) -> Self {
+        self.locks.wait = wait;
+        self
+    }
+
     /// Checks the configuration. Nothing connects yet: the first cached call does, so a service
     /// starts while Redis is down and uses it as soon as it answers.
     pub fn build(self) -> Result<Cache, ConfigError> {
         check_prefix(&self.prefix)?;
         if self.timeouts.connect.is_zero() || self.timeouts.command.is_zero() {
             return Err(ConfigError::new("timeouts must be greater than zero"));
+        }
+        if self.locks.lease < Duration::from_millis(30) {
+            return Err(ConfigError::new(
+                "the lock lease must be at least 30 ms: its holder renews it every third of it",
+            ));
         }
         let client = redis::Client::open(self.url.as_str()).map_err(|err| {
             let hint = if self.url.starts_with("rediss://") && cfg!(not(feature = "tls")) {
@@ -165,7 +203,12 @@ impl CacheBuilder {
         Ok(Cache::new(
             self.prefix,
             Some(Connection::new(client, self.timeouts)),
+            self.locks,
         ))
+    }
+
+    pub(crate) fn build_disabled(self) -> Cache {
+        Cache::new(self.prefix, None, self.locks)
     }
 }
 

@@ -4,7 +4,7 @@
 //! of server sits behind them ([`Target`], [`Link`]) is this module's business, so a cluster or
 //! sentinel deployment is one more variant here, not a change to the flow.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
@@ -38,6 +38,26 @@ impl std::fmt::Display for StoreError {
             StoreError::WrongType => f.write_str("key holds a value of another type"),
             StoreError::Redis(err) => write!(f, "redis error: {err}"),
         }
+    }
+}
+
+/// A Lua script the cache runs atomically on the server.
+pub(crate) struct Lua {
+    source: &'static str,
+    hash: OnceLock<String>,
+}
+
+impl Lua {
+    pub(crate) const fn new(source: &'static str) -> Self {
+        Lua {
+            source,
+            hash: OnceLock::new(),
+        }
+    }
+
+    fn hash(&self) -> &str {
+        self.hash
+            .get_or_init(|| redis::Script::new(self.source).get_hash().to_string())
     }
 }
 
@@ -108,6 +128,37 @@ impl Connection {
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         self.run(redis::cmd("SET").arg(key).arg(value).arg("PX").arg(millis))
             .await
+    }
+
+    /// Runs a Lua script: by hash, and by source the first time a server does not know it.
+    pub(crate) async fn eval<T: FromRedisValue>(
+        &self,
+        lua: &Lua,
+        keys: &[&str],
+        args: &[&[u8]],
+    ) -> Result<T, StoreError> {
+        let command = |verb: &str, script: &str| {
+            let mut cmd = redis::cmd(verb);
+            cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
+            cmd
+        };
+        match self.run(&command("EVALSHA", lua.hash())).await {
+            Err(StoreError::Redis(err)) if err.code() == Some("NOSCRIPT") => {
+                self.run(&command("EVAL", lua.source)).await
+            }
+            other => other,
+        }
+    }
+
+    /// The client, for connections of another kind (pub/sub) to the same server.
+    pub(crate) fn client(&self) -> &redis::Client {
+        match &self.target {
+            Target::Standalone(client) => client,
+        }
+    }
+
+    pub(crate) fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
     }
 
     /// Runs one command within the connect and command deadlines.

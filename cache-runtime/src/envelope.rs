@@ -46,10 +46,6 @@ impl Meta {
             compute_micros: u32::try_from(compute.as_micros()).unwrap_or(u32::MAX),
         }
     }
-
-    pub fn is_fresh(&self, now: SystemTime) -> bool {
-        unix_ms(now) < self.fresh_until_ms
-    }
 }
 
 pub(crate) fn unix_ms(t: SystemTime) -> u64 {
@@ -153,8 +149,7 @@ mod tests {
         let (back, value) = open::<Bincode, Vec<String>>(&bytes).unwrap();
         assert_eq!(back, meta);
         assert_eq!(value, vec!["a".to_string()]);
-        assert!(back.is_fresh(now));
-        assert!(!back.is_fresh(now + Duration::from_secs(61)));
+        assert_eq!(back.fresh_until_ms, unix_ms(now) + 60_000);
     }
 
     #[test]

@@ -45,17 +45,20 @@ mod config;
 mod connection;
 mod envelope;
 mod flow;
+mod freshness;
 mod key;
 mod policy;
 mod site;
+mod stampede;
 mod stats;
 
 pub use cache::{Cache, default_cache, set_default};
 pub use cache_macro::redis_cache;
 pub use config::{
-    CacheBuilder, ConfigError, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX,
-    DEFAULT_RECONNECT_MAX_BACKOFF, DEFAULT_RECONNECT_MIN_BACKOFF, DEFAULT_URL,
-    ENV_COMMAND_TIMEOUT_MS, ENV_CONNECT_TIMEOUT_MS, ENV_PREFIX, ENV_URL,
+    CacheBuilder, ConfigError, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_LOCK_LEASE, DEFAULT_LOCK_WAIT, DEFAULT_PREFIX, DEFAULT_RECONNECT_MAX_BACKOFF,
+    DEFAULT_RECONNECT_MIN_BACKOFF, DEFAULT_TTL_JITTER, DEFAULT_URL, ENV_COMMAND_TIMEOUT_MS,
+    ENV_CONNECT_TIMEOUT_MS, ENV_PREFIX, ENV_URL,
 };
 pub use stats::{FunctionStats, stats, stats_for};
 

@@ -24,6 +24,15 @@ pub trait Policy<R> {
     /// The value to store and its TTL in seconds, or `None` to store nothing.
     fn to_store<'a>(value: &'a R, spec: &SiteSpec) -> Option<(&'a Self::Stored, u64)>;
     fn from_stored(stored: Self::Stored) -> R;
+    /// Whether `value` is the shape's empty value (`None`), which single-flight followers can be
+    /// given without the leader's bytes.
+    fn is_absent(_value: &R) -> bool {
+        false
+    }
+    /// The empty value, for followers of a leader whose value [`Policy::is_absent`].
+    fn absent() -> Option<R> {
+        None
+    }
 }
 
 /// Any return value is stored.
@@ -68,6 +77,12 @@ impl<T> Policy<Option<T>> for SomeOnly {
     }
     fn from_stored(stored: T) -> Option<T> {
         Some(stored)
+    }
+    fn is_absent(value: &Option<T>) -> bool {
+        value.is_none()
+    }
+    fn absent() -> Option<Option<T>> {
+        Some(None)
     }
 }
 

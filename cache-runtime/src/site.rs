@@ -18,6 +18,23 @@ pub struct SiteSpec {
     pub version: u32,
     /// The return type as written, whitespace removed.
     pub value_type: &'static str,
+    /// Seconds an entry is kept (and may be served stale) after its TTL; 0: none.
+    pub stale_secs: u64,
+    /// Probabilistic early refresh (XFetch) on hits.
+    pub early_refresh: bool,
+    /// Fraction of the TTL by which expiries are randomly shortened; `None`:
+    /// [`DEFAULT_TTL_JITTER`](crate::DEFAULT_TTL_JITTER).
+    pub jitter: Option<f32>,
+    /// On a miss, take the per-key Redis lock so one process computes while the others wait.
+    pub lock: bool,
+}
+
+impl SiteSpec {
+    pub(crate) fn jitter(&self) -> f64 {
+        self.jitter
+            .map_or(crate::config::DEFAULT_TTL_JITTER, f64::from)
+            .clamp(0.0, 0.99)
+    }
 }
 
 #[doc(hidden)]

@@ -14,6 +14,11 @@ pub(crate) struct Counters {
     pub errors: AtomicU64,
     pub invalid: AtomicU64,
     pub writes: AtomicU64,
+    pub coalesced: AtomicU64,
+    pub stale: AtomicU64,
+    pub early_refreshes: AtomicU64,
+    pub lock_waits: AtomicU64,
+    pub lock_timeouts: AtomicU64,
 }
 
 impl Counters {
@@ -26,6 +31,11 @@ impl Counters {
             errors: AtomicU64::new(0),
             invalid: AtomicU64::new(0),
             writes: AtomicU64::new(0),
+            coalesced: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            early_refreshes: AtomicU64::new(0),
+            lock_waits: AtomicU64::new(0),
+            lock_timeouts: AtomicU64::new(0),
         }
     }
 
@@ -36,17 +46,24 @@ impl Counters {
 
 /// A snapshot of one cached function's counters since the process started.
 ///
-/// Every call is exactly one of a hit, a miss or a fallback, so
-/// `hits + misses + fallbacks` is the number of calls.
+/// Every call is exactly one of a hit, a stale serve, a miss, a fallback or a coalesced call, so
+/// `hits + stale + misses + fallbacks + coalesced` is the number of calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FunctionStats {
     /// The function's key segment: `module::fn`, `module::Type::method`, or its `name`.
     pub function: String,
-    /// Calls answered from Redis without running the function.
+    /// Calls answered with a fresh entry from Redis (including after waiting for another process
+    /// to compute it, and early refreshes).
     pub hits: u64,
+    /// Calls answered with an entry past its TTL but inside its stale window, while another call
+    /// refreshed it (or after a refresh failed).
+    pub stale: u64,
     /// Calls that found no usable entry, ran the function and (if cacheable) stored the result.
     pub misses: u64,
+    /// Calls that waited for a concurrent call with the same key in this process and shared its
+    /// result (single-flight), without a Redis round trip of their own.
+    pub coalesced: u64,
     /// Times the function's body ran, for any reason.
     pub executions: u64,
     /// Calls that ran the function without the cache: Redis unreachable, slow or failing, the
@@ -60,16 +77,25 @@ pub struct FunctionStats {
     pub invalid: u64,
     /// Values written to Redis.
     pub writes: u64,
+    /// Hits that also recomputed the entry shortly before its expiry (XFetch), so that later
+    /// calls do not miss.
+    pub early_refreshes: u64,
+    /// Misses that found another process computing the key and waited for its value.
+    pub lock_waits: u64,
+    /// Waits that reached the lock wait bound; the caller then computed without the lock.
+    pub lock_timeouts: u64,
 }
 
 impl FunctionStats {
-    /// Hits divided by lookups (hits + misses), or 0 when nothing was looked up.
+    /// The share of cached calls answered without running the function:
+    /// `(hits + stale + coalesced) / (hits + stale + coalesced + misses)`, or 0 before any.
     pub fn hit_ratio(&self) -> f64 {
-        let lookups = self.hits + self.misses;
+        let served = self.hits + self.stale + self.coalesced;
+        let lookups = served + self.misses;
         if lookups == 0 {
             0.0
         } else {
-            self.hits as f64 / lookups as f64
+            served as f64 / lookups as f64
         }
     }
 }
@@ -90,6 +116,11 @@ pub fn stats() -> Vec<FunctionStats> {
                 errors: c.errors.load(Relaxed),
                 invalid: c.invalid.load(Relaxed),
                 writes: c.writes.load(Relaxed),
+                stale: c.stale.load(Relaxed),
+                coalesced: c.coalesced.load(Relaxed),
+                early_refreshes: c.early_refreshes.load(Relaxed),
+                lock_waits: c.lock_waits.load(Relaxed),
+                lock_timeouts: c.lock_timeouts.load(Relaxed),
             }
         })
         .collect()

@@ -1,0 +1,223 @@
+//! The per-key lock that lets one process compute a missing entry while the others wait.
+//!
+//! - Taken with `SET {key}:lock <token> NX PX <lease>`, in the same script that reads the entry,
+//!   so a value stored just before is seen instead of recomputed.
+//! - Bounded: the lease is short and the holder renews it while its function runs, so a slow
+//!   function keeps its lock but a crashed holder blocks the key for one lease at most.
+//! - Released by compare-and-delete (only the holder's token deletes it), in the same script that
+//!   stores the value, which then publishes on the lock's channel to wake the waiters at once.
+//! - A holder that is cancelled or panics releases in a background task; if even that fails the
+//!   lease runs out.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use crate::cache::Cache;
+use crate::connection::{Connection, Lua, StoreError};
+
+/// `KEYS`: entry, lock. `ARGV`: token, lease ms. Returns `{taken, entry or false}`; the entry
+/// only if it is a string (another type is an unreadable entry, overwritten later).
+static ACQUIRE: Lua = Lua::new(
+    r"local taken = redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2])
+local entry = false
+if redis.call('TYPE', KEYS[1]).ok == 'string' then entry = redis.call('GET', KEYS[1]) end
+if taken then return {1, entry} end
+return {0, entry}",
+);
+
+/// `KEYS`: lock. `ARGV`: token, ms. Extends the lock if it is still ours.
+static EXTEND: Lua = Lua::new(
+    r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0",
+);
+
+/// `KEYS`: entry, lock. `ARGV`: envelope, PX ms, token. Stores, releases if ours, wakes waiters.
+static STORE_AND_RELEASE: Lua = Lua::new(
+    r"redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+redis.call('PUBLISH', KEYS[2], '1')
+return 1",
+);
+
+/// `KEYS`: lock. `ARGV`: token. Releases if ours and wakes waiters.
+static RELEASE: Lua = Lua::new(
+    r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', KEYS[1], '1')
+  return 1
+end
+return 0",
+);
+
+/// The lock settings of a cache (see [`CacheBuilder::lock_lease`](crate::CacheBuilder::lock_lease)
+/// and [`CacheBuilder::lock_wait`](crate::CacheBuilder::lock_wait)).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LockSettings {
+    /// How long a lock lives without renewal: the longest a crashed holder blocks a key.
+    pub lease: Duration,
+    /// How long a caller waits for another process's value before computing it itself.
+    pub wait: Duration,
+}
+
+/// The name of `key`'s lock, which is also the channel its release is announced on. Same hash
+/// tag as the entry, so both live in one cluster slot.
+pub(crate) fn lock_key(key: &str) -> String {
+    let mut lock = String::with_capacity(key.len() + 5);
+    lock.push_str(key);
+    lock.push_str(":lock");
+    lock
+}
+
+/// What an acquisition attempt found.
+pub(crate) struct Attempt {
+    /// The lock, if this attempt took it.
+    pub lock: Option<Lock>,
+    /// The entry's bytes, if the key holds a string.
+    pub entry: Option<Vec<u8>>,
+}
+
+/// A held lock. Use [`Lock::store`] or [`Lock::release`]; dropping it releases in the background.
+pub(crate) struct Lock {
+    cache: Cache,
+    key: String,
+    lock_key: String,
+    token: String,
+    lease: Duration,
+    done: bool,
+}
+
+/// Tries once to take `key`'s lock, reading the entry in the same round trip.
+pub(crate) async fn try_acquire(
+    cache: &Cache,
+    conn: &Connection,
+    key: &str,
+    lock_key: &str,
+    lease: Duration,
+) -> Result<Attempt, StoreError> {
+    let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let (taken, entry): (i64, Option<Vec<u8>>) = conn
+        .eval(
+            &ACQUIRE,
+            &[key, lock_key],
+            &[token.as_bytes(), millis(lease).as_bytes()],
+        )
+        .await?;
+    let lock = (taken == 1).then(|| Lock {
+        cache: cache.clone(),
+        key: key.to_string(),
+        lock_key: lock_key.to_string(),
+        token,
+        lease,
+        done: false,
+    });
+    Ok(Attempt { lock, entry })
+}
+
+impl Lock {
+    /// Runs `body` while renewing the lease every third of it, so a slow function keeps the key.
+    pub(crate) async fn hold_while<F: Future>(&self, body: F) -> F::Output {
+        let mut body = pin!(body);
+        let mut renew = pin!(self.renew_forever());
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(value) = body.as_mut().poll(cx) {
+                return Poll::Ready(value);
+            }
+            let Poll::Pending = renew.as_mut().poll(cx);
+            Poll::Pending
+        })
+        .await
+    }
+
+    async fn renew_forever(&self) -> Infallible {
+        let every = self.lease / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            let extended: Result<i64, _> = match self.connection() {
+                Some(conn) => {
+                    conn.eval(
+                        &EXTEND,
+                        &[&self.lock_key],
+                        &[self.token.as_bytes(), millis(self.lease).as_bytes()],
+                    )
+                    .await
+                }
+                None => Ok(0),
+            };
+            if !matches!(extended, Ok(1)) {
+                // Lost (expired, Redis restarted) or unreachable: stop renewing, keep computing.
+                return std::future::pending().await;
+            }
+        }
+    }
+
+    /// Stores `envelope` for `keep`, releases the lock and wakes the waiters, in one round trip.
+    pub(crate) async fn store(mut self, envelope: &[u8], keep: Duration) -> Result<(), StoreError> {
+        self.done = true;
+        let Some(conn) = self.connection() else {
+            return Err(StoreError::Unavailable);
+        };
+        conn.eval::<i64>(
+            &STORE_AND_RELEASE,
+            &[&self.key, &self.lock_key],
+            &[envelope, millis(keep).as_bytes(), self.token.as_bytes()],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Releases without storing and wakes the waiters (they will try to take the lock).
+    pub(crate) async fn release(mut self) {
+        self.done = true;
+        release(&self.cache, &self.lock_key, &self.token).await;
+    }
+
+    /// Keeps the lock for `hold` more and then lets it expire: after a failed refresh, the stale
+    /// value is served for that long before anyone tries again.
+    pub(crate) async fn keep_for(mut self, hold: Duration) {
+        self.done = true;
+        if let Some(conn) = self.connection() {
+            let _: Result<i64, _> = conn
+                .eval(
+                    &EXTEND,
+                    &[&self.lock_key],
+                    &[self.token.as_bytes(), millis(hold).as_bytes()],
+                )
+                .await;
+        }
+    }
+
+    fn connection(&self) -> Option<&Connection> {
+        self.cache.connection()
+    }
+}
+
+async fn release(cache: &Cache, lock_key: &str, token: &str) {
+    if let Some(conn) = cache.connection() {
+        let _: Result<i64, _> = conn.eval(&RELEASE, &[lock_key], &[token.as_bytes()]).await;
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // Cancelled or panicking holder: release from a task, or let the lease run out.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let cache = self.cache.clone();
+            let lock_key = std::mem::take(&mut self.lock_key);
+            let token = std::mem::take(&mut self.token);
+            runtime.spawn(async move { release(&cache, &lock_key, &token).await });
+        }
+    }
+}
+
+fn millis(d: Duration) -> String {
+    u64::try_from(d.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+        .to_string()
+}

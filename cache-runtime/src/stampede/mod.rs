@@ -1,0 +1,101 @@
+//! Stampede protection: one computation per key, in a process and across processes.
+//!
+//! - [`single_flight`]: concurrent calls of one key in one process share one leader.
+//! - [`lock`]: on a miss, the leaders of all processes race for a per-key Redis lock; one
+//!   computes, the others wait for its value ([`lock_or_wait`]).
+//! - [`notify`]: the waiters are woken by pub/sub when the lock is released, not by polling.
+//!
+//! Early refresh and the stale window, which avoid misses altogether, are judged in
+//! [`crate::freshness`] and use the same lock so that one refresh per key runs at a time.
+
+pub(crate) mod lock;
+pub(crate) mod notify;
+pub(crate) mod single_flight;
+
+use std::time::Duration;
+
+use crate::cache::Cache;
+use crate::connection::{Connection, StoreError};
+use crate::stats::Counters;
+use lock::{Lock, LockSettings};
+use notify::{Notifier, Subscription};
+
+/// A waiter with a pub/sub subscription still looks this often, in case a message was lost.
+const POLL_SUBSCRIBED: Duration = Duration::from_millis(200);
+/// A waiter without one (pub/sub unavailable) looks this often.
+const POLL_UNSUBSCRIBED: Duration = Duration::from_millis(50);
+
+/// How [`lock_or_wait`] ended.
+pub(crate) enum Waited<T> {
+    /// This caller holds the lock: compute and store.
+    Lock(Lock),
+    /// Another process stored a usable entry (its decoded value and bytes).
+    Entry(T, Vec<u8>),
+    /// The wait bound passed: compute without the lock (fail open).
+    GaveUp,
+}
+
+/// Takes `key`'s lock, or waits for the process holding it to store a usable entry.
+///
+/// `usable` decodes an entry and says whether it may be served. The wait is bounded by
+/// `settings.wait`; a holder that dies stops renewing its lease, which lapses, and the next
+/// attempt here takes the lock.
+pub(crate) async fn lock_or_wait<T>(
+    cache: &Cache,
+    conn: &Connection,
+    notifier: &Notifier,
+    key: &str,
+    settings: LockSettings,
+    counters: &Counters,
+    usable: impl Fn(&[u8]) -> Option<T>,
+) -> Result<Waited<T>, StoreError> {
+    let lock_key = lock::lock_key(key);
+    let deadline = tokio::time::Instant::now() + settings.wait;
+    let mut subscription: Option<Subscription> = None;
+    let mut waiting = false;
+    loop {
+        // Registered before looking, so a release published after the look wakes us.
+        let notify = subscription.as_ref().map(|s| s.notify().clone());
+        let mut notified = notify.as_ref().map(|n| Box::pin(n.notified()));
+        if let Some(n) = notified.as_mut() {
+            n.as_mut().enable();
+        }
+        let attempt = lock::try_acquire(cache, conn, key, &lock_key, settings.lease).await?;
+        if let Some(value) = attempt.entry.as_deref().and_then(&usable) {
+            if let Some(lock) = attempt.lock {
+                // Stored by someone between our lookup and this attempt: nothing to compute.
+                lock.release().await;
+            }
+            let bytes = attempt.entry.unwrap_or_default();
+            return Ok(Waited::Entry(value, bytes));
+        }
+        if let Some(lock) = attempt.lock {
+            return Ok(Waited::Lock(lock));
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            Counters::bump(&counters.lock_timeouts);
+            tracing::debug!(%key, "redis_cache: lock wait bound reached; computing without the lock");
+            return Ok(Waited::GaveUp);
+        }
+        if !waiting {
+            waiting = true;
+            Counters::bump(&counters.lock_waits);
+            subscription = notifier.subscribe(&lock_key).await;
+            // Look again at once: the holder may have finished while we subscribed.
+            continue;
+        }
+        let poll = if subscription.is_some() {
+            POLL_SUBSCRIBED
+        } else {
+            POLL_UNSUBSCRIBED
+        };
+        let wake = deadline.min(now + poll);
+        match notified {
+            Some(n) => {
+                let _ = tokio::time::timeout_at(wake, n).await;
+            }
+            None => tokio::time::sleep_until(wake).await,
+        }
+    }
+}

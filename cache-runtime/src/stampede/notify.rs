@@ -1,0 +1,208 @@
+//! Wake-ups when another process releases a key's lock, over Redis pub/sub.
+//!
+//! A process waiting for another one's computation subscribes to the lock's channel; the holder
+//! publishes on it when it stores the value or gives up. One pub/sub connection per cache, opened
+//! on the first wait; one subscription per key being waited on (single-flight leaves one waiter
+//! per key per process). A lost message or a dead pub/sub connection only costs latency: waiters
+//! also poll, more often when they have no subscription.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use futures_core::Stream;
+use redis::aio::{PubSubSink, PubSubStream};
+use tokio::sync::Notify;
+
+/// After a failed pub/sub connection attempt, waiters poll for this long before the next one.
+const RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Opens and shares the pub/sub connection of one cache.
+#[derive(Clone)]
+pub(crate) struct Notifier {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: redis::Client,
+    connect_timeout: Duration,
+    state: Mutex<State>,
+    /// One connection attempt at a time.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct State {
+    sink: Option<(PubSubSink, u64)>,
+    generation: u64,
+    retry_at: Option<Instant>,
+    /// Channel -> (its waiters' wake-up, how many subscriptions hold it).
+    channels: HashMap<String, (Arc<Notify>, usize)>,
+}
+
+/// A subscription to one lock's channel; unsubscribes when the last holder drops it.
+pub(crate) struct Subscription {
+    shared: Arc<Shared>,
+    channel: String,
+    notify: Arc<Notify>,
+}
+
+impl Subscription {
+    /// Woken by every release message on the channel.
+    pub(crate) fn notify(&self) -> &Arc<Notify> {
+        &self.notify
+    }
+}
+
+impl Notifier {
+    pub(crate) fn new(client: redis::Client, connect_timeout: Duration) -> Self {
+        Notifier {
+            shared: Arc::new(Shared {
+                client,
+                connect_timeout,
+                state: Mutex::new(State::default()),
+                connecting: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Subscribes to `channel`; `None` when pub/sub is unavailable (the caller polls instead).
+    pub(crate) async fn subscribe(&self, channel: &str) -> Option<Subscription> {
+        let shared = &self.shared;
+        {
+            let mut state = shared.lock();
+            if let Some((notify, holders)) = state.channels.get_mut(channel) {
+                *holders += 1;
+                return Some(Subscription {
+                    shared: shared.clone(),
+                    channel: channel.to_string(),
+                    notify: notify.clone(),
+                });
+            }
+        }
+        let (mut sink, _) = shared.sink().await?;
+        let ok = tokio::time::timeout(shared.connect_timeout, sink.subscribe(channel))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if !ok {
+            shared.lost(None);
+            return None;
+        }
+        let mut state = shared.lock();
+        let (notify, holders) = state
+            .channels
+            .entry(channel.to_string())
+            .or_insert_with(|| (Arc::new(Notify::new()), 0));
+        *holders += 1;
+        Some(Subscription {
+            shared: shared.clone(),
+            channel: channel.to_string(),
+            notify: notify.clone(),
+        })
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The live sink, connecting (and starting the reader task) if needed and allowed.
+    async fn sink(self: &Arc<Self>) -> Option<(PubSubSink, u64)> {
+        if let Some(found) = self.ready()? {
+            return Some(found);
+        }
+        let _gate = tokio::time::timeout(self.connect_timeout, self.connecting.lock())
+            .await
+            .ok()?;
+        if let Some(found) = self.ready()? {
+            return Some(found);
+        }
+        let attempt = tokio::time::timeout(self.connect_timeout, self.client.get_async_pubsub())
+            .await
+            .ok()
+            .and_then(Result::ok);
+        let mut state = self.lock();
+        let Some(pubsub) = attempt else {
+            state.retry_at = Some(Instant::now() + RECONNECT_BACKOFF);
+            tracing::debug!("redis_cache: no pub/sub connection; lock waiters poll instead");
+            return None;
+        };
+        let (sink, stream) = pubsub.split();
+        state.generation += 1;
+        let generation = state.generation;
+        state.sink = Some((sink.clone(), generation));
+        state.retry_at = None;
+        // Subscriptions of a previous connection are gone with it.
+        state.channels.clear();
+        tokio::spawn(read(Arc::downgrade(self), stream, generation));
+        Some((sink, generation))
+    }
+
+    /// `Some(Some)`: connected; `Some(None)`: an attempt is due; `None`: backing off.
+    fn ready(&self) -> Option<Option<(PubSubSink, u64)>> {
+        let state = self.lock();
+        if let Some(found) = &state.sink {
+            return Some(Some(found.clone()));
+        }
+        match state.retry_at {
+            Some(at) if Instant::now() < at => None,
+            _ => Some(None),
+        }
+    }
+
+    /// Forgets the connection of `generation` (or the current one), so the next wait reconnects.
+    fn lost(&self, generation: Option<u64>) {
+        let mut state = self.lock();
+        let current = state.sink.as_ref().map(|(_, g)| *g);
+        if current.is_some() && (generation.is_none() || generation == current) {
+            state.sink = None;
+            state.retry_at = Some(Instant::now() + RECONNECT_BACKOFF);
+            // Wake everyone: their subscriptions are gone, they should look again.
+            for (notify, _) in state.channels.values() {
+                notify.notify_waiters();
+            }
+            state.channels.clear();
+        }
+    }
+}
+
+/// Delivers messages to waiters until the connection closes.
+async fn read(shared: Weak<Shared>, mut stream: PubSubStream, generation: u64) {
+    while let Some(msg) = poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let state = shared.lock();
+        if let Some((notify, _)) = state.channels.get(msg.get_channel_name()) {
+            notify.notify_waiters();
+        }
+    }
+    if let Some(shared) = shared.upgrade() {
+        shared.lost(Some(generation));
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        let Some((_, holders)) = state.channels.get_mut(&self.channel) else {
+            return;
+        };
+        *holders -= 1;
+        if *holders > 0 {
+            return;
+        }
+        state.channels.remove(&self.channel);
+        let sink = state.sink.as_ref().map(|(sink, _)| sink.clone());
+        drop(state);
+        if let (Some(mut sink), Ok(runtime)) = (sink, tokio::runtime::Handle::try_current()) {
+            let channel = std::mem::take(&mut self.channel);
+            runtime.spawn(async move {
+                let _ = sink.unsubscribe(channel).await;
+            });
+        }
+    }
+}
