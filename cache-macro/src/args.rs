@@ -127,11 +127,13 @@ impl Parse for Opt {
                 let rest: proc_macro2::TokenTree = input.parse()?;
                 return Err(syn::Error::new_spanned(
                     quote::quote!(#minus #rest),
-                    "`jitter` cannot be negative: it is the fraction of the TTL by which expiries are \
-                     randomly shortened, from 0.0 (none) to 0.5, e.g. `jitter = 0.1`",
+                    jitter_message(),
                 ));
             }
-            Ok(Opt::Jitter(input.parse()?))
+            let lit = input
+                .parse::<Lit>()
+                .map_err(|err| syn::Error::new(err.span(), jitter_message()))?;
+            Ok(Opt::Jitter(lit))
         } else if look.peek(kw::lock) {
             input.parse::<kw::lock>()?;
             input.parse::<Token![=]>()?;
@@ -182,14 +184,15 @@ fn jitter_value(lit: &Lit) -> syn::Result<f32> {
     };
     match value {
         Some(v) if (0.0..=MAX_JITTER).contains(&v) => Ok(v as f32),
-        _ => Err(syn::Error::new(
-            lit.span(),
-            format!(
-                "`jitter` is the fraction of the TTL by which expiries are randomly shortened, \
-                 from 0.0 (none) to {MAX_JITTER}, e.g. `jitter = 0.1`"
-            ),
-        )),
+        _ => Err(syn::Error::new(lit.span(), jitter_message())),
     }
+}
+
+fn jitter_message() -> String {
+    format!(
+        "`jitter` is the fraction of the TTL by which expiries are randomly shortened, \
+         from 0.0 (none) to {MAX_JITTER}, e.g. `jitter = 0.1`"
+    )
 }
 
 fn unknown_option(unknown: &Ident) -> syn::Error {

@@ -188,11 +188,15 @@ impl Call<'_> {
                         Freshness::RefreshEarly => {
                             // The followers are served at once; only this call refreshes.
                             leader.publish(Outcome::Entry(Arc::new(bytes)));
-                            return self.refresh::<P, R, F>(value, body, Refresh::Early).await;
+                            return self
+                                .refresh::<P, R, F>(meta, value, body, Refresh::Early)
+                                .await;
                         }
                         Freshness::Stale => {
                             leader.publish(Outcome::Entry(Arc::new(bytes)));
-                            return self.refresh::<P, R, F>(value, body, Refresh::Stale).await;
+                            return self
+                                .refresh::<P, R, F>(meta, value, body, Refresh::Stale)
+                                .await;
                         }
                         Freshness::Expired => {}
                     }
@@ -253,7 +257,7 @@ impl Call<'_> {
     }
 
     /// Recomputes an entry that can still be served (`current`), if no one else is doing so.
-    async fn refresh<P, R, F>(&self, current: P::Stored, body: F, why: Refresh) -> R
+    async fn refresh<P, R, F>(&self, meta: Meta, current: P::Stored, body: F, why: Refresh) -> R
     where
         P: Policy<R>,
         P::Stored: CacheValue,
@@ -275,12 +279,22 @@ impl Call<'_> {
         )
         .await;
         let Ok(lock::Attempt {
-            lock: Some(lock), ..
+            lock: Some(lock),
+            entry,
         }) = attempt
         else {
             Counters::bump(served);
             return P::from_stored(current);
         };
+        // Someone refreshed between our read and our lock (and released it): serve theirs.
+        if let Some(Ok((newer, value))) =
+            entry.map(|bytes| envelope::open::<ActiveCodec, P::Stored>(&bytes))
+            && newer.computed_at_ms > meta.computed_at_ms
+        {
+            lock.release().await;
+            Counters::bump(&counters.hits);
+            return P::from_stored(value);
+        }
         let computed = self.compute::<P, R, F>(body, Some(&lock)).await;
         if computed.sealed.is_some() || P::is_absent(&computed.value) {
             Counters::bump(match why {

@@ -1,9 +1,11 @@
 //! Annotated functions shared by the test process and the helper binary, so both derive the same
 //! keys (keys name the function by module path).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
-use cache_runtime::redis_cache;
+use cache_runtime::{Cache, redis_cache};
 
 /// Times [`shared_square`]'s body ran in this process.
 pub static SHARED_SQUARE_RUNS: AtomicU64 = AtomicU64::new(0);
@@ -13,4 +15,26 @@ pub static SHARED_SQUARE_RUNS: AtomicU64 = AtomicU64::new(0);
 pub async fn shared_square(x: u64) -> u64 {
     SHARED_SQUARE_RUNS.fetch_add(1, Ordering::SeqCst);
     x * x
+}
+
+/// Times [`cold`]'s body ran in this process.
+pub static COLD_RUNS: AtomicU64 = AtomicU64::new(0);
+/// How long [`cold`]'s body works, in milliseconds.
+pub static COLD_WORK_MS: AtomicU64 = AtomicU64::new(0);
+/// When set, [`cold`]'s body prints `computing` and never finishes: a lock holder to kill.
+pub static COLD_HANG: AtomicBool = AtomicBool::new(false);
+
+/// The hot key of the stampede tests, computed by several processes at once. Its value names the
+/// process and run that computed it, so callers can tell whether they all got the same one.
+#[redis_cache(ttl = 60, skip(cache), cache = cache, name = "fixtures::cold")]
+pub async fn cold(cache: &Cache, id: u64) -> String {
+    let run = COLD_RUNS.fetch_add(1, Ordering::SeqCst) + 1;
+    if COLD_HANG.load(Ordering::SeqCst) {
+        println!("computing");
+        std::io::stdout().flush().expect("stdout");
+        std::future::pending::<()>().await;
+    }
+    let work = Duration::from_millis(COLD_WORK_MS.load(Ordering::SeqCst));
+    tokio::time::sleep(work).await;
+    format!("id {id} computed by pid {} run {run}", std::process::id())
 }

@@ -5,6 +5,7 @@
 //! line), never a sleep.
 
 pub mod fixtures;
+pub mod stampede;
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, TcpListener};

@@ -1,0 +1,149 @@
+//! The stampede figures: how many times a cold hot key is computed, how long its callers wait,
+//! and how many callers wait for the function under steady load, with and without early refresh.
+//!
+//! `cargo run --release --example stampede` (needs `redis-server` on PATH; it starts its own on a
+//! free loopback port, and runs worker processes of itself).
+//!
+//! 1. One process, 1,000 concurrent callers of one cold key (the function works 100 ms).
+//! 2. Four processes of 250 callers each, released together.
+//!    For both: executions in total, and callers that waited longer than the function plus 10 ms.
+//! 3. 30 seconds of steady load (32 tasks) on a key with a 5-second TTL and a 50 ms function,
+//!    once with early refresh (the default) and once with `early_refresh = false`: the misses,
+//!    and the calls that had to wait for the function (50 ms or more).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use cache_runtime::{Cache, redis_cache, stats_for};
+use redis_cache_tests::RedisServer;
+use redis_cache_tests::stampede::{Report, WorkerConfig, run_workers, worker};
+
+const WORK_MS: u64 = 100;
+const STEADY: Duration = Duration::from_secs(30);
+const STEADY_WORK: Duration = Duration::from_millis(50);
+const STEADY_TASKS: usize = 32;
+
+static EXECUTIONS_XFETCH: AtomicU64 = AtomicU64::new(0);
+static EXECUTIONS_PLAIN: AtomicU64 = AtomicU64::new(0);
+
+#[redis_cache(ttl = 5, jitter = 0.0, skip(cache), cache = cache)]
+async fn rate_with_early_refresh(cache: &Cache, pair: u64) -> u64 {
+    EXECUTIONS_XFETCH.fetch_add(1, Relaxed);
+    tokio::time::sleep(STEADY_WORK).await;
+    pair
+}
+
+#[redis_cache(ttl = 5, jitter = 0.0, early_refresh = false, skip(cache), cache = cache)]
+async fn rate_without_early_refresh(cache: &Cache, pair: u64) -> u64 {
+    EXECUTIONS_PLAIN.fetch_add(1, Relaxed);
+    tokio::time::sleep(STEADY_WORK).await;
+    pair
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--worker") {
+        return worker(WorkerConfig::from_args(&args[1..])).await;
+    }
+    let redis = RedisServer::start();
+    let program: PathBuf = std::env::current_exe().expect("own path");
+    let config = |prefix: &str, callers: usize| WorkerConfig {
+        url: redis.url(),
+        prefix: prefix.to_string(),
+        callers,
+        work_ms: WORK_MS,
+        lease_ms: 3_000,
+        hang: false,
+    };
+
+    println!("cold key, function {WORK_MS} ms:");
+    println!(
+        "  {:<28} {:>6} {:>10} {:>14} {:>12}",
+        "case", "calls", "executions", "slow (>f+10ms)", "slowest ms"
+    );
+    let cases = [
+        ("1 process x 1000 callers", vec![config("one", 1000)]),
+        ("4 processes x 250 callers", vec![config("four", 250); 4]),
+    ];
+    for (name, configs) in cases {
+        let reports = run_workers(&program, &["--worker"], &configs);
+        let total = Report::total(&reports);
+        println!(
+            "  {:<28} {:>6} {:>10} {:>14} {:>12.1}",
+            name,
+            total.calls,
+            total.executions,
+            total.slow,
+            total.max_micros as f64 / 1000.0
+        );
+        assert_eq!(total.values.len(), 1, "all callers got one value");
+    }
+
+    println!(
+        "\nsteady load, {STEADY_TASKS} tasks for {} s, TTL 5 s, function {} ms:",
+        STEADY.as_secs(),
+        STEADY_WORK.as_millis()
+    );
+    let cache = redis.cache("steady");
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for task in 0..STEADY_TASKS {
+        let cache = cache.clone();
+        let stop = stop.clone();
+        let early = task % 2 == 0;
+        tasks.push(tokio::spawn(async move {
+            let (mut calls, mut waited) = (0u64, 0u64);
+            while !stop.load(Relaxed) {
+                let started = Instant::now();
+                if early {
+                    rate_with_early_refresh(&cache, 1).await;
+                } else {
+                    rate_without_early_refresh(&cache, 1).await;
+                }
+                calls += 1;
+                waited += u64::from(started.elapsed() >= STEADY_WORK);
+            }
+            (early, calls, waited)
+        }));
+    }
+    tokio::time::sleep(STEADY).await;
+    stop.store(true, Relaxed);
+    let (mut with, mut without) = ((0, 0), (0, 0));
+    for task in tasks {
+        let (early, calls, waited) = task.await.unwrap();
+        let slot = if early { &mut with } else { &mut without };
+        slot.0 += calls;
+        slot.1 += waited;
+    }
+    println!(
+        "  {:<22} {:>9} {:>7} {:>16} {:>11} {:>16}",
+        "case", "calls", "misses", "waited for fn", "executions", "early refreshes"
+    );
+    for (name, function, (calls, waited), executions) in [
+        (
+            "early refresh on",
+            "stampede::rate_with_early_refresh",
+            with,
+            &EXECUTIONS_XFETCH,
+        ),
+        (
+            "early refresh off",
+            "stampede::rate_without_early_refresh",
+            without,
+            &EXECUTIONS_PLAIN,
+        ),
+    ] {
+        let stats = stats_for(function).expect("called");
+        println!(
+            "  {:<22} {:>9} {:>7} {:>16} {:>11} {:>16}",
+            name,
+            calls,
+            stats.misses,
+            waited,
+            executions.load(Relaxed),
+            stats.early_refreshes
+        );
+    }
+}

@@ -1,0 +1,13 @@
+use cache_runtime::redis_cache;
+
+#[redis_cache(ttl = 5, early_refresh = 1)]
+async fn number(id: u64) -> u64 {
+    id
+}
+
+#[redis_cache(ttl = 5, lock = "no")]
+async fn string(id: u64) -> u64 {
+    id
+}
+
+fn main() {}
