@@ -28,14 +28,23 @@
 //! | `cache = expr` | use this [`Cache`] (anything that dereferences to one) instead of the default |
 //! | `none_ttl = N` | for `Option<T>`: also store `None`, for N seconds |
 //! | `include_self` | for methods: hash `self` into the key too (it must be `Serialize`) |
+//! | `stale = N` | keep entries N seconds past their TTL, served while one caller refreshes (and if that refresh fails) |
+//! | `early_refresh = false` | no probabilistic early refresh (XFetch) of entries close to expiry |
+//! | `jitter = F` | shorten each TTL by a random fraction up to F, 0.0 to 0.5 (default [`DEFAULT_TTL_JITTER`]) |
+//! | `lock = false` | no cross-process lock on a miss (each process computes for itself) |
+//!
+//! Stampede protection is on by default: concurrent calls of one key in a process share one
+//! execution, and one process computes a missing key while the others wait for it (a per-key
+//! Redis lock, see [`CacheBuilder::lock_lease`] and [`CacheBuilder::lock_wait`]).
 //!
 //! `self` is left out of the key by default because a receiver is usually a service handle (a
 //! repository, a client) whose identity says nothing about the answer, and often is not
 //! `Serialize`. If the answer does depend on `self`'s state, say `include_self`.
 //!
 //! Where the code lives: `key` (key derivation), `envelope` and `codec` (the stored
-//! bytes), `connection` (Redis, deadlines, reconnection), `flow` (cache-aside), `policy` (what is
-//! stored), `stats` (counters), `config` and `cache` (set-up).
+//! bytes), `connection` (Redis, deadlines, reconnection), `flow` (cache-aside), `freshness`
+//! (fresh, stale, early refresh, jitter), `stampede` (single-flight, the per-key lock, pub/sub
+//! wake-ups), `policy` (what is stored), `stats` (counters), `config` and `cache` (set-up).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
