@@ -82,8 +82,7 @@ impl Parse for Opt {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let look = input.lookahead1();
         if look.peek(kw::ttl) {
-            input.parse::<kw::ttl>()?;
-            input.parse::<Token![=]>()?;
+            assign::<kw::ttl>(input)?;
             Ok(Opt::Ttl(parse_int(input, "ttl", "ttl = 300")?))
         } else if look.peek(kw::skip) {
             input.parse::<kw::skip>()?;
@@ -93,50 +92,35 @@ impl Parse for Opt {
                 content.parse_terminated(Ident::parse, Token![,])?,
             ))
         } else if look.peek(kw::version) {
-            input.parse::<kw::version>()?;
-            input.parse::<Token![=]>()?;
+            assign::<kw::version>(input)?;
             Ok(Opt::Version(parse_int(input, "version", "version = 2")?))
         } else if look.peek(kw::name) {
-            input.parse::<kw::name>()?;
-            input.parse::<Token![=]>()?;
+            assign::<kw::name>(input)?;
             Ok(Opt::Name(input.parse()?))
         } else if look.peek(kw::cache) {
-            input.parse::<kw::cache>()?;
-            input.parse::<Token![=]>()?;
+            assign::<kw::cache>(input)?;
             Ok(Opt::Cache(input.parse()?))
         } else if look.peek(kw::none_ttl) {
-            input.parse::<kw::none_ttl>()?;
-            input.parse::<Token![=]>()?;
+            assign::<kw::none_ttl>(input)?;
             Ok(Opt::NoneTtl(parse_int(input, "none_ttl", "none_ttl = 30")?))
         } else if look.peek(kw::include_self) {
             let kw = input.parse::<kw::include_self>()?;
             Ok(Opt::IncludeSelf(kw.span))
         } else if look.peek(kw::stale) {
-            input.parse::<kw::stale>()?;
-            input.parse::<Token![=]>()?;
+            assign::<kw::stale>(input)?;
             Ok(Opt::Stale(parse_int(input, "stale", "stale = 60")?))
         } else if look.peek(kw::early_refresh) {
-            input.parse::<kw::early_refresh>()?;
-            input.parse::<Token![=]>()?;
+            assign::<kw::early_refresh>(input)?;
             Ok(Opt::EarlyRefresh(parse_bool(input, "early_refresh")?))
         } else if look.peek(kw::jitter) {
-            input.parse::<kw::jitter>()?;
-            input.parse::<Token![=]>()?;
-            if input.peek(Token![-]) {
-                let minus: Token![-] = input.parse()?;
-                let rest: proc_macro2::TokenTree = input.parse()?;
-                return Err(syn::Error::new_spanned(
-                    quote::quote!(#minus #rest),
-                    jitter_message(),
-                ));
-            }
+            assign::<kw::jitter>(input)?;
+            reject_negative(input, jitter_message)?;
             let lit = input
                 .parse::<Lit>()
                 .map_err(|err| syn::Error::new(err.span(), jitter_message()))?;
             Ok(Opt::Jitter(lit))
         } else if look.peek(kw::lock) {
-            input.parse::<kw::lock>()?;
-            input.parse::<Token![=]>()?;
+            assign::<kw::lock>(input)?;
             Ok(Opt::Lock(parse_bool(input, "lock")?))
         } else if input.peek(Ident) {
             let unknown: Ident = input.parse()?;
@@ -147,15 +131,30 @@ impl Parse for Opt {
     }
 }
 
-fn parse_int(input: ParseStream<'_>, option: &str, example: &str) -> syn::Result<LitInt> {
+/// Parses the option's keyword and the `=` after it.
+fn assign<K: Parse>(input: ParseStream<'_>) -> syn::Result<()> {
+    input.parse::<K>()?;
+    input.parse::<Token![=]>()?;
+    Ok(())
+}
+
+/// A leading `-` is an error spanning the whole number, with `message`.
+fn reject_negative(input: ParseStream<'_>, message: impl FnOnce() -> String) -> syn::Result<()> {
     if input.peek(Token![-]) {
         let minus: Token![-] = input.parse()?;
         let rest: proc_macro2::TokenTree = input.parse()?;
         return Err(syn::Error::new_spanned(
             quote::quote!(#minus #rest),
-            format!("`{option}` cannot be negative, e.g. `{example}`"),
+            message(),
         ));
     }
+    Ok(())
+}
+
+fn parse_int(input: ParseStream<'_>, option: &str, example: &str) -> syn::Result<LitInt> {
+    reject_negative(input, || {
+        format!("`{option}` cannot be negative, e.g. `{example}`")
+    })?;
     input.parse::<LitInt>().map_err(|err| {
         syn::Error::new(
             err.span(),

@@ -4,6 +4,7 @@
 //!
 //! Each test has its own function, so their counters and statics do not meet.
 
+use std::future::Future;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::AtomicUsize;
@@ -13,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cache_runtime::{Cache, redis_cache, stats_for};
 use redis_cache_tests::{RedisServer, free_port};
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 /// Counts arrivals; lets a task wait for the n-th (an event, not a sleep).
 struct Gate {
@@ -46,6 +48,15 @@ impl Gate {
     }
 }
 
+/// Spawns `n` tasks, each calling `call` with its own handle on `cache`.
+fn spawn_callers<T, Fut>(n: usize, cache: &Cache, call: impl Fn(Cache) -> Fut) -> Vec<JoinHandle<T>>
+where
+    T: Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    (0..n).map(|_| tokio::spawn(call(cache.clone()))).collect()
+}
+
 const CALLERS: usize = 1000;
 
 static COLD_EXECUTIONS: AtomicU64 = AtomicU64::new(0);
@@ -63,15 +74,10 @@ async fn cold_product(cache: &Cache, id: u64) -> String {
 async fn a_thousand_concurrent_callers_of_a_cold_key_run_the_function_once() {
     let redis = RedisServer::start();
     let cache = redis.cache("sf");
-    let callers: Vec<_> = (0..CALLERS)
-        .map(|_| {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                COLD_ARRIVED.arrive();
-                cold_product(&cache, 7).await
-            })
-        })
-        .collect();
+    let callers: Vec<_> = spawn_callers(CALLERS, &cache, |cache| async move {
+        COLD_ARRIVED.arrive();
+        cold_product(&cache, 7).await
+    });
     for caller in callers {
         assert_eq!(caller.await.unwrap(), "product 7");
     }
@@ -107,15 +113,10 @@ async fn with_redis_down_a_thousand_concurrent_callers_run_the_function_once() {
         .prefix("down")
         .build()
         .unwrap();
-    let callers: Vec<_> = (0..CALLERS)
-        .map(|_| {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                DOWN_ARRIVED.arrive();
-                while_redis_is_down(&cache, 21).await
-            })
-        })
-        .collect();
+    let callers: Vec<_> = spawn_callers(CALLERS, &cache, |cache| async move {
+        DOWN_ARRIVED.arrive();
+        while_redis_is_down(&cache, 21).await
+    });
     for caller in callers {
         assert_eq!(caller.await.unwrap(), 42);
     }
@@ -147,17 +148,14 @@ async fn slow_first_time(cache: &Cache, id: u64) -> u64 {
 async fn a_cancelled_leader_does_not_strand_its_followers() {
     let redis = RedisServer::start();
     let cache = redis.cache("cancel");
-    let leader = {
+    let leader = tokio::spawn({
         let cache = cache.clone();
-        tokio::spawn(async move { slow_first_time(&cache, 10).await })
-    };
+        async move { slow_first_time(&cache, 10).await }
+    });
     CANCEL_STARTED.until(1).await;
-    let followers: Vec<_> = (0..10)
-        .map(|_| {
-            let cache = cache.clone();
-            tokio::spawn(async move { slow_first_time(&cache, 10).await })
-        })
-        .collect();
+    let followers: Vec<_> = spawn_callers(10, &cache, |cache| async move {
+        slow_first_time(&cache, 10).await
+    });
     // Let every follower join the leader's flight before the leader goes away.
     tokio::task::yield_now().await;
     leader.abort();
@@ -190,17 +188,14 @@ async fn panics_first_time(cache: &Cache, id: u64) -> u64 {
 async fn a_panicking_leader_does_not_strand_its_followers() {
     let redis = RedisServer::start();
     let cache = redis.cache("panic");
-    let leader = {
+    let leader = tokio::spawn({
         let cache = cache.clone();
-        tokio::spawn(async move { panics_first_time(&cache, 10).await })
-    };
+        async move { panics_first_time(&cache, 10).await }
+    });
     PANIC_STARTED.until(1).await;
-    let followers: Vec<_> = (0..10)
-        .map(|_| {
-            let cache = cache.clone();
-            tokio::spawn(async move { panics_first_time(&cache, 10).await })
-        })
-        .collect();
+    let followers: Vec<_> = spawn_callers(10, &cache, |cache| async move {
+        panics_first_time(&cache, 10).await
+    });
     tokio::task::yield_now().await;
     PANIC_RELEASE.arrive();
     assert!(
@@ -238,15 +233,10 @@ async fn failing_lookup(cache: &Cache, id: u64) -> Result<u64, String> {
 async fn followers_share_a_none_but_run_the_function_themselves_after_an_err() {
     let redis = RedisServer::start();
     let cache = redis.cache("shapes");
-    let nones: Vec<_> = (0..20)
-        .map(|_| {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                NONE_ARRIVED.arrive();
-                missing_user(&cache, 5).await
-            })
-        })
-        .collect();
+    let nones: Vec<_> = spawn_callers(20, &cache, |cache| async move {
+        NONE_ARRIVED.arrive();
+        missing_user(&cache, 5).await
+    });
     for caller in nones {
         assert_eq!(caller.await.unwrap(), None);
     }
@@ -259,15 +249,10 @@ async fn followers_share_a_none_but_run_the_function_themselves_after_an_err() {
 
     // An `E` need not be `Clone` or serializable, so it cannot be handed over: each follower of a
     // failed leader runs the function itself (errors are never cached either).
-    let errs: Vec<_> = (0..20)
-        .map(|_| {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                ERR_ARRIVED.arrive();
-                failing_lookup(&cache, 5).await
-            })
-        })
-        .collect();
+    let errs: Vec<_> = spawn_callers(20, &cache, |cache| async move {
+        ERR_ARRIVED.arrive();
+        failing_lookup(&cache, 5).await
+    });
     for caller in errs {
         assert_eq!(caller.await.unwrap(), Err("no row 5".to_string()));
     }
@@ -324,10 +309,10 @@ async fn in_the_stale_window_callers_get_the_old_value_at_once_and_keep_it_if_re
     until_logically_expired(&redis).await;
 
     // One caller refreshes (and is held inside the function)...
-    let refresher = {
+    let refresher = tokio::spawn({
         let cache = cache.clone();
-        tokio::spawn(async move { stale_price(&cache, 1).await })
-    };
+        async move { stale_price(&cache, 1).await }
+    });
     REFRESH_STARTED.until(1).await;
     // ...while another is served the stale value without waiting for it.
     assert_eq!(stale_price(&cache, 1).await, Ok(1));
@@ -378,19 +363,14 @@ async fn under_steady_load_early_refresh_renews_a_hot_key_before_it_expires() {
     let redis = RedisServer::start();
     let cache = redis.cache("xfetch");
     hot_rate(&cache, 1).await;
-    let load: Vec<_> = (0..16)
-        .map(|_| {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                let mut calls = 0u64;
-                while !HOT_STOP.load(SeqCst) {
-                    hot_rate(&cache, 1).await;
-                    calls += 1;
-                }
-                calls
-            })
-        })
-        .collect();
+    let load: Vec<_> = spawn_callers(16, &cache, |cache| async move {
+        let mut calls = 0u64;
+        while !HOT_STOP.load(SeqCst) {
+            hot_rate(&cache, 1).await;
+            calls += 1;
+        }
+        calls
+    });
     // The first computation and three refreshes: three expiries survived.
     tokio::time::timeout(Duration::from_secs(60), HOT_COMPUTED.until(4))
         .await
