@@ -10,6 +10,7 @@
 //! the channel close and race to lead again, so nobody is stranded.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
@@ -29,7 +30,9 @@ pub(crate) enum Outcome {
     RunYourself,
 }
 
-type Slot = watch::Receiver<Option<Outcome>>;
+/// A flight's channel to its followers, created by the first follower: a leader nobody waits
+/// for (the common case, a hit) costs one map insert and one remove, nothing else.
+type Slot = Option<watch::Sender<Option<Outcome>>>;
 
 /// The calls in flight in one [`Cache`](crate::Cache).
 #[derive(Debug, Default)]
@@ -46,17 +49,22 @@ pub(crate) enum Join<'a> {
 impl Flights {
     /// Leads the flight for `id`, or follows the one already in the air.
     pub(crate) fn join(&self, id: FlightId) -> Join<'_> {
-        let mut map = self.lock();
-        if let Some(slot) = map.get(&id) {
-            return Join::Follow(Follower(slot.clone()));
+        match self.lock().entry(id) {
+            Entry::Occupied(mut flight) => {
+                let tx = flight
+                    .get_mut()
+                    .get_or_insert_with(|| watch::channel(None).0);
+                Join::Follow(Follower(tx.subscribe()))
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(None);
+                Join::Lead(Leader {
+                    flights: self,
+                    id,
+                    landed: false,
+                })
+            }
         }
-        let (tx, rx) = watch::channel(None);
-        map.insert(id, rx);
-        Join::Lead(Leader {
-            flights: self,
-            id,
-            tx,
-        })
     }
 
     /// Flights in the air; zero when the process is idle.
@@ -67,6 +75,11 @@ impl Flights {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FlightId, Slot>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Ends the flight; its channel, if any follower opened one.
+    fn land(&self, id: FlightId) -> Slot {
+        self.lock().remove(&id).flatten()
+    }
 }
 
 /// The caller doing the work for a key. Dropping it without [`Leader::publish`] (cancellation,
@@ -74,26 +87,31 @@ impl Flights {
 pub(crate) struct Leader<'a> {
     flights: &'a Flights,
     id: FlightId,
-    tx: watch::Sender<Option<Outcome>>,
+    landed: bool,
 }
 
 impl Leader<'_> {
-    /// Hands `outcome` to every follower, now and until the flight is removed.
-    pub(crate) fn publish(self, outcome: Outcome) {
-        // Sent before the entry is removed: a caller arriving in between still gets it.
-        self.tx.send_replace(Some(outcome));
+    /// Hands `outcome` to every follower. A caller arriving afterwards starts a new flight (and
+    /// finds what the leader stored).
+    pub(crate) fn publish(mut self, outcome: Outcome) {
+        self.landed = true;
+        if let Some(tx) = self.flights.land(self.id) {
+            tx.send_replace(Some(outcome));
+        }
     }
 }
 
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
-        // The entry is this leader's: only its own drop removes it.
-        self.flights.lock().remove(&self.id);
+        if !self.landed {
+            // Dropping the channel closes it: the followers try again.
+            self.flights.land(self.id);
+        }
     }
 }
 
 /// A caller waiting for a leader.
-pub(crate) struct Follower(Slot);
+pub(crate) struct Follower(watch::Receiver<Option<Outcome>>);
 
 impl Follower {
     /// The leader's outcome, or `None` if the leader went away without one.
