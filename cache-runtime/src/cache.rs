@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
+use crate::breaker::{BreakerState, BreakerStats};
 use crate::config::{CacheBuilder, ConfigError};
 use crate::connection::Connection;
 use crate::stampede::lock::LockSettings;
@@ -81,6 +82,19 @@ impl Cache {
     /// `false` for [`Cache::disabled`] and for a default cache whose configuration was invalid.
     pub fn is_enabled(&self) -> bool {
         self.inner.connection.is_some()
+    }
+
+    /// The circuit breaker's state and how often it opened and closed. A disabled cache's is
+    /// always closed.
+    pub fn breaker(&self) -> BreakerStats {
+        match self.connection() {
+            Some(conn) => conn.breaker().stats(),
+            None => BreakerStats {
+                state: BreakerState::Closed,
+                opened: 0,
+                closed: 0,
+            },
+        }
     }
 
     pub(crate) fn connection(&self) -> Option<&Connection> {

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::breaker::BreakerSettings;
 use crate::cache::Cache;
 use crate::connection::{Connection, Timeouts};
 use crate::stampede::lock::LockSettings;
@@ -16,11 +17,15 @@ pub const DEFAULT_PREFIX: &str = "rcache";
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 /// How long one Redis command may take before the call goes on without the cache.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_millis(100);
-/// After a failed connection attempt, the first wait before the next one; it doubles per failure.
-pub const DEFAULT_RECONNECT_MIN_BACKOFF: Duration = Duration::from_millis(100);
-/// The longest wait between connection attempts while Redis is unreachable.
-pub const DEFAULT_RECONNECT_MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+/// Command timeouts or dropped connections in a row that open a cache's circuit breaker (one
+/// failed connection attempt opens it at once).
+pub const DEFAULT_BREAKER_THRESHOLD: u32 = 5;
+/// How long an open circuit breaker first lets calls skip Redis before one call probes it (and
+/// reconnects); each failed probe doubles it.
+pub const DEFAULT_BREAKER_MIN_OPEN: Duration = Duration::from_millis(100);
+/// The longest interval between probes of an open circuit breaker.
+pub const DEFAULT_BREAKER_MAX_OPEN: Duration = Duration::from_secs(2);
 /// How long a per-key lock lives without renewal. Its holder renews it every third of this while
 /// the function runs, so this bounds how long a crashed process blocks a key, not how long a
 /// function may take.
@@ -64,6 +69,7 @@ pub struct CacheBuilder {
     prefix: String,
     timeouts: Timeouts,
     locks: LockSettings,
+    breaker: BreakerSettings,
 }
 
 impl fmt::Debug for CacheBuilder {
@@ -73,6 +79,7 @@ impl fmt::Debug for CacheBuilder {
             .field("prefix", &self.prefix)
             .field("timeouts", &self.timeouts)
             .field("locks", &self.locks)
+            .field("breaker", &self.breaker)
             .finish()
     }
 }
@@ -85,12 +92,15 @@ impl Default for CacheBuilder {
             timeouts: Timeouts {
                 connect: DEFAULT_CONNECT_TIMEOUT,
                 command: DEFAULT_COMMAND_TIMEOUT,
-                reconnect_min: DEFAULT_RECONNECT_MIN_BACKOFF,
-                reconnect_max: DEFAULT_RECONNECT_MAX_BACKOFF,
             },
             locks: LockSettings {
                 lease: DEFAULT_LOCK_LEASE,
                 wait: DEFAULT_LOCK_WAIT,
+            },
+            breaker: BreakerSettings {
+                threshold: DEFAULT_BREAKER_THRESHOLD,
+                min_open: DEFAULT_BREAKER_MIN_OPEN,
+                max_open: DEFAULT_BREAKER_MAX_OPEN,
             },
         }
     }
@@ -156,13 +166,6 @@ impl CacheBuilder {
         self
     }
 
-    /// The bounds of the doubling wait between connection attempts while Redis is unreachable.
-    pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
-        self.timeouts.reconnect_min = min;
-        self.timeouts.reconnect_max = max.max(min);
-        self
-    }
-
     /// How long a per-key lock lives without renewal: the longest a crashed process can hold up
     /// the others on one key. Its holder renews it while computing.
     pub fn lock_lease(mut self, lease: Duration) -> Self {
@@ -174,6 +177,24 @@ impl CacheBuilder {
     /// value itself. Raise it for functions slower than [`DEFAULT_LOCK_WAIT`].
     pub fn lock_wait(mut self, wait: Duration) -> Self {
         self.locks.wait = wait;
+        self
+    }
+
+    /// The circuit breaker: after `failures` command timeouts or dropped connections in a row (or
+    /// one failed connection attempt), calls skip Redis and run the function at once. One call
+    /// probes Redis (reconnecting if needed) after `min_open`, then at doubling intervals up to
+    /// `max_open`, until it answers.
+    pub fn circuit_breaker(
+        mut self,
+        failures: u32,
+        min_open: Duration,
+        max_open: Duration,
+    ) -> Self {
+        self.breaker = BreakerSettings {
+            threshold: failures.max(1),
+            min_open,
+            max_open: max_open.max(min_open),
+        };
         self
     }
 
@@ -202,7 +223,7 @@ impl CacheBuilder {
         })?;
         Ok(Cache::new(
             self.prefix,
-            Some(Connection::new(client, self.timeouts)),
+            Some(Connection::new(client, self.timeouts, self.breaker)),
             self.locks,
         ))
     }

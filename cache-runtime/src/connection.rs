@@ -4,18 +4,19 @@
 //! of server sits behind them ([`Target`], [`Link`]) is this module's business, so a cluster or
 //! sentinel deployment is one more variant here, not a change to the flow.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
+
+use crate::breaker::{Allow, Breaker, BreakerSettings};
 use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, RedisError};
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timeouts {
     pub connect: Duration,
     pub command: Duration,
-    pub reconnect_min: Duration,
-    pub reconnect_max: Duration,
 }
 
 /// Why a command gave no answer.
@@ -37,6 +38,43 @@ impl std::fmt::Display for StoreError {
             StoreError::Timeout => f.write_str("redis command timed out"),
             StoreError::WrongType => f.write_str("key holds a value of another type"),
             StoreError::Redis(err) => write!(f, "redis error: {err}"),
+        }
+    }
+}
+
+/// Why a live Redis refuses the cache's commands; each is logged once, with what to do.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    OutOfMemory,
+    ReadOnly,
+    Auth,
+}
+
+impl Refusal {
+    fn from_code(code: &str) -> Option<Refusal> {
+        match code {
+            "OOM" => Some(Refusal::OutOfMemory),
+            "READONLY" => Some(Refusal::ReadOnly),
+            "NOAUTH" | "WRONGPASS" | "NOPERM" => Some(Refusal::Auth),
+            _ => None,
+        }
+    }
+
+    fn explain(self) -> &'static str {
+        match self {
+            Refusal::OutOfMemory => {
+                "Redis refuses writes: maxmemory is reached and the eviction policy does not evict \
+                 (noeviction); values are not cached until memory frees up. For a cache, set \
+                 maxmemory-policy to allkeys-lru or allkeys-lfu"
+            }
+            Refusal::ReadOnly => {
+                "Redis refuses writes: this is a read-only replica; values are not cached. Point \
+                 the cache at the primary"
+            }
+            Refusal::Auth => {
+                "Redis refuses the cache's commands (authentication or ACL permissions); calls \
+                 run uncached. Check the user and password in the URL and the user's ACL"
+            }
         }
     }
 }
@@ -84,30 +122,32 @@ struct State {
     /// The live link and its generation, so a failure only discards the link it happened on.
     link: Option<(Link, u64)>,
     generation: u64,
-    /// Failed connection attempts in a row.
-    failures: u32,
-    /// No new attempt before this instant.
-    retry_at: Option<Instant>,
+    /// Connection attempts made: a caller that waited for another's attempt does not repeat it.
+    attempts: u64,
 }
 
 pub(crate) struct Connection {
     target: Target,
     timeouts: Timeouts,
+    breaker: Breaker,
+    /// Refusals already logged (bits of [`Refusal`]), re-armed by a successful write.
+    refusals_logged: AtomicU8,
     state: Mutex<State>,
     /// One connection attempt at a time; the others wait for its outcome.
     connecting: tokio::sync::Mutex<()>,
 }
 
 impl Connection {
-    pub(crate) fn new(client: redis::Client, timeouts: Timeouts) -> Self {
+    pub(crate) fn new(client: redis::Client, timeouts: Timeouts, breaker: BreakerSettings) -> Self {
         Connection {
             target: Target::Standalone(client),
             timeouts,
+            breaker: Breaker::new(breaker),
+            refusals_logged: AtomicU8::new(0),
             state: Mutex::new(State {
                 link: None,
                 generation: 0,
-                failures: 0,
-                retry_at: None,
+                attempts: 0,
             }),
             connecting: tokio::sync::Mutex::new(()),
         }
@@ -161,20 +201,58 @@ impl Connection {
         &self.timeouts
     }
 
-    /// Runs one command within the connect and command deadlines.
+    pub(crate) fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    /// Runs one command within the connect and command deadlines, unless the breaker is open.
     async fn run<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
+        if self.breaker.allow() == Allow::Skip {
+            return Err(StoreError::Unavailable);
+        }
         let (mut link, generation) = self.link().await?;
         match tokio::time::timeout(self.timeouts.command, link.query(cmd)).await {
-            Err(_elapsed) => Err(StoreError::Timeout),
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) if err.code() == Some("WRONGTYPE") => Err(StoreError::WrongType),
+            Err(_elapsed) => {
+                self.breaker.failure(&"command timed out");
+                Err(StoreError::Timeout)
+            }
+            Ok(Ok(value)) => {
+                self.breaker.success();
+                Ok(value)
+            }
             Ok(Err(err)) => {
                 if err.is_unrecoverable_error() || err.is_connection_dropped() || err.is_io_error()
                 {
+                    self.breaker.failure(&err);
                     self.discard(generation);
+                } else {
+                    // An error reply: the server is alive and answering.
+                    self.breaker.success();
+                    self.log_refusal(&err);
+                }
+                if err.code() == Some("WRONGTYPE") {
+                    return Err(StoreError::WrongType);
                 }
                 Err(StoreError::Redis(err))
             }
+        }
+    }
+
+    /// Logs, once until a write succeeds again, why Redis refuses the cache's commands.
+    fn log_refusal(&self, err: &RedisError) {
+        let Some(refusal) = err.code().and_then(Refusal::from_code) else {
+            return;
+        };
+        let bit = 1 << refusal as u8;
+        if self.refusals_logged.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+            tracing::warn!(code = err.code(), "redis_cache: {}", refusal.explain());
+        }
+    }
+
+    /// A write went through: refusals are logged again if they come back.
+    pub(crate) fn write_succeeded(&self) {
+        if self.refusals_logged.load(Ordering::Relaxed) != 0 {
+            self.refusals_logged.store(0, Ordering::Relaxed);
         }
     }
 
@@ -182,20 +260,31 @@ impl Connection {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The live link, connecting first if there is none and the backoff allows it.
+    /// The live link, connecting first if there is none. A failed attempt trips the breaker,
+    /// whose probes then make the next attempts.
     async fn link(&self) -> Result<(Link, u64), StoreError> {
-        if let Some(found) = self.ready()? {
-            return Ok(found);
-        }
+        let seen = {
+            let state = self.lock();
+            if let Some(found) = &state.link {
+                return Ok(found.clone());
+            }
+            state.attempts
+        };
         // One deadline for waiting on another caller's attempt and for our own: a call never
         // spends more than the connect timeout on connecting.
         let deadline = tokio::time::Instant::now() + self.timeouts.connect;
         let _gate = tokio::time::timeout_at(deadline, self.connecting.lock())
             .await
             .map_err(|_| StoreError::Timeout)?;
-        // Whoever held the gate before us may have connected, or failed and set a backoff.
-        if let Some(found) = self.ready()? {
-            return Ok(found);
+        {
+            let state = self.lock();
+            if let Some(found) = &state.link {
+                return Ok(found.clone());
+            }
+            if state.attempts != seen {
+                // Someone tried while we waited, and failed: do not repeat it at once.
+                return Err(StoreError::Unavailable);
+            }
         }
         let attempt = match &self.target {
             Target::Standalone(client) => {
@@ -211,50 +300,26 @@ impl Connection {
             }
         };
         let mut state = self.lock();
+        state.attempts += 1;
         match attempt {
             Ok(Ok(link)) => {
-                if state.failures > 0 {
-                    tracing::info!("redis_cache: connected to Redis again; caching resumes");
-                }
-                state.failures = 0;
-                state.retry_at = None;
                 state.generation += 1;
                 state.link = Some((link.clone(), state.generation));
                 Ok((link, state.generation))
             }
-            Ok(Err(_)) | Err(_) => {
-                if state.failures == 0 {
-                    let why = match &attempt {
-                        Ok(Err(err)) => err.to_string(),
-                        _ => format!("no connection within {:?}", self.timeouts.connect),
-                    };
-                    tracing::warn!(error = %why, "redis_cache: cannot reach Redis; calls run uncached until it answers");
-                }
-                state.failures = state.failures.saturating_add(1);
-                let backoff = self
-                    .timeouts
-                    .reconnect_min
-                    .saturating_mul(1 << (state.failures - 1).min(16))
-                    .min(self.timeouts.reconnect_max);
-                state.retry_at = Some(Instant::now() + backoff);
-                match attempt {
-                    Ok(Err(err)) => Err(StoreError::Redis(err)),
-                    _ => Err(StoreError::Timeout),
-                }
+            Ok(Err(err)) => {
+                drop(state);
+                self.breaker.trip(&err);
+                Err(StoreError::Redis(err))
             }
-        }
-    }
-
-    /// `Ok(Some)` with a live link, `Ok(None)` when a connection attempt is due,
-    /// `Err(Unavailable)` while backing off.
-    fn ready(&self) -> Result<Option<(Link, u64)>, StoreError> {
-        let state = self.lock();
-        if let Some(found) = &state.link {
-            return Ok(Some(found.clone()));
-        }
-        match state.retry_at {
-            Some(at) if Instant::now() < at => Err(StoreError::Unavailable),
-            _ => Ok(None),
+            Err(_elapsed) => {
+                drop(state);
+                self.breaker.trip(&format_args!(
+                    "no connection within {:?}",
+                    self.timeouts.connect
+                ));
+                Err(StoreError::Timeout)
+            }
         }
     }
 

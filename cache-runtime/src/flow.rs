@@ -123,14 +123,12 @@ struct Computed<R> {
     sealed: Option<(Arc<Vec<u8>>, Duration)>,
 }
 
-impl<R> Computed<R> {
-    /// What the leader's followers get.
-    fn outcome<P: Policy<R>>(&self) -> Outcome {
-        match &self.sealed {
-            Some((bytes, _)) => Outcome::Entry(bytes.clone()),
-            None if P::is_absent(&self.value) => Outcome::Absent,
-            None => Outcome::RunYourself,
-        }
+/// What a leader's followers get for `value` (sealed or not).
+fn outcome_of<P: Policy<R>, R>(value: &R, sealed: Option<(Arc<Vec<u8>>, Duration)>) -> Outcome {
+    match sealed {
+        Some((bytes, _)) => Outcome::Entry(bytes),
+        None if P::is_absent(value) => Outcome::Absent,
+        None => Outcome::RunYourself,
     }
 }
 
@@ -169,9 +167,10 @@ impl Call<'_> {
                     tracing::debug!(key = self.key, error = %err, "redis_cache: lookup failed; running uncached");
                 }
                 Counters::bump(&counters.fallbacks);
-                let computed = self.compute::<P, R, F>(body, None).await;
-                leader.publish(computed.outcome::<P>());
-                return computed.value;
+                let (value, took) = self.execute(body, None).await;
+                // Nothing is stored: encode only if someone waits for this value.
+                leader.publish_with(|| outcome_of::<P, R>(&value, self.seal::<P, R>(&value, took)));
+                return value;
             }
         };
 
@@ -211,6 +210,7 @@ impl Call<'_> {
         // No usable entry. Unless the function opted out, take the key's lock or wait for the
         // process that holds it.
         let mut lock = None;
+        let mut reachable = true;
         if self.site.spec.lock {
             match self.lock_or_wait::<P::Stored>().await {
                 Ok(Waited::Lock(held)) => lock = Some(held),
@@ -221,17 +221,28 @@ impl Call<'_> {
                 }
                 Ok(Waited::GaveUp) => {}
                 Err(err) => {
-                    Counters::bump(&counters.errors);
+                    // Redis stopped answering during this call: do not spend a second deadline
+                    // on the store. Any other error (a server without scripting, say) still
+                    // lets a plain SET store the value.
+                    reachable = !matches!(err, StoreError::Timeout | StoreError::Unavailable);
+                    if !matches!(err, StoreError::Unavailable) {
+                        Counters::bump(&counters.errors);
+                    }
                     tracing::debug!(key = self.key, error = %err, "redis_cache: lock failed; computing without it");
                 }
             }
         }
         Counters::bump(&counters.misses);
-        let computed = self.compute::<P, R, F>(body, lock.as_ref()).await;
+        let (value, took) = self.execute(body, lock.as_ref()).await;
+        if !reachable {
+            leader.publish_with(|| outcome_of::<P, R>(&value, self.seal::<P, R>(&value, took)));
+            return value;
+        }
+        let sealed = self.seal::<P, R>(&value, took);
         // Followers first: they need not wait for the store's round trip.
-        leader.publish(computed.outcome::<P>());
-        self.store(computed.sealed, lock).await;
-        computed.value
+        leader.publish(outcome_of::<P, R>(&value, sealed.clone()));
+        self.store(sealed, lock).await;
+        value
     }
 
     async fn lock_or_wait<T: CacheValue>(&self) -> Result<Waited<T>, StoreError> {
@@ -327,26 +338,43 @@ impl Call<'_> {
         P::Stored: CacheValue,
         F: Future<Output = R>,
     {
-        let counters = self.counters();
+        let (value, took) = self.execute(body, lock).await;
+        let sealed = self.seal::<P, R>(&value, took);
+        Computed { value, sealed }
+    }
+
+    /// Runs the function; returns its value and how long it took.
+    async fn execute<R, F>(&self, body: F, lock: Option<&Lock>) -> (R, Duration)
+    where
+        F: Future<Output = R>,
+    {
         let started = Instant::now();
         let value = match lock {
             Some(lock) => lock.hold_while(body).await,
             None => body.await,
         };
-        Counters::bump(&counters.executions);
-        let sealed = P::to_store(&value, &self.site.spec).and_then(|(stored, ttl_secs)| {
-            let (fresh, keep) = freshness::lifetimes(ttl_secs, &self.site.spec, fastrand::f64());
-            let meta = Meta::new(SystemTime::now(), fresh, started.elapsed());
-            match envelope::seal::<ActiveCodec, _>(stored, meta) {
-                Ok(bytes) => Some((Arc::new(bytes), keep)),
-                Err(err) => {
-                    Counters::bump(&counters.errors);
-                    tracing::debug!(key = self.key, error = %err, "redis_cache: value could not be encoded");
-                    None
-                }
+        Counters::bump(&self.counters().executions);
+        (value, started.elapsed())
+    }
+
+    /// The envelope of `value` and how long Redis should keep it, if the policy stores it.
+    fn seal<P, R>(&self, value: &R, took: Duration) -> Option<(Arc<Vec<u8>>, Duration)>
+    where
+        P: Policy<R>,
+        P::Stored: CacheValue,
+    {
+        let spec = &self.site.spec;
+        let (stored, ttl_secs) = P::to_store(value, spec)?;
+        let (fresh, keep) = freshness::lifetimes(ttl_secs, spec, fastrand::f64());
+        let meta = Meta::new(SystemTime::now(), fresh, took);
+        match envelope::seal::<ActiveCodec, _>(stored, meta) {
+            Ok(bytes) => Some((Arc::new(bytes), keep)),
+            Err(err) => {
+                Counters::bump(&self.counters().errors);
+                tracing::debug!(key = self.key, error = %err, "redis_cache: value could not be encoded");
+                None
             }
-        });
-        Computed { value, sealed }
+        }
     }
 
     /// Stores an envelope (releasing `lock` in the same round trip), or just releases `lock`.
@@ -359,7 +387,10 @@ impl Call<'_> {
             (None, None) => return,
         };
         match result {
-            Ok(()) => Counters::bump(&counters.writes),
+            Ok(()) => {
+                Counters::bump(&counters.writes);
+                self.conn.write_succeeded();
+            }
             Err(err) => {
                 Counters::bump(&counters.errors);
                 tracing::debug!(key = self.key, error = %err, "redis_cache: store failed");

@@ -48,6 +48,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod breaker;
 mod cache;
 mod codec;
 mod config;
@@ -61,13 +62,14 @@ mod site;
 mod stampede;
 mod stats;
 
+pub use breaker::{BreakerState, BreakerStats};
 pub use cache::{Cache, default_cache, set_default};
 pub use cache_macro::redis_cache;
 pub use config::{
-    CacheBuilder, ConfigError, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_LOCK_LEASE, DEFAULT_LOCK_WAIT, DEFAULT_PREFIX, DEFAULT_RECONNECT_MAX_BACKOFF,
-    DEFAULT_RECONNECT_MIN_BACKOFF, DEFAULT_TTL_JITTER, DEFAULT_URL, ENV_COMMAND_TIMEOUT_MS,
-    ENV_CONNECT_TIMEOUT_MS, ENV_PREFIX, ENV_URL,
+    CacheBuilder, ConfigError, DEFAULT_BREAKER_MAX_OPEN, DEFAULT_BREAKER_MIN_OPEN,
+    DEFAULT_BREAKER_THRESHOLD, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_LOCK_LEASE, DEFAULT_LOCK_WAIT, DEFAULT_PREFIX, DEFAULT_TTL_JITTER, DEFAULT_URL,
+    ENV_COMMAND_TIMEOUT_MS, ENV_CONNECT_TIMEOUT_MS, ENV_PREFIX, ENV_URL,
 };
 pub use stats::{FunctionStats, stats, stats_for};
 

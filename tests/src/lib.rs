@@ -4,7 +4,9 @@
 //! killed when dropped. Readiness is an event (the server's own "Ready to accept connections"
 //! line), never a sleep.
 
+pub mod faults;
 pub mod fixtures;
+pub mod logs;
 pub mod stampede;
 
 use std::io::{BufRead, BufReader};
@@ -50,6 +52,18 @@ impl RedisServer {
         panic!("could not start redis-server: {last_err}");
     }
 
+    /// Starts a server on `port` (e.g. where a cache was already pointed while nothing listened).
+    pub fn start_at(port: u16, extra: &[&str]) -> RedisServer {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let child =
+            spawn(port, &extra).unwrap_or_else(|err| panic!("start redis-server on {port}: {err}"));
+        RedisServer {
+            port,
+            child: Some(child),
+            extra,
+        }
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -65,7 +79,7 @@ impl RedisServer {
             .prefix(prefix)
             .connect_timeout(Duration::from_millis(500))
             .command_timeout(Duration::from_millis(500))
-            .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(100))
+            .circuit_breaker(5, Duration::from_millis(10), Duration::from_millis(100))
             .build()
             .expect("valid test cache")
     }
@@ -126,6 +140,35 @@ impl RedisServer {
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// Freezes the process (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a [`pause`](Self::pause)d process (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("server running").id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    /// Runs one command on a fresh connection and returns its reply.
+    pub async fn command<T: redis::FromRedisValue>(&self, args: &[&str]) -> redis::RedisResult<T> {
+        let mut conn = self.connection().await;
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        cmd.query_async(&mut conn).await
     }
 }
 

@@ -493,12 +493,12 @@ async fn across_restart(cache: &Cache, x: u64) -> u64 {
 #[tokio::test]
 async fn a_redis_restart_is_survived_and_the_cache_is_used_again() {
     let mut redis = RedisServer::start();
-    // No reconnect backoff: every call while Redis is down tries to connect (and is refused at
-    // once), so the first call after the restart must find Redis again, with no waiting.
+    // A breaker that probes at once: every call while Redis is down tries to connect (and is
+    // refused at once), so the first call after the restart must find Redis again, no waiting.
     let cache = Cache::builder()
         .url(redis.url())
         .prefix("restart")
-        .reconnect_backoff(Duration::ZERO, Duration::ZERO)
+        .circuit_breaker(5, Duration::ZERO, Duration::ZERO)
         .build()
         .unwrap();
     assert_eq!(across_restart(&cache, 1).await, 10);

@@ -93,10 +93,15 @@ pub(crate) struct Leader<'a> {
 impl Leader<'_> {
     /// Hands `outcome` to every follower. A caller arriving afterwards starts a new flight (and
     /// finds what the leader stored).
-    pub(crate) fn publish(mut self, outcome: Outcome) {
+    pub(crate) fn publish(self, outcome: Outcome) {
+        self.publish_with(|| outcome);
+    }
+
+    /// [`Leader::publish`], building the outcome only if someone follows.
+    pub(crate) fn publish_with(mut self, outcome: impl FnOnce() -> Outcome) {
         self.landed = true;
         if let Some(tx) = self.flights.land(self.id) {
-            tx.send_replace(Some(outcome));
+            tx.send_replace(Some(outcome()));
         }
     }
 }

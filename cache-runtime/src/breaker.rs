@@ -1,0 +1,276 @@
+//! The circuit breaker of one cache: after repeated timeouts or connection failures, calls stop
+//! trying Redis for a while and run the function at once.
+//!
+//! - **Closed**: every command goes to Redis. `threshold` timeouts or dropped connections in a row
+//!   open it; so does one failed connection attempt (refused, unreachable, or no handshake within
+//!   the connect timeout), which leaves no doubt.
+//! - **Open**: commands fail at once with [`StoreError::Unavailable`](crate::connection::StoreError)
+//!   (one atomic load and a clock read). After the open interval, exactly one call is let through
+//!   as a probe, by moving the next probe time forward with a compare-and-swap; the others keep
+//!   skipping Redis. This is also how the cache reconnects: the probe makes the attempt.
+//! - The probe's success closes it. Its failure doubles the interval, from `min_open` up to
+//!   `max_open`. A probe that never reports (its caller was cancelled) is replaced by the next one
+//!   an interval later.
+//!
+//! Only failures that say "Redis is not answering" count: timeouts and connection errors. A
+//! server's error reply (OOM, READONLY, WRONGTYPE) proves it is alive and closes the breaker.
+//! Transitions are logged once each (warn on open, info on close) and counted; calls are not.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The state of a cache's circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BreakerState {
+    /// Redis is used.
+    Closed,
+    /// Redis failed repeatedly; calls run the function without trying it, except a probe now and
+    /// then.
+    Open,
+}
+
+/// A snapshot of a cache's circuit breaker, from [`Cache::breaker`](crate::Cache::breaker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BreakerStats {
+    pub state: BreakerState,
+    /// Times it opened since the cache was built.
+    pub opened: u64,
+    /// Times it closed again.
+    pub closed: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BreakerSettings {
+    pub threshold: u32,
+    pub min_open: Duration,
+    pub max_open: Duration,
+}
+
+/// What a call may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Allow {
+    /// Use Redis.
+    Go,
+    /// Skip Redis.
+    Skip,
+}
+
+#[derive(Debug)]
+pub(crate) struct Breaker {
+    settings: BreakerSettings,
+    open: AtomicBool,
+    /// While open: when the next probe may go, in nanoseconds since [`epoch`].
+    probe_at: AtomicU64,
+    /// The current open interval, in nanoseconds: doubles per failed probe.
+    interval: AtomicU64,
+    /// A probe is out; its failure (not another call's) lengthens the interval.
+    probing: AtomicBool,
+    failures: AtomicU32,
+    opened: AtomicU64,
+    closed: AtomicU64,
+}
+
+/// A process-wide origin for the atomics' timestamps.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn nanos_since_epoch(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl Breaker {
+    pub(crate) fn new(settings: BreakerSettings) -> Self {
+        Breaker {
+            settings,
+            open: AtomicBool::new(false),
+            probe_at: AtomicU64::new(0),
+            interval: AtomicU64::new(nanos(settings.min_open)),
+            probing: AtomicBool::new(false),
+            failures: AtomicU32::new(0),
+            opened: AtomicU64::new(0),
+            closed: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether this call may use Redis. While open, one call per `open_for` gets [`Allow::Go`]
+    /// as the probe.
+    pub(crate) fn allow(&self) -> Allow {
+        if !self.open.load(Ordering::Acquire) {
+            return Allow::Go;
+        }
+        let now = nanos_since_epoch(Instant::now());
+        let due = self.probe_at.load(Ordering::Acquire);
+        if now < due {
+            return Allow::Skip;
+        }
+        let next = now.saturating_add(self.interval.load(Ordering::Relaxed));
+        match self
+            .probe_at
+            .compare_exchange(due, next, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                self.probing.store(true, Ordering::Relaxed);
+                Allow::Go
+            }
+            Err(_) => Allow::Skip,
+        }
+    }
+
+    /// Redis answered (even with an error reply).
+    pub(crate) fn success(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        if self.open.swap(false, Ordering::AcqRel) {
+            self.probing.store(false, Ordering::Relaxed);
+            self.interval
+                .store(nanos(self.settings.min_open), Ordering::Relaxed);
+            self.closed.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                "redis_cache: Redis answers again; circuit breaker closed, caching resumes"
+            );
+        }
+    }
+
+    /// A command timed out or its connection dropped.
+    pub(crate) fn failure(&self, why: &dyn std::fmt::Display) {
+        let failures = self
+            .failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        if failures >= self.settings.threshold {
+            self.trip(why);
+        }
+    }
+
+    /// Opens at once (a connection attempt failed), or lengthens the interval after a failed
+    /// probe.
+    pub(crate) fn trip(&self, why: &dyn std::fmt::Display) {
+        if self.open.load(Ordering::Acquire) {
+            if self.probing.swap(false, Ordering::Relaxed) {
+                let longer = self
+                    .interval
+                    .load(Ordering::Relaxed)
+                    .saturating_mul(2)
+                    .clamp(nanos(self.settings.min_open), nanos(self.settings.max_open));
+                self.interval.store(longer, Ordering::Relaxed);
+                self.probe_at.store(
+                    nanos_since_epoch(Instant::now()).saturating_add(longer),
+                    Ordering::Release,
+                );
+            }
+            return;
+        }
+        let interval = self.interval.load(Ordering::Relaxed);
+        self.probe_at.store(
+            nanos_since_epoch(Instant::now()).saturating_add(interval),
+            Ordering::Release,
+        );
+        if !self.open.swap(true, Ordering::AcqRel) {
+            self.opened.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                error = %why,
+                "redis_cache: Redis is not answering; circuit breaker open, calls run uncached and \
+                 Redis is probed at growing intervals (up to {:?})",
+                self.settings.max_open
+            );
+        }
+    }
+
+    pub(crate) fn stats(&self) -> BreakerStats {
+        BreakerStats {
+            state: if self.open.load(Ordering::Acquire) {
+                BreakerState::Open
+            } else {
+                BreakerState::Closed
+            },
+            opened: self.opened.load(Ordering::Relaxed),
+            closed: self.closed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breaker(open_for: Duration) -> Breaker {
+        Breaker::new(BreakerSettings {
+            threshold: 3,
+            min_open: open_for,
+            max_open: open_for * 4,
+        })
+    }
+
+    #[test]
+    fn opens_after_threshold_failures_in_a_row() {
+        let b = breaker(Duration::from_secs(60));
+        b.failure(&"timeout");
+        b.failure(&"timeout");
+        b.success();
+        b.failure(&"timeout");
+        b.failure(&"timeout");
+        assert_eq!(b.allow(), Allow::Go, "a success resets the count");
+        b.failure(&"timeout");
+        assert_eq!(b.allow(), Allow::Skip);
+        assert_eq!(b.stats().state, BreakerState::Open);
+        assert_eq!(b.stats().opened, 1);
+        b.failure(&"timeout");
+        assert_eq!(b.stats().opened, 1, "counted once per opening");
+    }
+
+    #[test]
+    fn one_probe_per_interval_and_a_success_closes() {
+        let b = breaker(Duration::ZERO);
+        for _ in 0..3 {
+            b.failure(&"timeout");
+        }
+        // Due at once (open_for 0), but only one caller wins each due time.
+        let allowed = (0..100).filter(|_| b.allow() == Allow::Go).count();
+        assert!(allowed >= 1);
+        b.success();
+        assert_eq!(b.stats().state, BreakerState::Closed);
+        assert_eq!((b.stats().opened, b.stats().closed), (1, 1));
+        assert_eq!(b.allow(), Allow::Go);
+    }
+
+    #[test]
+    fn a_failed_connection_opens_at_once_and_failed_probes_back_off() {
+        let b = breaker(Duration::ZERO);
+        b.trip(&"refused");
+        assert_eq!(b.stats().state, BreakerState::Open);
+        let b = breaker(Duration::from_millis(10));
+        b.trip(&"refused");
+        let interval = |b: &Breaker| b.interval.load(Ordering::Relaxed);
+        assert_eq!(interval(&b), 10_000_000);
+        // A failure that is not the probe's does not lengthen it.
+        b.trip(&"refused");
+        assert_eq!(interval(&b), 10_000_000);
+        b.probing.store(true, Ordering::Relaxed);
+        b.trip(&"refused");
+        assert_eq!(interval(&b), 20_000_000);
+        for _ in 0..5 {
+            b.probing.store(true, Ordering::Relaxed);
+            b.trip(&"refused");
+        }
+        assert_eq!(interval(&b), 40_000_000, "capped at max_open");
+        b.success();
+        assert_eq!(interval(&b), 10_000_000, "reset when closed");
+    }
+
+    #[test]
+    fn while_open_and_not_due_every_call_skips() {
+        let b = breaker(Duration::from_secs(60));
+        for _ in 0..3 {
+            b.failure(&"timeout");
+        }
+        assert!((0..1000).all(|_| b.allow() == Allow::Skip));
+    }
+}

@@ -1,0 +1,123 @@
+//! The fault-injection suite: for each fault, 64 tasks call a cached function throughout, and
+//! every call must return the function's value, none may wait for Redis past its deadlines, and
+//! the cache must be used again after the repair. The scenarios are in
+//! `redis_cache_tests::faults`; `cargo run --release --example faults` prints their figures.
+
+use std::time::Duration;
+
+use redis_cache_tests::faults::{self, FaultReport, HOLD};
+
+/// No call may come near the fault's duration: a call that waited for Redis instead of its
+/// deadlines would take about `HOLD`. Generous, so a loaded machine does not fail it.
+const SLOWEST_BOUND: Duration = Duration::from_millis(1500);
+
+fn check(report: &FaultReport) {
+    assert!(report.calls > 1000, "the load ran: {report:#?}");
+    assert_eq!(
+        report.wrong, 0,
+        "every call returned the function's value: {report:#?}"
+    );
+    assert!(
+        report.slowest < SLOWEST_BOUND && SLOWEST_BOUND < HOLD,
+        "no call waited out the fault: {report:#?}"
+    );
+    assert!(
+        report.recovered_after.is_some(),
+        "the cache is used again after the repair: {report:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_never_started() {
+    let report = faults::redis_never_started().await;
+    check(&report);
+    assert!(report.stats.fallbacks > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted() {
+    let report = faults::redis_killed_and_restarted().await;
+    check(&report);
+    assert!(report.stats.fallbacks > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_paused_with_sigstop() {
+    let report = faults::redis_paused_with_sigstop().await;
+    check(&report);
+    assert!(report.breaker_opened >= 1, "{report:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_client_pause() {
+    let report = faults::redis_client_pause().await;
+    check(&report);
+    assert!(report.breaker_opened >= 1, "{report:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_debug_sleep() {
+    let report = faults::redis_debug_sleep().await;
+    check(&report);
+    assert!(report.breaker_opened >= 1, "{report:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_out_of_memory() {
+    let report = faults::redis_out_of_memory().await;
+    check(&report);
+    assert!(
+        report.stats.errors > 0,
+        "the failed writes are counted: {report:#?}"
+    );
+    assert_eq!(
+        report.breaker_opened, 0,
+        "an OOM reply is an answer, not an outage"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_evicting() {
+    let report = faults::redis_evicting().await;
+    check(&report);
+    assert_eq!(
+        report.stats.errors, 0,
+        "evictions are misses, not errors: {report:#?}"
+    );
+    assert!(
+        report.stats.misses > 200,
+        "entries were evicted: {report:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_holds_garbage() {
+    let report = faults::redis_holds_garbage().await;
+    check(&report);
+    assert!(
+        report.stats.invalid >= 200,
+        "every tampered entry was seen as such: {report:#?}"
+    );
+    assert_eq!(report.stats.errors, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_requires_a_password() {
+    let report = faults::redis_requires_a_password().await;
+    check(&report);
+    assert!(
+        report.stats.errors > 0,
+        "auth failures are counted: {report:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_read_only_replica() {
+    let report = faults::redis_read_only_replica().await;
+    check(&report);
+    assert!(
+        report.stats.errors > 0,
+        "the refused writes are counted: {report:#?}"
+    );
+    assert_eq!(report.breaker_opened, 0);
+}

@@ -1,0 +1,84 @@
+//! Problems are logged once per change of state, not once per call: a service under load must not
+//! drown its logs when Redis misbehaves.
+
+use std::time::Duration;
+
+use cache_runtime::{BreakerState, Cache, redis_cache};
+use redis_cache_tests::RedisServer;
+use redis_cache_tests::logs::Capture;
+use tracing::Level;
+
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn logged(cache: &Cache, id: u64) -> u64 {
+    id + 1
+}
+
+fn redis_cache_tests_stats() -> Option<cache_runtime::FunctionStats> {
+    cache_runtime::stats_for("logging::logged")
+}
+
+fn cache(redis: &RedisServer, prefix: &str) -> Cache {
+    Cache::builder()
+        .url(redis.url())
+        .prefix(prefix)
+        .command_timeout(Duration::from_millis(50))
+        .circuit_breaker(3, Duration::from_millis(50), Duration::from_millis(50))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_breaker_logs_each_opening_and_closing_once() {
+    let (logs, _guard) = Capture::install();
+    let redis = RedisServer::start();
+    let cache = cache(&redis, "breaker");
+    assert_eq!(logged(&cache, 0).await, 1);
+
+    redis.pause();
+    for id in 1..=300 {
+        assert_eq!(logged(&cache, id).await, id + 1);
+    }
+    let stats = redis_cache_tests_stats();
+    assert_eq!(
+        cache.breaker().state,
+        BreakerState::Open,
+        "{:?} {stats:?}",
+        cache.breaker()
+    );
+    redis.resume();
+    // Calls until a probe finds Redis answering again.
+    let mut id = 1000;
+    while cache.breaker().state == BreakerState::Open {
+        assert_eq!(logged(&cache, id).await, id + 1);
+        id += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(logs.count(Level::WARN, "circuit breaker open"), 1);
+    assert_eq!(logs.count(Level::INFO, "circuit breaker closed"), 1);
+    assert_eq!((cache.breaker().opened, cache.breaker().closed), (1, 1));
+}
+
+#[tokio::test]
+async fn refused_writes_are_logged_once_with_the_fix() {
+    let (logs, _guard) = Capture::install();
+    let redis = RedisServer::start_with(&["--replicaof", "127.0.0.1", "1"]);
+    let cache = cache(&redis, "refused");
+    for id in 0..200 {
+        assert_eq!(logged(&cache, id).await, id + 1);
+    }
+    assert_eq!(logs.count(Level::WARN, "read-only replica"), 1);
+    assert_eq!(
+        cache.breaker().state,
+        BreakerState::Closed,
+        "a refusal is an answer"
+    );
+    // Promoted: writes work, and a later refusal would be logged again.
+    let () = redis.command(&["REPLICAOF", "NO", "ONE"]).await.unwrap();
+    logged(&cache, 1_000).await;
+    let () = redis
+        .command(&["REPLICAOF", "127.0.0.1", "1"])
+        .await
+        .unwrap();
+    logged(&cache, 1_001).await;
+    assert_eq!(logs.count(Level::WARN, "read-only replica"), 2);
+}
