@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use crate::breaker::{BreakerState, BreakerStats};
-use crate::config::{CacheBuilder, ConfigError};
+use crate::config::{CacheBuilder, ConfigError, ValueLimits};
 use crate::connection::Connection;
 use crate::stampede::lock::LockSettings;
 use crate::stampede::notify::Notifier;
@@ -27,6 +27,7 @@ struct Inner {
     /// Pub/sub wake-ups for lock waiters, on its own connection opened at the first wait.
     notifier: Option<Notifier>,
     locks: LockSettings,
+    limits: ValueLimits,
     flights: Flights,
 }
 
@@ -59,6 +60,7 @@ impl Cache {
         prefix: String,
         connection: Option<Connection>,
         locks: LockSettings,
+        limits: ValueLimits,
     ) -> Cache {
         let notifier = connection
             .as_ref()
@@ -69,6 +71,7 @@ impl Cache {
                 connection,
                 notifier,
                 locks,
+                limits,
                 flights: Flights::default(),
             }),
         }
@@ -107,6 +110,10 @@ impl Cache {
 
     pub(crate) fn locks(&self) -> LockSettings {
         self.inner.locks
+    }
+
+    pub(crate) fn limits(&self) -> ValueLimits {
+        self.inner.limits
     }
 
     pub(crate) fn flights(&self) -> &Flights {

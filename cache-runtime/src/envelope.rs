@@ -5,7 +5,8 @@
 //!      0    2 magic "RC"
 //!      2    1 envelope version (1)
 //!      3    1 codec id
-//!      4    1 flags (bit 0: compressed; no flag is defined yet, so any set bit is rejected)
+//!      4    1 flags: bit 0, the payload is LZ4-compressed (a u32 little-endian original
+//!               length, then an LZ4 block); any other set bit is rejected
 //!      5    3 reserved, zero
 //!      8    8 computed at, unix milliseconds, little endian
 //!     16    8 fresh until, unix milliseconds (logical expiry, independent of the Redis TTL)
@@ -27,7 +28,11 @@ use crate::codec::{Codec, CodecError, MAX_PAYLOAD_BYTES};
 const MAGIC: [u8; 2] = *b"RC";
 const VERSION: u8 = 1;
 pub(crate) const HEADER_LEN: usize = 32;
-const KNOWN_FLAGS: u8 = 0;
+/// The payload is an LZ4 block behind its original length.
+const FLAG_LZ4: u8 = 1;
+const KNOWN_FLAGS: u8 = FLAG_LZ4;
+/// Compression is kept only if it saves at least this fraction (1/8) of the payload.
+const MIN_SAVING_SHIFT: u32 = 3;
 
 /// What the header says about a stored value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,10 +74,12 @@ impl std::fmt::Display for Invalid {
     }
 }
 
-/// Encodes `value` behind a header; one allocation, sized by a first guess.
+/// Encodes `value` behind a header, compressing payloads longer than `compress_above` bytes when
+/// that saves at least an eighth of them.
 pub(crate) fn seal<C: Codec, T: Serialize + ?Sized>(
     value: &T,
     meta: Meta,
+    compress_above: usize,
 ) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(HEADER_LEN + 128);
     out.extend_from_slice(&MAGIC);
@@ -88,7 +95,16 @@ pub(crate) fn seal<C: Codec, T: Serialize + ?Sized>(
             "value is {len} bytes, more than the {MAX_PAYLOAD_BYTES} a cache entry may hold"
         )));
     }
-    out[28..32].copy_from_slice(&(len as u32).to_le_bytes());
+    if len > compress_above {
+        let packed = lz4_flex::block::compress_prepend_size(&out[HEADER_LEN..]);
+        if packed.len() <= len - (len >> MIN_SAVING_SHIFT) {
+            out.truncate(HEADER_LEN);
+            out.extend_from_slice(&packed);
+            out[4] = FLAG_LZ4;
+        }
+    }
+    let stored = (out.len() - HEADER_LEN) as u32;
+    out[28..32].copy_from_slice(&stored.to_le_bytes());
     Ok(out)
 }
 
@@ -123,8 +139,31 @@ pub(crate) fn open<C: Codec, T: DeserializeOwned>(bytes: &[u8]) -> Result<(Meta,
             "payload length does not match (truncated?)",
         ));
     }
-    let value = C::decode(payload).map_err(Invalid::Payload)?;
+    let value = if header[4] & FLAG_LZ4 != 0 {
+        C::decode(&decompress(payload)?)
+    } else {
+        C::decode(payload)
+    }
+    .map_err(Invalid::Payload)?;
     Ok((meta, value))
+}
+
+/// Undoes the compression of [`seal`], refusing lengths a corrupt prefix could claim.
+fn decompress(payload: &[u8]) -> Result<Vec<u8>, Invalid> {
+    let (len, block) = payload
+        .split_first_chunk::<4>()
+        .ok_or(Invalid::Header("compressed payload without its length"))?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if len > MAX_PAYLOAD_BYTES {
+        return Err(Invalid::Header(
+            "compressed payload claims an oversized length",
+        ));
+    }
+    let mut out = vec![0; len];
+    match lz4_flex::block::decompress_into(block, &mut out) {
+        Ok(n) if n == len => Ok(out),
+        _ => Err(Invalid::Header("compressed payload does not decompress")),
+    }
 }
 
 #[cfg(test)]
@@ -138,14 +177,14 @@ mod tests {
             Duration::from_secs(60),
             Duration::from_millis(3),
         );
-        seal::<Bincode, _>(&("name".to_string(), vec![1u64, 2, 3]), meta).unwrap()
+        seal::<Bincode, _>(&("name".to_string(), vec![1u64, 2, 3]), meta, usize::MAX).unwrap()
     }
 
     #[test]
     fn round_trip_keeps_meta_and_value() {
         let now = SystemTime::now();
         let meta = Meta::new(now, Duration::from_secs(60), Duration::from_millis(3));
-        let bytes = seal::<Bincode, _>(&vec!["a".to_string()], meta).unwrap();
+        let bytes = seal::<Bincode, _>(&vec!["a".to_string()], meta, usize::MAX).unwrap();
         let (back, value) = open::<Bincode, Vec<String>>(&bytes).unwrap();
         assert_eq!(back, meta);
         assert_eq!(value, vec!["a".to_string()]);
@@ -167,6 +206,55 @@ mod tests {
             assert!(
                 open::<Bincode, (String, Vec<u64>)>(&bad).is_err(),
                 "byte {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn large_repetitive_payloads_are_compressed_and_read_back() {
+        let meta = Meta::new(SystemTime::now(), Duration::from_secs(60), Duration::ZERO);
+        let value: Vec<String> = (0..500)
+            .map(|i| format!("product name {}", i % 7))
+            .collect();
+        let plain = seal::<Bincode, _>(&value, meta, usize::MAX).unwrap();
+        let packed = seal::<Bincode, _>(&value, meta, 1024).unwrap();
+        assert_eq!(plain[4], 0);
+        assert_eq!(packed[4], FLAG_LZ4);
+        assert!(
+            packed.len() * 4 < plain.len(),
+            "{} vs {}",
+            packed.len(),
+            plain.len()
+        );
+        assert_eq!(open::<Bincode, Vec<String>>(&packed).unwrap().1, value);
+        // Small or incompressible payloads stay as they are.
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        assert_eq!(seal::<Bincode, _>(&noise, meta, 1024).unwrap()[4], 0);
+        assert_eq!(seal::<Bincode, _>(&value[..2], meta, 1024).unwrap()[4], 0);
+    }
+
+    #[test]
+    fn a_compressed_payload_claiming_a_huge_length_is_invalid_without_allocating_it() {
+        let meta = Meta::new(SystemTime::now(), Duration::from_secs(60), Duration::ZERO);
+        let value: Vec<u64> = vec![7; 10_000];
+        let mut packed = seal::<Bincode, _>(&value, meta, 0).unwrap();
+        assert_eq!(packed[4], FLAG_LZ4);
+        packed[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(open::<Bincode, Vec<u64>>(&packed).is_err());
+        // And every truncation of a compressed envelope is rejected.
+        let packed = seal::<Bincode, _>(&value, meta, 0).unwrap();
+        for len in 0..packed.len() {
+            assert!(
+                open::<Bincode, Vec<u64>>(&packed[..len]).is_err(),
+                "len {len}"
             );
         }
     }

@@ -367,7 +367,7 @@ impl Call<'_> {
         let (stored, ttl_secs) = P::to_store(value, spec)?;
         let (fresh, keep) = freshness::lifetimes(ttl_secs, spec, fastrand::f64());
         let meta = Meta::new(SystemTime::now(), fresh, took);
-        match envelope::seal::<ActiveCodec, _>(stored, meta) {
+        match envelope::seal::<ActiveCodec, _>(stored, meta, self.cache.limits().compress_above) {
             Ok(bytes) => Some((Arc::new(bytes), keep)),
             Err(err) => {
                 Counters::bump(&self.counters().errors);
@@ -380,6 +380,15 @@ impl Call<'_> {
     /// Stores an envelope (releasing `lock` in the same round trip), or just releases `lock`.
     async fn store(&self, sealed: Option<(Arc<Vec<u8>>, Duration)>, lock: Option<Lock>) {
         let counters = self.counters();
+        let max_bytes = self.cache.limits().max_bytes;
+        let (sealed, lock) = match sealed {
+            Some((bytes, _)) if bytes.len() > max_bytes => {
+                Counters::bump(&counters.oversize);
+                self.site.warn_oversize(bytes.len(), max_bytes);
+                (None, lock)
+            }
+            sealed => (sealed, lock),
+        };
         let result = match (sealed, lock) {
             (Some((bytes, keep)), Some(lock)) => lock.store(&bytes, keep).await,
             (Some((bytes, keep)), None) => self.conn.set(self.key, &bytes, keep).await,

@@ -1,5 +1,6 @@
 //! One `static Site` per annotated function: its options and its counters.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Once, OnceLock};
 
 use crate::key;
@@ -46,6 +47,7 @@ pub struct Site {
     /// The function segment of the first call's key: how the site is named in stats.
     display: OnceLock<String>,
     registered: Once,
+    oversize_logged: AtomicBool,
 }
 
 /// Every site that has been called at least once, for [`crate::stats`].
@@ -59,6 +61,7 @@ impl Site {
             fingerprint: OnceLock::new(),
             display: OnceLock::new(),
             registered: Once::new(),
+            oversize_logged: AtomicBool::new(false),
         }
     }
 
@@ -84,6 +87,19 @@ impl Site {
             let _ = self.display.set(name);
             registry.push(self);
         });
+    }
+
+    /// Logs, once per function, that a value was too large to store.
+    pub(crate) fn warn_oversize(&self, bytes: usize, max_bytes: usize) {
+        if !self.oversize_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                function = self.display(),
+                bytes,
+                max_bytes,
+                "redis_cache: a value is larger than the cache's max_value_bytes and is not \
+                 cached (counted in `oversize`; logged once per function)"
+            );
+        }
     }
 
     pub(crate) fn display(&self) -> &str {

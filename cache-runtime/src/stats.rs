@@ -19,6 +19,7 @@ pub(crate) struct Counters {
     pub early_refreshes: AtomicU64,
     pub lock_waits: AtomicU64,
     pub lock_timeouts: AtomicU64,
+    pub oversize: AtomicU64,
 }
 
 impl Counters {
@@ -36,6 +37,7 @@ impl Counters {
             early_refreshes: AtomicU64::new(0),
             lock_waits: AtomicU64::new(0),
             lock_timeouts: AtomicU64::new(0),
+            oversize: AtomicU64::new(0),
         }
     }
 
@@ -84,6 +86,8 @@ pub struct FunctionStats {
     pub lock_waits: u64,
     /// Waits that reached the lock wait bound; the caller then computed without the lock.
     pub lock_timeouts: u64,
+    /// Values not stored because they were larger than the cache's `max_value_bytes`.
+    pub oversize: u64,
 }
 
 impl FunctionStats {
@@ -121,6 +125,7 @@ pub fn stats() -> Vec<FunctionStats> {
                 early_refreshes: c.early_refreshes.load(Relaxed),
                 lock_waits: c.lock_waits.load(Relaxed),
                 lock_timeouts: c.lock_timeouts.load(Relaxed),
+                oversize: c.oversize.load(Relaxed),
             }
         })
         .collect()

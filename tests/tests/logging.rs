@@ -82,3 +82,53 @@ async fn refused_writes_are_logged_once_with_the_fix() {
     logged(&cache, 1_001).await;
     assert_eq!(logs.count(Level::WARN, "read-only replica"), 2);
 }
+
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn report(cache: &Cache, pages: usize) -> Vec<String> {
+    (0..pages)
+        .map(|i| format!("page {i}: {}", "x".repeat(i % 97)))
+        .collect()
+}
+
+#[tokio::test]
+async fn oversized_values_are_returned_but_not_stored_and_logged_once() {
+    let (logs, _guard) = Capture::install();
+    let redis = RedisServer::start();
+    let cache = Cache::builder()
+        .url(redis.url())
+        .prefix("oversize")
+        .max_value_bytes(16 * 1024)
+        .compress_above(usize::MAX)
+        .build()
+        .unwrap();
+    assert_eq!(report(&cache, 10).await.len(), 10);
+    for pages in 1000..1010 {
+        assert_eq!(report(&cache, pages).await.len(), pages);
+    }
+    let stats = cache_runtime::stats_for("logging::report").unwrap();
+    assert_eq!((stats.writes, stats.oversize), (1, 10));
+    assert_eq!(
+        redis.keys().await.len(),
+        1,
+        "only the small value is stored"
+    );
+    assert_eq!(
+        logs.count(Level::WARN, "larger than the cache's max_value_bytes"),
+        1
+    );
+
+    // Compressed, the same values fit.
+    let cache = Cache::builder()
+        .url(redis.url())
+        .prefix("compressed")
+        .max_value_bytes(16 * 1024)
+        .build()
+        .unwrap();
+    assert_eq!(report(&cache, 1000).await.len(), 1000);
+    assert_eq!(report(&cache, 1000).await.len(), 1000);
+    assert_eq!(
+        cache_runtime::stats_for("logging::report").unwrap().writes,
+        2,
+        "stored compressed, then a hit"
+    );
+}
