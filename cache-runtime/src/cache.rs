@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 use crate::breaker::{BreakerState, BreakerStats};
 use crate::config::{CacheBuilder, ConfigError, ValueLimits};
 use crate::connection::Connection;
+use crate::health::{HealthError, RedisHealth};
 use crate::stampede::lock::LockSettings;
 use crate::stampede::notify::Notifier;
 use crate::stampede::single_flight::Flights;
@@ -98,6 +99,18 @@ impl Cache {
                 closed: 0,
             },
         }
+    }
+
+    /// Memory, eviction policy and evictions of the server behind this cache, read with `INFO`
+    /// (subject to the command timeout and the circuit breaker). [`RedisHealth::warnings`] says
+    /// what to fix; the same check is logged once when the cache first connects.
+    pub async fn health(&self) -> Result<RedisHealth, HealthError> {
+        let conn = self
+            .connection()
+            .ok_or_else(|| HealthError("caching is disabled".into()))?;
+        conn.health()
+            .await
+            .map_err(|err| HealthError(err.to_string()))
     }
 
     pub(crate) fn connection(&self) -> Option<&Connection> {

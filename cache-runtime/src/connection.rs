@@ -11,6 +11,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 
 use crate::breaker::{Allow, Breaker, BreakerSettings};
+use crate::health::RedisHealth;
 use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, RedisError};
 
 #[derive(Debug, Clone, Copy)]
@@ -299,27 +300,58 @@ impl Connection {
                 .map(|r| r.map(Link::Standalone))
             }
         };
-        let mut state = self.lock();
-        state.attempts += 1;
-        match attempt {
-            Ok(Ok(link)) => {
-                state.generation += 1;
-                state.link = Some((link.clone(), state.generation));
-                Ok((link, state.generation))
+        let connected = {
+            let mut state = self.lock();
+            state.attempts += 1;
+            match attempt {
+                Ok(Ok(link)) => {
+                    state.generation += 1;
+                    state.link = Some((link.clone(), state.generation));
+                    Ok((link, state.generation))
+                }
+                Ok(Err(err)) => Err(StoreError::Redis(err)),
+                Err(_elapsed) => Err(StoreError::Timeout),
             }
-            Ok(Err(err)) => {
-                drop(state);
+        };
+        match connected {
+            Ok((mut link, generation)) => {
+                if generation == 1 {
+                    self.log_health(&mut link).await;
+                }
+                Ok((link, generation))
+            }
+            Err(StoreError::Redis(err)) => {
                 self.breaker.trip(&err);
                 Err(StoreError::Redis(err))
             }
-            Err(_elapsed) => {
-                drop(state);
+            Err(err) => {
                 self.breaker.trip(&format_args!(
                     "no connection within {:?}",
                     self.timeouts.connect
                 ));
-                Err(StoreError::Timeout)
+                Err(err)
             }
+        }
+    }
+
+    /// `INFO`, read into what operators need to know.
+    pub(crate) async fn health(&self) -> Result<RedisHealth, StoreError> {
+        let info: String = self.run(&redis::cmd("INFO")).await?;
+        Ok(RedisHealth::parse(&info))
+    }
+
+    /// The start-up check, once per cache: memory, eviction policy, and what to fix.
+    async fn log_health(&self, link: &mut Link) {
+        let cmd = redis::cmd("INFO");
+        let info = tokio::time::timeout(self.timeouts.command, link.query::<String>(&cmd));
+        let health = match info.await {
+            Ok(Ok(info)) => RedisHealth::parse(&info),
+            // INFO may be renamed or forbidden on managed services: nothing to report then.
+            _ => return,
+        };
+        tracing::info!(%health, "redis_cache: connected");
+        for warning in health.warnings() {
+            tracing::warn!(%health, "redis_cache: {warning}");
         }
     }
 

@@ -56,6 +56,7 @@ mod connection;
 mod envelope;
 mod flow;
 mod freshness;
+mod health;
 mod key;
 mod policy;
 mod site;
@@ -72,6 +73,7 @@ pub use config::{
     DEFAULT_PREFIX, DEFAULT_TTL_JITTER, DEFAULT_URL, ENV_COMMAND_TIMEOUT_MS,
     ENV_CONNECT_TIMEOUT_MS, ENV_PREFIX, ENV_URL,
 };
+pub use health::{HealthError, RedisHealth};
 pub use stats::{FunctionStats, stats, stats_for};
 
 #[doc(hidden)]

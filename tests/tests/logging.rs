@@ -132,3 +132,32 @@ async fn oversized_values_are_returned_but_not_stored_and_logged_once() {
         "stored compressed, then a hit"
     );
 }
+
+#[tokio::test]
+async fn the_first_connection_reports_memory_and_warns_about_noeviction_once() {
+    let (logs, _guard) = Capture::install();
+    let full =
+        RedisServer::start_with(&["--maxmemory", "10mb", "--maxmemory-policy", "noeviction"]);
+    let cache = cache(&full, "health");
+    for id in 0..20 {
+        logged(&cache, id).await;
+    }
+    assert_eq!(logs.count(Level::WARN, "maxmemory-policy is noeviction"), 1);
+    assert_eq!(logs.count(Level::INFO, "redis_cache: connected"), 1);
+    let health = cache.health().await.unwrap();
+    assert_eq!(health.maxmemory, 10 * 1024 * 1024);
+    assert_eq!(health.maxmemory_policy, "noeviction");
+    assert!(health.to_string().contains("of 10.0 MiB"), "{health}");
+
+    let lru =
+        RedisServer::start_with(&["--maxmemory", "10mb", "--maxmemory-policy", "allkeys-lru"]);
+    let health = cache_runtime::Cache::builder()
+        .url(lru.url())
+        .build()
+        .unwrap()
+        .health()
+        .await
+        .unwrap();
+    assert!(health.warnings().is_empty(), "{:?}", health.warnings());
+    assert!(Cache::disabled().health().await.is_err());
+}
