@@ -42,7 +42,8 @@
 //! `Serialize`. If the answer does depend on `self`'s state, say `include_self`.
 //!
 //! Where the code lives: `key` (key derivation), `envelope` and `codec` (the stored
-//! bytes), `connection` (Redis, deadlines, reconnection), `flow` (cache-aside), `freshness`
+//! bytes), `connection` (Redis, deadlines, reconnection), `breaker` (the circuit breaker),
+//! `health` (the start-up check of memory and eviction policy), `flow` (cache-aside), `freshness`
 //! (fresh, stale, early refresh, jitter), `stampede` (single-flight, the per-key lock, pub/sub
 //! wake-ups), `policy` (what is stored), `stats` (counters), `config` and `cache` (set-up).
 
