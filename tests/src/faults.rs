@@ -177,6 +177,21 @@ where
     fault.await;
     tokio::time::sleep(HOLD).await;
     repair.await;
+    report(name, function, redis, cache, call, load).await
+}
+
+/// After the repair: waits for the cache to store again, stops the load, and reports.
+async fn report<F>(
+    name: &'static str,
+    function: &str,
+    redis: &RedisServer,
+    cache: &Cache,
+    call: Call<F>,
+    load: Load,
+) -> FaultReport
+where
+    F: Future<Output = u64>,
+{
     let recovered_after = until_stored(redis, cache, call).await;
     let (calls, wrong, slowest) = load.finish().await;
     FaultReport {
@@ -205,17 +220,15 @@ pub async fn redis_never_started() -> FaultReport {
     tokio::time::sleep(HOLD).await;
     // Redis appears where the application was told it would be; no restart of the application.
     let redis = RedisServer::start_at(port, &[]);
-    let recovered_after = until_stored(&redis, &cache, call).await;
-    let (calls, wrong, slowest) = load.finish().await;
-    FaultReport {
-        fault: "Redis never started (then started)",
-        calls,
-        wrong,
-        slowest,
-        recovered_after,
-        stats: stats_for(concat!(module_path!(), "::never_started")).expect("called"),
-        breaker_opened: cache.breaker().opened,
-    }
+    report(
+        "Redis never started (then started)",
+        concat!(module_path!(), "::never_started"),
+        &redis,
+        &cache,
+        call,
+        load,
+    )
+    .await
 }
 
 pub async fn redis_killed_and_restarted() -> FaultReport {
@@ -227,17 +240,15 @@ pub async fn redis_killed_and_restarted() -> FaultReport {
     redis.kill();
     tokio::time::sleep(HOLD).await;
     redis.restart();
-    let recovered_after = until_stored(&redis, &cache, call).await;
-    let (calls, wrong, slowest) = load.finish().await;
-    FaultReport {
-        fault: "killed (SIGKILL), restarted on the same port",
-        calls,
-        wrong,
-        slowest,
-        recovered_after,
-        stats: stats_for(concat!(module_path!(), "::killed")).expect("called"),
-        breaker_opened: cache.breaker().opened,
-    }
+    report(
+        "killed (SIGKILL), restarted on the same port",
+        concat!(module_path!(), "::killed"),
+        &redis,
+        &cache,
+        call,
+        load,
+    )
+    .await
 }
 
 pub async fn redis_paused_with_sigstop() -> FaultReport {
@@ -422,19 +433,18 @@ pub async fn redis_requires_a_password() -> FaultReport {
     let cache = fault_cache(&redis.url(), "auth");
     let call: Call<_> = |c, id| async move { requirepass(&c, id).await };
     warm(&cache, call).await;
-    let url = redis.url();
-    let admin = |args: &'static [&'static str]| {
-        let url = url.clone();
-        async move {
-            let client = redis::Client::open(url).expect("url");
-            let mut conn = client
-                .get_multiplexed_async_connection()
-                .await
-                .expect("connect");
-            let mut cmd = redis::cmd(args[0]);
-            cmd.arg(&args[1..]);
-            let _: redis::Value = cmd.query_async(&mut conn).await.expect("admin command");
-        }
+    let with_password = format!("redis://:s3cret@127.0.0.1:{}", redis.port());
+    let admin = |url: String, args: &'static [&'static str]| async move {
+        let client = redis::Client::open(url).expect("url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        let _: redis::Value = redis::cmd(args[0])
+            .arg(&args[1..])
+            .query_async(&mut conn)
+            .await
+            .expect("admin command");
     };
     run(
         "CONFIG SET requirepass while running",
@@ -443,33 +453,12 @@ pub async fn redis_requires_a_password() -> FaultReport {
         &cache,
         call,
         async {
-            admin(&["CONFIG", "SET", "requirepass", "s3cret"]).await;
+            admin(redis.url(), &["CONFIG", "SET", "requirepass", "s3cret"]).await;
             // Existing connections stay authenticated: drop them, as a failover or restart would.
-            let client = redis::Client::open(format!("redis://:s3cret@127.0.0.1:{}", redis.port()))
-                .expect("url");
-            let mut conn = client
-                .get_multiplexed_async_connection()
-                .await
-                .expect("connect with the password");
-            let _: redis::Value = redis::cmd("CLIENT")
-                .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
-                .query_async(&mut conn)
-                .await
-                .expect("CLIENT KILL");
+            let kill = &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"];
+            admin(with_password.clone(), kill).await;
         },
-        async {
-            let client = redis::Client::open(format!("redis://:s3cret@127.0.0.1:{}", redis.port()))
-                .expect("url");
-            let mut conn = client
-                .get_multiplexed_async_connection()
-                .await
-                .expect("connect with the password");
-            let _: redis::Value = redis::cmd("CONFIG")
-                .arg(&["SET", "requirepass", ""])
-                .query_async(&mut conn)
-                .await
-                .expect("remove the password");
-        },
+        admin(with_password.clone(), &["CONFIG", "SET", "requirepass", ""]),
     )
     .await
 }
