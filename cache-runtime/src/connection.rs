@@ -1,4 +1,5 @@
-//! Talking to Redis: connecting lazily, deadlines on every command, and reconnecting with backoff.
+//! Talking to Redis: connecting lazily, deadlines on every command, the circuit breaker's
+//! verdicts, and reconnecting when its probe finds no connection.
 //!
 //! The flow only sees [`Connection::get`] and [`Connection::set`] and a [`StoreError`]; which kind
 //! of server sits behind them ([`Target`], [`Link`]) is this module's business, so a cluster or
@@ -9,10 +10,10 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, RedisError};
 
 use crate::breaker::{Allow, Breaker, BreakerSettings};
 use crate::health::RedisHealth;
-use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, RedisError};
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timeouts {
