@@ -9,33 +9,12 @@ use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, redis_cache};
 use redis_cache_tests::RedisServer;
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Product {
-    id: u64,
-    sku: String,
-    name: String,
-    description: String,
-    price_cents: u64,
-    tags: Vec<String>,
-}
+use redis_cache_tests::fixtures::Product;
 
 /// A page of `n` products: realistic, repetitive text (about 200 bytes each).
 #[redis_cache(ttl = 600, skip(cache), cache = cache)]
 async fn page(cache: &Cache, n: u64) -> Vec<Product> {
-    (0..n)
-        .map(|id| Product {
-            id,
-            sku: format!("SKU-{id:08}"),
-            name: format!("Stainless steel water bottle, {} ml", 500 + (id % 4) * 250),
-            description:
-                "Double-walled, keeps drinks cold for 24 hours and hot for 12. Dishwasher safe."
-                    .into(),
-            price_cents: 1999 + (id % 10) * 100,
-            tags: vec!["outdoor".into(), "kitchen".into()],
-        })
-        .collect()
+    (0..n).map(Product::sample).collect()
 }
 
 const ROUNDS: usize = 9;

@@ -9,36 +9,11 @@ use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, redis_cache};
 use redis_cache_tests::RedisServer;
-use serde::{Deserialize, Serialize};
-
-/// About 200 bytes once encoded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Product {
-    id: u64,
-    sku: String,
-    name: String,
-    description: String,
-    price_cents: u64,
-    stock: u32,
-    tags: Vec<String>,
-}
-
-fn sample(id: u64) -> Product {
-    Product {
-        id,
-        sku: format!("SKU-{id:08}"),
-        name: "Stainless steel water bottle, 750 ml".into(),
-        description:
-            "Double-walled, keeps drinks cold for 24 hours and hot for 12. Dishwasher safe.".into(),
-        price_cents: 2499,
-        stock: 120,
-        tags: vec!["outdoor".into(), "kitchen".into(), "gift".into()],
-    }
-}
+use redis_cache_tests::fixtures::Product;
 
 #[redis_cache(ttl = 600, skip(cache), cache = cache)]
 async fn product(cache: &Cache, id: u64) -> Product {
-    sample(id)
+    Product::sample(id)
 }
 
 const ROUNDS: usize = 10;

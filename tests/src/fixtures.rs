@@ -38,3 +38,31 @@ pub async fn cold(cache: &Cache, id: u64) -> String {
     tokio::time::sleep(work).await;
     format!("id {id} computed by pid {} run {run}", std::process::id())
 }
+
+/// The value the examples measure with: a product record of about 200 bytes once encoded.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Product {
+    pub id: u64,
+    pub sku: String,
+    pub name: String,
+    pub description: String,
+    pub price_cents: u64,
+    pub stock: u32,
+    pub tags: Vec<String>,
+}
+
+impl Product {
+    pub fn sample(id: u64) -> Product {
+        Product {
+            id,
+            sku: format!("SKU-{id:08}"),
+            name: format!("Stainless steel water bottle, {} ml", 500 + (id % 4) * 250),
+            description:
+                "Double-walled, keeps drinks cold for 24 hours and hot for 12. Dishwasher safe."
+                    .into(),
+            price_cents: 1999 + (id % 10) * 100,
+            stock: 120,
+            tags: vec!["outdoor".into(), "kitchen".into(), "gift".into()],
+        }
+    }
+}
