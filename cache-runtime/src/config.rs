@@ -31,8 +31,8 @@ pub const DEFAULT_BREAKER_MAX_OPEN: Duration = Duration::from_secs(2);
 /// blocks single-threaded Redis for every other client while it is copied.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 1024 * 1024;
 /// Payloads longer than this are LZ4-compressed (kept only if that saves an eighth). Measured
-/// (`examples/compression.rs`): from about 1 KB, compressed hits are as fast or faster even on
-/// loopback, and entries take 3 to 20 times less memory.
+/// (`examples/compression.rs`): from about 3 KB compressed hits are faster even on loopback,
+/// below that within noise, and entries take 3 to 19 times less memory.
 pub const DEFAULT_COMPRESS_ABOVE: usize = 1024;
 /// How long a per-key lock lives without renewal. Its holder renews it every third of this while
 /// the function runs, so this bounds how long a crashed process blocks a key, not how long a
