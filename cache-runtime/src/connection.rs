@@ -81,6 +81,11 @@ impl Refusal {
     }
 }
 
+/// A duration as Redis's `PX` milliseconds: at least 1 (0 is an error to Redis), saturating.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 /// A Lua script the cache runs atomically on the server.
 pub(crate) struct Lua {
     source: &'static str,
@@ -167,9 +172,14 @@ impl Connection {
         value: &[u8],
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        self.run(redis::cmd("SET").arg(key).arg(value).arg("PX").arg(millis))
-            .await
+        self.run(
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(millis(ttl)),
+        )
+        .await
     }
 
     /// Runs a Lua script: by hash, and by source the first time a server does not know it.

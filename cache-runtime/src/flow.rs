@@ -181,18 +181,18 @@ impl Call<'_> {
                     match freshness::judge(&meta, now, &self.site.spec, freshness::draw_open()) {
                         Freshness::Fresh => {
                             Counters::bump(&counters.hits);
-                            leader.publish(Outcome::Entry(Arc::new(bytes)));
+                            leader.publish_with(|| Outcome::Entry(Arc::new(bytes)));
                             return P::from_stored(value);
                         }
                         Freshness::RefreshEarly => {
                             // The followers are served at once; only this call refreshes.
-                            leader.publish(Outcome::Entry(Arc::new(bytes)));
+                            leader.publish_with(|| Outcome::Entry(Arc::new(bytes)));
                             return self
                                 .refresh::<P, R, F>(meta, value, body, Refresh::Early)
                                 .await;
                         }
                         Freshness::Stale => {
-                            leader.publish(Outcome::Entry(Arc::new(bytes)));
+                            leader.publish_with(|| Outcome::Entry(Arc::new(bytes)));
                             return self
                                 .refresh::<P, R, F>(meta, value, body, Refresh::Stale)
                                 .await;
@@ -216,7 +216,7 @@ impl Call<'_> {
                 Ok(Waited::Lock(held)) => lock = Some(held),
                 Ok(Waited::Entry(value, bytes)) => {
                     Counters::bump(&counters.hits);
-                    leader.publish(Outcome::Entry(Arc::new(bytes)));
+                    leader.publish_with(|| Outcome::Entry(Arc::new(bytes)));
                     return P::from_stored(value);
                 }
                 Ok(Waited::GaveUp) => {}

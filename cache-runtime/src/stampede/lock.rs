@@ -16,7 +16,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use crate::cache::Cache;
-use crate::connection::{Connection, Lua, StoreError};
+use crate::connection::{Connection, Lua, StoreError, millis};
 
 /// `KEYS`: entry, lock. `ARGV`: token, lease ms. Returns `{taken, entry or false}`; the entry
 /// only if it is a string (another type is an unreadable entry, overwritten later).
@@ -102,7 +102,7 @@ pub(crate) async fn try_acquire(
         .eval(
             &ACQUIRE,
             &[key, lock_key],
-            &[token.as_bytes(), millis(lease).as_bytes()],
+            &[token.as_bytes(), millis(lease).to_string().as_bytes()],
         )
         .await?;
     let lock = (taken == 1).then(|| Lock {
@@ -140,7 +140,10 @@ impl Lock {
                     conn.eval(
                         &EXTEND,
                         &[&self.lock_key],
-                        &[self.token.as_bytes(), millis(self.lease).as_bytes()],
+                        &[
+                            self.token.as_bytes(),
+                            millis(self.lease).to_string().as_bytes(),
+                        ],
                     )
                     .await
                 }
@@ -162,7 +165,11 @@ impl Lock {
         conn.eval::<i64>(
             &STORE_AND_RELEASE,
             &[&self.key, &self.lock_key],
-            &[envelope, millis(keep).as_bytes(), self.token.as_bytes()],
+            &[
+                envelope,
+                millis(keep).to_string().as_bytes(),
+                self.token.as_bytes(),
+            ],
         )
         .await
         .map(drop)
@@ -183,7 +190,7 @@ impl Lock {
                 .eval(
                     &EXTEND,
                     &[&self.lock_key],
-                    &[self.token.as_bytes(), millis(hold).as_bytes()],
+                    &[self.token.as_bytes(), millis(hold).to_string().as_bytes()],
                 )
                 .await;
         }
@@ -213,11 +220,4 @@ impl Drop for Lock {
             runtime.spawn(async move { release(&cache, &lock_key, &token).await });
         }
     }
-}
-
-fn millis(d: Duration) -> String {
-    u64::try_from(d.as_millis())
-        .unwrap_or(u64::MAX)
-        .max(1)
-        .to_string()
 }
