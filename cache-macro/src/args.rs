@@ -20,6 +20,7 @@ mod kw {
     syn::custom_keyword!(early_refresh);
     syn::custom_keyword!(jitter);
     syn::custom_keyword!(lock);
+    syn::custom_keyword!(companions);
 }
 
 /// Every option, in the order the error messages list them.
@@ -35,6 +36,7 @@ const OPTIONS: &[&str] = &[
     "early_refresh",
     "jitter",
     "lock",
+    "companions",
 ];
 
 /// The parsed and checked options of one `#[redis_cache(...)]`.
@@ -62,6 +64,9 @@ pub(crate) struct Args {
     pub jitter: Option<f32>,
     /// The cross-process per-key lock on a miss; on unless `lock = false`.
     pub lock: bool,
+    /// The `_invalidate` and `_refresh` companions; generated unless `companions = false` (which
+    /// trait impls need: they cannot have extra methods).
+    pub companions: bool,
 }
 
 enum Opt {
@@ -76,6 +81,7 @@ enum Opt {
     EarlyRefresh(LitBool),
     Jitter(Lit),
     Lock(LitBool),
+    Companions(LitBool),
 }
 
 impl Parse for Opt {
@@ -122,6 +128,9 @@ impl Parse for Opt {
         } else if look.peek(kw::lock) {
             assign::<kw::lock>(input)?;
             Ok(Opt::Lock(parse_bool(input, "lock")?))
+        } else if look.peek(kw::companions) {
+            assign::<kw::companions>(input)?;
+            Ok(Opt::Companions(parse_bool(input, "companions")?))
         } else if input.peek(Ident) {
             let unknown: Ident = input.parse()?;
             Err(unknown_option(&unknown))
@@ -242,6 +251,7 @@ impl Args {
             early_refresh: true,
             jitter: None,
             lock: true,
+            companions: true,
         };
         let mut ttl_given = false;
         for pair in opts.into_pairs() {
@@ -258,6 +268,7 @@ impl Args {
                 Opt::EarlyRefresh(v) => ("early_refresh", v.span()),
                 Opt::Jitter(v) => ("jitter", v.span()),
                 Opt::Lock(v) => ("lock", v.span()),
+                Opt::Companions(v) => ("companions", v.span()),
             };
             if seen.iter().any(|(k, _)| *k == key) {
                 errors.push(span, format!("`{key}` is given twice; keep one of them"));
@@ -303,6 +314,7 @@ impl Args {
                     Err(err) => errors.add(err),
                 },
                 Opt::Lock(lit) => args.lock = lit.value,
+                Opt::Companions(lit) => args.companions = lit.value,
             }
         }
         if !ttl_given {

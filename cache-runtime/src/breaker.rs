@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The state of a cache's circuit breaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum BreakerState {
     /// Redis is used.
@@ -32,7 +33,7 @@ pub enum BreakerState {
 }
 
 /// A snapshot of a cache's circuit breaker, from [`Cache::breaker`](crate::Cache::breaker).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct BreakerStats {
     pub state: BreakerState,
@@ -61,6 +62,8 @@ pub(crate) enum Allow {
 #[derive(Debug)]
 pub(crate) struct Breaker {
     settings: BreakerSettings,
+    /// The cache's key prefix, naming the cache in logs and metrics.
+    cache: String,
     open: AtomicBool,
     /// While open: when the next probe may go, in nanoseconds since [`epoch`].
     probe_at: AtomicU64,
@@ -84,9 +87,10 @@ fn nanos_since_epoch(at: Instant) -> u64 {
 }
 
 impl Breaker {
-    pub(crate) fn new(settings: BreakerSettings) -> Self {
+    pub(crate) fn new(settings: BreakerSettings, cache: String) -> Self {
         Breaker {
             settings,
+            cache,
             open: AtomicBool::new(false),
             probe_at: AtomicU64::new(0),
             interval: AtomicU64::new(nanos(settings.min_open)),
@@ -130,8 +134,11 @@ impl Breaker {
                 .store(nanos(self.settings.min_open), Ordering::Relaxed);
             self.closed.fetch_add(1, Ordering::Relaxed);
             tracing::info!(
+                cache = self.cache,
                 "redis_cache: Redis answers again; circuit breaker closed, caching resumes"
             );
+            #[cfg(feature = "metrics")]
+            crate::stats::metrics::breaker_open(&self.cache, false);
         }
     }
 
@@ -172,11 +179,14 @@ impl Breaker {
         if !self.open.swap(true, Ordering::AcqRel) {
             self.opened.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
+                cache = self.cache,
                 error = %why,
                 "redis_cache: Redis is not answering; circuit breaker open, calls run uncached and \
                  Redis is probed at growing intervals (up to {:?})",
                 self.settings.max_open
             );
+            #[cfg(feature = "metrics")]
+            crate::stats::metrics::breaker_open(&self.cache, true);
         }
     }
 
@@ -202,11 +212,14 @@ mod tests {
     use super::*;
 
     fn breaker(open_for: Duration) -> Breaker {
-        Breaker::new(BreakerSettings {
-            threshold: 3,
-            min_open: open_for,
-            max_open: open_for * 4,
-        })
+        Breaker::new(
+            BreakerSettings {
+                threshold: 3,
+                min_open: open_for,
+                max_open: open_for * 4,
+            },
+            "test".into(),
+        )
     }
 
     #[test]

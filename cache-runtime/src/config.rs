@@ -256,9 +256,10 @@ impl CacheBuilder {
                 redact(&self.url)
             ))
         })?;
+        let connection = Connection::new(client, self.timeouts, self.breaker, &self.prefix);
         Ok(Cache::new(
             self.prefix,
-            Some(Connection::new(client, self.timeouts, self.breaker)),
+            Some(connection),
             self.locks,
             self.limits,
         ))

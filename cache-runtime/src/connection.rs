@@ -145,11 +145,17 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub(crate) fn new(client: redis::Client, timeouts: Timeouts, breaker: BreakerSettings) -> Self {
+    /// A connection for the cache with key prefix `cache` (which names it in logs).
+    pub(crate) fn new(
+        client: redis::Client,
+        timeouts: Timeouts,
+        breaker: BreakerSettings,
+        cache: &str,
+    ) -> Self {
         Connection {
             target: Target::Standalone(client),
             timeouts,
-            breaker: Breaker::new(breaker),
+            breaker: Breaker::new(breaker, cache.to_string()),
             refusals_logged: AtomicU8::new(0),
             state: Mutex::new(State {
                 link: None,
@@ -180,6 +186,29 @@ impl Connection {
                 .arg(millis(ttl)),
         )
         .await
+    }
+
+    /// One `SCAN` step: the next cursor (0 at the end) and the keys matching `pattern`.
+    pub(crate) async fn scan(
+        &self,
+        cursor: u64,
+        pattern: &str,
+        count: usize,
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        self.run(
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(count),
+        )
+        .await
+    }
+
+    /// `UNLINK keys...`: deletes them (freeing memory off the main thread); how many existed.
+    pub(crate) async fn unlink(&self, keys: &[String]) -> Result<u64, StoreError> {
+        self.run(redis::cmd("UNLINK").arg(keys)).await
     }
 
     /// Runs a Lua script: by hash, and by source the first time a server does not know it.

@@ -7,7 +7,11 @@
 //!    leader refreshes it; if that fails (`Err`), the stale value is served (fail-safe).
 //! 3. No usable entry: the leader takes the key's lock or waits for the process holding it
 //!    ([`crate::stampede::lock_or_wait`]), then computes, hands the value to its followers, and
-//!    stores it (with the release of the lock, in one round trip).
+//!    stores it (with the release of the lock, in one round trip). Only a lock holder stores, and
+//!    only while it still holds the lock: that is the fence that keeps an invalidation from being
+//!    undone by a computation that started before it ([`crate::stampede::lock`]).
+//! 4. A write-through refresh ([`crate::invalidation::refresh`]) skips the lookup, takes the lock
+//!    over, computes and stores.
 //!
 //! Fail open: whatever Redis does (down, slow, wrong type, garbage), the caller gets the
 //! function's own value. A panic or cancellation inside the function leaves nothing behind: the
@@ -28,7 +32,7 @@ use crate::site::Site;
 use crate::stampede::lock::{self, Lock};
 use crate::stampede::single_flight::{Join, Leader, Outcome};
 use crate::stampede::{self, Waited};
-use crate::stats::Counters;
+use crate::stats::Count;
 
 /// After a refresh in the stale window fails, the stale value is served for this long before the
 /// next caller tries again, so a failing database is not hammered once per call.
@@ -43,20 +47,23 @@ where
     F: Future<Output = R>,
 {
     site.register(call.self_type());
-    let counters = &site.counters;
+    // Asked for by a `_refresh` companion around this call; taken here, so calls made by the
+    // function's body are ordinary calls.
+    let write_through = crate::invalidation::take_refresh_request();
     let Some(conn) = cache.connection() else {
-        return bypass(counters, body).await;
+        return bypass(site, body).await;
     };
     // The Redis client needs a Tokio reactor; anywhere else the function simply runs.
     if tokio::runtime::Handle::try_current().is_err() {
-        return bypass(counters, body).await;
+        return bypass(site, body).await;
     }
-    let (Some(key), Some(id)) = (call.render(cache.prefix(), site), call.flight_id(site)) else {
+    let key = call.render(cache.prefix(), &site.spec, site.fingerprint());
+    let (Some(key), Some(id)) = (key, call.flight_id(site)) else {
         tracing::debug!(
             function = site.display(),
             "redis_cache: an argument could not be serialized; running uncached"
         );
-        return bypass(counters, body).await;
+        return bypass(site, body).await;
     };
     let this = Call {
         site,
@@ -64,6 +71,10 @@ where
         conn,
         key: &key,
     };
+    if write_through {
+        let leader = cache.flights().lead_anew(id);
+        return this.write_through::<P, R, F>(leader, body).await;
+    }
     let mut body = Some(body);
     loop {
         let follower = match cache.flights().join(id) {
@@ -76,13 +87,13 @@ where
         match follower.outcome().await {
             Some(Outcome::Entry(bytes)) => {
                 if let Ok((_, value)) = envelope::open::<ActiveCodec, P::Stored>(&bytes) {
-                    Counters::bump(&counters.coalesced);
+                    site.count(Count::Coalesced);
                     return P::from_stored(value);
                 }
             }
             Some(Outcome::Absent) => {
                 if let Some(value) = P::absent() {
-                    Counters::bump(&counters.coalesced);
+                    site.count(Count::Coalesced);
                     return value;
                 }
             }
@@ -90,20 +101,21 @@ where
             // The leader was cancelled or panicked: lead (or follow) anew.
             None => continue,
         }
-        // The leader's value cannot be shared (an `Err`): this call runs the function itself.
-        Counters::bump(&counters.misses);
+        // The leader's value cannot be shared (an `Err`): this call runs the function itself,
+        // and leaves storing to whoever holds the key's lock next.
+        site.count(Count::Misses);
         let body = body.take().expect("a call runs its body at most once");
-        let computed = this.compute::<P, R, F>(body, None).await;
-        this.store(computed.sealed, None).await;
-        return computed.value;
+        return this.execute(body, None).await.0;
     }
 }
 
 /// Runs the function without the cache.
-async fn bypass<R>(counters: &Counters, body: impl Future<Output = R>) -> R {
-    Counters::bump(&counters.fallbacks);
+async fn bypass<R>(site: &Site, body: impl Future<Output = R>) -> R {
+    site.count(Count::Fallbacks);
+    let started = Instant::now();
     let value = body.await;
-    Counters::bump(&counters.executions);
+    site.took_function(started.elapsed());
+    site.count(Count::Executions);
     value
 }
 
@@ -114,13 +126,6 @@ struct Call<'a> {
     cache: &'a Cache,
     conn: &'a Connection,
     key: &'a str,
-}
-
-/// A freshly computed value, and its envelope if it is to be stored.
-struct Computed<R> {
-    value: R,
-    /// The envelope and how long Redis keeps it.
-    sealed: Option<(Arc<Vec<u8>>, Duration)>,
 }
 
 /// What a leader's followers get for `value` (sealed or not).
@@ -142,31 +147,26 @@ enum Refresh {
 }
 
 impl Call<'_> {
-    fn counters(&self) -> &'static Counters {
-        &self.site.counters
-    }
-
     async fn lead<P, R, F>(self, leader: Leader<'_>, body: F) -> R
     where
         P: Policy<R>,
         P::Stored: CacheValue,
         F: Future<Output = R>,
     {
-        let counters = self.counters();
-        let found = match self.conn.get(self.key).await {
+        let site = self.site;
+        let found = match site.redis(self.conn.get(self.key)).await {
             Ok(found) => found,
             Err(StoreError::WrongType) => {
-                Counters::bump(&counters.invalid);
+                site.count(Count::Invalid);
                 None
             }
             Err(err) => {
-                // `Unavailable`: no attempt was made, Redis failed recently and the reconnect
-                // backoff is running. Anything else is a failed command.
+                // `Unavailable`: no attempt was made, the circuit breaker is open. Anything else is
+                // a failed command.
                 if !matches!(err, StoreError::Unavailable) {
-                    Counters::bump(&counters.errors);
-                    tracing::debug!(key = self.key, error = %err, "redis_cache: lookup failed; running uncached");
+                    site.problem(Count::Errors, "lookup failed", &err);
                 }
-                Counters::bump(&counters.fallbacks);
+                site.count(Count::Fallbacks);
                 let (value, took) = self.execute(body, None).await;
                 // Nothing is stored: encode only if someone waits for this value.
                 leader.publish_with(|| outcome_of::<P, R>(&value, self.seal::<P, R>(&value, took)));
@@ -178,9 +178,9 @@ impl Call<'_> {
             match envelope::open::<ActiveCodec, P::Stored>(&bytes) {
                 Ok((meta, value)) => {
                     let now = unix_ms(SystemTime::now());
-                    match freshness::judge(&meta, now, &self.site.spec, freshness::draw_open()) {
+                    match freshness::judge(&meta, now, &site.spec, freshness::draw_open()) {
                         Freshness::Fresh => {
-                            Counters::bump(&counters.hits);
+                            site.count(Count::Hits);
                             leader.publish_with(|| Outcome::Entry(Arc::new(bytes)));
                             return P::from_stored(value);
                         }
@@ -201,43 +201,34 @@ impl Call<'_> {
                     }
                 }
                 Err(invalid) => {
-                    Counters::bump(&counters.invalid);
-                    tracing::debug!(key = self.key, %invalid, "redis_cache: unreadable entry; recomputing");
+                    site.problem(Count::Invalid, "unreadable entry, recomputed", &invalid);
                 }
             }
         }
 
-        // No usable entry. Unless the function opted out, take the key's lock or wait for the
-        // process that holds it.
-        let mut lock = None;
-        let mut reachable = true;
-        if self.site.spec.lock {
-            match self.lock_or_wait::<P::Stored>().await {
-                Ok(Waited::Lock(held)) => lock = Some(held),
-                Ok(Waited::Entry(value, bytes)) => {
-                    Counters::bump(&counters.hits);
-                    leader.publish_with(|| Outcome::Entry(Arc::new(bytes)));
-                    return P::from_stored(value);
-                }
-                Ok(Waited::GaveUp) => {}
-                Err(err) => {
-                    // Redis stopped answering during this call: do not spend a second deadline
-                    // on the store. Any other error (a server without scripting, say) still
-                    // lets a plain SET store the value.
-                    reachable = !matches!(err, StoreError::Timeout | StoreError::Unavailable);
-                    if !matches!(err, StoreError::Unavailable) {
-                        Counters::bump(&counters.errors);
-                    }
-                    tracing::debug!(key = self.key, error = %err, "redis_cache: lock failed; computing without it");
-                }
+        // No usable entry: take the key's lock, or wait for the process that holds it. Without
+        // the lock this call computes anyway but does not store (see `crate::stampede::lock`).
+        let lock = match self.lock_or_wait::<P::Stored>().await {
+            Ok(Waited::Lock(held)) => Some(held),
+            Ok(Waited::Entry(value, bytes)) => {
+                site.count(Count::Hits);
+                leader.publish_with(|| Outcome::Entry(Arc::new(bytes)));
+                return P::from_stored(value);
             }
-        }
-        Counters::bump(&counters.misses);
+            Ok(Waited::GaveUp) => None,
+            Err(err) => {
+                if !matches!(err, StoreError::Unavailable) {
+                    site.problem(Count::Errors, "lock failed", &err);
+                }
+                None
+            }
+        };
+        site.count(Count::Misses);
         let (value, took) = self.execute(body, lock.as_ref()).await;
-        if !reachable {
+        let Some(lock) = lock else {
             leader.publish_with(|| outcome_of::<P, R>(&value, self.seal::<P, R>(&value, took)));
             return value;
-        }
+        };
         let sealed = self.seal::<P, R>(&value, took);
         // Followers first: they need not wait for the store's round trip.
         leader.publish(outcome_of::<P, R>(&value, sealed.clone()));
@@ -245,24 +236,77 @@ impl Call<'_> {
         value
     }
 
-    async fn lock_or_wait<T: CacheValue>(&self) -> Result<Waited<T>, StoreError> {
-        let Some(notifier) = self.cache.notifier() else {
-            return Ok(Waited::GaveUp);
+    /// A write-through refresh: no lookup; take the key's lock over (fencing off any computation
+    /// that started before), compute, and store.
+    async fn write_through<P, R, F>(self, leader: Leader<'_>, body: F) -> R
+    where
+        P: Policy<R>,
+        P::Stored: CacheValue,
+        F: Future<Output = R>,
+    {
+        let site = self.site;
+        let lease = self.cache.locks().lease;
+        let lock = match site
+            .redis(lock::take_over(self.cache, self.conn, self.key, lease))
+            .await
+        {
+            Ok(lock) => Some(lock),
+            Err(err) => {
+                if !matches!(err, StoreError::Unavailable) {
+                    site.problem(Count::Errors, "refresh could not take the lock", &err);
+                }
+                None
+            }
         };
+        site.count(if lock.is_some() {
+            Count::Misses
+        } else {
+            Count::Fallbacks
+        });
+        let (value, took) = self.execute(body, lock.as_ref()).await;
+        let sealed = self.seal::<P, R>(&value, took);
+        leader.publish(outcome_of::<P, R>(&value, sealed.clone()));
+        if let Some(lock) = lock {
+            self.store(sealed, lock).await;
+        }
+        value
+    }
+
+    /// With `lock = false`, one attempt and no waiting: another process computing the key is left
+    /// to store it.
+    async fn lock_or_wait<T: CacheValue>(&self) -> Result<Waited<T>, StoreError> {
         let spec = &self.site.spec;
+        let usable = |bytes: &[u8]| {
+            let (meta, value) = envelope::open::<ActiveCodec, T>(bytes).ok()?;
+            let now = unix_ms(SystemTime::now());
+            // Anything servable ends the wait: the holder just stored it.
+            (freshness::judge(&meta, now, spec, 1.0) != Freshness::Expired).then_some(value)
+        };
+        let (Some(notifier), true) = (self.cache.notifier(), spec.lock) else {
+            let lock_key = lock::lock_key(self.key);
+            let lease = self.cache.locks().lease;
+            let attempt = self
+                .site
+                .redis(lock::try_acquire(
+                    self.cache, self.conn, self.key, &lock_key, lease,
+                ))
+                .await?;
+            if let Some(value) = attempt.entry.as_deref().and_then(usable) {
+                if let Some(lock) = attempt.lock {
+                    lock.release().await;
+                }
+                return Ok(Waited::Entry(value, attempt.entry.unwrap_or_default()));
+            }
+            return Ok(attempt.lock.map_or(Waited::GaveUp, Waited::Lock));
+        };
         stampede::lock_or_wait(
             self.cache,
             self.conn,
             notifier,
             self.key,
             self.cache.locks(),
-            self.counters(),
-            |bytes| {
-                let (meta, value) = envelope::open::<ActiveCodec, T>(bytes).ok()?;
-                let now = unix_ms(SystemTime::now());
-                // Anything servable ends the wait: the holder just stored it.
-                (freshness::judge(&meta, now, spec, 1.0) != Freshness::Expired).then_some(value)
-            },
+            self.site,
+            usable,
         )
         .await
     }
@@ -274,27 +318,28 @@ impl Call<'_> {
         P::Stored: CacheValue,
         F: Future<Output = R>,
     {
-        let counters = self.counters();
+        let site = self.site;
         let served = match why {
-            Refresh::Early => &counters.hits,
-            Refresh::Stale => &counters.stale,
+            Refresh::Early => Count::Hits,
+            Refresh::Stale => Count::Stale,
         };
         // One refresh per key at a time, across processes: whoever takes the lock.
         let lock_key = lock::lock_key(self.key);
-        let attempt = lock::try_acquire(
-            self.cache,
-            self.conn,
-            self.key,
-            &lock_key,
-            self.cache.locks().lease,
-        )
-        .await;
+        let attempt = site
+            .redis(lock::try_acquire(
+                self.cache,
+                self.conn,
+                self.key,
+                &lock_key,
+                self.cache.locks().lease,
+            ))
+            .await;
         let Ok(lock::Attempt {
             lock: Some(lock),
             entry,
         }) = attempt
         else {
-            Counters::bump(served);
+            site.count(served);
             return P::from_stored(current);
         };
         // Someone refreshed between our read and our lock (and released it): serve theirs.
@@ -303,23 +348,24 @@ impl Call<'_> {
             && newer.computed_at_ms > meta.computed_at_ms
         {
             lock.release().await;
-            Counters::bump(&counters.hits);
+            site.count(Count::Hits);
             return P::from_stored(value);
         }
-        let computed = self.compute::<P, R, F>(body, Some(&lock)).await;
-        if computed.sealed.is_some() || P::is_absent(&computed.value) {
-            Counters::bump(match why {
-                Refresh::Early => &counters.early_refreshes,
-                Refresh::Stale => &counters.misses,
+        let (value, took) = self.execute(body, Some(&lock)).await;
+        let sealed = self.seal::<P, R>(&value, took);
+        if sealed.is_some() || P::is_absent(&value) {
+            site.count(match why {
+                Refresh::Early => Count::EarlyRefreshes,
+                Refresh::Stale => Count::Misses,
             });
             if why == Refresh::Early {
-                Counters::bump(&counters.hits);
+                site.count(Count::Hits);
             }
-            self.store(computed.sealed, Some(lock)).await;
-            return computed.value;
+            self.store(sealed, lock).await;
+            return value;
         }
         // The function failed: keep serving what we have (fail-safe).
-        Counters::bump(served);
+        site.count(served);
         tracing::debug!(
             key = self.key,
             "redis_cache: refresh failed; serving the entry still in the cache"
@@ -331,19 +377,7 @@ impl Call<'_> {
         P::from_stored(current)
     }
 
-    /// Runs the function (renewing `lock` meanwhile) and seals its value if it is to be stored.
-    async fn compute<P, R, F>(&self, body: F, lock: Option<&Lock>) -> Computed<R>
-    where
-        P: Policy<R>,
-        P::Stored: CacheValue,
-        F: Future<Output = R>,
-    {
-        let (value, took) = self.execute(body, lock).await;
-        let sealed = self.seal::<P, R>(&value, took);
-        Computed { value, sealed }
-    }
-
-    /// Runs the function; returns its value and how long it took.
+    /// Runs the function (renewing `lock` meanwhile); returns its value and how long it took.
     async fn execute<R, F>(&self, body: F, lock: Option<&Lock>) -> (R, Duration)
     where
         F: Future<Output = R>,
@@ -353,8 +387,10 @@ impl Call<'_> {
             Some(lock) => lock.hold_while(body).await,
             None => body.await,
         };
-        Counters::bump(&self.counters().executions);
-        (value, started.elapsed())
+        let took = started.elapsed();
+        self.site.took_function(took);
+        self.site.count(Count::Executions);
+        (value, took)
     }
 
     /// The envelope of `value` and how long Redis should keep it, if the policy stores it.
@@ -370,40 +406,41 @@ impl Call<'_> {
         match envelope::seal::<ActiveCodec, _>(stored, meta, self.cache.limits().compress_above) {
             Ok(bytes) => Some((Arc::new(bytes), keep)),
             Err(err) => {
-                Counters::bump(&self.counters().errors);
-                tracing::debug!(key = self.key, error = %err, "redis_cache: value could not be encoded");
+                self.site
+                    .problem(Count::Errors, "value could not be encoded", &err);
                 None
             }
         }
     }
 
-    /// Stores an envelope (releasing `lock` in the same round trip), or just releases `lock`.
-    async fn store(&self, sealed: Option<(Arc<Vec<u8>>, Duration)>, lock: Option<Lock>) {
-        let counters = self.counters();
+    /// Stores an envelope and releases `lock` in one round trip (if the lock is still held), or
+    /// just releases `lock`.
+    async fn store(&self, sealed: Option<(Arc<Vec<u8>>, Duration)>, lock: Lock) {
+        let site = self.site;
         let max_bytes = self.cache.limits().max_bytes;
-        let (sealed, lock) = match sealed {
+        let (bytes, keep) = match sealed {
             Some((bytes, _)) if bytes.len() > max_bytes => {
-                Counters::bump(&counters.oversize);
-                self.site.warn_oversize(bytes.len(), max_bytes);
-                (None, lock)
+                site.count(Count::Oversize);
+                site.warn_oversize(bytes.len(), max_bytes);
+                return lock.release().await;
             }
-            sealed => (sealed, lock),
+            Some(sealed) => sealed,
+            None => return lock.release().await,
         };
-        let result = match (sealed, lock) {
-            (Some((bytes, keep)), Some(lock)) => lock.store(&bytes, keep).await,
-            (Some((bytes, keep)), None) => self.conn.set(self.key, &bytes, keep).await,
-            (None, Some(lock)) => return lock.release().await,
-            (None, None) => return,
-        };
-        match result {
-            Ok(()) => {
-                Counters::bump(&counters.writes);
+        match site.redis(lock.store(&bytes, keep)).await {
+            Ok(true) => {
+                site.count(Count::Writes);
                 self.conn.write_succeeded();
             }
-            Err(err) => {
-                Counters::bump(&counters.errors);
-                tracing::debug!(key = self.key, error = %err, "redis_cache: store failed");
+            Ok(false) => {
+                site.count(Count::Fenced);
+                tracing::debug!(
+                    key = self.key,
+                    "redis_cache: the key was invalidated or refreshed while this value was \
+                     computed; not stored"
+                );
             }
+            Err(err) => site.problem(Count::Errors, "store failed", &err),
         }
     }
 }

@@ -8,7 +8,7 @@
 use std::fmt;
 
 /// Memory and eviction facts of the Redis behind a cache, from `INFO memory` and `INFO stats`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct RedisHealth {
     pub redis_version: String,

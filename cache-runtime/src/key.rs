@@ -18,7 +18,8 @@ use serde::Serialize;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::codec::{ActiveCodec, Codec};
-use crate::site::Site;
+use crate::site::{Site, SiteSpec};
+use crate::stampede::single_flight::FlightId;
 
 /// Hashes a call's arguments; built by the generated code, one `arg` call per key parameter.
 #[doc(hidden)]
@@ -108,14 +109,14 @@ impl CallKey {
     }
 
     /// The full Redis key, or `None` when the arguments could not be hashed.
-    pub(crate) fn render(&self, prefix: &str, site: &Site) -> Option<String> {
+    pub(crate) fn render(&self, prefix: &str, spec: &SiteSpec, fingerprint: u32) -> Option<String> {
         let args = self.args?;
         let mut key = String::with_capacity(prefix.len() + 96);
         key.push_str(prefix);
         key.push(':');
-        push_function(&mut key, site, self.self_type);
+        push_function(&mut key, spec, self.self_type);
         key.push(':');
-        push_hex(&mut key, site.fingerprint().into(), 8);
+        push_hex(&mut key, fingerprint.into(), 8);
         key.push_str(":{");
         push_hex(&mut key, args, 32);
         key.push('}');
@@ -123,25 +124,31 @@ impl CallKey {
     }
 
     /// Identifies the call within one process and cache, for single-flight: the same function
-    /// (site) with the same arguments. Cheaper than the rendered key, and no less precise.
-    pub(crate) fn flight_id(&self, site: &'static Site) -> Option<(usize, u128)> {
-        Some((std::ptr::from_ref(site) as usize, self.args?))
+    /// with the same arguments. Cheaper than the rendered key, and no less precise.
+    pub(crate) fn flight_id(&self, site: &Site) -> Option<FlightId> {
+        Some((site.namespace(), self.args?))
+    }
+
+    /// [`CallKey::flight_id`] from the function's spec (for the invalidation companion, which has
+    /// the spec but not the function's `Site`).
+    pub(crate) fn flight_id_of(&self, spec: &SiteSpec) -> Option<FlightId> {
+        Some((spec.namespace(), self.args?))
     }
 }
 
 /// The key segment naming the function: what a pattern selects to address all of its entries.
-pub(crate) fn push_function(out: &mut String, site: &Site, self_type: Option<&'static str>) {
-    if let Some(name) = site.spec.name {
+pub(crate) fn push_function(out: &mut String, spec: &SiteSpec, self_type: Option<&'static str>) {
+    if let Some(name) = spec.name {
         out.push_str(name);
         return;
     }
-    out.push_str(site.spec.module);
+    out.push_str(spec.module);
     out.push_str("::");
     if let Some(ty) = self_type {
         out.push_str(&type_segment(ty));
         out.push_str("::");
     }
-    out.push_str(site.spec.function);
+    out.push_str(spec.function);
 }
 
 /// `my_crate::repo::Repo<alloc::string::String>` becomes `Repo`: the type's own name, without

@@ -55,9 +55,11 @@ mod codec;
 mod config;
 mod connection;
 mod envelope;
+mod error;
 mod flow;
 mod freshness;
 mod health;
+mod invalidation;
 mod key;
 mod policy;
 mod site;
@@ -74,8 +76,9 @@ pub use config::{
     DEFAULT_PREFIX, DEFAULT_TTL_JITTER, DEFAULT_URL, ENV_COMMAND_TIMEOUT_MS,
     ENV_CONNECT_TIMEOUT_MS, ENV_PREFIX, ENV_URL,
 };
+pub use error::CacheError;
 pub use health::{HealthError, RedisHealth};
-pub use stats::{FunctionStats, stats, stats_for};
+pub use stats::{FunctionStats, Latency, Snapshot, snapshot, stats, stats_for};
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -2,6 +2,7 @@
 
 pub use crate::cache::{Cache, default_cache};
 pub use crate::flow::cached;
+pub use crate::invalidation::{invalidate, refresh};
 pub use crate::key::{CallKey, KeyArg, KeyBuilder};
 pub use crate::policy::{CacheValue, OkOnly, Plain, Policy, SomeOnly, SomeOrNone};
 pub use crate::site::{Site, SiteSpec};

@@ -151,3 +151,34 @@ async fn the_first_connection_reports_memory_and_warns_about_noeviction_once() {
     assert!(health.warnings().is_empty(), "{:?}", health.warnings());
     assert!(Cache::disabled().health().await.is_err());
 }
+
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn unreadable(cache: &Cache, id: u64) -> u64 {
+    id + 1
+}
+
+#[tokio::test]
+async fn a_problem_on_every_call_is_warned_once_per_interval() {
+    let (logs, _guard) = Capture::install();
+    let redis = RedisServer::start();
+    let cache = cache(&redis, "throttle");
+    for id in 0..20 {
+        unreadable(&cache, id).await;
+    }
+    // Garbage in every entry: each call now finds an unreadable one.
+    for key in redis.keys().await {
+        redis
+            .command::<()>(&["SET", &key, "garbage"])
+            .await
+            .unwrap();
+    }
+    for id in 0..20 {
+        assert_eq!(unreadable(&cache, id).await, id + 1);
+    }
+    let stats = cache_runtime::stats_for("logging::unreadable").unwrap();
+    assert_eq!(stats.invalid, 20);
+    assert_eq!(logs.count(Level::WARN, "unreadable entry"), 1);
+    assert_eq!(logs.count(Level::DEBUG, "unreadable entry"), 19);
+    // And one `debug` event per call, whatever its outcome.
+    assert_eq!(logs.count(Level::DEBUG, "redis_cache call"), 40);
+}

@@ -6,6 +6,11 @@
 //!   function keeps its lock but a crashed holder blocks the key for one lease at most.
 //! - Released by compare-and-delete (only the holder's token deletes it), in the same script that
 //!   stores the value, which then publishes on the lock's channel to wake the waiters at once.
+//! - The fence against stale writes: a value is stored only while its computation's lock is still
+//!   held. Invalidating or clearing a key deletes its lock, and a write-through refresh takes it
+//!   over, so a computation that started before them (and may have read the old data) finds its
+//!   token gone and stores nothing. Every store goes through a lock for this reason; a call that
+//!   computes without one (the lock was busy or unreachable) leaves storing to the holder.
 //! - A holder that is cancelled or panics releases in a background task; if even that fails the
 //!   lease runs out.
 
@@ -34,10 +39,13 @@ static EXTEND: Lua = Lua::new(
 return 0",
 );
 
-/// `KEYS`: entry, lock. `ARGV`: envelope, PX ms, token. Stores, releases if ours, wakes waiters.
+/// `KEYS`: entry, lock. `ARGV`: envelope, PX ms, token. If the lock is still ours: stores,
+/// releases, wakes the waiters and returns 1. Otherwise (invalidated, taken over, lapsed) stores
+/// nothing and returns 0.
 static STORE_AND_RELEASE: Lua = Lua::new(
-    r"redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+    r"if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('DEL', KEYS[2])
 redis.call('PUBLISH', KEYS[2], '1')
 return 1",
 );
@@ -89,6 +97,31 @@ pub(crate) struct Lock {
     done: bool,
 }
 
+fn new_token() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+/// Takes `key`'s lock whoever holds it: the holder's store is then fenced off. For a write-through
+/// refresh, whose value must win over any computed before it.
+pub(crate) async fn take_over(
+    cache: &Cache,
+    conn: &Connection,
+    key: &str,
+    lease: Duration,
+) -> Result<Lock, StoreError> {
+    let lock_key = lock_key(key);
+    let token = new_token();
+    conn.set(&lock_key, token.as_bytes(), lease).await?;
+    Ok(Lock {
+        cache: cache.clone(),
+        key: key.to_string(),
+        lock_key,
+        token,
+        lease,
+        done: false,
+    })
+}
+
 /// Tries once to take `key`'s lock, reading the entry in the same round trip.
 pub(crate) async fn try_acquire(
     cache: &Cache,
@@ -97,7 +130,7 @@ pub(crate) async fn try_acquire(
     lock_key: &str,
     lease: Duration,
 ) -> Result<Attempt, StoreError> {
-    let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let token = new_token();
     let (taken, entry): (i64, Option<Vec<u8>>) = conn
         .eval(
             &ACQUIRE,
@@ -156,8 +189,14 @@ impl Lock {
         }
     }
 
-    /// Stores `envelope` for `keep`, releases the lock and wakes the waiters, in one round trip.
-    pub(crate) async fn store(mut self, envelope: &[u8], keep: Duration) -> Result<(), StoreError> {
+    /// Stores `envelope` for `keep`, releases the lock and wakes the waiters, in one round trip, if
+    /// the lock is still ours. `Ok(false)`: it was not (the key was invalidated, cleared or
+    /// refreshed meanwhile, or the lease lapsed), and nothing was stored.
+    pub(crate) async fn store(
+        mut self,
+        envelope: &[u8],
+        keep: Duration,
+    ) -> Result<bool, StoreError> {
         self.done = true;
         let Some(conn) = self.connection() else {
             return Err(StoreError::Unavailable);
@@ -172,7 +211,7 @@ impl Lock {
             ],
         )
         .await
-        .map(drop)
+        .map(|stored| stored == 1)
     }
 
     /// Releases without storing and wakes the waiters (they will try to take the lock).

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use crate::cache::Cache;
 use crate::connection::{Connection, StoreError};
-use crate::stats::Counters;
+use crate::site::Site;
+use crate::stats::Count;
 use lock::{Lock, LockSettings};
 use notify::{Notifier, Subscription};
 
@@ -46,7 +47,7 @@ pub(crate) async fn lock_or_wait<T>(
     notifier: &Notifier,
     key: &str,
     settings: LockSettings,
-    counters: &Counters,
+    site: &Site,
     usable: impl Fn(&[u8]) -> Option<T>,
 ) -> Result<Waited<T>, StoreError> {
     let lock_key = lock::lock_key(key);
@@ -60,7 +61,15 @@ pub(crate) async fn lock_or_wait<T>(
         if let Some(n) = notified.as_mut() {
             n.as_mut().enable();
         }
-        let attempt = lock::try_acquire(cache, conn, key, &lock_key, settings.lease).await?;
+        let attempt = site
+            .redis(lock::try_acquire(
+                cache,
+                conn,
+                key,
+                &lock_key,
+                settings.lease,
+            ))
+            .await?;
         if let Some(value) = attempt.entry.as_deref().and_then(&usable) {
             if let Some(lock) = attempt.lock {
                 // Stored by someone between our lookup and this attempt: nothing to compute.
@@ -74,13 +83,13 @@ pub(crate) async fn lock_or_wait<T>(
         }
         let now = tokio::time::Instant::now();
         if now >= deadline {
-            Counters::bump(&counters.lock_timeouts);
+            site.count(Count::LockTimeouts);
             tracing::debug!(%key, "redis_cache: lock wait bound reached; computing without the lock");
             return Ok(Waited::GaveUp);
         }
         if !waiting {
             waiting = true;
-            Counters::bump(&counters.lock_waits);
+            site.count(Count::LockWaits);
             subscription = notifier.subscribe(&lock_key).await;
             // Look again at once: the holder may have finished while we subscribed.
             continue;

@@ -8,15 +8,21 @@
 //!
 //! A leader that is cancelled or panics drops its [`Leader`] without publishing: its followers see
 //! the channel close and race to lead again, so nobody is stranded.
+//!
+//! An invalidation detaches the flights of what it invalidates ([`Flights::detach`]): a call that
+//! arrives afterwards leads a new flight instead of joining one that may carry the old value, and
+//! the old flight's followers start over too.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-/// A call's identity: the function's site and the hash of its arguments.
-pub(crate) type FlightId = (usize, u128);
+/// A call's identity: the function's namespace (see
+/// [`SiteSpec::namespace`](crate::site::SiteSpec::namespace)) and the hash of its arguments.
+pub(crate) type FlightId = (u64, u128);
 
 /// What a leader hands to its followers.
 #[derive(Debug, Clone)]
@@ -34,10 +40,18 @@ pub(crate) enum Outcome {
 /// for (the common case, a hit) costs one map insert and one remove, nothing else.
 type Slot = Option<watch::Sender<Option<Outcome>>>;
 
+/// One flight: which one (a detached flight's leader must not end its successor) and its channel.
+#[derive(Debug)]
+struct Flight {
+    serial: u64,
+    slot: Slot,
+}
+
 /// The calls in flight in one [`Cache`](crate::Cache).
 #[derive(Debug, Default)]
 pub(crate) struct Flights {
-    map: Mutex<HashMap<FlightId, Slot>>,
+    map: Mutex<HashMap<FlightId, Flight>>,
+    serials: AtomicU64,
 }
 
 /// The caller's role for one attempt.
@@ -53,17 +67,55 @@ impl Flights {
             Entry::Occupied(mut flight) => {
                 let tx = flight
                     .get_mut()
+                    .slot
                     .get_or_insert_with(|| watch::channel(None).0);
                 Join::Follow(Follower(tx.subscribe()))
             }
-            Entry::Vacant(slot) => {
-                slot.insert(None);
-                Join::Lead(Leader {
-                    flights: self,
-                    id,
-                    landed: false,
-                })
+            Entry::Vacant(vacant) => {
+                let serial = self.serials.fetch_add(1, Relaxed);
+                vacant.insert(Flight { serial, slot: None });
+                Join::Lead(self.leader(id, serial))
             }
+        }
+    }
+
+    /// Leads a new flight for `id`, detaching the one in the air: for a write-through refresh,
+    /// which must not hand anyone a value computed before it.
+    pub(crate) fn lead_anew(&self, id: FlightId) -> Leader<'_> {
+        let serial = self.serials.fetch_add(1, Relaxed);
+        // The old flight's channel is dropped here: its followers start over and follow us.
+        let old = self.lock().insert(id, Flight { serial, slot: None });
+        drop(old);
+        self.leader(id, serial)
+    }
+
+    /// Detaches the flight of `id`: later calls lead anew, its followers start over, and its
+    /// leader's outcome reaches nobody.
+    pub(crate) fn detach(&self, id: FlightId) {
+        let old = self.lock().remove(&id);
+        drop(old);
+    }
+
+    /// Detaches every flight of a function (`namespace`), or every flight when `None`.
+    pub(crate) fn detach_all(&self, namespace: Option<u64>) {
+        let mut detached = Vec::new();
+        self.lock().retain(|id, flight| {
+            let keep = namespace.is_some_and(|ns| id.0 != ns);
+            if !keep {
+                detached.push(flight.slot.take());
+            }
+            keep
+        });
+        // Channels close outside the map's lock.
+        drop(detached);
+    }
+
+    fn leader(&self, id: FlightId, serial: u64) -> Leader<'_> {
+        Leader {
+            flights: self,
+            id,
+            serial,
+            landed: false,
         }
     }
 
@@ -72,13 +124,18 @@ impl Flights {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FlightId, Slot>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FlightId, Flight>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Ends the flight; its channel, if any follower opened one.
-    fn land(&self, id: FlightId) -> Slot {
-        self.lock().remove(&id).flatten()
+    /// Ends flight `serial` of `id`, unless it was detached; its channel, if any follower opened
+    /// one.
+    fn land(&self, id: FlightId, serial: u64) -> Slot {
+        let mut map = self.lock();
+        match map.entry(id) {
+            Entry::Occupied(flight) if flight.get().serial == serial => flight.remove().slot,
+            _ => None,
+        }
     }
 }
 
@@ -87,6 +144,7 @@ impl Flights {
 pub(crate) struct Leader<'a> {
     flights: &'a Flights,
     id: FlightId,
+    serial: u64,
     landed: bool,
 }
 
@@ -100,7 +158,7 @@ impl Leader<'_> {
     /// [`Leader::publish`], building the outcome only if someone follows.
     pub(crate) fn publish_with(mut self, outcome: impl FnOnce() -> Outcome) {
         self.landed = true;
-        if let Some(tx) = self.flights.land(self.id) {
+        if let Some(tx) = self.flights.land(self.id, self.serial) {
             tx.send_replace(Some(outcome()));
         }
     }
@@ -110,7 +168,7 @@ impl Drop for Leader<'_> {
     fn drop(&mut self) {
         if !self.landed {
             // Dropping the channel closes it: the followers try again.
-            self.flights.land(self.id);
+            self.flights.land(self.id, self.serial);
         }
     }
 }
@@ -158,5 +216,48 @@ mod tests {
         assert!(follower.outcome().await.is_none());
         assert_eq!(flights.len(), 0);
         assert!(matches!(flights.join((1, 7)), Join::Lead(_)));
+    }
+
+    #[tokio::test]
+    async fn a_detached_flight_neither_serves_newcomers_nor_ends_its_successor() {
+        let flights = Flights::default();
+        let Join::Lead(old) = flights.join((1, 7)) else {
+            panic!("first caller leads")
+        };
+        let Join::Follow(old_follower) = flights.join((1, 7)) else {
+            panic!("second caller follows")
+        };
+        flights.detach((1, 7));
+        assert!(old_follower.outcome().await.is_none(), "starts over");
+        let Join::Lead(new) = flights.join((1, 7)) else {
+            panic!("a call after the detach leads anew")
+        };
+        let Join::Follow(new_follower) = flights.join((1, 7)) else {
+            panic!("and is followed")
+        };
+        old.publish(Outcome::RunYourself);
+        assert_eq!(
+            flights.len(),
+            1,
+            "the old leader did not end the new flight"
+        );
+        new.publish(Outcome::Absent);
+        assert!(matches!(
+            new_follower.outcome().await,
+            Some(Outcome::Absent)
+        ));
+        assert_eq!(flights.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn detaching_a_function_leaves_the_others_in_flight() {
+        let flights = Flights::default();
+        let _a = flights.join((1, 7));
+        let _b = flights.join((2, 7));
+        flights.detach_all(Some(1));
+        assert_eq!(flights.len(), 1);
+        assert!(matches!(flights.join((2, 7)), Join::Follow(_)));
+        flights.detach_all(None);
+        assert_eq!(flights.len(), 0);
     }
 }

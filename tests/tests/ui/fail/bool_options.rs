@@ -10,4 +10,10 @@ async fn string(id: u64) -> u64 {
     id
 }
 
+
+#[redis_cache(ttl = 5, companions = yes)]
+async fn ident(id: u64) -> u64 {
+    id
+}
+
 fn main() {}

@@ -1,0 +1,176 @@
+//! Removing entries on purpose: one call's entry (the `_invalidate` companion), a write-through
+//! refresh (the `_refresh` companion), and clearing a whole function or key prefix.
+//!
+//! None of them may be undone by a computation that was already running when they happened (it
+//! may have read the data from before the write): they delete or take over the key's lock, and
+//! a value is stored only while its lock is held (see [`crate::stampede::lock`]). Calls in flight
+//! in this process are detached as well, so a call made after an invalidation never receives a
+//! value computed before it.
+//!
+//! Clearing scans with `SCAN ... MATCH` and deletes with `UNLINK` in batches (never `KEYS` or
+//! `FLUSHDB`), so a large keyspace is not blocked, and it scans twice: an entry stored during the
+//! first pass by a computation that started before the clear is removed by the second.
+
+use std::cell::Cell;
+use std::future::Future;
+
+use crate::cache::Cache;
+use crate::connection::{Connection, Lua};
+use crate::error::CacheError;
+use crate::key::CallKey;
+use crate::site::SiteSpec;
+use crate::stampede::lock;
+
+/// Keys asked for per `SCAN` step: large enough that a million keys take a thousand round trips,
+/// small enough that each step blocks Redis for well under a millisecond.
+pub(crate) const SCAN_COUNT: usize = 1000;
+
+/// `KEYS`: entry, lock. Deletes both and wakes the lock's waiters, who then find the key free
+/// and compute it afresh. Returns 1 if there was an entry.
+static INVALIDATE: Lua = Lua::new(
+    r"local removed = redis.call('DEL', KEYS[1])
+if redis.call('DEL', KEYS[2]) == 1 then redis.call('PUBLISH', KEYS[2], '1') end
+return removed",
+);
+
+tokio::task_local! {
+    /// Set by [`refresh`] around one call of a cached function.
+    static REFRESH: Cell<bool>;
+}
+
+/// Runs `call` (a call of a `#[redis_cache]` function) as a write-through refresh: it does not
+/// read the cache, it runs the function and stores the result, fencing off any computation of
+/// the same key that started earlier. Calls the function's body makes are ordinary calls.
+#[doc(hidden)]
+pub async fn refresh<F: Future>(call: F) -> F::Output {
+    REFRESH.scope(Cell::new(true), call).await
+}
+
+/// For the flow: whether this call was asked to refresh. Taken, so it applies to one call.
+pub(crate) fn take_refresh_request() -> bool {
+    REFRESH
+        .try_with(|asked| asked.replace(false))
+        .unwrap_or(false)
+}
+
+/// Removes one call's entry (what the `_invalidate` companion does). `Ok(true)`: an entry was
+/// there.
+#[doc(hidden)]
+pub async fn invalidate(
+    spec: &'static SiteSpec,
+    cache: &Cache,
+    call: CallKey,
+) -> Result<bool, CacheError> {
+    let conn = usable(cache)?;
+    let key = call
+        .render(cache.prefix(), spec, spec.fingerprint())
+        .ok_or(CacheError::Unkeyable)?;
+    if let Some(id) = call.flight_id_of(spec) {
+        cache.flights().detach(id);
+    }
+    let lock_key = lock::lock_key(&key);
+    let removed: i64 = conn.eval(&INVALIDATE, &[&key, &lock_key], &[]).await?;
+    Ok(removed == 1)
+}
+
+impl Cache {
+    /// Removes every entry of one function (all argument values, all versions), named as
+    /// [`FunctionStats::function`](crate::FunctionStats::function) shows it: `module::fn`,
+    /// `module::Type::method`, or its `name = "..."`. Returns how many keys were removed
+    /// (entries, and locks of computations in flight, which then store nothing).
+    ///
+    /// Runs `SCAN` + `UNLINK` in batches of about a thousand keys, twice over the keyspace (the
+    /// second pass removes what computations already running stored during the first), so it
+    /// takes time in proportion to the size of the whole database, not of the function; it never
+    /// blocks Redis for long.
+    pub async fn clear_function(&self, function: &str) -> Result<u64, CacheError> {
+        check_segment(function, "function name")?;
+        // `{prefix}:{function}:{8 hex digits}:{...`: the fingerprint's shape keeps `app::get` from
+        // matching the keys of `app::get::Type::method`.
+        let pattern = format!(
+            "{}:{function}:[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]:{{*",
+            self.prefix()
+        );
+        self.clear_matching(&pattern, |name| name == function).await
+    }
+
+    /// Removes every key of this cache that starts with `{prefix}:{key_prefix}`, for example
+    /// `"app::catalog::"` for all functions of one module. Same cost and guarantees as
+    /// [`Cache::clear_function`].
+    pub async fn clear_prefix(&self, key_prefix: &str) -> Result<u64, CacheError> {
+        check_segment(key_prefix, "key prefix")?;
+        let pattern = format!("{}:{key_prefix}*", self.prefix());
+        self.clear_matching(&pattern, |name| name.starts_with(key_prefix))
+            .await
+    }
+
+    /// Removes every key of this cache (everything under its prefix). Other data in the same
+    /// Redis is not touched.
+    pub async fn clear(&self) -> Result<u64, CacheError> {
+        let pattern = format!("{}:*", self.prefix());
+        self.clear_matching(&pattern, |_| true).await
+    }
+
+    /// Clears the keys matching `pattern`, of the functions `affected` selects by name.
+    async fn clear_matching(
+        &self,
+        pattern: &str,
+        affected: impl Fn(&str) -> bool,
+    ) -> Result<u64, CacheError> {
+        let conn = usable(self)?;
+        // Calls in flight here started before the clear: later calls must not join them.
+        for namespace in crate::site::namespaces(affected) {
+            self.flights().detach_all(Some(namespace));
+        }
+        let mut removed = sweep(conn, pattern).await?;
+        removed += sweep(conn, pattern).await?;
+        Ok(removed)
+    }
+}
+
+/// One pass of `SCAN` + `UNLINK` over the whole keyspace.
+async fn sweep(conn: &Connection, pattern: &str) -> Result<u64, CacheError> {
+    let mut cursor = 0;
+    let mut removed = 0;
+    loop {
+        let (next, keys) = conn.scan(cursor, pattern, SCAN_COUNT).await?;
+        if !keys.is_empty() {
+            removed += conn.unlink(&keys).await?;
+        }
+        if next == 0 {
+            return Ok(removed);
+        }
+        cursor = next;
+    }
+}
+
+fn usable(cache: &Cache) -> Result<&Connection, CacheError> {
+    let conn = cache.connection().ok_or(CacheError::Disabled)?;
+    tokio::runtime::Handle::try_current().map_err(|_| CacheError::NoRuntime)?;
+    Ok(conn)
+}
+
+/// A function name or key prefix: the characters keys are made of, so it cannot carry a glob
+/// character out of the cache's prefix.
+fn check_segment(segment: &str, what: &str) -> Result<(), CacheError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/');
+    if segment.is_empty() || segment.len() > 256 || !segment.chars().all(allowed) {
+        return Err(CacheError::InvalidName(format!(
+            "invalid {what} {segment:?}: use 1 to 256 ASCII letters, digits or `_ - . : /`"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_cannot_carry_glob_characters() {
+        for bad in ["", "a*", "a?", "[ab]", "a\\", "a b", "é"] {
+            assert!(check_segment(bad, "x").is_err(), "{bad:?}");
+        }
+        assert!(check_segment("app::catalog::product", "x").is_ok());
+    }
+}

@@ -1,0 +1,72 @@
+//! The `metrics` feature: every count and latency also goes to the
+//! [`metrics`](https://docs.rs/metrics) facade, so whatever recorder the application installed
+//! (a Prometheus exporter, StatsD...) publishes them.
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `redis_cache_calls_total` | counter | `function`, `outcome` = `hits`, `stale`, `misses`, `coalesced`, `fallbacks` |
+//! | `redis_cache_events_total` | counter | `function`, `event` = `executions`, `errors`, `invalid`, `writes`, `early_refreshes`, `lock_waits`, `lock_timeouts`, `oversize`, `fenced` |
+//! | `redis_cache_redis_seconds` | histogram | `function`: each Redis round trip made for a call |
+//! | `redis_cache_function_seconds` | histogram | `function`: each execution of the body |
+//! | `redis_cache_breaker_open` | gauge | `prefix`: 1 while the cache's circuit breaker is open |
+//!
+//! The handles are registered at a function's first call, so install the recorder before the
+//! first cached call (at start-up, as exporters expect anyway).
+
+use std::time::Duration;
+
+use metrics::{Counter, Histogram, Label};
+
+use crate::stats::Count;
+
+/// One function's metric handles.
+#[derive(Debug)]
+pub(crate) struct Handles {
+    counts: [Counter; Count::ALL.len()],
+    pub(crate) redis: Seconds,
+    pub(crate) function: Seconds,
+}
+
+/// A histogram of durations in seconds.
+#[derive(Debug)]
+pub(crate) struct Seconds(Histogram);
+
+impl Seconds {
+    pub(crate) fn record(&self, took: Duration) {
+        self.0.record(took.as_secs_f64());
+    }
+}
+
+impl Handles {
+    pub(crate) fn new(function: &str) -> Self {
+        let function = Label::new("function", function.to_string());
+        let counts = Count::ALL.map(|count| {
+            let (name, kind) = if count.is_outcome() {
+                ("redis_cache_calls_total", "outcome")
+            } else {
+                ("redis_cache_events_total", "event")
+            };
+            metrics::counter!(name, vec![function.clone(), Label::new(kind, count.name())])
+        });
+        let seconds =
+            |name: &'static str| Seconds(metrics::histogram!(name, vec![function.clone()]));
+        Handles {
+            counts,
+            redis: seconds("redis_cache_redis_seconds"),
+            function: seconds("redis_cache_function_seconds"),
+        }
+    }
+
+    pub(crate) fn count(&self, count: Count) {
+        self.counts[count as usize].increment(1);
+    }
+}
+
+/// Sets the breaker gauge of the cache with this key prefix.
+pub(crate) fn breaker_open(prefix: &str, open: bool) {
+    metrics::gauge!("redis_cache_breaker_open", "prefix" => prefix.to_string()).set(if open {
+        1.0
+    } else {
+        0.0
+    });
+}

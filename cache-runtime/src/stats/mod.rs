@@ -1,0 +1,254 @@
+//! What the cache reports: per-function counters and latencies ([`stats`], [`snapshot`]),
+//! rate-limited warnings, and (with the `metrics` feature) the same figures through the
+//! [`metrics`](https://docs.rs/metrics) facade.
+//!
+//! - `histogram`: the lock-free latency histogram behind [`Latency`];
+//! - `warnings`: one `warn` per function per interval for problems that repeat on every call;
+//! - `metrics`: the export to whatever recorder the application installed.
+
+mod histogram;
+#[cfg(feature = "metrics")]
+pub(crate) mod metrics;
+pub(crate) mod warnings;
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde::Serialize;
+
+pub use histogram::Latency;
+use histogram::{Counts, Histogram};
+
+use crate::site::{REGISTRY, Site};
+
+/// What a cached function counts. The first five are outcomes: every call is exactly one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Count {
+    Hits,
+    Stale,
+    Misses,
+    Coalesced,
+    Fallbacks,
+    Executions,
+    Errors,
+    Invalid,
+    Writes,
+    EarlyRefreshes,
+    LockWaits,
+    LockTimeouts,
+    Oversize,
+    Fenced,
+}
+
+impl Count {
+    pub(crate) const ALL: [Count; 14] = [
+        Count::Hits,
+        Count::Stale,
+        Count::Misses,
+        Count::Coalesced,
+        Count::Fallbacks,
+        Count::Executions,
+        Count::Errors,
+        Count::Invalid,
+        Count::Writes,
+        Count::EarlyRefreshes,
+        Count::LockWaits,
+        Count::LockTimeouts,
+        Count::Oversize,
+        Count::Fenced,
+    ];
+
+    /// The field of [`FunctionStats`] (and the metric's label) it feeds.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Count::Hits => "hits",
+            Count::Stale => "stale",
+            Count::Misses => "misses",
+            Count::Coalesced => "coalesced",
+            Count::Fallbacks => "fallbacks",
+            Count::Executions => "executions",
+            Count::Errors => "errors",
+            Count::Invalid => "invalid",
+            Count::Writes => "writes",
+            Count::EarlyRefreshes => "early_refreshes",
+            Count::LockWaits => "lock_waits",
+            Count::LockTimeouts => "lock_timeouts",
+            Count::Oversize => "oversize",
+            Count::Fenced => "fenced",
+        }
+    }
+
+    /// How a call ended, as opposed to something that happened during it.
+    pub(crate) fn is_outcome(self) -> bool {
+        (self as usize) <= Count::Fallbacks as usize
+    }
+}
+
+/// Live counters and latencies of one function; relaxed atomics, so counting costs no
+/// synchronisation.
+#[derive(Debug)]
+pub(crate) struct Counters {
+    counts: [AtomicU64; Count::ALL.len()],
+    /// Each Redis round trip made for a call (lookup, lock, store).
+    pub(crate) redis: Histogram,
+    /// Each execution of the function's body.
+    pub(crate) function: Histogram,
+}
+
+impl Counters {
+    pub(crate) const fn new() -> Self {
+        Counters {
+            counts: [const { AtomicU64::new(0) }; Count::ALL.len()],
+            redis: Histogram::new(),
+            function: Histogram::new(),
+        }
+    }
+
+    pub(crate) fn bump(&self, count: Count) {
+        self.counts[count as usize].fetch_add(1, Relaxed);
+    }
+
+    fn get(&self, count: Count) -> u64 {
+        self.counts[count as usize].load(Relaxed)
+    }
+}
+
+/// A snapshot of one cached function's counters since the process started (or of all functions
+/// together, in [`Snapshot::total`]).
+///
+/// Every call is exactly one of a hit, a stale serve, a miss, a fallback or a coalesced call, so
+/// `hits + stale + misses + fallbacks + coalesced` is the number of calls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct FunctionStats {
+    /// The function's key segment: `module::fn`, `module::Type::method`, or its `name`.
+    pub function: String,
+    /// Calls answered with a fresh entry from Redis (including after waiting for another process
+    /// to compute it, and early refreshes).
+    pub hits: u64,
+    /// Calls answered with an entry past its TTL but inside its stale window, while another call
+    /// refreshed it (or after a refresh failed).
+    pub stale: u64,
+    /// Calls that found no usable entry, ran the function and (if cacheable) stored the result.
+    pub misses: u64,
+    /// Calls that waited for a concurrent call with the same key in this process and shared its
+    /// result (single-flight), without a Redis round trip of their own.
+    pub coalesced: u64,
+    /// Times the function's body ran, for any reason.
+    pub executions: u64,
+    /// Calls that ran the function without the cache: Redis unreachable, slow or failing, the
+    /// cache disabled by configuration, an argument that could not be serialized, or no Tokio
+    /// runtime.
+    pub fallbacks: u64,
+    /// Redis commands that failed or missed their deadline, and values that could not be encoded.
+    pub errors: u64,
+    /// Entries found in Redis that could not be read (corrupt, truncated, another version or
+    /// codec); each was counted as a miss and overwritten.
+    pub invalid: u64,
+    /// Values written to Redis.
+    pub writes: u64,
+    /// Hits that also recomputed the entry shortly before its expiry (XFetch), so that later
+    /// calls do not miss.
+    pub early_refreshes: u64,
+    /// Misses that found another process computing the key and waited for its value.
+    pub lock_waits: u64,
+    /// Waits that reached the lock wait bound; the caller then computed without the lock.
+    pub lock_timeouts: u64,
+    /// Values not stored because they were larger than the cache's `max_value_bytes`.
+    pub oversize: u64,
+    /// Values computed but not stored because the key was invalidated, cleared or refreshed
+    /// while they were being computed (they may predate that write), or because their lock
+    /// lapsed: stale writes prevented.
+    pub fenced: u64,
+    /// Redis round trips made for calls: lookups, lock scripts, stores.
+    pub redis_latency: Latency,
+    /// Executions of the function's body.
+    pub function_latency: Latency,
+}
+
+impl FunctionStats {
+    /// The share of cached calls answered without running the function:
+    /// `(hits + stale + coalesced) / (hits + stale + coalesced + misses)`, or 0 before any.
+    pub fn hit_ratio(&self) -> f64 {
+        let served = self.hits + self.stale + self.coalesced;
+        let lookups = served + self.misses;
+        if lookups == 0 {
+            0.0
+        } else {
+            served as f64 / lookups as f64
+        }
+    }
+
+    /// Calls so far: hits, stale serves, misses, coalesced calls and fallbacks.
+    pub fn calls(&self) -> u64 {
+        self.hits + self.stale + self.misses + self.coalesced + self.fallbacks
+    }
+
+    fn from_parts(
+        function: String,
+        count: impl Fn(Count) -> u64,
+        redis: &Counts,
+        function_latency: &Counts,
+    ) -> Self {
+        FunctionStats {
+            function,
+            hits: count(Count::Hits),
+            stale: count(Count::Stale),
+            misses: count(Count::Misses),
+            coalesced: count(Count::Coalesced),
+            executions: count(Count::Executions),
+            fallbacks: count(Count::Fallbacks),
+            errors: count(Count::Errors),
+            invalid: count(Count::Invalid),
+            writes: count(Count::Writes),
+            early_refreshes: count(Count::EarlyRefreshes),
+            lock_waits: count(Count::LockWaits),
+            lock_timeouts: count(Count::LockTimeouts),
+            oversize: count(Count::Oversize),
+            fenced: count(Count::Fenced),
+            redis_latency: redis.summary(),
+            function_latency: function_latency.summary(),
+        }
+    }
+}
+
+/// Every function's figures and their sum, taken together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// Every `#[redis_cache]` function called so far in this process, in first-call order.
+    pub functions: Vec<FunctionStats>,
+    /// All of them added up (latencies merged), named `*`.
+    pub total: FunctionStats,
+}
+
+/// Per-function counters and latencies, and their total.
+pub fn snapshot() -> Snapshot {
+    let sites: Vec<&'static Site> = REGISTRY.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut totals = [0u64; Count::ALL.len()];
+    let (mut redis, mut function) = (Counts::default(), Counts::default());
+    let functions = sites
+        .iter()
+        .map(|site| {
+            let c = &site.counters;
+            for count in Count::ALL {
+                totals[count as usize] += c.get(count);
+            }
+            let (r, f) = (c.redis.counts(), c.function.counts());
+            redis.merge(&r);
+            function.merge(&f);
+            FunctionStats::from_parts(site.display().to_string(), |n| c.get(n), &r, &f)
+        })
+        .collect();
+    let total = FunctionStats::from_parts("*".into(), |n| totals[n as usize], &redis, &function);
+    Snapshot { functions, total }
+}
+
+/// Counters of every `#[redis_cache]` function called so far in this process, in first-call order.
+pub fn stats() -> Vec<FunctionStats> {
+    snapshot().functions
+}
+
+/// The counters of one function, by the name [`FunctionStats::function`] shows.
+pub fn stats_for(function: &str) -> Option<FunctionStats> {
+    stats().into_iter().find(|s| s.function == function)
+}

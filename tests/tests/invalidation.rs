@@ -1,0 +1,298 @@
+//! Invalidation: the `_invalidate` and `_refresh` companions, clearing a function or a prefix, and
+//! the fence that keeps a computation that started before an invalidation from writing its old
+//! value back.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
+use cache_runtime::{Cache, CacheError, redis_cache, stats_for};
+use redis_cache_tests::RedisServer;
+
+/// A stand-in for the database: values that writers change.
+#[derive(Default)]
+struct Db {
+    rows: Mutex<HashMap<u64, u64>>,
+    reads: AtomicU64,
+}
+
+impl Db {
+    fn get(&self, id: u64) -> u64 {
+        self.reads.fetch_add(1, SeqCst);
+        *self.rows.lock().unwrap().get(&id).unwrap_or(&0)
+    }
+
+    fn set(&self, id: u64, value: u64) {
+        self.rows.lock().unwrap().insert(id, value);
+    }
+}
+
+#[redis_cache(ttl = 300, early_refresh = false, skip(cache, db), cache = cache)]
+async fn price(cache: &Cache, db: &Db, id: u64) -> u64 {
+    db.get(id)
+}
+
+#[tokio::test]
+async fn invalidate_removes_exactly_the_entry_of_its_arguments() {
+    let redis = RedisServer::start();
+    let cache = redis.cache("inv");
+    let db = Db::default();
+    db.set(1, 10);
+    db.set(2, 20);
+    assert_eq!(price(&cache, &db, 1).await, 10);
+    assert_eq!(price(&cache, &db, 2).await, 20);
+    let before = redis.keys().await;
+    assert_eq!(before.len(), 2);
+
+    db.set(1, 11);
+    assert_eq!(price(&cache, &db, 1).await, 10, "still cached");
+    assert_eq!(price_invalidate(&cache, &db, 1).await, Ok(true));
+    assert_eq!(
+        price_invalidate(&cache, &db, 1).await,
+        Ok(false),
+        "already gone"
+    );
+    let after = redis.keys().await;
+    assert_eq!(after.len(), 1, "only id 1's entry went: {after:?}");
+    assert!(before.contains(&after[0]));
+
+    let reads = db.reads.load(SeqCst);
+    assert_eq!(price(&cache, &db, 1).await, 11, "recomputed");
+    assert_eq!(price(&cache, &db, 2).await, 20, "untouched");
+    assert_eq!(db.reads.load(SeqCst), reads + 1);
+}
+
+#[tokio::test]
+async fn refresh_recomputes_and_stores_without_reading_the_cache() {
+    let redis = RedisServer::start();
+    let cache = redis.cache("refresh");
+    let db = Db::default();
+    db.set(5, 50);
+    assert_eq!(price(&cache, &db, 5).await, 50);
+    db.set(5, 51);
+    assert_eq!(price_refresh(&cache, &db, 5).await, 51);
+    let reads = db.reads.load(SeqCst);
+    assert_eq!(
+        price(&cache, &db, 5).await,
+        51,
+        "served the refreshed entry"
+    );
+    assert_eq!(db.reads.load(SeqCst), reads, "from the cache");
+    assert_eq!(redis.keys().await.len(), 1);
+}
+
+#[tokio::test]
+async fn companions_of_a_disabled_cache_report_it_and_refresh_still_computes() {
+    let cache = Cache::disabled();
+    let db = Db::default();
+    db.set(1, 7);
+    assert_eq!(
+        price_invalidate(&cache, &db, 1).await,
+        Err(CacheError::Disabled)
+    );
+    assert_eq!(price_refresh(&cache, &db, 1).await, 7);
+}
+
+struct Repo {
+    cache: Cache,
+    db: Db,
+}
+
+impl Repo {
+    #[redis_cache(ttl = 300, early_refresh = false, cache = self.cache)]
+    async fn stock(&self, id: u64) -> u64 {
+        self.db.get(id)
+    }
+}
+
+#[tokio::test]
+async fn companions_work_for_methods() {
+    let redis = RedisServer::start();
+    let repo = Repo {
+        cache: redis.cache("method"),
+        db: Db::default(),
+    };
+    repo.db.set(3, 30);
+    assert_eq!(repo.stock(3).await, 30);
+    repo.db.set(3, 31);
+    assert_eq!(repo.stock(3).await, 30);
+    assert_eq!(repo.stock_invalidate(3).await, Ok(true));
+    assert!(redis.keys().await.is_empty());
+    assert_eq!(repo.stock(3).await, 31);
+    repo.db.set(3, 32);
+    assert_eq!(repo.stock_refresh(3).await, 32);
+    assert_eq!(repo.stock(3).await, 32);
+    let stats = stats_for("invalidation::Repo::stock").expect("registered");
+    assert_eq!(stats.executions, 3);
+}
+
+#[redis_cache(ttl = 300, skip(cache), cache = cache)]
+async fn catalog_item(cache: &Cache, id: u64) -> u64 {
+    id
+}
+
+/// The trap for pattern matching: a function whose name extends `catalog_item`'s.
+#[redis_cache(ttl = 300, skip(cache), cache = cache, name = "invalidation::catalog_item::v2")]
+async fn catalog_item_v2(cache: &Cache, id: u64) -> u64 {
+    id
+}
+
+#[tokio::test]
+async fn clearing_a_function_removes_its_keys_and_only_them_among_100_000_others() {
+    let redis = RedisServer::start();
+    let cache = redis.cache("clear");
+    for id in 0..500 {
+        catalog_item(&cache, id).await;
+    }
+    for id in 0..50 {
+        catalog_item_v2(&cache, id).await;
+    }
+    // 100,000 keys of other functions, other prefixes and other applications.
+    let mut conn = redis.connection().await;
+    for batch in 0..100 {
+        let mut pipe = redis::pipe();
+        for i in 0..1000 {
+            let n = batch * 1000 + i;
+            let key = match n % 4 {
+                0 => format!("clear:invalidation::other:0123abcd:{{{n:032x}}}"),
+                1 => format!("clear:invalidation::catalog_items:0123abcd:{{{n:032x}}}"),
+                2 => format!("other-app:invalidation::catalog_item:0123abcd:{{{n:032x}}}"),
+                _ => format!("session:{n}"),
+            };
+            pipe.set(key, n).ignore();
+        }
+        let () = pipe.query_async(&mut conn).await.unwrap();
+    }
+    let total = |conn: redis::aio::MultiplexedConnection| async move {
+        let mut conn = conn;
+        redis::cmd("DBSIZE")
+            .query_async::<u64>(&mut conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(total(conn.clone()).await, 100_550);
+
+    let removed = cache
+        .clear_function("invalidation::catalog_item")
+        .await
+        .unwrap();
+    assert_eq!(removed, 500);
+    assert_eq!(total(conn.clone()).await, 100_050);
+    let mut left: Vec<String> = redis::cmd("KEYS")
+        .arg("clear:invalidation::catalog_item:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    left.retain(|k| !k.contains("catalog_item::v2"));
+    assert!(left.is_empty(), "{left:?}");
+
+    assert_eq!(
+        cache.clear_prefix("invalidation::catalog_item::").await,
+        Ok(50)
+    );
+    assert_eq!(total(conn.clone()).await, 100_000);
+    assert_eq!(cache.clear().await, Ok(50_000), "both `clear:` families");
+    assert_eq!(total(conn).await, 50_000);
+}
+
+#[tokio::test]
+async fn clear_rejects_names_that_could_escape_the_prefix() {
+    let redis = RedisServer::start();
+    let cache = redis.cache("escape");
+    redis
+        .command::<()>(&["SET", "escape-not-ours", "1"])
+        .await
+        .unwrap();
+    for bad in ["*", "a*", "x?", "[a-z]", "a b", "", "\\*"] {
+        assert!(
+            matches!(
+                cache.clear_prefix(bad).await,
+                Err(CacheError::InvalidName(_))
+            ),
+            "{bad:?}"
+        );
+        assert!(
+            matches!(
+                cache.clear_function(bad).await,
+                Err(CacheError::InvalidName(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(redis.keys().await, vec!["escape-not-ours".to_string()]);
+}
+
+/// Gives the scheduler a random number of chances to interleave other tasks here.
+async fn yield_randomly() {
+    for _ in 0..fastrand::usize(0..4) {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[redis_cache(ttl = 300, early_refresh = false, skip(cache, db), cache = cache)]
+async fn balance(cache: &Cache, db: &Db, id: u64) -> u64 {
+    yield_randomly().await;
+    let value = db.get(id);
+    yield_randomly().await;
+    value
+}
+
+/// The race: readers miss and compute from the old row while a writer changes the row and
+/// invalidates (or refreshes, or clears) the entry. Whatever the interleaving, once everyone is
+/// done the cache must not hold the old value. Readers use two caches (two connections and two
+/// in-process flight tables, as two processes would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_invalidation_racing_a_computation_is_never_undone() {
+    let iterations: u64 = std::env::var("RACE_ITERATIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000);
+    let redis = RedisServer::start();
+    let caches = [redis.cache("race"), redis.cache("race")];
+    let db = std::sync::Arc::new(Db::default());
+    let mut stale = Vec::new();
+    for id in 0..iterations {
+        db.set(id, 1);
+        let mut tasks = Vec::new();
+        for reader in 0..4 {
+            let (cache, db) = (caches[reader % 2].clone(), db.clone());
+            tasks.push(tokio::spawn(async move {
+                balance(&cache, &db, id).await;
+            }));
+        }
+        let (cache, db_w) = (caches[(id % 2) as usize].clone(), db.clone());
+        tasks.push(tokio::spawn(async move {
+            yield_randomly().await;
+            db_w.set(id, 2);
+            match id % 10 {
+                0..=4 => drop(balance_invalidate(&cache, &db_w, id).await.unwrap()),
+                5..=8 => assert_eq!(balance_refresh(&cache, &db_w, id).await, 2),
+                _ => drop(cache.clear_function("invalidation::balance").await.unwrap()),
+            }
+        }));
+        for task in tasks {
+            task.await.unwrap();
+        }
+        for cache in &caches {
+            let seen = balance(cache, &db, id).await;
+            if seen != 2 {
+                stale.push((id, seen));
+            }
+        }
+        // Keep the keyspace small, so the clears stay fast.
+        balance_invalidate(&caches[0], &db, id).await.unwrap();
+    }
+    let stats = stats_for("invalidation::balance").expect("registered");
+    eprintln!(
+        "{iterations} iterations: {} stale, {} writes fenced off, {} executions",
+        stale.len(),
+        stats.fenced,
+        stats.executions
+    );
+    assert!(stale.is_empty(), "old values written back: {stale:?}");
+    assert!(
+        stats.fenced > 0,
+        "the race was never exercised: no computation lost its lock to a write"
+    );
+    assert_eq!(stats.errors, 0);
+}

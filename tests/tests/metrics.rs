@@ -1,0 +1,166 @@
+//! Stats match a counted workload exactly, in the snapshot API and through the `metrics` facade.
+//! One test in this binary: it installs the process's global recorder.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+
+use cache_runtime::{Cache, redis_cache};
+use metrics::{
+    Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+};
+use redis_cache_tests::RedisServer;
+
+/// A recorder that keeps every value, by `name{label=value,...}`.
+#[derive(Default)]
+struct Recorded {
+    counters: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    gauges: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    histograms: Mutex<HashMap<String, Arc<Samples>>>,
+}
+
+#[derive(Default)]
+struct Samples(Mutex<Vec<f64>>);
+
+impl HistogramFn for Samples {
+    fn record(&self, value: f64) {
+        self.0.lock().unwrap().push(value);
+    }
+}
+
+fn render(key: &Key) -> String {
+    let labels: Vec<String> = key
+        .labels()
+        .map(|l| format!("{}={}", l.key(), l.value()))
+        .collect();
+    format!("{}{{{}}}", key.name(), labels.join(","))
+}
+
+fn entry<T: Default>(map: &Mutex<HashMap<String, Arc<T>>>, key: &Key) -> Arc<T> {
+    map.lock().unwrap().entry(render(key)).or_default().clone()
+}
+
+impl Recorded {
+    fn counter(&self, name: &str) -> u64 {
+        self.counters
+            .lock()
+            .unwrap()
+            .get(name)
+            .map_or(0, |c| c.load(SeqCst))
+    }
+    fn gauge(&self, name: &str) -> Option<f64> {
+        let gauges = self.gauges.lock().unwrap();
+        gauges.get(name).map(|g| f64::from_bits(g.load(SeqCst)))
+    }
+    fn samples(&self, name: &str) -> Vec<f64> {
+        let histograms = self.histograms.lock().unwrap();
+        histograms
+            .get(name)
+            .map_or_else(Vec::new, |h| h.0.lock().unwrap().clone())
+    }
+}
+
+/// The recorder is global; the test reads it through this handle.
+struct Shared(Arc<Recorded>);
+
+impl Recorder for Shared {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        Counter::from_arc(entry(&self.0.counters, key))
+    }
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::from_arc(entry(&self.0.gauges, key))
+    }
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::from_arc(entry(&self.0.histograms, key))
+    }
+}
+
+#[redis_cache(ttl = 300, early_refresh = false, skip(cache), cache = cache)]
+async fn counted(cache: &Cache, id: u64) -> u64 {
+    id + 100
+}
+
+#[tokio::test]
+async fn stats_and_metrics_match_a_counted_workload_exactly() {
+    let recorded = Arc::new(Recorded::default());
+    metrics::set_global_recorder(Shared(recorded.clone())).unwrap();
+    let redis = RedisServer::start();
+    let cache = redis.cache("counted");
+
+    for id in 0..10 {
+        counted(&cache, id).await; // 10 misses: GET, lock, store
+    }
+    for _ in 0..3 {
+        for id in 0..10 {
+            counted(&cache, id).await; // 30 hits: GET
+        }
+    }
+    counted_invalidate(&cache, 0).await.unwrap();
+    counted(&cache, 0).await; // a miss: GET, lock, store
+    counted_refresh(&cache, 1).await; // a miss: take the lock, store
+
+    let stats = cache_runtime::stats_for("metrics::counted").unwrap();
+    assert_eq!(
+        (stats.hits, stats.misses, stats.executions, stats.writes),
+        (30, 12, 12, 12)
+    );
+    assert_eq!(stats.calls(), 42);
+    assert_eq!(
+        stats.stale + stats.coalesced + stats.fallbacks + stats.errors + stats.fenced,
+        0
+    );
+    assert_eq!(stats.redis_latency.count, 11 * 3 + 2 + 30);
+    assert_eq!(stats.function_latency.count, 12);
+    let latency = stats.redis_latency;
+    assert!(latency.p50_us <= latency.p99_us && latency.p99_us <= latency.max_us);
+    assert!(latency.max_us > 0);
+    assert!((stats.hit_ratio() - 30.0 / 42.0).abs() < 1e-9);
+
+    let snapshot = cache_runtime::snapshot();
+    let sum: u64 = snapshot.functions.iter().map(|f| f.hits).sum();
+    assert_eq!(snapshot.total.hits, sum);
+    assert_eq!(snapshot.total.function, "*");
+
+    let calls = |outcome: &str| {
+        recorded.counter(&format!(
+            "redis_cache_calls_total{{function=metrics::counted,outcome={outcome}}}"
+        ))
+    };
+    let events = |event: &str| {
+        recorded.counter(&format!(
+            "redis_cache_events_total{{function=metrics::counted,event={event}}}"
+        ))
+    };
+    assert_eq!(
+        (calls("hits"), calls("misses"), calls("stale")),
+        (30, 12, 0)
+    );
+    assert_eq!((events("executions"), events("writes")), (12, 12));
+    let redis_seconds = recorded.samples("redis_cache_redis_seconds{function=metrics::counted}");
+    assert_eq!(redis_seconds.len(), 65);
+    assert!(redis_seconds.iter().all(|s| *s > 0.0 && *s < 10.0));
+    assert_eq!(
+        recorded
+            .samples("redis_cache_function_seconds{function=metrics::counted}")
+            .len(),
+        12
+    );
+
+    // The breaker's gauge, for a cache whose Redis is not there.
+    let down = Cache::builder()
+        .url(format!(
+            "redis://127.0.0.1:{}",
+            redis_cache_tests::free_port()
+        ))
+        .prefix("metrics-down")
+        .build()
+        .unwrap();
+    counted(&down, 1).await;
+    assert_eq!(
+        recorded.gauge("redis_cache_breaker_open{prefix=metrics-down}"),
+        Some(1.0)
+    );
+}
