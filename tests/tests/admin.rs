@@ -1,0 +1,214 @@
+//! The admin router (`admin` feature): what each endpoint answers, and what it refuses.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use cache_runtime::{Cache, redis_cache};
+use redis_cache_tests::RedisServer;
+use serde_json::Value;
+use tower::ServiceExt;
+
+#[redis_cache(ttl = 300, early_refresh = false, skip(cache), cache = cache)]
+async fn admin_item(cache: &Cache, id: u64) -> u64 {
+    id * 2
+}
+
+/// Called by one test only: process-wide counters stay exact.
+#[redis_cache(ttl = 300, early_refresh = false, skip(cache), cache = cache)]
+async fn admin_counted(cache: &Cache, id: u64) -> u64 {
+    id * 3
+}
+
+#[redis_cache(ttl = 300, skip(cache), cache = cache)]
+async fn admin_other(cache: &Cache, id: u64) -> u64 {
+    id
+}
+
+async fn send(app: &Router, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let json = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
+    (status, json)
+}
+
+#[tokio::test]
+async fn stats_show_counters_breaker_and_redis_memory() {
+    let redis =
+        RedisServer::start_with(&["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"]);
+    let cache = redis.cache("admin-stats");
+    let app: Router = cache_runtime::admin::router(cache.clone());
+    for _ in 0..3 {
+        admin_counted(&cache, 1).await;
+    }
+    let (status, body) = send(&app, Method::GET, "/cache/stats", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let item = body["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["function"] == "admin::admin_counted")
+        .unwrap_or_else(|| panic!("{body:#}"));
+    assert_eq!(
+        (item["hits"].as_u64(), item["misses"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert!((item["hit_ratio"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9);
+    assert_eq!(item["function_latency"]["count"], 1);
+    assert_eq!(
+        item["redis_latency"]["count"], 5,
+        "GET, lock, store, GET, GET"
+    );
+    assert!(body["total"]["hits"].as_u64().unwrap() >= 2);
+    assert_eq!(body["breaker"]["state"], "closed");
+    assert_eq!(body["cache"]["prefix"], "admin-stats");
+    assert_eq!(body["redis"]["maxmemory"], 64 * 1024 * 1024);
+    assert_eq!(body["redis"]["maxmemory_policy"], "allkeys-lru");
+    assert!(body["redis"]["used_memory"].as_u64().unwrap() > 0);
+    assert!(body["redis"]["evicted_keys"].is_u64());
+}
+
+#[tokio::test]
+async fn stats_report_redis_down_instead_of_failing() {
+    let port = redis_cache_tests::free_port();
+    let cache = Cache::builder()
+        .url(format!("redis://127.0.0.1:{port}"))
+        .prefix("admin-down")
+        .build()
+        .unwrap();
+    let app: Router = cache_runtime::admin::router(cache);
+    let (status, body) = send(&app, Method::GET, "/cache/stats", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body["redis"]["error"].is_string(), "{body:#}");
+}
+
+#[tokio::test]
+async fn invalidate_by_function_and_prefix_and_clear() {
+    let redis = RedisServer::start();
+    let cache = redis.cache("admin-inv");
+    let app: Router = cache_runtime::admin::router(cache.clone());
+    for id in 0..10 {
+        admin_item(&cache, id).await;
+        admin_other(&cache, id).await;
+    }
+    redis
+        .command::<()>(&["SET", "not-ours", "1"])
+        .await
+        .unwrap();
+
+    let body = r#"{"function": "admin::admin_item"}"#;
+    let (status, json) = send(&app, Method::POST, "/cache/invalidate", body).await;
+    assert_eq!(
+        (status, json["removed"].as_u64()),
+        (StatusCode::OK, Some(10))
+    );
+    assert_eq!(redis.keys().await.len(), 11);
+
+    let body = r#"{"prefix": "admin::admin_o"}"#;
+    let (status, json) = send(&app, Method::POST, "/cache/invalidate", body).await;
+    assert_eq!(
+        (status, json["removed"].as_u64()),
+        (StatusCode::OK, Some(10))
+    );
+    assert_eq!(redis.keys().await, vec!["not-ours".to_string()]);
+
+    admin_item(&cache, 1).await;
+    let (status, json) = send(&app, Method::POST, "/cache/clear", "").await;
+    assert_eq!(
+        (status, json["removed"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
+    let (status, _) = send(&app, Method::POST, "/cache/clear", "{}").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(redis.keys().await, vec!["not-ours".to_string()]);
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_and_change_nothing() {
+    let redis = RedisServer::start();
+    let cache = redis.cache("admin-bad");
+    let app: Router = cache_runtime::admin::router(cache.clone());
+    admin_item(&cache, 1).await;
+    let cases = [
+        (
+            "/cache/invalidate",
+            r#"{"function": "admin::nope"}"#,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/cache/invalidate",
+            r#"{"prefix": "*"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/cache/invalidate",
+            r#"{"prefix": "a b"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/cache/invalidate",
+            r#"{"prefix": ""}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/cache/invalidate",
+            r#"{"function": "admin::admin_item", "prefix": "a"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/cache/invalidate", r#"{}"#, StatusCode::BAD_REQUEST),
+        (
+            "/cache/invalidate",
+            r#"{"pattern": "*"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/cache/invalidate", "not json", StatusCode::BAD_REQUEST),
+        (
+            "/cache/clear",
+            r#"{"function": "admin::admin_item"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (path, body, want) in cases {
+        let (status, json) = send(&app, Method::POST, path, body).await;
+        assert_eq!(status, want, "{path} {body}: {json}");
+        assert!(json["error"].is_string(), "{json}");
+    }
+    assert_eq!(redis.keys().await.len(), 1, "nothing was removed");
+    let (status, json) = send(
+        &app,
+        Method::POST,
+        "/cache/invalidate",
+        r#"{"function": "admin::nope"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("admin::admin_item"),
+        "lists the known ones"
+    );
+}
+
+#[tokio::test]
+async fn writes_answer_503_when_redis_is_unreachable() {
+    let port = redis_cache_tests::free_port();
+    let cache = Cache::builder()
+        .url(format!("redis://127.0.0.1:{port}"))
+        .prefix("admin-503")
+        .build()
+        .unwrap();
+    let app: Router = cache_runtime::admin::router(cache);
+    let (status, json) = send(&app, Method::POST, "/cache/clear", "").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
+}
