@@ -166,11 +166,12 @@ pub struct FunctionStats {
 }
 
 impl FunctionStats {
-    /// The share of cached calls answered without running the function:
-    /// `(hits + stale + coalesced) / (hits + stale + coalesced + misses)`, or 0 before any.
+    /// The share of lookups answered from Redis: `(hits + stale) / (hits + stale + misses +
+    /// fallbacks)`, or 0 before any. Coalesced calls shared another call's lookup and are left
+    /// out; fallbacks count against it, so a cache whose Redis is down shows 0, not 100%.
     pub fn hit_ratio(&self) -> f64 {
-        let served = self.hits + self.stale + self.coalesced;
-        let lookups = served + self.misses;
+        let served = self.hits + self.stale;
+        let lookups = served + self.misses + self.fallbacks;
         if lookups == 0 {
             0.0
         } else {
