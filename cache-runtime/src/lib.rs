@@ -31,11 +31,19 @@
 //! | `stale = N` | keep entries N seconds past their TTL, served while one caller refreshes (and if that refresh fails) |
 //! | `early_refresh = false` | no probabilistic early refresh (XFetch) of entries close to expiry |
 //! | `jitter = F` | shorten each TTL by a random fraction up to F, 0.0 to 0.5 (default [`DEFAULT_TTL_JITTER`]) |
-//! | `lock = false` | no cross-process lock on a miss (each process computes for itself) |
+//! | `lock = false` | on a miss, never wait for another process (the one holding the key's lock stores) |
+//! | `companions = false` | no `{fn}_invalidate` / `{fn}_refresh` companions (trait impls need this) |
 //!
 //! Stampede protection is on by default: concurrent calls of one key in a process share one
 //! execution, and one process computes a missing key while the others wait for it (a per-key
 //! Redis lock, see [`CacheBuilder::lock_lease`] and [`CacheBuilder::lock_wait`]).
+//!
+//! Each function also gets `{fn}_invalidate(..)` (drop the entry of those arguments) and
+//! `{fn}_refresh(..)` (recompute and store it: write-through), with its parameters; a computation
+//! that started before either of them never writes its older value back. [`Cache::clear_function`],
+//! [`Cache::clear_prefix`] and [`Cache::clear`] remove many entries at once. Counters and
+//! latencies: [`snapshot`]; with the `metrics` feature they also go to the `metrics` facade, and
+//! the `admin` feature serves them (and clears) over HTTP.
 //!
 //! `self` is left out of the key by default because a receiver is usually a service handle (a
 //! repository, a client) whose identity says nothing about the answer, and often is not
@@ -45,7 +53,8 @@
 //! bytes), `connection` (Redis, deadlines, reconnection), `breaker` (the circuit breaker),
 //! `health` (the start-up check of memory and eviction policy), `flow` (cache-aside), `freshness`
 //! (fresh, stale, early refresh, jitter), `stampede` (single-flight, the per-key lock, pub/sub
-//! wake-ups), `policy` (what is stored), `stats` (counters), `config` and `cache` (set-up).
+//! wake-ups), `invalidation` (companions, clears), `policy` (what is stored), `stats` (counters,
+//! latencies, warnings, metrics), `admin` (the HTTP endpoints), `config` and `cache` (set-up).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

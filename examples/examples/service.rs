@@ -1,0 +1,83 @@
+//! The example service: `cargo run --release --example service`.
+//!
+//! An axum app over SQLite (seeded in memory at start) whose handlers call `#[redis_cache]`
+//! functions, with write endpoints that use the invalidation and write-through companions, and
+//! the admin router under `/admin` (token from `ADMIN_TOKEN`, default `dev-token`).
+//!
+//! - Redis: `REDIS_URL` (default `redis://127.0.0.1:6379`). Without a Redis there, it still
+//!   serves: every call runs uncached (fallback), which `/admin/cache/stats` shows.
+//! - Listens on `127.0.0.1:$PORT` (default 3000).
+//! - `--load SECS`: first sends SECS seconds of traffic through the app (64 tasks), printing the
+//!   hit ratio as it climbs, then prints `GET /admin/cache/stats`. `--exit`: stop after that.
+//!
+//! ```text
+//! curl localhost:3000/products/1
+//! curl -X PUT localhost:3000/products/1/price -H 'content-type: application/json' -d '{"price_cents": 999}'
+//! curl -H 'authorization: Bearer dev-token' localhost:3000/admin/cache/stats
+//! ```
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, header};
+use cache_runtime::Cache;
+use redis_cache_examples::catalog::{self, Db};
+use tower::ServiceExt;
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let load_secs = args
+        .iter()
+        .position(|a| a == "--load")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.parse::<u64>().expect("--load takes seconds"));
+    let exit = args.iter().any(|a| a == "--exit");
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let token = std::env::var("ADMIN_TOKEN").unwrap_or_else(|_| "dev-token".into());
+    let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
+
+    let cache = Cache::builder()
+        .url(&url)
+        .prefix("catalog-example")
+        .build()
+        .expect("cache configuration");
+    cache_runtime::set_default(cache.clone()).expect("first and only default");
+    println!(
+        "seeding SQLite: {} products, {} reviews",
+        catalog::PRODUCTS,
+        catalog::REVIEWS
+    );
+    let db = Db::seeded();
+    let app = catalog::router(db, cache.clone(), token.clone());
+
+    if let Some(secs) = load_secs {
+        // Start from an empty cache, so the climb is visible.
+        let _ = cache.clear().await;
+        println!("load: 64 tasks for {secs} s against {url}");
+        let sent = catalog::load(app.clone(), 64, Duration::from_secs(secs)).await;
+        println!("load: {sent} requests");
+        let request = Request::get("/admin/cache/stats")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .expect("request");
+        let response = app.clone().oneshot(request).await.expect("infallible");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("stats body");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("stats JSON");
+        println!(
+            "GET /admin/cache/stats\n{}",
+            serde_json::to_string_pretty(&json).expect("JSON")
+        );
+        if exit {
+            return;
+        }
+    }
+
+    let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
+        .await
+        .expect("port free");
+    println!("listening on http://127.0.0.1:{port} (Redis: {url})");
+    axum::serve(listener, app).await.expect("server");
+}

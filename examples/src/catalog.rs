@@ -1,0 +1,321 @@
+//! A small catalog service: product pages and a top-products list computed with SQL aggregates
+//! over SQLite, cached with `#[redis_cache]`, with write endpoints that keep the cache right and
+//! the admin router mounted behind a bearer token.
+//!
+//! | endpoint | what it does |
+//! |---|---|
+//! | `GET /products/{id}` | `product_summary`: name, price, review count and average (cached) |
+//! | `GET /products/top` | `top_products`: the ten best-rated products (cached) |
+//! | `PUT /products/{id}/price` | `{"price_cents": N}`: updates the row, then `product_summary_refresh` (write-through) and clears `top_products` |
+//! | `POST /products/{id}/reviews` | `{"stars": 1..=5}`: inserts, then `product_summary_invalidate` |
+//! | `/admin/cache/...` | `cache_runtime::admin::router`, behind `Authorization: Bearer <token>` |
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use cache_runtime::{Cache, redis_cache};
+use serde::{Deserialize, Serialize};
+use tower::ServiceExt;
+
+/// Products seeded at start.
+pub const PRODUCTS: u64 = 1_000;
+/// Reviews seeded at start, spread over the products.
+pub const REVIEWS: u64 = 50_000;
+
+/// The database: one SQLite connection, used from blocking threads.
+#[derive(Debug, Clone)]
+pub struct Db {
+    conn: Arc<Mutex<rusqlite::Connection>>,
+}
+
+#[derive(Debug)]
+pub enum DbError {
+    NotFound,
+    Sql(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(err: rusqlite::Error) -> Self {
+        match err {
+            rusqlite::Error::QueryReturnedNoRows => DbError::NotFound,
+            other => DbError::Sql(other),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProductSummary {
+    pub id: u64,
+    pub name: String,
+    pub price_cents: u64,
+    pub reviews: u64,
+    pub average_stars: f64,
+}
+
+impl Db {
+    /// An in-memory database with [`PRODUCTS`] products and [`REVIEWS`] reviews. Reviews have no
+    /// index on `product_id`, so each summary scans them: the slow query the cache saves.
+    pub fn seeded() -> Db {
+        let conn = rusqlite::Connection::open_in_memory().expect("sqlite in memory");
+        conn.execute_batch(
+            "CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price_cents INTEGER NOT NULL);
+             CREATE TABLE reviews (product_id INTEGER NOT NULL, stars INTEGER NOT NULL);",
+        )
+        .expect("schema");
+        let tx = conn.unchecked_transaction().expect("transaction");
+        {
+            let mut product = tx
+                .prepare("INSERT INTO products VALUES (?1, ?2, ?3)")
+                .expect("insert product");
+            for id in 1..=PRODUCTS {
+                product
+                    .execute((id, format!("Product {id}"), 100 + id * 7 % 9_000))
+                    .expect("product row");
+            }
+            let mut review = tx
+                .prepare("INSERT INTO reviews VALUES (?1, ?2)")
+                .expect("insert review");
+            let mut rng = fastrand::Rng::with_seed(7);
+            for _ in 0..REVIEWS {
+                review
+                    .execute((rng.u64(1..=PRODUCTS), rng.u8(1..=5)))
+                    .expect("review row");
+            }
+        }
+        tx.commit().expect("commit");
+        Db {
+            conn: Arc::new(Mutex::new(conn)),
+        }
+    }
+
+    /// Runs `query` on a blocking thread.
+    async fn with<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&rusqlite::Connection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || query(&conn.lock().unwrap_or_else(|p| p.into_inner())))
+            .await
+            .expect("query thread")
+    }
+
+    pub async fn set_price(&self, id: u64, price_cents: u64) -> Result<(), DbError> {
+        self.with(move |c| {
+            match c.execute(
+                "UPDATE products SET price_cents = ?1 WHERE id = ?2",
+                (price_cents, id),
+            )? {
+                0 => Err(DbError::NotFound),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    pub async fn add_review(&self, id: u64, stars: u8) -> Result<(), DbError> {
+        self.with(move |c| {
+            c.execute("INSERT INTO reviews VALUES (?1, ?2)", (id, stars))?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// A product page: one row and an aggregate over its reviews. `Err` (not found, SQL error) is
+/// never cached.
+#[redis_cache(ttl = 300, stale = 60, skip(db))]
+pub async fn product_summary(db: &Db, id: u64) -> Result<ProductSummary, String> {
+    db.with(move |c| {
+        let (name, price_cents) = c.query_row(
+            "SELECT name, price_cents FROM products WHERE id = ?1",
+            [id],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)),
+        )?;
+        let (reviews, average_stars) = c.query_row(
+            "SELECT COUNT(*), COALESCE(AVG(stars), 0.0) FROM reviews WHERE product_id = ?1",
+            [id],
+            |r| Ok((r.get::<_, u64>(0)?, r.get::<_, f64>(1)?)),
+        )?;
+        Ok(ProductSummary {
+            id,
+            name,
+            price_cents,
+            reviews,
+            average_stars,
+        })
+    })
+    .await
+    .map_err(|err| format!("{err:?}"))
+}
+
+/// The ten best-rated products: an aggregate over every review.
+#[redis_cache(ttl = 60, skip(db))]
+pub async fn top_products(db: &Db) -> Result<Vec<(u64, f64)>, String> {
+    db.with(|c| {
+        let mut top = c.prepare(
+            "SELECT product_id, AVG(stars) AS avg FROM reviews GROUP BY product_id
+             ORDER BY avg DESC, product_id LIMIT 10",
+        )?;
+        let rows = top.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    })
+    .await
+    .map_err(|err| format!("{err:?}"))
+}
+
+#[derive(Clone)]
+struct App {
+    db: Db,
+    cache: Cache,
+}
+
+/// The service: catalog routes, plus the admin router under `/admin` behind `admin_token`.
+pub fn router(db: Db, cache: Cache, admin_token: String) -> Router {
+    let admin = cache_runtime::admin::router(cache.clone()).route_layer(middleware::from_fn(
+        move |request: Request, next: Next| {
+            let expected = format!("Bearer {admin_token}");
+            async move {
+                let given = request.headers().get(header::AUTHORIZATION);
+                if given.and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+                    return StatusCode::UNAUTHORIZED.into_response();
+                }
+                next.run(request).await
+            }
+        },
+    ));
+    Router::new()
+        .route("/products/top", get(top))
+        .route("/products/{id}", get(product))
+        .route("/products/{id}/price", put(set_price))
+        .route("/products/{id}/reviews", post(add_review))
+        .with_state(App { db, cache })
+        .nest("/admin", admin)
+}
+
+fn answer<T: Serialize>(result: Result<T, String>) -> Response {
+    match result {
+        Ok(value) => Json(value).into_response(),
+        Err(err) if err == "NotFound" => StatusCode::NOT_FOUND.into_response(),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err).into_response(),
+    }
+}
+
+async fn product(State(app): State<App>, Path(id): Path<u64>) -> Response {
+    answer(product_summary(&app.db, id).await)
+}
+
+async fn top(State(app): State<App>) -> Response {
+    answer(top_products(&app.db).await)
+}
+
+#[derive(Deserialize)]
+struct Price {
+    price_cents: u64,
+}
+
+async fn set_price(
+    State(app): State<App>,
+    Path(id): Path<u64>,
+    Json(body): Json<Price>,
+) -> Response {
+    if let Err(err) = app.db.set_price(id, body.price_cents).await {
+        return answer::<()>(Err(format!("{err:?}")));
+    }
+    // Write-through: the new page is computed and stored now; an older computation racing
+    // this one cannot overwrite it.
+    let page = product_summary_refresh(&app.db, id).await;
+    // The top list does not depend on prices, but a real one might: clearing a function is
+    // one call. (Errors mean Redis is unreachable; the entries then expire by TTL.)
+    let _ = app
+        .cache
+        .clear_function("redis_cache_examples::catalog::top_products")
+        .await;
+    answer(page)
+}
+
+#[derive(Deserialize)]
+struct Review {
+    stars: u8,
+}
+
+async fn add_review(
+    State(app): State<App>,
+    Path(id): Path<u64>,
+    Json(body): Json<Review>,
+) -> Response {
+    if !(1..=5).contains(&body.stars) {
+        return (StatusCode::BAD_REQUEST, "stars: 1 to 5").into_response();
+    }
+    if let Err(err) = app.db.add_review(id, body.stars).await {
+        return answer::<()>(Err(format!("{err:?}")));
+    }
+    // Invalidate: the next read recomputes the summary with this review.
+    let _ = product_summary_invalidate(&app.db, id).await;
+    StatusCode::CREATED.into_response()
+}
+
+/// Sends `requests` through `app` in-process from `tasks` tasks: product pages with a skewed
+/// popularity (a few products get most views), the top list, and 2% writes. Prints a line per
+/// second with the hit ratio so far.
+pub async fn load(app: Router, tasks: usize, duration: Duration) -> u64 {
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for worker in 0..tasks {
+        let app = app.clone();
+        workers.push(tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(worker as u64);
+            let mut sent = 0u64;
+            while started.elapsed() < duration {
+                // Popularity: id ~ PRODUCTS * u^3, so low ids are hot.
+                let id = 1 + (PRODUCTS as f64 * rng.f64().powi(3)) as u64;
+                let roll = rng.u32(0..100);
+                let request = match roll {
+                    0 => Request::put(format!("/products/{id}/price"))
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .body(Body::from(format!(
+                            r#"{{"price_cents": {}}}"#,
+                            rng.u64(100..9_999)
+                        ))),
+                    1 => Request::post(format!("/products/{id}/reviews"))
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .body(Body::from(format!(r#"{{"stars": {}}}"#, rng.u8(1..=5)))),
+                    2..=4 => Request::get("/products/top").body(Body::empty()),
+                    _ => Request::get(format!("/products/{id}")).body(Body::empty()),
+                };
+                let response = app.clone().oneshot(request.expect("request")).await;
+                assert!(response.expect("infallible").status().is_success());
+                sent += 1;
+            }
+            sent
+        }));
+    }
+    let reporter = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let total = cache_runtime::snapshot().total;
+            println!(
+                "{:>4.0}s  calls {:>8}  hit ratio {:>5.1}%  executions {:>6}  fallbacks {:>6}",
+                started.elapsed().as_secs_f64(),
+                total.calls(),
+                total.hit_ratio() * 100.0,
+                total.executions,
+                total.fallbacks
+            );
+        }
+    });
+    let mut sent = 0;
+    for worker in workers {
+        sent += worker.await.expect("load task");
+    }
+    reporter.abort();
+    sent
+}

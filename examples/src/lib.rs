@@ -1,0 +1,4 @@
+//! Code the examples share. `catalog` is the example service (`cargo run --release --example
+//! service`), kept in the library so its integration test runs the same code.
+
+pub mod catalog;

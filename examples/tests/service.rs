@@ -1,0 +1,123 @@
+//! The example service starts and serves: over real HTTP on a loopback port, against a Redis and
+//! a SQLite database of its own. One test: the service uses the process's default cache.
+
+use std::time::Duration;
+
+use cache_runtime::Cache;
+use redis_cache_examples::catalog::{self, Db};
+use redis_cache_tests::RedisServer;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One HTTP/1.1 request on its own connection: the status and the body.
+async fn http(port: u16, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    if !body.is_empty() {
+        request.push_str("content-type: application/json\r\n");
+    }
+    request.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+fn executions(function: &str) -> u64 {
+    cache_runtime::stats_for(function).map_or(0, |s| s.executions)
+}
+
+const SUMMARY: &str = "redis_cache_examples::catalog::product_summary";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_starts_and_serves() {
+    let redis = RedisServer::start();
+    let cache: Cache = redis.cache("catalog-example");
+    cache_runtime::set_default(cache.clone()).unwrap();
+    let app = catalog::router(Db::seeded(), cache, "secret".into());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    // Read: a miss, then a hit.
+    let (status, first) = http(port, "GET", "/products/1", &[], "").await;
+    assert_eq!(status, 200, "{first}");
+    let (_, second) = http(port, "GET", "/products/1", &[], "").await;
+    assert_eq!(first, second);
+    assert_eq!(executions(SUMMARY), 1);
+    let page = json(&first);
+    assert_eq!(page["id"], 1);
+
+    // A review invalidates: the next read recomputes and counts it.
+    let (status, _) = http(port, "POST", "/products/1/reviews", &[], r#"{"stars": 5}"#).await;
+    assert_eq!(status, 201);
+    let (_, after_review) = http(port, "GET", "/products/1", &[], "").await;
+    assert_eq!(
+        json(&after_review)["reviews"].as_u64(),
+        Some(page["reviews"].as_u64().unwrap() + 1)
+    );
+    assert_eq!(executions(SUMMARY), 2);
+
+    // A price change writes through: the next read is a hit with the new price.
+    let (status, updated) = http(
+        port,
+        "PUT",
+        "/products/1/price",
+        &[],
+        r#"{"price_cents": 4321}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, json(&updated)["price_cents"].as_u64()),
+        (200, Some(4321))
+    );
+    assert_eq!(executions(SUMMARY), 3);
+    let (_, read) = http(port, "GET", "/products/1", &[], "").await;
+    assert_eq!(json(&read)["price_cents"], 4321);
+    assert_eq!(executions(SUMMARY), 3, "served from the cache");
+
+    let (status, _) = http(port, "GET", "/products/999999", &[], "").await;
+    assert_eq!(status, 404);
+    let (status, top) = http(port, "GET", "/products/top", &[], "").await;
+    assert_eq!(
+        (status, json(&top).as_array().map(Vec::len)),
+        (200, Some(10))
+    );
+
+    // Admin: behind the token.
+    let (status, _) = http(port, "GET", "/admin/cache/stats", &[], "").await;
+    assert_eq!(status, 401);
+    let auth = "authorization: Bearer secret";
+    let (status, stats) = http(port, "GET", "/admin/cache/stats", &[auth], "").await;
+    assert_eq!(status, 200);
+    let stats = json(&stats);
+    assert_eq!(stats["breaker"]["state"], "closed");
+    assert!(stats["total"]["hits"].as_u64().unwrap() >= 2, "{stats:#}");
+    let (status, cleared) = http(port, "POST", "/admin/cache/clear", &[auth], "").await;
+    assert_eq!(status, 200);
+    assert!(json(&cleared)["removed"].as_u64().unwrap() >= 2);
+    assert!(redis.keys().await.is_empty());
+
+    // A short load through the router: every request succeeds.
+    let app = catalog::router(
+        Db::seeded(),
+        redis.cache("catalog-example"),
+        "secret".into(),
+    );
+    assert!(catalog::load(app, 8, Duration::from_millis(300)).await > 0);
+}
