@@ -178,6 +178,16 @@ impl Drop for RedisServer {
     }
 }
 
+/// A cache whose Redis is not there: a loopback port nothing listens on, so connections are
+/// refused at once.
+pub fn unreachable_cache(prefix: &str) -> Cache {
+    Cache::builder()
+        .url(format!("redis://127.0.0.1:{}", free_port()))
+        .prefix(prefix)
+        .build()
+        .expect("a valid configuration")
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))

@@ -79,12 +79,7 @@ async fn stats_show_counters_breaker_and_redis_memory() {
 
 #[tokio::test]
 async fn stats_report_redis_down_instead_of_failing() {
-    let port = redis_cache_tests::free_port();
-    let cache = Cache::builder()
-        .url(format!("redis://127.0.0.1:{port}"))
-        .prefix("admin-down")
-        .build()
-        .unwrap();
+    let cache = redis_cache_tests::unreachable_cache("admin-down");
     let app: Router = cache_runtime::admin::router(cache);
     let (status, body) = send(&app, Method::GET, "/cache/stats", "").await;
     assert_eq!(status, StatusCode::OK);
@@ -202,12 +197,7 @@ async fn bad_requests_are_refused_and_change_nothing() {
 
 #[tokio::test]
 async fn writes_answer_503_when_redis_is_unreachable() {
-    let port = redis_cache_tests::free_port();
-    let cache = Cache::builder()
-        .url(format!("redis://127.0.0.1:{port}"))
-        .prefix("admin-503")
-        .build()
-        .unwrap();
+    let cache = redis_cache_tests::unreachable_cache("admin-503");
     let app: Router = cache_runtime::admin::router(cache);
     let (status, json) = send(&app, Method::POST, "/cache/clear", "").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");

@@ -150,14 +150,7 @@ async fn stats_and_metrics_match_a_counted_workload_exactly() {
     );
 
     // The breaker's gauge, for a cache whose Redis is not there.
-    let down = Cache::builder()
-        .url(format!(
-            "redis://127.0.0.1:{}",
-            redis_cache_tests::free_port()
-        ))
-        .prefix("metrics-down")
-        .build()
-        .unwrap();
+    let down = redis_cache_tests::unreachable_cache("metrics-down");
     counted(&down, 1).await;
     assert_eq!(
         recorded.gauge("redis_cache_breaker_open{prefix=metrics-down}"),

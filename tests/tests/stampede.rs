@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cache_runtime::{Cache, redis_cache, stats_for};
-use redis_cache_tests::{RedisServer, free_port};
+use redis_cache_tests::RedisServer;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -107,12 +107,7 @@ async fn while_redis_is_down(cache: &Cache, id: u64) -> u64 {
 
 #[tokio::test]
 async fn with_redis_down_a_thousand_concurrent_callers_run_the_function_once() {
-    // Nothing listens on this port: every connection attempt is refused.
-    let cache = Cache::builder()
-        .url(format!("redis://127.0.0.1:{}", free_port()))
-        .prefix("down")
-        .build()
-        .unwrap();
+    let cache = redis_cache_tests::unreachable_cache("down");
     let callers: Vec<_> = spawn_callers(CALLERS, &cache, |cache| async move {
         DOWN_ARRIVED.arrive();
         while_redis_is_down(&cache, 21).await
