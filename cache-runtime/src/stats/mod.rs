@@ -83,6 +83,9 @@ impl Count {
     }
 }
 
+/// One function's counts, indexed by [`Count`].
+type Values = [u64; Count::ALL.len()];
+
 /// Live counters and latencies of one function; relaxed atomics, so counting costs no
 /// synchronisation.
 #[derive(Debug)]
@@ -107,8 +110,9 @@ impl Counters {
         self.counts[count as usize].fetch_add(1, Relaxed);
     }
 
-    fn get(&self, count: Count) -> u64 {
-        self.counts[count as usize].load(Relaxed)
+    /// Every count, each read once.
+    fn values(&self) -> Values {
+        std::array::from_fn(|i| self.counts[i].load(Relaxed))
     }
 }
 
@@ -186,10 +190,11 @@ impl FunctionStats {
 
     fn from_parts(
         function: String,
-        count: impl Fn(Count) -> u64,
+        values: &Values,
         redis: &Counts,
         function_latency: &Counts,
     ) -> Self {
+        let count = |c: Count| values[c as usize];
         FunctionStats {
             function,
             hits: count(Count::Hits),
@@ -230,17 +235,19 @@ pub fn snapshot() -> Snapshot {
     let functions = sites
         .iter()
         .map(|site| {
+            // Read once, so the total is exactly the sum of the functions shown.
             let c = &site.counters;
-            for count in Count::ALL {
-                totals[count as usize] += c.get(count);
+            let values = c.values();
+            for (total, value) in totals.iter_mut().zip(values) {
+                *total += value;
             }
             let (r, f) = (c.redis.counts(), c.function.counts());
             redis.merge(&r);
             function.merge(&f);
-            FunctionStats::from_parts(site.display().to_string(), |n| c.get(n), &r, &f)
+            FunctionStats::from_parts(site.display().to_string(), &values, &r, &f)
         })
         .collect();
-    let total = FunctionStats::from_parts("*".into(), |n| totals[n as usize], &redis, &function);
+    let total = FunctionStats::from_parts("*".into(), &totals, &redis, &function);
     Snapshot { functions, total }
 }
 
