@@ -272,41 +272,30 @@ impl Call<'_> {
         value
     }
 
-    /// With `lock = false`, one attempt and no waiting: another process computing the key is left
-    /// to store it.
+    /// Takes the key's lock or waits for its holder; with `lock = false`, one attempt and no
+    /// waiting (another process computing the key is left to store it).
     async fn lock_or_wait<T: CacheValue>(&self) -> Result<Waited<T>, StoreError> {
+        let Some(notifier) = self.cache.notifier() else {
+            return Ok(Waited::GaveUp);
+        };
         let spec = &self.site.spec;
-        let usable = |bytes: &[u8]| {
-            let (meta, value) = envelope::open::<ActiveCodec, T>(bytes).ok()?;
-            let now = unix_ms(SystemTime::now());
-            // Anything servable ends the wait: the holder just stored it.
-            (freshness::judge(&meta, now, spec, 1.0) != Freshness::Expired).then_some(value)
-        };
-        let (Some(notifier), true) = (self.cache.notifier(), spec.lock) else {
-            let lock_key = lock::lock_key(self.key);
-            let lease = self.cache.locks().lease;
-            let attempt = self
-                .site
-                .redis(lock::try_acquire(
-                    self.cache, self.conn, self.key, &lock_key, lease,
-                ))
-                .await?;
-            if let Some(value) = attempt.entry.as_deref().and_then(usable) {
-                if let Some(lock) = attempt.lock {
-                    lock.release().await;
-                }
-                return Ok(Waited::Entry(value, attempt.entry.unwrap_or_default()));
-            }
-            return Ok(attempt.lock.map_or(Waited::GaveUp, Waited::Lock));
-        };
+        let mut settings = self.cache.locks();
+        if !spec.lock {
+            settings.wait = Duration::ZERO;
+        }
         stampede::lock_or_wait(
             self.cache,
             self.conn,
             notifier,
             self.key,
-            self.cache.locks(),
+            settings,
             self.site,
-            usable,
+            |bytes| {
+                let (meta, value) = envelope::open::<ActiveCodec, T>(bytes).ok()?;
+                let now = unix_ms(SystemTime::now());
+                // Anything servable ends the wait: the holder just stored it.
+                (freshness::judge(&meta, now, spec, 1.0) != Freshness::Expired).then_some(value)
+            },
         )
         .await
     }

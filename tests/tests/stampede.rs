@@ -442,3 +442,37 @@ async fn ttl_jitter_spreads_expiries_of_keys_written_together() {
     let exact = pttls(&redis, "jitter:stampede::exact:*").await;
     assert!(exact.iter().all(|&ms| ms > 98_000 && ms <= 100_000));
 }
+
+#[redis_cache(ttl = 60, lock = false, skip(cache), cache = cache)]
+async fn unlocked(cache: &Cache, id: u64) -> u64 {
+    id * 7
+}
+
+/// `lock = false`: a miss never waits for the process holding the key's lock; it computes at once
+/// and leaves storing to the holder.
+#[tokio::test]
+async fn without_the_lock_option_a_busy_key_is_computed_at_once_and_not_stored() {
+    let redis = RedisServer::start();
+    let cache = redis.cache("unlocked");
+    assert_eq!(unlocked(&cache, 1).await, 7);
+    let key = redis.keys().await.pop().expect("stored: the lock was free");
+    unlocked_invalidate(&cache, 1).await.unwrap();
+
+    // Another process is computing the key.
+    let lock = format!("{key}:lock");
+    redis
+        .command::<()>(&["SET", &lock, "their-token", "PX", "60000"])
+        .await
+        .unwrap();
+    assert_eq!(unlocked(&cache, 1).await, 7);
+    assert_eq!(redis.keys().await, vec![lock.clone()], "left to the holder");
+    let stats = stats_for("stampede::unlocked").unwrap();
+    assert_eq!(
+        (stats.lock_waits, stats.lock_timeouts, stats.misses),
+        (0, 0, 2)
+    );
+
+    redis.command::<()>(&["DEL", &lock]).await.unwrap();
+    assert_eq!(unlocked(&cache, 1).await, 7);
+    assert_eq!(redis.keys().await, vec![key]);
+}

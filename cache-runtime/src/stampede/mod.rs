@@ -40,7 +40,8 @@ pub(crate) enum Waited<T> {
 ///
 /// `usable` decodes an entry and says whether it may be served. The wait is bounded by
 /// `settings.wait`; a holder that dies stops renewing its lease, which lapses, and the next
-/// attempt here takes the lock.
+/// attempt here takes the lock. With a zero `wait` (`lock = false`) there is one attempt and no
+/// waiting: a busy lock gives [`Waited::GaveUp`] at once, and the holder stores.
 pub(crate) async fn lock_or_wait<T>(
     cache: &Cache,
     conn: &Connection,
@@ -80,6 +81,9 @@ pub(crate) async fn lock_or_wait<T>(
         }
         if let Some(lock) = attempt.lock {
             return Ok(Waited::Lock(lock));
+        }
+        if settings.wait.is_zero() {
+            return Ok(Waited::GaveUp);
         }
         let now = tokio::time::Instant::now();
         if now >= deadline {
