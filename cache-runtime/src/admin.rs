@@ -107,8 +107,8 @@ async fn invalidate(State(cache): State<Cache>, body: Bytes) -> Response {
     };
     let removed = match (target.function, target.prefix) {
         (Some(function), None) => {
-            if !crate::site::is_known(&function) {
-                let known: Vec<String> = crate::stats().into_iter().map(|s| s.function).collect();
+            let known: Vec<String> = crate::stats().into_iter().map(|s| s.function).collect();
+            if !known.contains(&function) {
                 return error(
                     StatusCode::NOT_FOUND,
                     format!(

@@ -164,7 +164,7 @@ impl Call<'_> {
                 // `Unavailable`: no attempt was made, the circuit breaker is open. Anything else is
                 // a failed command.
                 if !matches!(err, StoreError::Unavailable) {
-                    site.problem(Count::Errors, "lookup failed", &err);
+                    site.problem(Count::Errors, "lookup failed; the call ran uncached", &err);
                 }
                 site.count(Count::Fallbacks);
                 let (value, took) = self.execute(body, None).await;
@@ -201,7 +201,11 @@ impl Call<'_> {
                     }
                 }
                 Err(invalid) => {
-                    site.problem(Count::Invalid, "unreadable entry, recomputed", &invalid);
+                    site.problem(
+                        Count::Invalid,
+                        "unreadable entry; recomputed and overwritten",
+                        &invalid,
+                    );
                 }
             }
         }
@@ -218,7 +222,11 @@ impl Call<'_> {
             Ok(Waited::GaveUp) => None,
             Err(err) => {
                 if !matches!(err, StoreError::Unavailable) {
-                    site.problem(Count::Errors, "lock failed", &err);
+                    site.problem(
+                        Count::Errors,
+                        "lock failed; computed without it and not stored",
+                        &err,
+                    );
                 }
                 None
             }
@@ -253,7 +261,11 @@ impl Call<'_> {
             Ok(lock) => Some(lock),
             Err(err) => {
                 if !matches!(err, StoreError::Unavailable) {
-                    site.problem(Count::Errors, "refresh could not take the lock", &err);
+                    site.problem(
+                        Count::Errors,
+                        "refresh could not take the lock; computed and not stored",
+                        &err,
+                    );
                 }
                 None
             }
@@ -395,8 +407,11 @@ impl Call<'_> {
         match envelope::seal::<ActiveCodec, _>(stored, meta, self.cache.limits().compress_above) {
             Ok(bytes) => Some((Arc::new(bytes), keep)),
             Err(err) => {
-                self.site
-                    .problem(Count::Errors, "value could not be encoded", &err);
+                self.site.problem(
+                    Count::Errors,
+                    "value could not be encoded; not stored",
+                    &err,
+                );
                 None
             }
         }
@@ -429,7 +444,11 @@ impl Call<'_> {
                      computed; not stored"
                 );
             }
-            Err(err) => site.problem(Count::Errors, "store failed", &err),
+            Err(err) => site.problem(
+                Count::Errors,
+                "store failed; the value was returned but not cached",
+                &err,
+            ),
         }
     }
 }

@@ -93,13 +93,6 @@ pub(crate) fn namespaces(selected: impl Fn(&str) -> bool) -> Vec<u64> {
         .collect()
 }
 
-/// Whether a function of this name has been called in this process (for the admin endpoints).
-#[cfg(feature = "admin")]
-pub(crate) fn is_known(function: &str) -> bool {
-    let registry = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
-    registry.iter().any(|site| site.display() == function)
-}
-
 impl Site {
     pub const fn new(spec: SiteSpec) -> Self {
         Site {
@@ -194,17 +187,12 @@ impl Site {
     pub(crate) fn problem(&self, count: Count, what: &str, error: &dyn Display) {
         self.count(count);
         match self.problems.admit() {
-            Some(0) => tracing::warn!(
-                function = self.display(),
-                %error,
-                "redis_cache: {what}; the call ran uncached or was not stored"
-            ),
+            Some(0) => tracing::warn!(function = self.display(), %error, "redis_cache: {what}"),
             Some(held_back) => tracing::warn!(
                 function = self.display(),
                 %error,
                 held_back,
-                "redis_cache: {what}; the call ran uncached or was not stored ({held_back} similar \
-                 problems not logged since the last message)"
+                "redis_cache: {what} ({held_back} similar problems not logged since the last message)"
             ),
             None => tracing::debug!(function = self.display(), %error, "redis_cache: {what}"),
         }
