@@ -10,7 +10,7 @@
 //! - `{name}_refresh(..)`: calls the function as a write-through refresh (it recomputes and
 //!   stores instead of reading), so the body exists once.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, ReturnType, Signature};
@@ -192,11 +192,12 @@ fn cache_handle(args: &Args) -> TokenStream {
     }
 }
 
-/// The function's signature under another name, each parameter bound to a plain name (`mut`
+/// The function's signature under another name (spanned on the function's, as `format_ident!`
+/// gives it), each parameter bound to a plain name (`mut`
 /// and `ref` dropped; `_` named), so it can be forwarded.
 fn companion_sig(fn_sig: &Signature, name: Ident) -> Signature {
     let mut sig = fn_sig.clone();
-    sig.ident = Ident::new(&name.to_string(), fn_sig.ident.span());
+    sig.ident = name;
     for (i, input) in sig.inputs.iter_mut().enumerate() {
         if let FnArg::Typed(pat_type) = input {
             match &mut *pat_type.pat {
@@ -244,11 +245,10 @@ fn forward_call(fn_sig: &Signature, companion: &Signature, has_receiver: bool) -
         })
         .collect();
     let turbofish = (!generics.is_empty() && !impl_trait_arg).then(|| quote!(::<#(#generics),*>));
-    let span = Span::call_site();
     if has_receiver {
-        quote_spanned!(span=> Self::#name #turbofish(self, #(#args),*))
+        quote!(Self::#name #turbofish(self, #(#args),*))
     } else {
-        quote_spanned!(span=> #name #turbofish(#(#args),*))
+        quote!(#name #turbofish(#(#args),*))
     }
 }
 
