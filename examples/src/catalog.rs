@@ -131,7 +131,7 @@ impl Db {
 /// A product page: one row and an aggregate over its reviews. `Err` (not found, SQL error) is
 /// never cached.
 #[redis_cache(ttl = 300, stale = 60, skip(db))]
-pub async fn product_summary(db: &Db, id: u64) -> Result<ProductSummary, String> {
+pub async fn product_summary(db: &Db, id: u64) -> Result<ProductSummary, DbError> {
     db.with(move |c| {
         let (name, price_cents) = c.query_row(
             "SELECT name, price_cents FROM products WHERE id = ?1",
@@ -152,14 +152,13 @@ pub async fn product_summary(db: &Db, id: u64) -> Result<ProductSummary, String>
         })
     })
     .await
-    .map_err(|err| format!("{err:?}"))
 }
 
 /// The ten best-rated products: an aggregate over every review. Writes do not invalidate it (at
 /// the example's write rate it would hardly ever be stored): it may lag behind by its TTL, and an
 /// operator can clear it at once with `POST /admin/cache/invalidate`.
 #[redis_cache(ttl = 30, skip(db))]
-pub async fn top_products(db: &Db) -> Result<Vec<(u64, f64)>, String> {
+pub async fn top_products(db: &Db) -> Result<Vec<(u64, f64)>, DbError> {
     db.with(|c| {
         let mut top = c.prepare(
             "SELECT product_id, AVG(stars) AS avg FROM reviews GROUP BY product_id
@@ -169,7 +168,6 @@ pub async fn top_products(db: &Db) -> Result<Vec<(u64, f64)>, String> {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     })
     .await
-    .map_err(|err| format!("{err:?}"))
 }
 
 #[derive(Clone)]
@@ -200,11 +198,13 @@ pub fn router(db: Db, cache: Cache, admin_token: String) -> Router {
         .nest("/admin", admin)
 }
 
-fn answer<T: Serialize>(result: Result<T, String>) -> Response {
+fn answer<T: Serialize>(result: Result<T, DbError>) -> Response {
     match result {
         Ok(value) => Json(value).into_response(),
-        Err(err) if err == "NotFound" => StatusCode::NOT_FOUND.into_response(),
-        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err).into_response(),
+        Err(DbError::NotFound) => StatusCode::NOT_FOUND.into_response(),
+        Err(DbError::Sql(err)) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response()
+        }
     }
 }
 
@@ -227,7 +227,7 @@ async fn set_price(
     Json(body): Json<Price>,
 ) -> Response {
     if let Err(err) = app.db.set_price(id, body.price_cents).await {
-        return answer::<()>(Err(format!("{err:?}")));
+        return answer::<()>(Err(err));
     }
     // Write-through: the new page is computed and stored now; an older computation racing
     // this one cannot overwrite it.
@@ -248,7 +248,7 @@ async fn add_review(
         return (StatusCode::BAD_REQUEST, "stars: 1 to 5").into_response();
     }
     if let Err(err) = app.db.add_review(id, body.stars).await {
-        return answer::<()>(Err(format!("{err:?}")));
+        return answer::<()>(Err(err));
     }
     // Invalidate: the next read recomputes the summary with this review.
     let _ = product_summary_invalidate(&app.db, id).await;
