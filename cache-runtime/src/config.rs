@@ -271,7 +271,7 @@ impl CacheBuilder {
 }
 
 fn check_prefix(prefix: &str) -> Result<(), ConfigError> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/');
+    let allowed = crate::key::is_segment_char;
     if prefix.is_empty() || prefix.len() > MAX_PREFIX_LEN || !prefix.chars().all(allowed) {
         return Err(ConfigError::new(format!(
             "invalid key prefix {prefix:?}: use 1 to {MAX_PREFIX_LEN} ASCII letters, digits or `_ - . : /` \

@@ -30,7 +30,8 @@ impl fmt::Display for CacheError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CacheError::Disabled => f.write_str("caching is disabled"),
-            CacheError::Unavailable(why) => write!(f, "redis is unavailable: {why}"),
+            // `why` already says it: "redis command timed out", "redis unavailable (...)".
+            CacheError::Unavailable(why) => f.write_str(why),
             CacheError::Redis(why) => write!(f, "redis refused the command: {why}"),
             CacheError::Unkeyable => f.write_str("an argument could not be serialized into a key"),
             CacheError::InvalidName(why) => f.write_str(why),

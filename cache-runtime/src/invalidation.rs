@@ -153,7 +153,7 @@ fn usable(cache: &Cache) -> Result<&Connection, CacheError> {
 /// A function name or key prefix: the characters keys are made of, so it cannot carry a glob
 /// character out of the cache's prefix.
 fn check_segment(segment: &str, what: &str) -> Result<(), CacheError> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/');
+    let allowed = crate::key::is_segment_char;
     if segment.is_empty() || segment.len() > 256 || !segment.chars().all(allowed) {
         return Err(CacheError::InvalidName(format!(
             "invalid {what} {segment:?}: use 1 to 256 ASCII letters, digits or `_ - . : /`"

@@ -136,6 +136,13 @@ impl CallKey {
     }
 }
 
+/// The characters a configured segment of a key may have (prefix, `name = "..."`, and the
+/// names and prefixes given to clears): no glob, space or brace, so no pattern built from them
+/// can reach outside its place.
+pub(crate) fn is_segment_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/')
+}
+
 /// The key segment naming the function: what a pattern selects to address all of its entries.
 pub(crate) fn push_function(out: &mut String, spec: &SiteSpec, self_type: Option<&'static str>) {
     if let Some(name) = spec.name {
