@@ -1,0 +1,476 @@
+//! The benchmark suite: what `#[redis_cache]` costs next to the round trip it cannot avoid.
+//!
+//! ```text
+//! cargo run --release -p redis-cache-examples --example bench
+//! cargo run --release -p redis-cache-examples --example bench --features peers   # + cached, cachekit-rs
+//! cargo run --release -p redis-cache-examples --example bench -- --soak          # memory over 10M calls
+//! ```
+//!
+//! It starts its own `redis-server` on a free loopback port and measures, with the same ~200-byte
+//! serde struct as the value, at 1 and 64 concurrent tasks on a multi-threaded Tokio runtime:
+//!
+//! - `raw GET`: redis-rs `GET` of a pre-stored value plus its bincode decode, on a multiplexed
+//!   connection: the floor every other case is compared with;
+//! - `hit`: an annotated function whose keys are all present;
+//! - `miss`: an annotated function called with fresh arguments every time (with and without the
+//!   cross-process lock), next to `fn + GET + SET` done by hand;
+//! - `hot key`: every task reading the same key, next to raw `GET`s of one key;
+//! - `breaker open`: a cache whose Redis is unreachable, next to calling the function directly;
+//! - with `--features peers`: the `cached` crate's Redis store and `cachekit-rs` (L1 off).
+//!
+//! Raw and hit alternate in rounds so that drift (CPU frequency, the other process on the two
+//! cores) falls on both alike. Options: `--secs S` per case (default 3), `--warmup S` (default 1),
+//! `--keys N` (default 1000), `--quick` (a smoke run: 0.2 s per case).
+
+mod measure;
+#[cfg(feature = "peers")]
+mod peers;
+mod soak;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use cache_runtime::{Cache, redis_cache};
+use redis::aio::MultiplexedConnection;
+use redis_cache_tests::RedisServer;
+use redis_cache_tests::fixtures::Product;
+
+use measure::Sample;
+
+/// A hit for every key the benchmark reads (they are stored before it starts).
+#[redis_cache(ttl = 3600, skip(cache), cache = cache)]
+async fn product(cache: &Cache, id: u64) -> Product {
+    Product::sample(id)
+}
+
+/// Always called with a fresh id: every call is a miss.
+#[redis_cache(ttl = 3600, skip(cache), cache = cache)]
+async fn product_miss(cache: &Cache, id: u64) -> Product {
+    Product::sample(id)
+}
+
+/// [`product_miss`] without the cross-process lock.
+#[redis_cache(ttl = 3600, skip(cache), cache = cache, lock = false)]
+async fn product_miss_unlocked(cache: &Cache, id: u64) -> Product {
+    Product::sample(id)
+}
+
+/// The function the cache wraps, called directly.
+async fn direct(id: u64) -> Product {
+    Product::sample(id)
+}
+
+/// Fresh ids for the miss cases, never read before.
+static FRESH: AtomicU64 = AtomicU64::new(1 << 40);
+
+fn fresh_id() -> u64 {
+    FRESH.fetch_add(1, Ordering::Relaxed)
+}
+
+struct Options {
+    time: Duration,
+    warmup: Duration,
+    keys: u64,
+    rounds: usize,
+    soak: bool,
+    /// Only these cases (names separated by `/`), for profiling.
+    only: Option<String>,
+}
+
+impl Options {
+    fn parse() -> Options {
+        let mut options = Options {
+            time: Duration::from_secs(3),
+            warmup: Duration::from_secs(1),
+            keys: 1000,
+            rounds: 3,
+            soak: false,
+            only: None,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| -> f64 {
+                args.next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("{name} takes a number"))
+            };
+            match arg.as_str() {
+                "--secs" => options.time = Duration::from_secs_f64(value("--secs")),
+                "--warmup" => options.warmup = Duration::from_secs_f64(value("--warmup")),
+                "--keys" => options.keys = value("--keys") as u64,
+                "--quick" => {
+                    options.time = Duration::from_millis(200);
+                    options.warmup = Duration::from_millis(50);
+                    options.rounds = 1;
+                }
+                "--soak" => options.soak = true,
+                "--only" => options.only = Some(args.next().expect("--only takes a case name")),
+                other => panic!(
+                    "unknown option {other}; expected --secs S, --warmup S, --keys N, --quick, \
+                     --soak or --only CASE/CASE..."
+                ),
+            }
+        }
+        options
+    }
+}
+
+/// A case at one concurrency.
+struct Row {
+    case: String,
+    tasks: usize,
+    sample: Sample,
+}
+
+/// Everything a case needs, cheap to clone into tasks.
+#[derive(Clone)]
+struct Bench {
+    cache: Cache,
+    down: Cache,
+    raw: MultiplexedConnection,
+    keys: u64,
+}
+
+impl Bench {
+    async fn raw_get(mut self, id: u64) {
+        let bytes: Vec<u8> = redis::cmd("GET")
+            .arg(raw_key(id))
+            .query_async(&mut self.raw)
+            .await
+            .expect("raw GET");
+        let (value, _): (Product, usize) =
+            bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+                .expect("raw decode");
+        assert_eq!(value.id, id);
+    }
+
+    /// What a hand-written cache-aside miss costs: `GET` (absent), the function, `SET`.
+    async fn raw_miss(mut self, id: u64) {
+        let key = raw_key(id);
+        let found: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut self.raw)
+            .await
+            .expect("raw GET");
+        assert!(found.is_none());
+        let value = direct(id).await;
+        let bytes = bincode::serde::encode_to_vec(&value, bincode::config::standard()).unwrap();
+        let () = redis::cmd("SET")
+            .arg(&key)
+            .arg(bytes)
+            .arg("EX")
+            .arg(3600)
+            .query_async(&mut self.raw)
+            .await
+            .expect("raw SET");
+    }
+}
+
+fn raw_key(id: u64) -> String {
+    format!("raw:product:{id}")
+}
+
+fn main() {
+    let options = Options::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    runtime.block_on(async_main(options));
+}
+
+async fn async_main(options: Options) {
+    let redis = RedisServer::start();
+    let cache = Cache::builder()
+        .url(redis.url())
+        .prefix("bench")
+        .build()
+        .expect("cache");
+    if options.soak {
+        return soak::run(&redis, &cache).await;
+    }
+    let bench = Bench {
+        cache: cache.clone(),
+        down: redis_cache_tests::unreachable_cache("bench-down"),
+        raw: redis.connection().await,
+        keys: options.keys,
+    };
+    prepare(&bench).await;
+    #[cfg(feature = "peers")]
+    let peers = peers::setup(&redis.url()).await;
+    #[cfg(feature = "peers")]
+    for id in 0..bench.keys {
+        assert_eq!(peers.cached_crate(id).await, Product::sample(id));
+        assert_eq!(peers.cachekit(id).await, Product::sample(id));
+    }
+
+    println!(
+        "redis-server on loopback, {} keys, value {} bytes (bincode), {} worker threads on {} cores; \
+         {:?} per case after {:?} of warm-up",
+        bench.keys,
+        bincode::serde::encode_to_vec(Product::sample(1), bincode::config::standard())
+            .unwrap()
+            .len(),
+        tokio::runtime::Handle::current().metrics().num_workers(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        options.time,
+        options.warmup,
+    );
+
+    let mut suite = Suite {
+        options,
+        rows: Vec::new(),
+    };
+    for tasks in [1, 64] {
+        // Raw and hit alternate.
+        for _ in 0..suite.options.rounds {
+            let b = bench.clone();
+            suite
+                .case(RAW, tasks, move |rng| b.clone().raw_get(rng.u64(0..b.keys)))
+                .await;
+            let b = bench.clone();
+            suite
+                .case(HIT, tasks, move |rng| {
+                    let (cache, id) = (b.cache.clone(), rng.u64(0..b.keys));
+                    async move { assert_eq!(product(&cache, id).await.id, id) }
+                })
+                .await;
+        }
+        #[cfg(feature = "peers")]
+        {
+            let (p, keys) = (peers.clone(), bench.keys);
+            suite
+                .case(PEER_CACHED, tasks, move |rng| {
+                    let (p, id) = (p.clone(), rng.u64(0..keys));
+                    async move { assert_eq!(p.cached_crate(id).await.id, id) }
+                })
+                .await;
+            let p = peers.clone();
+            suite
+                .case(PEER_CACHEKIT, tasks, move |rng| {
+                    let (p, id) = (p.clone(), rng.u64(0..keys));
+                    async move { assert_eq!(p.cachekit(id).await.id, id) }
+                })
+                .await;
+        }
+
+        let b = bench.clone();
+        suite
+            .case(RAW_ONE_KEY, tasks, move |_| b.clone().raw_get(0))
+            .await;
+        let b = bench.clone();
+        suite
+            .case(HOT_KEY, tasks, move |_| {
+                let cache = b.cache.clone();
+                async move { assert_eq!(product(&cache, 0).await.id, 0) }
+            })
+            .await;
+
+        let b = bench.clone();
+        suite
+            .case(RAW_MISS, tasks, move |_| b.clone().raw_miss(fresh_id()))
+            .await;
+        let b = bench.clone();
+        suite
+            .case(MISS, tasks, move |_| {
+                let (cache, id) = (b.cache.clone(), fresh_id());
+                async move { assert_eq!(product_miss(&cache, id).await.id, id) }
+            })
+            .await;
+        let b = bench.clone();
+        suite
+            .case(MISS_UNLOCKED, tasks, move |_| {
+                let (cache, id) = (b.cache.clone(), fresh_id());
+                async move { assert_eq!(product_miss_unlocked(&cache, id).await.id, id) }
+            })
+            .await;
+
+        suite
+            .case(DIRECT, tasks, move |rng| {
+                let id = rng.u64(0..1000);
+                async move { assert_eq!(direct(id).await.id, id) }
+            })
+            .await;
+        let b = bench.clone();
+        suite
+            .case(BREAKER_OPEN, tasks, move |rng| {
+                let (cache, id) = (b.down.clone(), rng.u64(0..1000));
+                async move { assert_eq!(product(&cache, id).await.id, id) }
+            })
+            .await;
+    }
+    suite.report();
+    assert_eq!(
+        bench.down.breaker().state,
+        cache_runtime::BreakerState::Open
+    );
+    let stats = cache_runtime::stats_for("bench::product").expect("product was called");
+    assert_eq!(
+        stats.misses, bench.keys,
+        "every call of `product` after the warm-up was a hit"
+    );
+}
+
+/// Stores every key of the hit cases: raw values for redis-rs, entries for `product`.
+async fn prepare(bench: &Bench) {
+    let mut conn = bench.raw.clone();
+    for id in 0..bench.keys {
+        let bytes = bincode::serde::encode_to_vec(Product::sample(id), bincode::config::standard())
+            .unwrap();
+        let () = redis::cmd("SET")
+            .arg(raw_key(id))
+            .arg(bytes)
+            .query_async(&mut conn)
+            .await
+            .expect("SET");
+        product(&bench.cache, id).await;
+    }
+    // The first call of an unreachable cache trips its breaker.
+    product(&bench.down, 0).await;
+}
+
+const RAW: &str = "raw GET + decode";
+const HIT: &str = "hit";
+#[cfg(feature = "peers")]
+const PEER_CACHED: &str = "peer: cached (redis)";
+#[cfg(feature = "peers")]
+const PEER_CACHEKIT: &str = "peer: cachekit-rs (redis, L1 off)";
+const RAW_ONE_KEY: &str = "raw GET + decode, one key";
+const HOT_KEY: &str = "hot key (hit, one key)";
+const RAW_MISS: &str = "raw miss: GET + fn + SET";
+const MISS: &str = "miss";
+const MISS_UNLOCKED: &str = "miss, lock = false";
+const DIRECT: &str = "fn called directly";
+const BREAKER_OPEN: &str = "breaker open";
+
+/// The cases measured so far.
+struct Suite {
+    options: Options,
+    rows: Vec<Row>,
+}
+
+impl Suite {
+    /// Measures `op` at `tasks` concurrency after a warm-up; a case measured again (rounds) is
+    /// merged into its row.
+    async fn case<F, Fut>(&mut self, name: &str, tasks: usize, op: F)
+    where
+        F: Fn(&mut fastrand::Rng) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        if let Some(only) = &self.options.only
+            && !only.split('/').any(|n| n == name)
+        {
+            return;
+        }
+        let op = Arc::new(op);
+        let warm = op.clone();
+        measure::run(tasks, self.options.warmup, move |rng| warm(rng)).await;
+        let sample = measure::run(tasks, self.options.time, move |rng| op(rng)).await;
+        match self
+            .rows
+            .iter_mut()
+            .find(|r| r.case == name && r.tasks == tasks)
+        {
+            Some(row) => row.sample = row.sample.clone().merge(sample),
+            None => self.rows.push(Row {
+                case: name.to_string(),
+                tasks,
+                sample,
+            }),
+        }
+    }
+
+    fn find(&self, name: &str, tasks: usize) -> Option<&Sample> {
+        self.rows
+            .iter()
+            .find(|r| r.case == name && r.tasks == tasks)
+            .map(|r| &r.sample)
+    }
+
+    /// `a`'s throughput over `b`'s.
+    fn ratio(&self, a: &str, b: &str, tasks: usize) -> Option<f64> {
+        Some(self.find(a, tasks)?.ops_per_sec() / self.find(b, tasks)?.ops_per_sec())
+    }
+
+    fn report(&self) {
+        println!();
+        println!(
+            "{:<36} {:>5} {:>12} {:>10} {:>10} {:>10} {:>8}",
+            "case", "tasks", "ops/s", "p50", "p99", "CPU/call", "vs raw"
+        );
+        for row in &self.rows {
+            let vs_raw = self
+                .ratio(&row.case, RAW, row.tasks)
+                .map_or("-".to_string(), |r| format!("{r:.3}"));
+            println!(
+                "{:<36} {:>5} {:>12.0} {:>10.1?} {:>10.1?} {:>10.1?} {:>8}",
+                row.case,
+                row.tasks,
+                row.sample.ops_per_sec(),
+                row.sample.quantile(0.5),
+                row.sample.quantile(0.99),
+                row.sample.cpu_per_call(),
+                vs_raw,
+            );
+        }
+        println!();
+        println!("targets:");
+        let show = |what: String, value: Option<f64>, target: &str| {
+            if let Some(value) = value {
+                println!("  {what:<44} {value:>8.3}  (target {target})");
+            }
+        };
+        for tasks in [1, 64] {
+            show(
+                format!("hit / raw GET, {tasks} tasks"),
+                self.ratio(HIT, RAW, tasks),
+                ">= 0.97",
+            );
+        }
+        #[cfg(feature = "peers")]
+        {
+            show(
+                "hit / cached, 64 tasks".into(),
+                self.ratio(HIT, PEER_CACHED, 64),
+                ">= 1.0",
+            );
+            show(
+                "hit / cachekit-rs, 64 tasks".into(),
+                self.ratio(HIT, PEER_CACHEKIT, 64),
+                ">= 3.0",
+            );
+        }
+        show(
+            "hot key / raw GET of one key, 64 tasks".into(),
+            self.ratio(HOT_KEY, RAW_ONE_KEY, 64),
+            ">= 2.0",
+        );
+        // Miss latency in round trips beyond the function: (p50(miss) - p50(fn)) / p50(raw GET).
+        for tasks in [1, 64] {
+            let round_trips = |case: &str| {
+                let rtt = self.find(RAW, tasks)?.quantile(0.5);
+                let function = self.find(DIRECT, tasks)?.quantile(0.5);
+                let miss = self.find(case, tasks)?.quantile(0.5);
+                Some(miss.saturating_sub(function).as_secs_f64() / rtt.as_secs_f64())
+            };
+            for case in [MISS, MISS_UNLOCKED, RAW_MISS] {
+                show(
+                    format!("{case}, {tasks} tasks: round trips beyond fn"),
+                    round_trips(case),
+                    "<= 1",
+                );
+            }
+        }
+        let overhead = || {
+            let open = self.find(BREAKER_OPEN, 1)?.ops_per_sec();
+            let direct = self.find(DIRECT, 1)?.ops_per_sec();
+            Some(1e9 / open - 1e9 / direct)
+        };
+        show(
+            "breaker open, ns per call over direct".into(),
+            overhead(),
+            "<= 1000",
+        );
+    }
+}
