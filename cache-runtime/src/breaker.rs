@@ -127,8 +127,12 @@ impl Breaker {
 
     /// Redis answered (even with an error reply).
     pub(crate) fn success(&self) {
-        self.failures.store(0, Ordering::Relaxed);
-        if self.open.swap(false, Ordering::AcqRel) {
+        // Called on every answer: the common case (closed, no failures) only reads, so the
+        // cache lines stay shared between the worker threads.
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+        if self.open.load(Ordering::Acquire) && self.open.swap(false, Ordering::AcqRel) {
             self.probing.store(false, Ordering::Relaxed);
             self.interval
                 .store(nanos(self.settings.min_open), Ordering::Relaxed);

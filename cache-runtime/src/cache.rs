@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 use crate::breaker::{BreakerState, BreakerStats};
 use crate::config::{CacheBuilder, ConfigError, ValueLimits};
 use crate::connection::Connection;
+use crate::flow::Stores;
 use crate::health::{HealthError, RedisHealth};
 use crate::stampede::lock::LockSettings;
 use crate::stampede::notify::Notifier;
@@ -30,6 +31,8 @@ struct Inner {
     locks: LockSettings,
     limits: ValueLimits,
     flights: Flights,
+    /// Values being stored after their callers got them.
+    stores: Stores,
 }
 
 impl fmt::Debug for Cache {
@@ -74,6 +77,7 @@ impl Cache {
                 locks,
                 limits,
                 flights: Flights::default(),
+                stores: Stores::default(),
             }),
         }
     }
@@ -131,6 +135,20 @@ impl Cache {
 
     pub(crate) fn flights(&self) -> &Flights {
         &self.inner.flights
+    }
+
+    pub(crate) fn stores(&self) -> &Stores {
+        &self.inner.stores
+    }
+
+    /// Waits until every value computed so far has been stored (or failed to be).
+    ///
+    /// A miss returns its value as soon as the function does and stores it in the background,
+    /// so the caller does not wait for that round trip. Await this at shutdown, after the last
+    /// calls, so that their values are not lost with the process; tests use it to read Redis
+    /// after a miss.
+    pub async fn flush(&self) {
+        self.inner.stores.settled().await;
     }
 
     /// Calls of this cache currently in flight in this process (single-flight leaders); zero

@@ -168,7 +168,11 @@ impl Connection {
 
     /// `GET key`: `Ok(None)` when absent.
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.run(redis::cmd("GET").arg(key)).await
+        // While the breaker is open, a call does not even build the command.
+        if self.breaker.allow() == Allow::Skip {
+            return Err(StoreError::Unavailable);
+        }
+        self.run_allowed(redis::cmd("GET").arg(key)).await
     }
 
     /// `SET key value PX ttl`.
@@ -251,17 +255,24 @@ impl Connection {
         if self.breaker.allow() == Allow::Skip {
             return Err(StoreError::Unavailable);
         }
+        self.run_allowed(cmd).await
+    }
+
+    /// [`Connection::run`] once the breaker has let the command through.
+    async fn run_allowed<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
         let (mut link, generation) = self.link().await?;
-        match tokio::time::timeout(self.timeouts.command, link.query(cmd)).await {
-            Err(_elapsed) => {
-                self.breaker.failure(&"command timed out");
-                Err(StoreError::Timeout)
-            }
-            Ok(Ok(value)) => {
+        // The command deadline is the connection's response timeout (set when it was opened):
+        // one timer per command, covering the send and the reply.
+        match link.query(cmd).await {
+            Ok(value) => {
                 self.breaker.success();
                 Ok(value)
             }
-            Ok(Err(err)) => {
+            Err(err) if err.is_timeout() => {
+                self.breaker.failure(&"command timed out");
+                Err(StoreError::Timeout)
+            }
+            Err(err) => {
                 if err.is_unrecoverable_error() || err.is_connection_dropped() || err.is_io_error()
                 {
                     self.breaker.failure(&err);
@@ -311,6 +322,13 @@ impl Connection {
             }
             state.attempts
         };
+        // Boxed: the connecting future is large, and every command's future would carry it.
+        Box::pin(self.connect(seen)).await
+    }
+
+    /// Connects, unless another caller is doing so (then waits for its outcome); `seen` is the
+    /// number of attempts made when the caller found no link.
+    async fn connect(&self, seen: u64) -> Result<(Link, u64), StoreError> {
         // One deadline for waiting on another caller's attempt and for our own: a call never
         // spends more than the connect timeout on connecting.
         let deadline = tokio::time::Instant::now() + self.timeouts.connect;

@@ -19,7 +19,10 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Notify;
 
 use crate::cache::Cache;
 use crate::codec::ActiveCodec;
@@ -53,8 +56,9 @@ where
     let Some(conn) = cache.connection() else {
         return bypass(site, body).await;
     };
-    // The Redis client needs a Tokio reactor; anywhere else the function simply runs.
-    if tokio::runtime::Handle::try_current().is_err() {
+    // The Redis client needs a Tokio reactor; anywhere else the function simply runs. Inside a
+    // Tokio task (nearly every call) that is known without touching the runtime's handle.
+    if tokio::task::try_id().is_none() && tokio::runtime::Handle::try_current().is_err() {
         return bypass(site, body).await;
     }
     let key = call.render(cache.prefix(), &site.spec, site.fingerprint());
@@ -73,7 +77,7 @@ where
     };
     if write_through {
         let leader = cache.flights().lead_anew(id);
-        return this.write_through::<P, R, F>(leader, body).await;
+        return Box::pin(this.write_through::<P, R, F>(leader, body)).await;
     }
     let mut body = Some(body);
     loop {
@@ -105,7 +109,7 @@ where
         // and leaves storing to whoever holds the key's lock next.
         site.count(Count::Misses);
         let body = body.take().expect("a call runs its body at most once");
-        return this.execute(body, None).await.0;
+        return Box::pin(this.execute(body, None)).await.0;
     }
 }
 
@@ -147,6 +151,9 @@ enum Refresh {
 }
 
 impl Call<'_> {
+    /// The lookup, and what follows it. Only the hit is handled in place: everything else
+    /// (fallback, refresh, lock and computation) runs in a boxed future, so the future every
+    /// call carries is small and a hit does not copy kilobytes of state it never uses.
     async fn lead<P, R, F>(self, leader: Leader<'_>, body: F) -> R
     where
         P: Policy<R>,
@@ -160,44 +167,28 @@ impl Call<'_> {
                 site.count(Count::Invalid);
                 None
             }
-            Err(err) => {
-                // `Unavailable`: no attempt was made, the circuit breaker is open. Anything else is
-                // a failed command.
-                if !matches!(err, StoreError::Unavailable) {
-                    site.problem(Count::Errors, "lookup failed; the call ran uncached", &err);
-                }
-                site.count(Count::Fallbacks);
-                let (value, took) = self.execute(body, None).await;
-                // Nothing is stored: encode only if someone waits for this value.
-                leader.publish_with(|| outcome_of::<P, R>(&value, self.seal::<P, R>(&value, took)));
-                return value;
-            }
+            Err(err) => return Box::pin(self.fall_back::<P, R, F>(leader, body, err)).await,
         };
 
         if let Some(bytes) = found {
             match envelope::open::<ActiveCodec, P::Stored>(&bytes) {
                 Ok((meta, value)) => {
                     let now = unix_ms(SystemTime::now());
-                    match freshness::judge(&meta, now, &site.spec, freshness::draw_open()) {
+                    let why = match freshness::judge(&meta, now, &site.spec, freshness::draw_open())
+                    {
                         Freshness::Fresh => {
                             site.count(Count::Hits);
                             leader.publish_with(|| Outcome::Entry(Arc::new(bytes)));
                             return P::from_stored(value);
                         }
-                        Freshness::RefreshEarly => {
-                            // The followers are served at once; only this call refreshes.
-                            leader.publish_with(|| Outcome::Entry(Arc::new(bytes)));
-                            return self
-                                .refresh::<P, R, F>(meta, value, body, Refresh::Early)
-                                .await;
-                        }
-                        Freshness::Stale => {
-                            leader.publish_with(|| Outcome::Entry(Arc::new(bytes)));
-                            return self
-                                .refresh::<P, R, F>(meta, value, body, Refresh::Stale)
-                                .await;
-                        }
-                        Freshness::Expired => {}
+                        Freshness::RefreshEarly => Some(Refresh::Early),
+                        Freshness::Stale => Some(Refresh::Stale),
+                        Freshness::Expired => None,
+                    };
+                    if let Some(why) = why {
+                        // The followers are served at once; only this call refreshes.
+                        leader.publish_with(|| Outcome::Entry(Arc::new(bytes)));
+                        return Box::pin(self.refresh::<P, R, F>(meta, value, body, why)).await;
                     }
                 }
                 Err(invalid) => {
@@ -209,9 +200,39 @@ impl Call<'_> {
                 }
             }
         }
+        Box::pin(self.compute::<P, R, F>(leader, body)).await
+    }
 
-        // No usable entry: take the key's lock, or wait for the process that holds it. Without
-        // the lock this call computes anyway but does not store (see `crate::stampede::lock`).
+    /// The lookup failed: run the function without the cache.
+    async fn fall_back<P, R, F>(self, leader: Leader<'_>, body: F, err: StoreError) -> R
+    where
+        P: Policy<R>,
+        P::Stored: CacheValue,
+        F: Future<Output = R>,
+    {
+        let site = self.site;
+        // `Unavailable`: no attempt was made, the circuit breaker is open. Anything else is a
+        // failed command.
+        if !matches!(err, StoreError::Unavailable) {
+            site.problem(Count::Errors, "lookup failed; the call ran uncached", &err);
+        }
+        site.count(Count::Fallbacks);
+        let (value, took) = self.execute(body, None).await;
+        // Nothing is stored: encode only if someone waits for this value.
+        leader.publish_with(|| outcome_of::<P, R>(&value, self.seal::<P, R>(&value, took)));
+        value
+    }
+
+    /// No usable entry: take the key's lock, or wait for the process that holds it, then
+    /// compute. Without the lock this call computes anyway but does not store (see
+    /// `crate::stampede::lock`).
+    async fn compute<P, R, F>(self, leader: Leader<'_>, body: F) -> R
+    where
+        P: Policy<R>,
+        P::Stored: CacheValue,
+        F: Future<Output = R>,
+    {
+        let site = self.site;
         let lock = match self.lock_or_wait::<P::Stored>().await {
             Ok(Waited::Lock(held)) => Some(held),
             Ok(Waited::Entry(value, bytes)) => {
@@ -238,9 +259,16 @@ impl Call<'_> {
             return value;
         };
         let sealed = self.seal::<P, R>(&value, took);
-        // Followers first: they need not wait for the store's round trip.
         leader.publish(outcome_of::<P, R>(&value, sealed.clone()));
-        self.store(sealed, lock).await;
+        // The caller has its value: the store's round trip is not its to wait for. Until the
+        // store lands the lock stays held, so a caller arriving meanwhile (in any process) finds
+        // the entry with the lock, or waits for the release that comes with it.
+        let (site, cache) = (self.site, self.cache.clone());
+        cache.stores().start();
+        tokio::spawn(async move {
+            let _pending = Pending(cache.clone());
+            store(site, &cache, sealed, lock).await;
+        });
         value
     }
 
@@ -279,7 +307,7 @@ impl Call<'_> {
         let sealed = self.seal::<P, R>(&value, took);
         leader.publish(outcome_of::<P, R>(&value, sealed.clone()));
         if let Some(lock) = lock {
-            self.store(sealed, lock).await;
+            store(self.site, self.cache, sealed, lock).await;
         }
         value
     }
@@ -313,7 +341,7 @@ impl Call<'_> {
     }
 
     /// Recomputes an entry that can still be served (`current`), if no one else is doing so.
-    async fn refresh<P, R, F>(&self, meta: Meta, current: P::Stored, body: F, why: Refresh) -> R
+    async fn refresh<P, R, F>(self, meta: Meta, current: P::Stored, body: F, why: Refresh) -> R
     where
         P: Policy<R>,
         P::Stored: CacheValue,
@@ -362,7 +390,7 @@ impl Call<'_> {
             if why == Refresh::Early {
                 site.count(Count::Hits);
             }
-            self.store(sealed, lock).await;
+            store(self.site, self.cache, sealed, lock).await;
             return value;
         }
         // The function failed: keep serving what we have (fail-safe).
@@ -416,39 +444,88 @@ impl Call<'_> {
             }
         }
     }
+}
 
-    /// Stores an envelope and releases `lock` in one round trip (if the lock is still held), or
-    /// just releases `lock`.
-    async fn store(&self, sealed: Option<(Arc<Vec<u8>>, Duration)>, lock: Lock) {
-        let site = self.site;
-        let max_bytes = self.cache.limits().max_bytes;
-        let (bytes, keep) = match sealed {
-            Some((bytes, _)) if bytes.len() > max_bytes => {
-                site.count(Count::Oversize);
-                site.warn_oversize(bytes.len(), max_bytes);
-                return lock.release().await;
+/// Stores an envelope and releases `lock` in one round trip (if the lock is still held), or just
+/// releases `lock`.
+async fn store(
+    site: &'static Site,
+    cache: &Cache,
+    sealed: Option<(Arc<Vec<u8>>, Duration)>,
+    mut lock: Lock,
+) {
+    let max_bytes = cache.limits().max_bytes;
+    let (bytes, keep) = match sealed {
+        Some((bytes, _)) if bytes.len() > max_bytes => {
+            site.count(Count::Oversize);
+            site.warn_oversize(bytes.len(), max_bytes);
+            return lock.release().await;
+        }
+        Some(sealed) => sealed,
+        None => return lock.release().await,
+    };
+    match site.redis(lock.store(&bytes, keep)).await {
+        Ok(true) => {
+            site.count(Count::Writes);
+            if let Some(conn) = cache.connection() {
+                conn.write_succeeded();
             }
-            Some(sealed) => sealed,
-            None => return lock.release().await,
-        };
-        match site.redis(lock.store(&bytes, keep)).await {
-            Ok(true) => {
-                site.count(Count::Writes);
-                self.conn.write_succeeded();
+        }
+        Ok(false) => {
+            site.count(Count::Fenced);
+            tracing::debug!(
+                key = lock.key(),
+                "redis_cache: the key was invalidated or refreshed while this value was computed; \
+                 not stored"
+            );
+        }
+        Err(err) => site.problem(
+            Count::Errors,
+            "store failed; the value was returned but not cached",
+            &err,
+        ),
+    }
+}
+
+/// Counts a background store as finished, however its task ends.
+struct Pending(Cache);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.stores().finish();
+    }
+}
+
+/// Stores running in the background, so a shutdown (or a test) can wait for them:
+/// [`Cache::flush`].
+#[derive(Debug, Default)]
+pub(crate) struct Stores {
+    pending: AtomicUsize,
+    landed: Notify,
+}
+
+impl Stores {
+    fn start(&self) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn finish(&self) {
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.landed.notify_waiters();
+        }
+    }
+
+    /// Returns once no store is pending.
+    pub(crate) async fn settled(&self) {
+        loop {
+            let landed = self.landed.notified();
+            let mut landed = std::pin::pin!(landed);
+            // Registered before looking, so a store finishing in between is not missed.
+            landed.as_mut().enable();
+            if self.pending.load(Ordering::Acquire) == 0 {
+                return;
             }
-            Ok(false) => {
-                site.count(Count::Fenced);
-                tracing::debug!(
-                    key = self.key,
-                    "redis_cache: the key was invalidated or refreshed while this value was \
-                     computed; not stored"
-                );
-            }
-            Err(err) => site.problem(
-                Count::Errors,
-                "store failed; the value was returned but not cached",
-                &err,
-            ),
+            landed.await;
         }
     }
 }

@@ -184,11 +184,15 @@ pub(crate) fn fingerprint(value_type: &str, version: u32) -> u32 {
     (hasher.digest() >> 32) as u32
 }
 
+/// Appends the low `digits` (at most 32) hex digits of `value`, zero-padded.
 fn push_hex(out: &mut String, value: u128, digits: usize) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for i in (0..digits).rev() {
-        out.push(HEX[((value >> (i * 4)) & 0xF) as usize] as char);
+    let mut buf = [0u8; 32];
+    for (i, digit) in buf[..digits].iter_mut().rev().enumerate() {
+        *digit = HEX[((value >> (i * 4)) & 0xF) as usize];
     }
+    // One append of ASCII digits, instead of a UTF-8 encoding per character.
+    out.push_str(std::str::from_utf8(&buf[..digits]).expect("hex digits are ASCII"));
 }
 
 #[cfg(test)]

@@ -6,3 +6,34 @@ pub use crate::invalidation::{invalidate, refresh};
 pub use crate::key::{CallKey, KeyArg, KeyBuilder};
 pub use crate::policy::{CacheValue, OkOnly, Plain, Policy, SomeOnly, SomeOrNone};
 pub use crate::site::{Site, SiteSpec};
+
+/// The network-free steps of a hit, for the micro-benchmarks (`examples/benches/hit_path.rs`).
+pub mod bench {
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    use crate::codec::ActiveCodec;
+    use crate::envelope::{self, Meta};
+    use crate::key::CallKey;
+    use crate::site::SiteSpec;
+
+    /// The Redis key of `call` (what a hit renders before its `GET`).
+    pub fn key(prefix: &str, spec: &SiteSpec, call: &CallKey) -> Option<String> {
+        call.render(prefix, spec, spec.fingerprint())
+    }
+
+    /// An envelope as a miss stores it (compressing above `compress_above` bytes).
+    pub fn seal<T: Serialize>(value: &T, compress_above: usize) -> Vec<u8> {
+        let meta = Meta::new(
+            std::time::SystemTime::now(),
+            std::time::Duration::from_secs(300),
+            std::time::Duration::from_millis(1),
+        );
+        envelope::seal::<ActiveCodec, T>(value, meta, compress_above).expect("encodable")
+    }
+
+    /// What a hit does with the bytes `GET` returned.
+    pub fn open<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+        envelope::open::<ActiveCodec, T>(bytes).ok().map(|(_, v)| v)
+    }
+}

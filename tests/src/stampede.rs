@@ -156,6 +156,7 @@ pub async fn worker(config: WorkerConfig) {
     COLD_WORK_MS.store(config.work_ms, SeqCst);
     // Warm the connection on a key of our own, so the start line measures the stampede only.
     fixtures::cold(&cache, 1_000_000 + u64::from(std::process::id())).await;
+    cache.flush().await;
     let before = COLD_RUNS.load(SeqCst);
     let stats_before = stats_for("fixtures::cold").expect("cold was called");
     COLD_HANG.store(config.hang, SeqCst);
@@ -184,6 +185,7 @@ pub async fn worker(config: WorkerConfig) {
         report.max_micros = report.max_micros.max(waited.as_micros() as u64);
         report.values.insert(value);
     }
+    cache.flush().await;
     let stats = stats_for("fixtures::cold").expect("cold was called");
     report.executions = COLD_RUNS.load(SeqCst) - before;
     report.hits = stats.hits - stats_before.hits;

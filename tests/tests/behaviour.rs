@@ -119,6 +119,7 @@ async fn the_ttl_is_set_on_the_key() {
     let redis = RedisServer::start();
     let cache = redis.cache("ttl");
     with_ttl(&cache, 1).await;
+    cache.flush().await;
     let keys = redis.keys().await;
     assert_eq!(keys.len(), 1);
     let mut conn = redis.connection().await;
@@ -229,6 +230,7 @@ async fn corrupt_or_foreign_values_are_misses_and_get_overwritten() {
     let redis = RedisServer::start();
     let cache = redis.cache("corrupt");
     corruptible(&cache, 1).await;
+    cache.flush().await;
     let key = redis.keys().await.pop().unwrap();
     let mut conn = redis.connection().await;
     let valid: Vec<u8> = redis::cmd("GET")
@@ -260,6 +262,7 @@ async fn corrupt_or_foreign_values_are_misses_and_get_overwritten() {
             .await
             .unwrap();
         assert_eq!(corruptible(&cache, 1).await.name, "fresh");
+        cache.flush().await;
         let now: Vec<u8> = redis::cmd("GET")
             .arg(&key)
             .query_async(&mut conn)
@@ -285,6 +288,7 @@ async fn corrupt_or_foreign_values_are_misses_and_get_overwritten() {
         .await
         .unwrap();
     assert_eq!(corruptible(&cache, 1).await.name, "fresh");
+    cache.flush().await;
     let kind: String = redis::cmd("TYPE")
         .arg(&key)
         .query_async(&mut conn)
@@ -519,6 +523,7 @@ async fn a_redis_restart_is_survived_and_the_cache_is_used_again() {
 
     redis.restart();
     assert_eq!(across_restart(&cache, 2).await, 20);
+    cache.flush().await;
     let up = stats_for("behaviour::across_restart").unwrap();
     assert_eq!(
         up.writes,
@@ -600,4 +605,32 @@ async fn a_cancelled_call_stores_nothing_and_blocks_nothing() {
     assert_eq!(cancellable(&cache, &started, &gate, 1).await, 1);
     assert_eq!(redis.keys().await.len(), 1, "the entry, and no lock");
     assert_eq!(cache.in_flight(), 0);
+}
+
+/// Freezes Redis (SIGSTOP) as its last act, so its value can only be stored after it returned.
+#[redis_cache(ttl = 60, skip(cache, redis), cache = cache)]
+async fn freezes_redis(cache: &Cache, redis: &RedisServer, id: u64) -> u64 {
+    redis.pause();
+    id
+}
+
+#[tokio::test]
+async fn a_miss_returns_its_value_before_the_store_lands() {
+    let redis = RedisServer::start();
+    // A command deadline far longer than the test: a store the caller waited for could only
+    // end by timing out, with Redis still frozen, and nothing would be stored.
+    let cache = Cache::builder()
+        .url(redis.url())
+        .prefix("background-store")
+        .command_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    assert_eq!(freezes_redis(&cache, &redis, 7).await, 7);
+    // The call came back while Redis is frozen: its store is still on its way.
+    redis.resume();
+    cache.flush().await;
+    let keys = redis.keys().await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let stats = stats_for("behaviour::freezes_redis").unwrap();
+    assert_eq!((stats.misses, stats.writes), (1, 1));
 }

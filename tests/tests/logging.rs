@@ -95,6 +95,7 @@ async fn oversized_values_are_returned_but_not_stored_and_logged_once() {
     for pages in 1000..1010 {
         assert_eq!(report(&cache, pages).await.len(), pages);
     }
+    cache.flush().await;
     let stats = cache_runtime::stats_for("logging::report").unwrap();
     assert_eq!((stats.writes, stats.oversize), (1, 10));
     assert_eq!(

@@ -93,6 +93,7 @@ async fn stats_and_metrics_match_a_counted_workload_exactly() {
     for id in 0..10 {
         counted(&cache, id).await; // 10 misses: GET, lock, store
     }
+    cache.flush().await;
     for _ in 0..3 {
         for id in 0..10 {
             counted(&cache, id).await; // 30 hits: GET
@@ -101,6 +102,7 @@ async fn stats_and_metrics_match_a_counted_workload_exactly() {
     counted_invalidate(&cache, 0).await.unwrap();
     counted(&cache, 0).await; // a miss: GET, lock, store
     counted_refresh(&cache, 1).await; // a miss: take the lock, store
+    cache.flush().await;
 
     let stats = cache_runtime::stats_for("metrics::counted").unwrap();
     assert_eq!(

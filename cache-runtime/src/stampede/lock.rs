@@ -193,7 +193,7 @@ impl Lock {
     /// the lock is still ours. `Ok(false)`: it was not (the key was invalidated, cleared or
     /// refreshed meanwhile, or the lease lapsed), and nothing was stored.
     pub(crate) async fn store(
-        mut self,
+        &mut self,
         envelope: &[u8],
         keep: Duration,
     ) -> Result<bool, StoreError> {
@@ -215,6 +215,11 @@ impl Lock {
     }
 
     /// Releases without storing and wakes the waiters (they will try to take the lock).
+    /// The key of the entry this lock guards.
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
     pub(crate) async fn release(mut self) {
         self.done = true;
         release(&self.cache, &self.lock_key, &self.token).await;

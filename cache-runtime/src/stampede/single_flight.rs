@@ -15,8 +15,9 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
@@ -47,11 +48,49 @@ struct Flight {
     slot: Slot,
 }
 
+/// Shards of the flight table: callers of different keys rarely take the same lock, so the
+/// worker threads do not queue on one mutex on every call.
+const SHARDS: usize = 16;
+
 /// The calls in flight in one [`Cache`](crate::Cache).
 #[derive(Debug, Default)]
 pub(crate) struct Flights {
-    map: Mutex<HashMap<FlightId, Flight>>,
+    shards: [Shard; SHARDS],
     serials: AtomicU64,
+}
+
+type Table = HashMap<FlightId, Flight, BuildHasherDefault<IdHasher>>;
+
+/// One shard, alone on its cache lines (two, for the adjacent-line prefetcher).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard(Mutex<Table>);
+
+/// Flight ids are already xxh3 hashes: folding their bits is as good as hashing them again
+/// (the table holds only calls in flight, so a crafted collision cannot grow it).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).rotate_left(23);
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.write_u64(n as u64 ^ (n >> 64) as u64);
+    }
 }
 
 /// The caller's role for one attempt.
@@ -63,7 +102,7 @@ pub(crate) enum Join<'a> {
 impl Flights {
     /// Leads the flight for `id`, or follows the one already in the air.
     pub(crate) fn join(&self, id: FlightId) -> Join<'_> {
-        match self.lock().entry(id) {
+        match self.lock(id).entry(id) {
             Entry::Occupied(mut flight) => {
                 let tx = flight
                     .get_mut()
@@ -84,7 +123,7 @@ impl Flights {
     pub(crate) fn lead_anew(&self, id: FlightId) -> Leader<'_> {
         let serial = self.serials.fetch_add(1, Relaxed);
         // The old flight's channel is dropped here: its followers start over and follow us.
-        let old = self.lock().insert(id, Flight { serial, slot: None });
+        let old = self.lock(id).insert(id, Flight { serial, slot: None });
         drop(old);
         self.leader(id, serial)
     }
@@ -92,22 +131,24 @@ impl Flights {
     /// Detaches the flight of `id`: later calls lead anew, its followers start over, and its
     /// leader's outcome reaches nobody.
     pub(crate) fn detach(&self, id: FlightId) {
-        let old = self.lock().remove(&id);
+        let old = self.lock(id).remove(&id);
         drop(old);
     }
 
     /// Detaches every flight of a function (`namespace`), or every flight when `None`.
     pub(crate) fn detach_all(&self, namespace: Option<u64>) {
-        let mut detached = Vec::new();
-        self.lock().retain(|id, flight| {
-            let keep = namespace.is_some_and(|ns| id.0 != ns);
-            if !keep {
-                detached.push(flight.slot.take());
-            }
-            keep
-        });
-        // Channels close outside the map's lock.
-        drop(detached);
+        for shard in &self.shards {
+            let mut detached = Vec::new();
+            lock(shard).retain(|id, flight| {
+                let keep = namespace.is_some_and(|ns| id.0 != ns);
+                if !keep {
+                    detached.push(flight.slot.take());
+                }
+                keep
+            });
+            // Channels close outside the shard's lock.
+            drop(detached);
+        }
     }
 
     fn leader(&self, id: FlightId, serial: u64) -> Leader<'_> {
@@ -121,22 +162,27 @@ impl Flights {
 
     /// Flights in the air; zero when the process is idle.
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.shards.iter().map(|shard| lock(shard).len()).sum()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FlightId, Flight>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    /// The shard of `id`.
+    fn lock(&self, id: FlightId) -> MutexGuard<'_, Table> {
+        lock(&self.shards[id.1 as usize % SHARDS])
     }
 
     /// Ends flight `serial` of `id`, unless it was detached; its channel, if any follower opened
     /// one.
     fn land(&self, id: FlightId, serial: u64) -> Slot {
-        let mut map = self.lock();
+        let mut map = self.lock(id);
         match map.entry(id) {
             Entry::Occupied(flight) if flight.get().serial == serial => flight.remove().slot,
             _ => None,
         }
     }
+}
+
+fn lock(shard: &Shard) -> MutexGuard<'_, Table> {
+    shard.0.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The caller doing the work for a key. Dropping it without [`Leader::publish`] (cancellation,

@@ -74,6 +74,8 @@ struct Options {
     keys: u64,
     rounds: usize,
     soak: bool,
+    /// Concurrencies to measure.
+    tasks: Vec<usize>,
     /// Only these cases (names separated by `/`), for profiling.
     only: Option<String>,
 }
@@ -87,6 +89,7 @@ impl Options {
             rounds: 3,
             soak: false,
             only: None,
+            tasks: vec![1, 64],
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -105,10 +108,11 @@ impl Options {
                     options.rounds = 1;
                 }
                 "--soak" => options.soak = true,
+                "--tasks" => options.tasks = vec![value("--tasks") as usize],
                 "--only" => options.only = Some(args.next().expect("--only takes a case name")),
                 other => panic!(
                     "unknown option {other}; expected --secs S, --warmup S, --keys N, --quick, \
-                     --soak or --only CASE/CASE..."
+                     --soak, --tasks N or --only CASE/CASE..."
                 ),
             }
         }
@@ -174,14 +178,27 @@ fn raw_key(id: u64) -> String {
 fn main() {
     let options = Options::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(client_threads())
         .enable_all()
         .build()
         .expect("a Tokio runtime");
     runtime.block_on(async_main(options));
 }
 
+/// The cores the client may use: all but the one Redis is pinned to (so the two do not trade
+/// places between runs), and at least one.
+fn client_threads() -> usize {
+    cores().saturating_sub(1).max(1)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 async fn async_main(options: Options) {
-    let redis = RedisServer::start();
+    // Redis's main thread on the last core.
+    let last_core = (cores() - 1).to_string();
+    let redis = RedisServer::start_with(&["--server_cpulist", &last_core]);
     let cache = Cache::builder()
         .url(redis.url())
         .prefix("bench")
@@ -197,6 +214,12 @@ async fn async_main(options: Options) {
         keys: options.keys,
     };
     prepare(&bench).await;
+    if std::env::var_os("BENCH_SIZES").is_some() {
+        eprintln!(
+            "product future: {} bytes",
+            std::mem::size_of_val(&product(&cache, 1))
+        );
+    }
     #[cfg(feature = "peers")]
     let peers = peers::setup(&redis.url()).await;
     #[cfg(feature = "peers")]
@@ -206,14 +229,14 @@ async fn async_main(options: Options) {
     }
 
     println!(
-        "redis-server on loopback, {} keys, value {} bytes (bincode), {} worker threads on {} cores; \
-         {:?} per case after {:?} of warm-up",
+        "redis-server on loopback (pinned to the last core), {} keys, value {} bytes (bincode), {} \
+         Tokio worker threads, {} cores; {:?} per case after {:?} of warm-up",
         bench.keys,
         bincode::serde::encode_to_vec(Product::sample(1), bincode::config::standard())
             .unwrap()
             .len(),
         tokio::runtime::Handle::current().metrics().num_workers(),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cores(),
         options.time,
         options.warmup,
     );
@@ -222,7 +245,7 @@ async fn async_main(options: Options) {
         options,
         rows: Vec::new(),
     };
-    for tasks in [1, 64] {
+    for tasks in suite.options.tasks.clone() {
         // Raw and hit alternate.
         for _ in 0..suite.options.rounds {
             let b = bench.clone();
