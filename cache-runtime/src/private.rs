@@ -17,9 +17,14 @@ pub mod bench {
     use crate::key::CallKey;
     use crate::site::SiteSpec;
 
+    /// The fingerprint of `spec`'s values (a site computes it once, at its first call).
+    pub fn fingerprint(spec: &SiteSpec) -> u32 {
+        spec.fingerprint()
+    }
+
     /// The Redis key of `call` (what a hit renders before its `GET`).
-    pub fn key(prefix: &str, spec: &SiteSpec, call: &CallKey) -> Option<String> {
-        call.render(prefix, spec, spec.fingerprint())
+    pub fn key(prefix: &str, spec: &SiteSpec, fingerprint: u32, call: &CallKey) -> Option<String> {
+        call.render(prefix, spec, fingerprint)
     }
 
     /// An envelope as a miss stores it (compressing above `compress_above` bytes).
