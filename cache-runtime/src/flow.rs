@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 
 use crate::cache::Cache;
 use crate::codec::ActiveCodec;
@@ -133,7 +133,7 @@ struct Call<'a> {
 }
 
 /// What a leader's followers get for `value` (sealed or not).
-fn outcome_of<P: Policy<R>, R>(value: &R, sealed: Option<(Arc<Vec<u8>>, Duration)>) -> Outcome {
+fn outcome_of<P: Policy<R>, R>(value: &R, sealed: Sealed) -> Outcome {
     match sealed {
         Some((bytes, _)) => Outcome::Entry(bytes),
         None if P::is_absent(value) => Outcome::Absent,
@@ -233,6 +233,9 @@ impl Call<'_> {
         F: Future<Output = R>,
     {
         let site = self.site;
+        if !site.spec.lock {
+            return self.compute_unlocked::<P, R, F>(leader, body).await;
+        }
         let lock = match self.lock_or_wait::<P::Stored>().await {
             Ok(Waited::Lock(held)) => Some(held),
             Ok(Waited::Entry(value, bytes)) => {
@@ -269,6 +272,62 @@ impl Call<'_> {
             let _pending = Pending(cache.clone());
             store(site, &cache, sealed, lock).await;
         });
+        value
+    }
+
+    /// `lock = false`: the caller computes at once and waits for nothing else. The key's lock is
+    /// asked for in the background as the function starts, and renewed there while it runs; if
+    /// this call got it, the value is stored with it (fenced like any other store), and if
+    /// another process holds it, that process stores.
+    async fn compute_unlocked<P, R, F>(self, leader: Leader<'_>, body: F) -> R
+    where
+        P: Policy<R>,
+        P::Stored: CacheValue,
+        F: Future<Output = R>,
+    {
+        let site = self.site;
+        let (hand_over, value_ready) = oneshot::channel::<Sealed>();
+        let (cache, key) = (self.cache.clone(), self.key.to_owned());
+        cache.stores().start();
+        tokio::spawn(async move {
+            let _pending = Pending(cache.clone());
+            let Some(conn) = cache.connection() else {
+                return;
+            };
+            let lock_key = lock::lock_key(&key);
+            let lease = cache.locks().lease;
+            let attempt = site
+                .redis(lock::try_acquire(&cache, conn, &key, &lock_key, lease))
+                .await;
+            let lock = match attempt {
+                Ok(lock::Attempt {
+                    lock: Some(lock), ..
+                }) => lock,
+                // Another process computes the key and will store it.
+                Ok(_) => return,
+                Err(err) => {
+                    if !matches!(err, StoreError::Unavailable) {
+                        site.problem(
+                            Count::Errors,
+                            "lock failed; computed without it and not stored",
+                            &err,
+                        );
+                    }
+                    return;
+                }
+            };
+            match lock.hold_while(value_ready).await {
+                Ok(sealed) => store(site, &cache, sealed, lock).await,
+                // The caller was cancelled or panicked: nothing to store.
+                Err(_) => lock.release().await,
+            }
+        });
+        site.count(Count::Misses);
+        let (value, took) = self.execute(body, None).await;
+        let sealed = self.seal::<P, R>(&value, took);
+        leader.publish(outcome_of::<P, R>(&value, sealed.clone()));
+        // The background task stores it, once it knows whether it holds the lock.
+        let _ = hand_over.send(sealed);
         value
     }
 
@@ -312,17 +371,13 @@ impl Call<'_> {
         value
     }
 
-    /// Takes the key's lock or waits for its holder; with `lock = false`, one attempt and no
-    /// waiting (another process computing the key is left to store it).
+    /// Takes the key's lock or waits for its holder.
     async fn lock_or_wait<T: CacheValue>(&self) -> Result<Waited<T>, StoreError> {
         let Some(notifier) = self.cache.notifier() else {
             return Ok(Waited::GaveUp);
         };
         let spec = &self.site.spec;
-        let mut settings = self.cache.locks();
-        if !spec.lock {
-            settings.wait = Duration::ZERO;
-        }
+        let settings = self.cache.locks();
         stampede::lock_or_wait(
             self.cache,
             self.conn,
@@ -423,7 +478,7 @@ impl Call<'_> {
     }
 
     /// The envelope of `value` and how long Redis should keep it, if the policy stores it.
-    fn seal<P, R>(&self, value: &R, took: Duration) -> Option<(Arc<Vec<u8>>, Duration)>
+    fn seal<P, R>(&self, value: &R, took: Duration) -> Sealed
     where
         P: Policy<R>,
         P::Stored: CacheValue,
@@ -446,14 +501,12 @@ impl Call<'_> {
     }
 }
 
+/// An encoded value and how long Redis should keep it; `None` when the policy stores nothing.
+type Sealed = Option<(Arc<Vec<u8>>, Duration)>;
+
 /// Stores an envelope and releases `lock` in one round trip (if the lock is still held), or just
 /// releases `lock`.
-async fn store(
-    site: &'static Site,
-    cache: &Cache,
-    sealed: Option<(Arc<Vec<u8>>, Duration)>,
-    mut lock: Lock,
-) {
+async fn store(site: &'static Site, cache: &Cache, sealed: Sealed, mut lock: Lock) {
     let max_bytes = cache.limits().max_bytes;
     let (bytes, keep) = match sealed {
         Some((bytes, _)) if bytes.len() > max_bytes => {

@@ -36,7 +36,7 @@ use redis::aio::MultiplexedConnection;
 use redis_cache_tests::RedisServer;
 use redis_cache_tests::fixtures::Product;
 
-use measure::Sample;
+use measure::{Flush, Sample, Untimed};
 
 /// A hit for every key the benchmark reads (they are stored before it starts).
 #[redis_cache(ttl = 3600, skip(cache), cache = cache)]
@@ -298,14 +298,20 @@ async fn async_main(options: Options) {
         suite
             .case(MISS, tasks, move |_| {
                 let (cache, id) = (b.cache.clone(), fresh_id());
-                async move { assert_eq!(product_miss(&cache, id).await.id, id) }
+                async move {
+                    assert_eq!(product_miss(&cache, id).await.id, id);
+                    Flush(cache)
+                }
             })
             .await;
         let b = bench.clone();
         suite
             .case(MISS_UNLOCKED, tasks, move |_| {
                 let (cache, id) = (b.cache.clone(), fresh_id());
-                async move { assert_eq!(product_miss_unlocked(&cache, id).await.id, id) }
+                async move {
+                    assert_eq!(product_miss_unlocked(&cache, id).await.id, id);
+                    Flush(cache)
+                }
             })
             .await;
 
@@ -376,10 +382,11 @@ struct Suite {
 impl Suite {
     /// Measures `op` at `tasks` concurrency after a warm-up; a case measured again (rounds) is
     /// merged into its row.
-    async fn case<F, Fut>(&mut self, name: &str, tasks: usize, op: F)
+    async fn case<F, Fut, A>(&mut self, name: &str, tasks: usize, op: F)
     where
         F: Fn(&mut fastrand::Rng) -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = ()> + Send,
+        Fut: std::future::Future<Output = A> + Send,
+        A: Untimed + 'static,
     {
         if let Some(only) = &self.options.only
             && !only.split('/').any(|n| n == name)

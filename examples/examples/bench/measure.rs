@@ -4,6 +4,25 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Work a call leaves behind, done after its latency is taken (and before the next call).
+pub trait Untimed: Send {
+    fn settle(self) -> impl Future<Output = ()> + Send;
+}
+
+impl Untimed for () {
+    async fn settle(self) {}
+}
+
+/// The cache's background stores: a miss returns before its store lands, and back-to-back misses
+/// would otherwise queue behind the previous call's store, which a caller does not wait for.
+pub struct Flush(pub cache_runtime::Cache);
+
+impl Untimed for Flush {
+    async fn settle(self) {
+        self.0.flush().await;
+    }
+}
+
 /// What one case measured.
 #[derive(Debug, Clone)]
 pub struct Sample {
@@ -47,10 +66,11 @@ impl Sample {
 
 /// Runs `op(rng)` in `tasks` concurrent tasks for `time` and returns the calls made, their
 /// latencies and the wall time.
-pub async fn run<F, Fut>(tasks: usize, time: Duration, op: F) -> Sample
+pub async fn run<F, Fut, A>(tasks: usize, time: Duration, op: F) -> Sample
 where
     F: Fn(&mut fastrand::Rng) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
+    Fut: Future<Output = A> + Send,
+    A: Untimed + 'static,
 {
     let op = Arc::new(op);
     let cpu_before = cpu_time();
@@ -66,10 +86,10 @@ where
                 let mut latencies = Vec::with_capacity(1 << 16);
                 let mut now = Instant::now();
                 while now < deadline {
-                    op(&mut rng).await;
-                    let end = Instant::now();
-                    latencies.push(end - now);
-                    now = end;
+                    let after = op(&mut rng).await;
+                    latencies.push(now.elapsed());
+                    after.settle().await;
+                    now = Instant::now();
                 }
                 latencies
             })
