@@ -31,7 +31,7 @@
 //! | `stale = N` | keep entries N seconds past their TTL, served while one caller refreshes (and if that refresh fails) |
 //! | `early_refresh = false` | no probabilistic early refresh (XFetch) of entries close to expiry |
 //! | `jitter = F` | shorten each TTL by a random fraction up to F, 0.0 to 0.5 (default [`DEFAULT_TTL_JITTER`]) |
-//! | `lock = false` | on a miss, never wait for another process (the one holding the key's lock stores) |
+//! | `lock = false` | on a miss, never wait for another process: the lock is taken in the background (the one holding it stores) |
 //! | `companions = false` | no `{fn}_invalidate` / `{fn}_refresh` companions (trait impls need this) |
 //!
 //! Stampede protection is on by default: concurrent calls of one key in a process share one
