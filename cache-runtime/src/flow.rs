@@ -6,8 +6,10 @@
 //!    refresh it early (XFetch). In its stale window: served to the followers at once, while the
 //!    leader refreshes it; if that fails (`Err`), the stale value is served (fail-safe).
 //! 3. No usable entry: the leader takes the key's lock or waits for the process holding it
-//!    ([`crate::stampede::lock_or_wait`]), then computes, hands the value to its followers, and
-//!    stores it (with the release of the lock, in one round trip). Only a lock holder stores, and
+//!    ([`crate::stampede::lock_or_wait`]), then computes, hands the value to its followers and
+//!    returns it; the store (with the release of the lock, in one round trip) runs in the
+//!    background, so the caller does not wait for it. With `lock = false` the lock is asked for
+//!    in the background too, as the function starts. Only a lock holder stores, and
 //!    only while it still holds the lock: that is the fence that keeps an invalidation from being
 //!    undone by a computation that started before it ([`crate::stampede::lock`]).
 //! 4. A write-through refresh ([`crate::invalidation::refresh`]) skips the lookup, takes the lock
@@ -20,8 +22,8 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
 use std::time::{Duration, Instant, SystemTime};
+
 use tokio::sync::{Notify, oneshot};
 
 use crate::cache::Cache;
@@ -266,10 +268,8 @@ impl Call<'_> {
         // The caller has its value: the store's round trip is not its to wait for. Until the
         // store lands the lock stays held, so a caller arriving meanwhile (in any process) finds
         // the entry with the lock, or waits for the release that comes with it.
-        let (site, cache) = (self.site, self.cache.clone());
-        cache.stores().start();
-        tokio::spawn(async move {
-            let _pending = Pending(cache.clone());
+        let site = self.site;
+        in_background(self.cache, move |cache| async move {
             store(site, &cache, sealed, lock).await;
         });
         value
@@ -287,10 +287,8 @@ impl Call<'_> {
     {
         let site = self.site;
         let (hand_over, value_ready) = oneshot::channel::<Sealed>();
-        let (cache, key) = (self.cache.clone(), self.key.to_owned());
-        cache.stores().start();
-        tokio::spawn(async move {
-            let _pending = Pending(cache.clone());
+        let key = self.key.to_owned();
+        in_background(self.cache, move |cache| async move {
             let Some(conn) = cache.connection() else {
                 return;
             };
@@ -538,6 +536,20 @@ async fn store(site: &'static Site, cache: &Cache, sealed: Sealed, mut lock: Loc
             &err,
         ),
     }
+}
+
+/// Runs a store in a spawned task, counted in [`Stores`] until the task ends (however it ends).
+fn in_background<Fut>(cache: &Cache, store: impl FnOnce(Cache) -> Fut)
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    cache.stores().start();
+    let pending = Pending(cache.clone());
+    let work = store(cache.clone());
+    tokio::spawn(async move {
+        let _pending = pending;
+        work.await;
+    });
 }
 
 /// Counts a background store as finished, however its task ends.
