@@ -634,3 +634,12 @@ async fn a_miss_returns_its_value_before_the_store_lands() {
     let stats = stats_for("behaviour::freezes_redis").unwrap();
     assert_eq!((stats.misses, stats.writes), (1, 1));
 }
+
+/// The future of a call carries the hit path only: the connect, lock, refresh and fallback paths
+/// are boxed. Inlined, they made every call's future 8 KB, copied on every hit.
+#[test]
+fn a_calls_future_carries_only_the_hit_path() {
+    let cache = Cache::disabled();
+    let size = std::mem::size_of_val(&with_ttl(&cache, 1));
+    assert!(size <= 2048, "the future of a call is {size} bytes");
+}

@@ -205,7 +205,7 @@ async fn async_main(options: Options) {
         .build()
         .expect("cache");
     if options.soak {
-        return soak::run(&redis, &cache).await;
+        return soak::run(&cache).await;
     }
     let bench = Bench {
         cache: cache.clone(),
@@ -214,12 +214,6 @@ async fn async_main(options: Options) {
         keys: options.keys,
     };
     prepare(&bench).await;
-    if std::env::var_os("BENCH_SIZES").is_some() {
-        eprintln!(
-            "product future: {} bytes",
-            std::mem::size_of_val(&product(&cache, 1))
-        );
-    }
     #[cfg(feature = "peers")]
     let peers = peers::setup(&redis.url()).await;
     #[cfg(feature = "peers")]

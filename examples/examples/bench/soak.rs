@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use cache_runtime::{Cache, redis_cache};
-use redis_cache_tests::RedisServer;
 use redis_cache_tests::fixtures::Product;
 
 const CALLS: u64 = 10_000_000;
@@ -31,8 +30,7 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-pub async fn run(redis: &RedisServer, cache: &Cache) {
-    let _ = redis;
+pub async fn run(cache: &Cache) {
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     println!(
