@@ -68,7 +68,7 @@ impl Cache {
     ) -> Cache {
         let notifier = connection
             .as_ref()
-            .map(|c| Notifier::new(c.client().clone(), c.timeouts().connect));
+            .map(|c| Notifier::new(c.timeouts().connect));
         Cache {
             inner: Arc::new(Inner {
                 prefix,

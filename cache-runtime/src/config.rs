@@ -49,6 +49,29 @@ pub const DEFAULT_TTL_JITTER: f64 = 0.1;
 /// Environment variable holding the Redis URL (`redis://`, `rediss://` for TLS, credentials in
 /// the URL).
 pub const ENV_URL: &str = "REDIS_URL";
+/// Environment variable listing the nodes of a Redis Cluster, `host:port,host:port,...` (or
+/// URLs, `rediss://` for TLS); a few are enough, the rest are discovered. Selects cluster mode.
+pub const ENV_CLUSTER_URLS: &str = "REDIS_CLUSTER_URLS";
+/// Environment variable listing Sentinel addresses, `host:port,...` (or URLs, with the
+/// sentinels' own credentials). Selects Sentinel mode, with [`ENV_SENTINEL_MASTER`].
+pub const ENV_SENTINEL_URLS: &str = "REDIS_SENTINEL_URLS";
+/// Environment variable naming the primary the sentinels monitor (`sentinel monitor <name>`).
+pub const ENV_SENTINEL_MASTER: &str = "REDIS_SENTINEL_MASTER";
+/// Environment variable holding the URL of a read-only replica endpoint: lookups go there,
+/// everything else to the primary.
+pub const ENV_READER_URL: &str = "REDIS_READER_URL";
+/// Environment variable holding the ACL username for the Redis servers (overrides the URLs').
+pub const ENV_USERNAME: &str = "REDIS_USERNAME";
+/// Environment variable holding the password for the Redis servers (overrides the URLs').
+pub const ENV_PASSWORD: &str = "REDIS_PASSWORD";
+/// Environment variable naming a PEM file of CA certificates to trust for TLS, instead of the
+/// system's and the web's roots (`tls` feature).
+pub const ENV_TLS_CA_FILE: &str = "REDIS_TLS_CA_FILE";
+/// Environment variable naming the PEM client certificate for mutual TLS (`tls` feature), with
+/// [`ENV_TLS_KEY_FILE`].
+pub const ENV_TLS_CERT_FILE: &str = "REDIS_TLS_CERT_FILE";
+/// Environment variable naming the PEM private key of the client certificate (`tls` feature).
+pub const ENV_TLS_KEY_FILE: &str = "REDIS_TLS_KEY_FILE";
 /// Environment variable holding the connect timeout in milliseconds.
 pub const ENV_CONNECT_TIMEOUT_MS: &str = "REDIS_CONNECT_TIMEOUT_MS";
 /// Environment variable holding the command timeout in milliseconds.
@@ -73,7 +96,7 @@ const MAX_PREFIX_LEN: usize = 64;
 #[derive(Clone)]
 #[must_use]
 pub struct CacheBuilder {
-    url: String,
+    endpoints: Endpoints,
     prefix: String,
     timeouts: Timeouts,
     locks: LockSettings,
@@ -88,10 +111,91 @@ pub(crate) struct ValueLimits {
     pub compress_above: usize,
 }
 
+/// The servers of one deployment.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Servers {
+    Single(String),
+    Cluster(Vec<String>),
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
+    },
+}
+
+/// Where the cache's Redis is and how to log in. `Debug` shows no password, key or certificate.
+#[derive(Clone)]
+pub(crate) struct Endpoints {
+    pub servers: Servers,
+    /// A replica endpoint for lookups.
+    pub reader: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    #[cfg(feature = "tls")]
+    pub tls: TlsFiles,
+}
+
+impl fmt::Debug for Endpoints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let urls = |urls: &[String]| urls.iter().map(|u| redact(u)).collect::<Vec<_>>();
+        let mut out = f.debug_struct("Endpoints");
+        match &self.servers {
+            Servers::Single(url) => out.field("url", &redact(url)),
+            Servers::Cluster(nodes) => out.field("cluster", &urls(nodes)),
+            Servers::Sentinel { sentinels, master } => out
+                .field("sentinels", &urls(sentinels))
+                .field("master", master),
+        };
+        out.field("reader", &self.reader.as_deref().map(redact))
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"));
+        #[cfg(feature = "tls")]
+        out.field("tls", &self.tls);
+        out.finish()
+    }
+}
+
+/// Certificates for TLS, as PEM bytes.
+#[cfg(feature = "tls")]
+#[derive(Clone, Default)]
+pub(crate) struct TlsFiles {
+    ca: Option<Vec<u8>>,
+    client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+#[cfg(feature = "tls")]
+impl TlsFiles {
+    /// redis-rs's form, when anything is set (otherwise the default roots apply).
+    pub(crate) fn certificates(&self) -> Option<redis::TlsCertificates> {
+        if self.ca.is_none() && self.client.is_none() {
+            return None;
+        }
+        Some(redis::TlsCertificates {
+            client_tls: self
+                .client
+                .as_ref()
+                .map(|(cert, key)| redis::ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.clone(),
+                }),
+            root_cert: self.ca.clone(),
+        })
+    }
+}
+
+#[cfg(feature = "tls")]
+impl fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsFiles")
+            .field("custom_ca", &self.ca.is_some())
+            .field("client_certificate", &self.client.is_some())
+            .finish()
+    }
+}
+
 impl fmt::Debug for CacheBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheBuilder")
-            .field("url", &redact(&self.url))
+            .field("endpoints", &self.endpoints)
             .field("prefix", &self.prefix)
             .field("timeouts", &self.timeouts)
             .field("locks", &self.locks)
@@ -104,7 +208,14 @@ impl fmt::Debug for CacheBuilder {
 impl Default for CacheBuilder {
     fn default() -> Self {
         CacheBuilder {
-            url: DEFAULT_URL.to_string(),
+            endpoints: Endpoints {
+                servers: Servers::Single(DEFAULT_URL.to_string()),
+                reader: None,
+                username: None,
+                password: None,
+                #[cfg(feature = "tls")]
+                tls: TlsFiles::default(),
+            },
             prefix: DEFAULT_PREFIX.to_string(),
             timeouts: Timeouts {
                 connect: DEFAULT_CONNECT_TIMEOUT,
@@ -128,16 +239,88 @@ impl Default for CacheBuilder {
 }
 
 impl CacheBuilder {
-    /// The defaults, overridden by whichever of `REDIS_URL`, `REDIS_CONNECT_TIMEOUT_MS`,
-    /// `REDIS_COMMAND_TIMEOUT_MS` and `REDIS_CACHE_PREFIX` are set.
+    /// The defaults, overridden by the environment:
+    ///
+    /// - where Redis is: one of [`ENV_URL`] (`REDIS_URL`), [`ENV_CLUSTER_URLS`]
+    ///   (`REDIS_CLUSTER_URLS`), or [`ENV_SENTINEL_URLS`] with [`ENV_SENTINEL_MASTER`]; setting
+    ///   two of them is an error;
+    /// - [`ENV_READER_URL`], [`ENV_USERNAME`], [`ENV_PASSWORD`];
+    /// - [`ENV_TLS_CA_FILE`], [`ENV_TLS_CERT_FILE`], [`ENV_TLS_KEY_FILE`] (read now; `tls`
+    ///   feature);
+    /// - `REDIS_CONNECT_TIMEOUT_MS`, `REDIS_COMMAND_TIMEOUT_MS` and `REDIS_CACHE_PREFIX`.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|var| std::env::var(var).ok())
     }
 
     fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut builder = CacheBuilder::default();
-        if let Some(url) = get(ENV_URL) {
-            builder.url = url;
+        let get = |var: &str| get(var).filter(|value| !value.trim().is_empty());
+        let url = get(ENV_URL);
+        let cluster = get(ENV_CLUSTER_URLS);
+        let sentinels = get(ENV_SENTINEL_URLS);
+        let chosen = [
+            (ENV_URL, &url),
+            (ENV_CLUSTER_URLS, &cluster),
+            (ENV_SENTINEL_URLS, &sentinels),
+        ];
+        let set: Vec<&str> = chosen
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        if set.len() > 1 {
+            return Err(ConfigError::new(format!(
+                "{} are all set: set only one of {ENV_URL}, {ENV_CLUSTER_URLS} and {ENV_SENTINEL_URLS}",
+                set.join(" and ")
+            )));
+        }
+        if let Some(url) = url {
+            builder = builder.url(url);
+        }
+        if let Some(nodes) = cluster {
+            builder = builder.cluster(split_list(&nodes));
+        }
+        if let Some(list) = sentinels {
+            let master = get(ENV_SENTINEL_MASTER).ok_or_else(|| {
+                ConfigError::new(format!(
+                    "{ENV_SENTINEL_URLS} is set but {ENV_SENTINEL_MASTER} is not: name the primary the sentinels monitor"
+                ))
+            })?;
+            builder = builder.sentinel(split_list(&list), master);
+        }
+        builder.endpoints.reader = get(ENV_READER_URL);
+        builder.endpoints.username = get(ENV_USERNAME);
+        builder.endpoints.password = get(ENV_PASSWORD);
+        let files = [ENV_TLS_CA_FILE, ENV_TLS_CERT_FILE, ENV_TLS_KEY_FILE]
+            .map(|var| get(var).map(|path| (var, path)));
+        #[cfg(not(feature = "tls"))]
+        if let Some((var, _)) = files.iter().flatten().next() {
+            return Err(ConfigError::new(format!(
+                "{var} is set, but TLS certificates need cache-runtime's `tls` feature"
+            )));
+        }
+        #[cfg(feature = "tls")]
+        {
+            let read = |file: &Option<(&str, String)>| -> Result<Option<Vec<u8>>, ConfigError> {
+                file.as_ref()
+                    .map(|(var, path)| {
+                        std::fs::read(path).map_err(|err| {
+                            ConfigError::new(format!("{var}={path:?} cannot be read: {err}"))
+                        })
+                    })
+                    .transpose()
+            };
+            let [ca, cert, key] = &files;
+            builder.endpoints.tls.ca = read(ca)?;
+            builder.endpoints.tls.client = match (read(cert)?, read(key)?) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => {
+                    return Err(ConfigError::new(format!(
+                        "set both {ENV_TLS_CERT_FILE} and {ENV_TLS_KEY_FILE}, or neither"
+                    )));
+                }
+            };
         }
         if let Some(prefix) = get(ENV_PREFIX) {
             builder.prefix = prefix;
@@ -161,10 +344,79 @@ impl CacheBuilder {
         Ok(builder)
     }
 
-    /// The Redis URL: `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS (needs
-    /// the `tls` feature).
+    /// One Redis server (or a managed primary endpoint):
+    /// `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS (needs the `tls`
+    /// feature). Replaces a [`cluster`](Self::cluster) or [`sentinel`](Self::sentinel) setting.
     pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.url = url.into();
+        self.endpoints.servers = Servers::Single(url.into());
+        self
+    }
+
+    /// A Redis Cluster, by some of its nodes (`host:port` or URLs; `rediss://` for TLS): the
+    /// others are discovered, and failovers and resharding (`MOVED`, `ASK`) are followed.
+    /// Replaces a [`url`](Self::url) or [`sentinel`](Self::sentinel) setting.
+    pub fn cluster<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let nodes = nodes
+            .into_iter()
+            .map(|node| with_scheme(node.into()))
+            .collect();
+        self.endpoints.servers = Servers::Cluster(nodes);
+        self
+    }
+
+    /// A primary found through Redis Sentinel: the sentinels' addresses (`host:port` or URLs,
+    /// with the sentinels' own credentials if they need them) and the name they monitor it
+    /// under. After a failover, the cache reconnects to the primary the sentinels name.
+    /// Replaces a [`url`](Self::url) or [`cluster`](Self::cluster) setting.
+    pub fn sentinel<I, S>(mut self, sentinels: I, master_name: impl Into<String>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let sentinels = sentinels
+            .into_iter()
+            .map(|s| with_scheme(s.into()))
+            .collect();
+        self.endpoints.servers = Servers::Sentinel {
+            sentinels,
+            master: master_name.into(),
+        };
+        self
+    }
+
+    /// A read-only replica endpoint (as managed services offer next to the primary's): lookups
+    /// (`GET`) go there, locks, stores and invalidations to the primary. Replication is
+    /// asynchronous, so a lookup right after a store may miss; the miss then finds the value
+    /// (or the lock) on the primary, so it is not computed twice. While the reader's circuit
+    /// breaker is open, lookups go to the primary.
+    pub fn reader_url(mut self, url: impl Into<String>) -> Self {
+        self.endpoints.reader = Some(url.into());
+        self
+    }
+
+    /// The ACL user and password for every Redis server (overriding those in the URLs). Never
+    /// printed: `Debug`, logs and errors show `***`.
+    pub fn credentials(mut self, username: Option<&str>, password: &str) -> Self {
+        self.endpoints.username = username.map(str::to_string);
+        self.endpoints.password = Some(password.to_string());
+        self
+    }
+
+    /// Trust these PEM CA certificates for TLS, instead of the system's and the web's roots.
+    #[cfg(feature = "tls")]
+    pub fn tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.endpoints.tls.ca = Some(pem.into());
+        self
+    }
+
+    /// Present this PEM client certificate and private key (mutual TLS).
+    #[cfg(feature = "tls")]
+    pub fn tls_client_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.endpoints.tls.client = Some((cert.into(), key.into()));
         self
     }
 
@@ -245,18 +497,21 @@ impl CacheBuilder {
                 "the lock lease must be at least 30 ms: its holder renews it every third of it",
             ));
         }
-        let client = redis::Client::open(self.url.as_str()).map_err(|err| {
-            let hint = if self.url.starts_with("rediss://") && cfg!(not(feature = "tls")) {
-                " (rediss:// needs cache-runtime's `tls` feature)"
-            } else {
-                ""
-            };
-            ConfigError::new(format!(
-                "invalid Redis URL {}: {err}{hint}",
-                redact(&self.url)
-            ))
-        })?;
-        let connection = Connection::new(client, self.timeouts, self.breaker, &self.prefix);
+        match &self.endpoints.servers {
+            Servers::Cluster(nodes)
+            | Servers::Sentinel {
+                sentinels: nodes, ..
+            } if nodes.is_empty() => {
+                return Err(ConfigError::new("no Redis nodes given"));
+            }
+            Servers::Sentinel { master, .. } if master.is_empty() => {
+                return Err(ConfigError::new("the Sentinel master name is empty"));
+            }
+            _ => {}
+        }
+        let connection =
+            Connection::open(&self.endpoints, self.timeouts, self.breaker, &self.prefix)
+                .map_err(ConfigError::new)?;
         Ok(Cache::new(
             self.prefix,
             Some(connection),
@@ -281,8 +536,27 @@ fn check_prefix(prefix: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `host:port` as a URL; URLs unchanged.
+fn with_scheme(node: String) -> String {
+    let node = node.trim();
+    if node.contains("://") {
+        node.to_string()
+    } else {
+        format!("redis://{node}")
+    }
+}
+
+/// A comma-separated list, without empty entries.
+fn split_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// Hides the password of a URL, for messages.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -340,7 +614,7 @@ mod tests {
             (ENV_CONNECT_TIMEOUT_MS, "40"),
         ]))
         .unwrap();
-        assert_eq!(b.url, "redis://10.0.0.1:7000/2");
+        assert!(b.endpoints.servers == Servers::Single("redis://10.0.0.1:7000/2".into()));
         assert_eq!(b.prefix, "svc");
         assert_eq!(b.timeouts.connect, Duration::from_millis(40));
         assert_eq!(b.timeouts.command, DEFAULT_COMMAND_TIMEOUT);

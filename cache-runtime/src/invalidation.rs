@@ -9,7 +9,9 @@
 //!
 //! Clearing scans with `SCAN ... MATCH` and deletes with `UNLINK` in batches (never `KEYS` or
 //! `FLUSHDB`), so a large keyspace is not blocked, and it scans twice: an entry stored during the
-//! first pass by a computation that started before the clear is removed by the second.
+//! first pass by a computation that started before the clear is removed by the second. On a
+//! cluster, each pass scans every primary (the slot map is read again for each pass, so a
+//! failover in between is followed).
 
 use std::cell::Cell;
 use std::future::Future;
@@ -128,20 +130,23 @@ impl Cache {
     }
 }
 
-/// One pass of `SCAN` + `UNLINK` over the whole keyspace.
+/// One pass of `SCAN` + `UNLINK` over the whole keyspace (every primary of a cluster).
 async fn sweep(conn: &Connection, pattern: &str) -> Result<u64, CacheError> {
-    let mut cursor = 0;
     let mut removed = 0;
-    loop {
-        let (next, keys) = conn.scan(cursor, pattern, SCAN_COUNT).await?;
-        if !keys.is_empty() {
-            removed += conn.unlink(&keys).await?;
+    for node in conn.primaries().await? {
+        let mut cursor = 0;
+        loop {
+            let (next, keys) = conn.scan(&node, cursor, pattern, SCAN_COUNT).await?;
+            if !keys.is_empty() {
+                removed += conn.unlink(&keys).await?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        if next == 0 {
-            return Ok(removed);
-        }
-        cursor = next;
     }
+    Ok(removed)
 }
 
 fn usable(cache: &Cache) -> Result<&Connection, CacheError> {

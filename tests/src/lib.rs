@@ -4,6 +4,8 @@
 //! killed when dropped. Readiness is an event (the server's own "Ready to accept connections"
 //! line), never a sleep.
 
+pub mod cluster;
+pub mod deployment;
 pub mod faults;
 pub mod fixtures;
 pub mod logs;
@@ -14,7 +16,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use cache_runtime::Cache;
+use cache_runtime::{Cache, CacheBuilder};
 
 /// A `redis-server` child process on `127.0.0.1:port`.
 #[derive(Debug)]
@@ -52,6 +54,32 @@ impl RedisServer {
         panic!("could not start redis-server: {last_err}");
     }
 
+    /// Starts a cluster-enabled node (`extra` says so) on a port whose cluster bus port (10000
+    /// higher) is free too, with a cluster config file of its own in `--dir`.
+    pub fn start_cluster_node(extra: &[&str]) -> RedisServer {
+        let mut last_err = String::new();
+        for _ in 0..20 {
+            let port = 20000 + fastrand::u16(..10000);
+            let free = |p: u16| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok();
+            if !free(port) || !free(port + 10000) {
+                continue;
+            }
+            let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+            extra.extend(["--cluster-config-file".into(), format!("nodes-{port}.conf")]);
+            match spawn(port, &extra) {
+                Ok(child) => {
+                    return RedisServer {
+                        port,
+                        child: Some(child),
+                        extra,
+                    };
+                }
+                Err(err) => last_err = err,
+            }
+        }
+        panic!("could not start a cluster node: {last_err}");
+    }
+
     /// Starts a server on `port` (e.g. where a cache was already pointed while nothing listened).
     pub fn start_at(port: u16, extra: &[&str]) -> RedisServer {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -72,14 +100,15 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// A builder for this server with the test timeouts.
+    pub fn builder(&self) -> CacheBuilder {
+        test_builder().url(self.url())
+    }
+
     /// A cache on this server with its own prefix and test-friendly (short) timeouts.
     pub fn cache(&self, prefix: &str) -> Cache {
-        Cache::builder()
-            .url(self.url())
+        self.builder()
             .prefix(prefix)
-            .connect_timeout(Duration::from_millis(500))
-            .command_timeout(Duration::from_millis(500))
-            .circuit_breaker(5, Duration::from_millis(10), Duration::from_millis(100))
             .build()
             .expect("valid test cache")
     }
@@ -176,6 +205,14 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Test-friendly settings: short timeouts, and a breaker that probes again within 100 ms.
+pub fn test_builder() -> CacheBuilder {
+    Cache::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .command_timeout(Duration::from_millis(500))
+        .circuit_breaker(5, Duration::from_millis(10), Duration::from_millis(100))
 }
 
 /// A cache whose Redis is not there: a loopback port nothing listens on, so connections are

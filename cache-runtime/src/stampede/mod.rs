@@ -94,7 +94,7 @@ pub(crate) async fn lock_or_wait<T>(
         if !waiting {
             waiting = true;
             site.count(Count::LockWaits);
-            subscription = notifier.subscribe(&lock_key).await;
+            subscription = notifier.subscribe(&lock_key, conn).await;
             // Look again at once: the holder may have finished while we subscribed.
             continue;
         }

@@ -5,6 +5,9 @@
 //! on the first wait; one subscription per key being waited on (single-flight leaves one waiter
 //! per key per process). A lost message or a dead pub/sub connection only costs latency: waiters
 //! also poll, more often when they have no subscription.
+//!
+//! On a cluster, the connection goes to whichever configured node answers first: a cluster
+//! forwards every `PUBLISH` to all its nodes. Behind Sentinel, it goes to the current primary.
 
 use std::collections::HashMap;
 use std::future::poll_fn;
@@ -16,6 +19,8 @@ use futures_core::Stream;
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::Notify;
 
+use crate::connection::Connection;
+
 /// After a failed pub/sub connection attempt, waiters poll for this long before the next one.
 const RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -26,7 +31,6 @@ pub(crate) struct Notifier {
 }
 
 struct Shared {
-    client: redis::Client,
     connect_timeout: Duration,
     state: Mutex<State>,
     /// One connection attempt at a time.
@@ -57,10 +61,9 @@ impl Subscription {
 }
 
 impl Notifier {
-    pub(crate) fn new(client: redis::Client, connect_timeout: Duration) -> Self {
+    pub(crate) fn new(connect_timeout: Duration) -> Self {
         Notifier {
             shared: Arc::new(Shared {
-                client,
                 connect_timeout,
                 state: Mutex::new(State::default()),
                 connecting: tokio::sync::Mutex::new(()),
@@ -68,8 +71,9 @@ impl Notifier {
         }
     }
 
-    /// Subscribes to `channel`; `None` when pub/sub is unavailable (the caller polls instead).
-    pub(crate) async fn subscribe(&self, channel: &str) -> Option<Subscription> {
+    /// Subscribes to `channel`, connecting to one of `conn`'s pub/sub servers if needed; `None`
+    /// when pub/sub is unavailable (the caller polls instead).
+    pub(crate) async fn subscribe(&self, channel: &str, conn: &Connection) -> Option<Subscription> {
         let shared = &self.shared;
         {
             let mut state = shared.lock();
@@ -82,7 +86,7 @@ impl Notifier {
                 });
             }
         }
-        let (mut sink, _) = shared.sink().await?;
+        let (mut sink, _) = shared.sink(conn).await?;
         let ok = tokio::time::timeout(shared.connect_timeout, sink.subscribe(channel))
             .await
             .is_ok_and(|r| r.is_ok());
@@ -110,7 +114,7 @@ impl Shared {
     }
 
     /// The live sink, connecting (and starting the reader task) if needed and allowed.
-    async fn sink(self: &Arc<Self>) -> Option<(PubSubSink, u64)> {
+    async fn sink(self: &Arc<Self>, conn: &Connection) -> Option<(PubSubSink, u64)> {
         if let Some(found) = self.ready()? {
             return Some(found);
         }
@@ -120,10 +124,14 @@ impl Shared {
         if let Some(found) = self.ready()? {
             return Some(found);
         }
-        let attempt = tokio::time::timeout(self.connect_timeout, self.client.get_async_pubsub())
-            .await
-            .ok()
-            .and_then(Result::ok);
+        let mut attempt = None;
+        for client in conn.pubsub_clients() {
+            let connecting = tokio::time::timeout(self.connect_timeout, client.get_async_pubsub());
+            if let Ok(Ok(pubsub)) = connecting.await {
+                attempt = Some(pubsub);
+                break;
+            }
+        }
         let mut state = self.lock();
         let Some(pubsub) = attempt else {
             state.retry_at = Some(Instant::now() + RECONNECT_BACKOFF);

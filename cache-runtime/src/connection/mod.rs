@@ -2,18 +2,34 @@
 //! verdicts, and reconnecting when its probe finds no connection.
 //!
 //! The flow only sees [`Connection::get`] and [`Connection::set`] and a [`StoreError`]; which kind
-//! of server sits behind them ([`Target`], [`Link`]) is this module's business, so a cluster or
-//! sentinel deployment is one more variant here, not a change to the flow.
+//! of deployment sits behind them (one server, a cluster, Sentinel: [`target`]) is not its
+//! business.
+//!
+//! # Connection budget
+//!
+//! Each [`Cache`](crate::Cache) opens, at most:
+//! - one multiplexed command connection (a cluster: one per node, from redis-rs's cluster
+//!   connection), shared by every call of every function;
+//! - one pub/sub connection, from the first time a call waits on another process's lock;
+//! - one more command connection to the reader endpoint, when one is configured;
+//! - with Sentinel, one connection to each sentinel asked for the primary, kept for the next
+//!   failover.
+//!
+//! Calls never open connections of their own, so the count does not grow with load.
+
+mod target;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, RedisError};
+use redis::{Cmd, FromRedisValue, RedisError};
 
 use crate::breaker::{Allow, Breaker, BreakerSettings};
+use crate::config::{Endpoints, Servers};
 use crate::health::RedisHealth;
+pub(crate) use target::Node;
+use target::{Link, Target};
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timeouts {
@@ -106,25 +122,6 @@ impl Lua {
     }
 }
 
-/// What to connect to.
-enum Target {
-    Standalone(redis::Client),
-}
-
-/// An established connection; cloning it shares the underlying socket.
-#[derive(Clone)]
-enum Link {
-    Standalone(MultiplexedConnection),
-}
-
-impl Link {
-    async fn query<T: FromRedisValue>(&mut self, cmd: &Cmd) -> Result<T, RedisError> {
-        match self {
-            Link::Standalone(conn) => cmd.query_async(conn).await,
-        }
-    }
-}
-
 struct State {
     /// The live link and its generation, so a failure only discards the link it happened on.
     link: Option<(Link, u64)>,
@@ -135,6 +132,9 @@ struct State {
 
 pub(crate) struct Connection {
     target: Target,
+    /// The replica endpoint lookups go to, if configured: a connection of its own, with its
+    /// own breaker.
+    reader: Option<Box<Connection>>,
     timeouts: Timeouts,
     breaker: Breaker,
     /// Refusals already logged (bits of [`Refusal`]), re-armed by a successful write.
@@ -145,15 +145,31 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// A connection for the cache with key prefix `cache` (which names it in logs).
-    pub(crate) fn new(
-        client: redis::Client,
+    /// A connection for the cache with key prefix `cache` (which names it in logs). Nothing
+    /// connects yet; the error is a configuration problem, with no secret in it.
+    pub(crate) fn open(
+        endpoints: &Endpoints,
         timeouts: Timeouts,
         breaker: BreakerSettings,
         cache: &str,
-    ) -> Self {
-        Connection {
-            target: Target::Standalone(client),
+    ) -> Result<Self, String> {
+        let reader = match &endpoints.reader {
+            Some(url) => {
+                let endpoints = Endpoints {
+                    servers: Servers::Single(url.clone()),
+                    reader: None,
+                    ..endpoints.clone()
+                };
+                let name = format!("{cache} (reader)");
+                Some(Box::new(Connection::open(
+                    &endpoints, timeouts, breaker, &name,
+                )?))
+            }
+            None => None,
+        };
+        Ok(Connection {
+            target: Target::open(endpoints, &timeouts)?,
+            reader,
             timeouts,
             breaker: Breaker::new(breaker, cache.to_string()),
             refusals_logged: AtomicU8::new(0),
@@ -163,11 +179,17 @@ impl Connection {
                 attempts: 0,
             }),
             connecting: tokio::sync::Mutex::new(()),
-        }
+        })
     }
 
-    /// `GET key`: `Ok(None)` when absent.
+    /// `GET key`: `Ok(None)` when absent. Sent to the reader endpoint when there is one and its
+    /// breaker is closed.
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(reader) = &self.reader
+            && reader.breaker.allow() != Allow::Skip
+        {
+            return reader.run_allowed(redis::cmd("GET").arg(key)).await;
+        }
         // While the breaker is open, a call does not even build the command.
         if self.breaker.allow() == Allow::Skip {
             return Err(StoreError::Unavailable);
@@ -192,25 +214,38 @@ impl Connection {
         .await
     }
 
-    /// One `SCAN` step: the next cursor (0 at the end) and the keys matching `pattern`.
+    /// The primaries holding the keyspace: [`Node::Any`] for one server, each primary of a
+    /// cluster.
+    pub(crate) async fn primaries(&self) -> Result<Vec<Node>, StoreError> {
+        if self.breaker.allow() == Allow::Skip {
+            return Err(StoreError::Unavailable);
+        }
+        let (mut link, generation) = self.link().await?;
+        let primaries = link.primaries().await;
+        self.judge(primaries, generation)
+    }
+
+    /// One `SCAN` step on `node`: the next cursor (0 at the end) and the keys matching
+    /// `pattern`.
     pub(crate) async fn scan(
         &self,
+        node: &Node,
         cursor: u64,
         pattern: &str,
         count: usize,
     ) -> Result<(u64, Vec<String>), StoreError> {
-        self.run(
-            redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(count),
-        )
-        .await
+        let cmd = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count)
+            .to_owned();
+        self.run_on(&cmd, node).await
     }
 
-    /// `UNLINK keys...`: deletes them (freeing memory off the main thread); how many existed.
+    /// `UNLINK keys...`: deletes them (freeing memory off the main thread); how many existed. A
+    /// cluster splits the command by slot.
     pub(crate) async fn unlink(&self, keys: &[String]) -> Result<u64, StoreError> {
         self.run(redis::cmd("UNLINK").arg(keys)).await
     }
@@ -235,11 +270,10 @@ impl Connection {
         }
     }
 
-    /// The client, for connections of another kind (pub/sub) to the same server.
-    pub(crate) fn client(&self) -> &redis::Client {
-        match &self.target {
-            Target::Standalone(client) => client,
-        }
+    /// Clients for the pub/sub connection, to try in order: the server, the configured nodes of
+    /// a cluster, or the primary the sentinels named last.
+    pub(crate) fn pubsub_clients(&self) -> Vec<redis::Client> {
+        self.target.pubsub_clients()
     }
 
     pub(crate) fn timeouts(&self) -> &Timeouts {
@@ -258,12 +292,28 @@ impl Connection {
         self.run_allowed(cmd).await
     }
 
+    /// [`Connection::run`] for a command that is not about a key, on one node.
+    async fn run_on<T: FromRedisValue>(&self, cmd: &Cmd, node: &Node) -> Result<T, StoreError> {
+        if self.breaker.allow() == Allow::Skip {
+            return Err(StoreError::Unavailable);
+        }
+        let (mut link, generation) = self.link().await?;
+        let reply = link.query_node(cmd, node).await;
+        self.judge(reply, generation)
+    }
+
     /// [`Connection::run`] once the breaker has let the command through.
     async fn run_allowed<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
         let (mut link, generation) = self.link().await?;
         // The command deadline is the connection's response timeout (set when it was opened):
         // one timer per command, covering the send and the reply.
-        match link.query(cmd).await {
+        let reply = link.query(cmd).await;
+        self.judge(reply, generation)
+    }
+
+    /// What a reply tells the breaker and the link, and the caller.
+    fn judge<T>(&self, reply: Result<T, RedisError>, generation: u64) -> Result<T, StoreError> {
+        match reply {
             Ok(value) => {
                 self.breaker.success();
                 Ok(value)
@@ -281,6 +331,11 @@ impl Connection {
                     // An error reply: the server is alive and answering.
                     self.breaker.success();
                     self.log_refusal(&err);
+                    if err.code() == Some("READONLY") {
+                        // A primary demoted by a failover (behind Sentinel, or a managed
+                        // endpoint whose DNS name moved): reconnecting finds the new one.
+                        self.discard(generation);
+                    }
                 }
                 if err.code() == Some("WRONGTYPE") {
                     return Err(StoreError::WrongType);
@@ -345,19 +400,7 @@ impl Connection {
                 return Err(StoreError::Unavailable);
             }
         }
-        let attempt = match &self.target {
-            Target::Standalone(client) => {
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(self.timeouts.connect))
-                    .set_response_timeout(Some(self.timeouts.command));
-                tokio::time::timeout_at(
-                    deadline,
-                    client.get_multiplexed_async_connection_with_config(&config),
-                )
-                .await
-                .map(|r| r.map(Link::Standalone))
-            }
-        };
+        let attempt = tokio::time::timeout_at(deadline, self.target.connect(&self.timeouts)).await;
         let connected = {
             let mut state = self.lock();
             state.attempts += 1;
@@ -392,16 +435,19 @@ impl Connection {
         }
     }
 
-    /// `INFO`, read into what operators need to know.
+    /// `INFO` (of one primary, on a cluster), read into what operators need to know.
     pub(crate) async fn health(&self) -> Result<RedisHealth, StoreError> {
-        let info: String = self.run(&redis::cmd("INFO")).await?;
+        let info: String = self.run_on(&redis::cmd("INFO"), &Node::Any).await?;
         Ok(RedisHealth::parse(&info))
     }
 
     /// The start-up check, once per cache: memory, eviction policy, and what to fix.
     async fn log_health(&self, link: &mut Link) {
         let cmd = redis::cmd("INFO");
-        let info = tokio::time::timeout(self.timeouts.command, link.query::<String>(&cmd));
+        let info = tokio::time::timeout(
+            self.timeouts.command,
+            link.query_node::<String>(&cmd, &Node::Any),
+        );
         let health = match info.await {
             Ok(Ok(info)) => RedisHealth::parse(&info),
             // INFO may be renamed or forbidden on managed services: nothing to report then.
@@ -416,7 +462,11 @@ impl Connection {
     /// Forgets a broken link (if it is still the current one); the next call reconnects.
     fn discard(&self, generation: u64) {
         let mut state = self.lock();
-        if state.link.as_ref().is_some_and(|(_, g)| *g == generation) {
+        if state
+            .link
+            .as_ref()
+            .is_some_and(|(link, g)| *g == generation && !link.reconnects_itself())
+        {
             state.link = None;
             tracing::debug!("redis_cache: connection lost; reconnecting on next call");
         }

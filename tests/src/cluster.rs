@@ -1,0 +1,241 @@
+//! A Redis Cluster of real `redis-server` processes on loopback: 3 primaries and 3 replicas,
+//! joined with `redis-cli --cluster create`, with a short node timeout so failovers take
+//! seconds.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use cache_runtime::{Cache, CacheBuilder};
+use redis::cluster_async::ClusterConnection;
+
+use crate::{RedisServer, test_builder};
+
+/// How long a node may be unreachable before the cluster fails it over.
+pub const NODE_TIMEOUT_MS: u64 = 1000;
+
+/// Six cluster nodes (three primaries with a replica each); all are killed when dropped.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+    dir: PathBuf,
+}
+
+impl RedisCluster {
+    /// Starts six nodes, creates the cluster and waits until every node sees all slots served
+    /// and every replica is in sync.
+    pub fn start() -> RedisCluster {
+        static CLUSTERS: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "redis-cache-cluster-{}-{}",
+            std::process::id(),
+            CLUSTERS.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("cluster config directory");
+        let timeout = NODE_TIMEOUT_MS.to_string();
+        let nodes: Vec<RedisServer> = (0..6)
+            .map(|_| {
+                RedisServer::start_cluster_node(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    &timeout,
+                    // A replica that lost its primary a while ago may still be promoted.
+                    "--cluster-replica-validity-factor",
+                    "0",
+                    "--dir",
+                    dir.to_str().expect("utf-8 temp dir"),
+                ])
+            })
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        let cluster = RedisCluster { nodes, dir };
+        cluster.wait_until_healthy(3);
+        cluster
+    }
+
+    /// `host:port` of every node, as `REDIS_CLUSTER_URLS` lists them.
+    pub fn addresses(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect()
+    }
+
+    /// A builder for this cluster with the test timeouts.
+    pub fn builder(&self) -> CacheBuilder {
+        test_builder().cluster(self.addresses())
+    }
+
+    /// A cache on this cluster with its own prefix and test-friendly timeouts.
+    pub fn cache(&self, prefix: &str) -> Cache {
+        self.builder()
+            .prefix(prefix)
+            .build()
+            .expect("valid test cache")
+    }
+
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    pub fn nodes_mut(&mut self) -> &mut [RedisServer] {
+        &mut self.nodes
+    }
+
+    /// A cluster connection for inspecting and tampering with the contents.
+    pub async fn connection(&self) -> ClusterConnection {
+        let urls: Vec<String> = self
+            .addresses()
+            .iter()
+            .map(|a| format!("redis://{a}"))
+            .collect();
+        redis::cluster::ClusterClient::new(urls)
+            .expect("cluster client")
+            .get_async_connection()
+            .await
+            .expect("connect to the test cluster")
+    }
+
+    /// The running nodes that are primaries now.
+    pub fn primaries(&self) -> Vec<&RedisServer> {
+        self.nodes
+            .iter()
+            .filter(|n| n.is_running() && role(n) == "master")
+            .collect()
+    }
+
+    /// Every key on the primaries, sorted.
+    pub async fn keys(&self) -> Vec<String> {
+        self.keys_matching("*").await
+    }
+
+    /// Keys matching a glob pattern on the primaries, sorted.
+    pub async fn keys_matching(&self, pattern: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        for node in self.primaries() {
+            keys.extend(
+                node.command::<Vec<String>>(&["KEYS", pattern])
+                    .await
+                    .unwrap(),
+            );
+        }
+        keys.sort();
+        keys
+    }
+
+    /// Removes every key.
+    pub async fn flush(&self) {
+        for node in self.primaries() {
+            node.command::<()>(&["FLUSHALL"]).await.expect("FLUSHALL");
+        }
+    }
+
+    /// The primary that serves `key` now.
+    pub fn primary_of(&self, key: &str) -> usize {
+        let output = Command::new("redis-cli")
+            .args([
+                "-p",
+                &self.nodes[0].port().to_string(),
+                "CLUSTER",
+                "KEYSLOT",
+                key,
+            ])
+            .output()
+            .expect("redis-cli CLUSTER KEYSLOT");
+        let slot: u16 = String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        self.nodes
+            .iter()
+            .position(|n| n.is_running() && role(n) == "master" && serves(n, slot))
+            .expect("a primary serves the slot")
+    }
+
+    /// Waits until `primaries` running primaries serve all slots, as every running node sees it,
+    /// and every running replica is in sync with its primary. Polls: the cluster has no event
+    /// to wait for.
+    pub fn wait_until_healthy(&self, primaries: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let running: Vec<&RedisServer> = self.nodes.iter().filter(|n| n.is_running()).collect();
+            let ok = running.iter().all(|n| {
+                let info = cli(n, &["CLUSTER", "INFO"]);
+                info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384")
+            });
+            let masters = running.iter().filter(|n| role(n) == "master").count();
+            let synced = running.iter().filter(|n| role(n) == "slave").all(|n| {
+                let info = cli(n, &["INFO", "replication"]);
+                info.contains("master_link_status:up")
+            });
+            if ok && masters == primaries && synced {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the cluster did not become healthy within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// `redis-cli -p PORT args...`'s output (empty when the node does not answer).
+fn cli(node: &RedisServer, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-p", &node.port().to_string()])
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// `master` or `slave`, from `ROLE`.
+fn role(node: &RedisServer) -> String {
+    cli(node, &["ROLE"])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Whether `node` serves `slot`, from its own `CLUSTER NODES` line.
+fn serves(node: &RedisServer, slot: u16) -> bool {
+    let nodes = cli(node, &["CLUSTER", "NODES"]);
+    let Some(line) = nodes.lines().find(|l| l.contains("myself")) else {
+        return false;
+    };
+    line.split_whitespace().skip(8).any(|range| {
+        let (start, end) = range.split_once('-').unwrap_or((range, range));
+        match (start.parse::<u16>(), end.parse::<u16>()) {
+            (Ok(start), Ok(end)) => (start..=end).contains(&slot),
+            _ => false,
+        }
+    })
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,655 @@
+//! The cache-aside contract against a real `redis-server` per test.
+
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::time::Duration;
+
+use cache_runtime::{Cache, redis_cache, stats_for};
+use redis_cache_tests::deployment::Deployment;
+use serde::{Deserialize, Serialize};
+
+/// The deployment this suite runs against, chosen by the file that includes it.
+fn start() -> Deployment {
+    Deployment::start(super::TOPOLOGY)
+}
+
+/// A function's name as stats show it: this module's path, then the function.
+fn name(function: &str) -> String {
+    format!("{}::{function}", module_path!())
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Product {
+    id: u64,
+    name: String,
+    tags: Vec<String>,
+}
+
+static PRODUCT_RUNS: AtomicU64 = AtomicU64::new(0);
+
+struct Db;
+
+#[redis_cache(ttl = 60, skip(cache, db), cache = cache)]
+async fn product(cache: &Cache, db: &Db, id: u64) -> Product {
+    let _ = db;
+    PRODUCT_RUNS.fetch_add(1, SeqCst);
+    Product {
+        id,
+        name: format!("product {id}"),
+        tags: vec!["a".into(), "b c".into()],
+    }
+}
+
+#[tokio::test]
+async fn second_call_is_a_hit_and_does_not_run_the_body() {
+    let redis = start();
+    let cache = redis.cache("hit");
+    let first = product(&cache, &Db, 7).await;
+    let second = product(&cache, &Db, 7).await;
+    assert_eq!(first, second);
+    assert_eq!(PRODUCT_RUNS.load(SeqCst), 1);
+    let stats = stats_for(&name("product")).expect("registered");
+    assert_eq!(
+        (stats.hits, stats.misses, stats.executions, stats.writes),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(stats.fallbacks + stats.errors + stats.invalid, 0);
+    assert_eq!(redis.keys().await.len(), 1);
+}
+
+static JOIN_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn join(cache: &Cache, a: &str, b: &str, parts: Vec<String>) -> String {
+    JOIN_RUNS.fetch_add(1, SeqCst);
+    format!("{a}|{b}|{}", parts.join("|"))
+}
+
+#[tokio::test]
+async fn arguments_that_format_alike_get_distinct_entries() {
+    let redis = start();
+    let cache = redis.cache("collide");
+    let calls: [(&str, &str, &[&str]); 5] = [
+        ("a b", "", &[]),
+        ("a", "b", &[]),
+        ("a", " b", &[]),
+        ("", "", &["a b"]),
+        ("", "", &["a", "b"]),
+    ];
+    for (a, b, parts) in calls {
+        let parts: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
+        let expected = format!("{a}|{b}|{}", parts.join("|"));
+        assert_eq!(join(&cache, a, b, parts).await, expected);
+    }
+    assert_eq!(JOIN_RUNS.load(SeqCst), 5, "every distinct call ran");
+    assert_eq!(redis.keys().await.len(), 5, "one key per distinct call");
+    // And each is now a hit returning its own value.
+    for (a, b, parts) in calls {
+        let parts: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
+        let expected = format!("{a}|{b}|{}", parts.join("|"));
+        assert_eq!(join(&cache, a, b, parts).await, expected);
+    }
+    assert_eq!(JOIN_RUNS.load(SeqCst), 5);
+}
+
+static SKIPPED_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[redis_cache(ttl = 60, skip(cache, request_id), cache = cache)]
+async fn with_skipped(cache: &Cache, request_id: u64, x: u32) -> u32 {
+    let _ = request_id;
+    SKIPPED_RUNS.fetch_add(1, SeqCst);
+    x + 1
+}
+
+#[tokio::test]
+async fn skipped_arguments_do_not_change_the_key() {
+    let redis = start();
+    let cache = redis.cache("skip");
+    assert_eq!(with_skipped(&cache, 1, 10).await, 11);
+    assert_eq!(with_skipped(&cache, 2, 10).await, 11);
+    assert_eq!(
+        SKIPPED_RUNS.load(SeqCst),
+        1,
+        "a different skipped argument is still a hit"
+    );
+    assert_eq!(with_skipped(&cache, 2, 11).await, 12);
+    assert_eq!(
+        SKIPPED_RUNS.load(SeqCst),
+        2,
+        "a different key argument is a miss"
+    );
+}
+
+#[redis_cache(ttl = 45, skip(cache), cache = cache)]
+async fn with_ttl(cache: &Cache, x: u32) -> u32 {
+    x
+}
+
+#[tokio::test]
+async fn the_ttl_is_set_on_the_key() {
+    let redis = start();
+    let cache = redis.cache("ttl");
+    with_ttl(&cache, 1).await;
+    cache.flush().await;
+    let keys = redis.keys().await;
+    assert_eq!(keys.len(), 1);
+    let mut conn = redis.connection().await;
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(pttl > 40_000 && pttl <= 45_000, "PTTL {pttl}");
+}
+
+static FALLIBLE_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn fallible(cache: &Cache, x: i32) -> std::io::Result<i32> {
+    FALLIBLE_RUNS.fetch_add(1, SeqCst);
+    if x < 0 {
+        Err(std::io::Error::other("negative"))
+    } else {
+        Ok(x)
+    }
+}
+
+#[tokio::test]
+async fn errors_are_not_cached_ok_values_are() {
+    let redis = start();
+    let cache = redis.cache("result");
+    assert!(fallible(&cache, -1).await.is_err());
+    assert!(fallible(&cache, -1).await.is_err());
+    assert_eq!(
+        FALLIBLE_RUNS.load(SeqCst),
+        2,
+        "an Err is recomputed every time"
+    );
+    assert!(redis.keys().await.is_empty(), "an Err is never stored");
+    assert_eq!(fallible(&cache, 3).await.unwrap(), 3);
+    assert_eq!(fallible(&cache, 3).await.unwrap(), 3);
+    assert_eq!(FALLIBLE_RUNS.load(SeqCst), 3);
+    assert_eq!(redis.keys().await.len(), 1);
+}
+
+static MAYBE_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn maybe(cache: &Cache, x: u8) -> Option<u8> {
+    MAYBE_RUNS.fetch_add(1, SeqCst);
+    (x > 0).then_some(x)
+}
+
+static MAYBE_NONE_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[redis_cache(ttl = 60, none_ttl = 5, skip(cache), cache = cache)]
+async fn maybe_with_none(cache: &Cache, x: u8) -> Option<u8> {
+    MAYBE_NONE_RUNS.fetch_add(1, SeqCst);
+    (x > 0).then_some(x)
+}
+
+#[tokio::test]
+async fn none_is_cached_only_with_none_ttl() {
+    let redis = start();
+    let cache = redis.cache("option");
+    assert_eq!(maybe(&cache, 0).await, None);
+    assert_eq!(maybe(&cache, 0).await, None);
+    assert_eq!(MAYBE_RUNS.load(SeqCst), 2, "None is recomputed");
+    assert_eq!(maybe(&cache, 4).await, Some(4));
+    assert_eq!(maybe(&cache, 4).await, Some(4));
+    assert_eq!(MAYBE_RUNS.load(SeqCst), 3, "Some is cached");
+
+    assert_eq!(maybe_with_none(&cache, 0).await, None);
+    assert_eq!(maybe_with_none(&cache, 0).await, None);
+    assert_eq!(
+        MAYBE_NONE_RUNS.load(SeqCst),
+        1,
+        "None is cached with none_ttl"
+    );
+    let none_key = redis
+        .keys()
+        .await
+        .into_iter()
+        .find(|k| k.contains("maybe_with_none"))
+        .unwrap();
+    let mut conn = redis.connection().await;
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(&none_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        pttl > 0 && pttl <= 5_000,
+        "None lives none_ttl seconds, PTTL {pttl}"
+    );
+}
+
+static CORRUPT_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn corruptible(cache: &Cache, x: u64) -> Product {
+    CORRUPT_RUNS.fetch_add(1, SeqCst);
+    Product {
+        id: x,
+        name: "fresh".into(),
+        tags: vec![],
+    }
+}
+
+#[tokio::test]
+async fn corrupt_or_foreign_values_are_misses_and_get_overwritten() {
+    let redis = start();
+    let cache = redis.cache("corrupt");
+    corruptible(&cache, 1).await;
+    cache.flush().await;
+    let key = redis.keys().await.pop().unwrap();
+    let mut conn = redis.connection().await;
+    let valid: Vec<u8> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let garbage: Vec<Vec<u8>> = vec![
+        b"not an envelope".to_vec(),
+        valid[..valid.len() - 1].to_vec(),
+        {
+            let mut v = valid.clone();
+            v[2] = 99; // unknown envelope version
+            v
+        },
+        {
+            let mut v = valid.clone();
+            v[3] = 42; // another codec
+            v
+        },
+    ];
+    let before = stats_for(&name("corruptible")).unwrap();
+    for bad in &garbage {
+        let () = redis::cmd("SET")
+            .arg(&key)
+            .arg(bad)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(corruptible(&cache, 1).await.name, "fresh");
+        cache.flush().await;
+        let now: Vec<u8> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            now.len(),
+            valid.len(),
+            "the entry was overwritten with a valid one"
+        );
+    }
+    // Another type at the key (a hash) is replaced too.
+    let () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("f")
+        .arg("v")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(corruptible(&cache, 1).await.name, "fresh");
+    cache.flush().await;
+    let kind: String = redis::cmd("TYPE")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(kind, "string");
+
+    let after = stats_for(&name("corruptible")).unwrap();
+    assert_eq!(after.invalid - before.invalid, 5);
+    assert_eq!(after.executions - before.executions, 5);
+    assert_eq!(after.errors, 0);
+    // The overwritten entry is a hit again.
+    corruptible(&cache, 1).await;
+    assert_eq!(CORRUPT_RUNS.load(SeqCst), 6);
+}
+
+#[redis_cache(ttl = 60, name = "pricing::quote", version = 1, skip(cache), cache = cache)]
+async fn quote_v1(cache: &Cache, sku: u32) -> u64 {
+    u64::from(sku)
+}
+
+#[redis_cache(ttl = 60, name = "pricing::quote", version = 2, skip(cache), cache = cache)]
+async fn quote_v2(cache: &Cache, sku: u32) -> u64 {
+    u64::from(sku) * 100
+}
+
+#[tokio::test]
+async fn a_new_version_moves_to_new_keys() {
+    let redis = start();
+    let cache = redis.cache("ver");
+    assert_eq!(quote_v1(&cache, 3).await, 3);
+    assert_eq!(
+        quote_v2(&cache, 3).await,
+        300,
+        "version 2 does not read version 1's entry"
+    );
+    let keys = redis.keys().await;
+    assert_eq!(keys.len(), 2);
+    let split: Vec<Vec<&str>> = keys.iter().map(|k| k.rsplitn(3, ':').collect()).collect();
+    assert_eq!(split[0][0], split[1][0], "same arguments hash");
+    assert_ne!(split[0][1], split[1][1], "different fingerprints");
+    assert!(keys.iter().all(|k| k.starts_with("ver:pricing::quote:")));
+}
+
+struct Repo {
+    cache: Cache,
+    factor: u64,
+}
+
+static REPO_RUNS: AtomicU64 = AtomicU64::new(0);
+
+impl Repo {
+    /// Methods: `self` is not part of the key; the type's name is.
+    #[redis_cache(ttl = 60, cache = self.cache)]
+    async fn scaled(&self, x: u64) -> u64 {
+        REPO_RUNS.fetch_add(1, SeqCst);
+        x * self.factor
+    }
+}
+
+#[tokio::test]
+async fn methods_are_keyed_by_type_and_arguments_not_self() {
+    let redis = start();
+    let cache = redis.cache("method");
+    let a = Repo {
+        cache: cache.clone(),
+        factor: 2,
+    };
+    let b = Repo { cache, factor: 3 };
+    assert_eq!(a.scaled(5).await, 10);
+    assert_eq!(
+        b.scaled(5).await,
+        10,
+        "self is not in the key: b reads a's entry"
+    );
+    assert_eq!(REPO_RUNS.load(SeqCst), 1);
+    let keys = redis.keys().await;
+    assert!(
+        keys[0].starts_with(&format!("method:{}:", name("Repo::scaled"))),
+        "{keys:?}"
+    );
+}
+
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn parse<T>(cache: &Cache, text: String) -> Option<T>
+where
+    T: std::str::FromStr + Serialize + serde::de::DeserializeOwned,
+{
+    text.parse().ok()
+}
+
+#[tokio::test]
+async fn generic_instantiations_do_not_share_entries() {
+    let redis = start();
+    let cache = redis.cache("generic");
+    assert_eq!(parse::<u8>(&cache, "300".into()).await, None);
+    assert_eq!(parse::<u16>(&cache, "300".into()).await, Some(300));
+    assert_eq!(parse::<u32>(&cache, "300".into()).await, Some(300));
+    assert_eq!(parse::<u16>(&cache, "300".into()).await, Some(300));
+    assert_eq!(
+        redis.keys().await.len(),
+        2,
+        "u16 and u32 entries, None not stored"
+    );
+}
+
+static SLOW_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn counted(cache: &Cache, x: u64) -> u64 {
+    SLOW_RUNS.fetch_add(1, SeqCst);
+    x + 1
+}
+
+#[tokio::test]
+async fn with_no_redis_listening_every_call_returns_the_functions_value() {
+    // A port with nothing behind it: connections are refused.
+    let port = redis_cache_tests::free_port();
+    let cache = Cache::builder()
+        .url(format!("redis://127.0.0.1:{port}"))
+        .connect_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    for i in 0..50 {
+        assert_eq!(counted(&cache, i).await, i + 1);
+    }
+    assert_eq!(SLOW_RUNS.load(SeqCst), 50);
+    let stats = stats_for(&name("counted")).unwrap();
+    assert_eq!((stats.fallbacks, stats.hits, stats.misses), (50, 0, 0));
+}
+
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn against_hung_server(cache: &Cache, x: u64) -> u64 {
+    x * 3
+}
+
+/// Tokio's clock is paused: it jumps straight to the next timer whenever every task waits, so the
+/// elapsed time below is exactly what the code waited for, with no wall-clock timing involved.
+#[tokio::test(start_paused = true)]
+async fn a_server_that_accepts_but_never_answers_costs_at_most_the_connect_timeout() {
+    // The kernel completes the TCP handshake from the backlog, but nothing ever reads or replies.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", listener.local_addr().unwrap());
+    let connect_timeout = Duration::from_millis(200);
+    let cache = Cache::builder()
+        .url(url)
+        .connect_timeout(connect_timeout)
+        .command_timeout(Duration::from_millis(150))
+        .build()
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    assert_eq!(against_hung_server(&cache, 2).await, 6);
+    assert!(
+        started.elapsed() <= connect_timeout,
+        "the first call waited {:?}, more than the connect timeout",
+        started.elapsed()
+    );
+    for i in 0..20 {
+        assert_eq!(against_hung_server(&cache, i).await, i * 3);
+    }
+    let stats = stats_for(&name("against_hung_server")).unwrap();
+    assert_eq!(stats.fallbacks, 21);
+    drop(listener);
+}
+
+#[redis_cache(ttl = 60)]
+async fn outside_tokio(x: u64) -> u64 {
+    x + 2
+}
+
+#[test]
+fn without_a_tokio_runtime_the_function_just_runs() {
+    let value = block_on_without_tokio(outside_tokio(1));
+    assert_eq!(value, 3);
+    assert_eq!(stats_for(&name("outside_tokio")).unwrap().fallbacks, 1);
+}
+
+/// A minimal executor that is not Tokio, to prove the cache does not require one.
+fn block_on_without_tokio<F: std::future::Future>(fut: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
+static RESTART_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn across_restart(cache: &Cache, x: u64) -> u64 {
+    RESTART_RUNS.fetch_add(1, SeqCst);
+    x * 10
+}
+
+#[tokio::test]
+async fn a_redis_restart_is_survived_and_the_cache_is_used_again() {
+    let mut redis = start();
+    // A breaker that probes at once: every call while Redis is down tries to connect (and is
+    // refused at once), so the first call after the restart must find Redis again, no waiting.
+    let cache = redis
+        .builder()
+        .prefix("restart")
+        .circuit_breaker(5, Duration::ZERO, Duration::ZERO)
+        .build()
+        .unwrap();
+    assert_eq!(across_restart(&cache, 1).await, 10);
+    assert_eq!(across_restart(&cache, 1).await, 10);
+    assert_eq!(RESTART_RUNS.load(SeqCst), 1);
+
+    redis.kill();
+    for _ in 0..5 {
+        assert_eq!(
+            across_restart(&cache, 1).await,
+            10,
+            "answers while Redis is down"
+        );
+    }
+    assert_eq!(RESTART_RUNS.load(SeqCst), 6);
+    let down = stats_for(&name("across_restart")).unwrap();
+    assert_eq!(down.fallbacks, 5);
+
+    redis.restart();
+    assert_eq!(across_restart(&cache, 2).await, 20);
+    cache.flush().await;
+    let up = stats_for(&name("across_restart")).unwrap();
+    assert_eq!(
+        up.writes,
+        down.writes + 1,
+        "the first call after the restart stores again"
+    );
+    assert_eq!(across_restart(&cache, 2).await, 20);
+    assert_eq!(RESTART_RUNS.load(SeqCst), 7, "and the next one is a hit");
+}
+
+static PANIC_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn may_panic(cache: Cache, fail: bool) -> u64 {
+    PANIC_RUNS.fetch_add(1, SeqCst);
+    if fail {
+        panic!("boom");
+    }
+    7
+}
+
+#[tokio::test]
+async fn a_panic_propagates_and_leaves_nothing_behind() {
+    let redis = start();
+    let cache = redis.cache("panic");
+    let joined = tokio::spawn(may_panic(cache.clone(), true)).await;
+    let err = joined.expect_err("the panic reaches the caller");
+    assert!(err.is_panic());
+    // Its lock is released by a background task (a drop guard cannot wait for Redis).
+    assert!(
+        redis.keys().await.iter().all(|k| k.ends_with(":lock")),
+        "nothing stored for the panicking call"
+    );
+    assert_eq!(may_panic(cache.clone(), false).await, 7);
+    assert_eq!(may_panic(cache.clone(), false).await, 7);
+    assert_eq!(
+        PANIC_RUNS.load(SeqCst),
+        2,
+        "later calls work and cache normally"
+    );
+    assert_eq!(redis.keys().await.len(), 1, "the entry, and no lock");
+    assert_eq!(cache.in_flight(), 0);
+}
+
+#[redis_cache(ttl = 60, skip(cache, started, gate), cache = cache)]
+async fn cancellable(
+    cache: &Cache,
+    started: &tokio::sync::Notify,
+    gate: &tokio::sync::Notify,
+    x: u64,
+) -> u64 {
+    started.notify_one();
+    gate.notified().await;
+    x
+}
+
+#[tokio::test]
+async fn a_cancelled_call_stores_nothing_and_blocks_nothing() {
+    let redis = start();
+    let cache = redis.cache("cancel");
+    let (started, gate) = (tokio::sync::Notify::new(), tokio::sync::Notify::new());
+    // Drive the call until its body is running (past the lookup), then drop it there.
+    let mut call = Box::pin(cancellable(&cache, &started, &gate, 1));
+    tokio::select! {
+        () = started.notified() => {}
+        _ = &mut call => panic!("the body cannot finish: its gate is closed"),
+    }
+    drop(call);
+    // No entry; its lock, if still there, goes with a background release.
+    assert!(redis.keys().await.iter().all(|k| k.ends_with(":lock")));
+    let stats = stats_for(&name("cancellable")).unwrap();
+    assert_eq!(
+        (stats.misses, stats.executions),
+        (1, 0),
+        "cancelled mid-body"
+    );
+    // The same key works right away.
+    gate.notify_one();
+    assert_eq!(cancellable(&cache, &started, &gate, 1).await, 1);
+    assert_eq!(redis.keys().await.len(), 1, "the entry, and no lock");
+    assert_eq!(cache.in_flight(), 0);
+}
+
+/// Freezes Redis (SIGSTOP) as its last act, so its value can only be stored after it returned.
+#[redis_cache(ttl = 60, skip(cache, redis), cache = cache)]
+async fn freezes_redis(cache: &Cache, redis: &Deployment, id: u64) -> u64 {
+    redis.pause();
+    id
+}
+
+#[tokio::test]
+async fn a_miss_returns_its_value_before_the_store_lands() {
+    let redis = start();
+    // A command deadline far longer than the test: a store the caller waited for could only
+    // end by timing out, with Redis still frozen, and nothing would be stored.
+    let cache = redis
+        .builder()
+        .prefix("background-store")
+        .command_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    assert_eq!(freezes_redis(&cache, &redis, 7).await, 7);
+    // The call came back while Redis is frozen: its store is still on its way.
+    redis.resume();
+    cache.flush().await;
+    let keys = redis.keys().await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let stats = stats_for(&name("freezes_redis")).unwrap();
+    assert_eq!((stats.misses, stats.writes), (1, 1));
+}
+
+/// The future of a call carries the hit path only: the connect, lock, refresh and fallback paths
+/// are boxed. Inlined, they made every call's future 8 KB, copied on every hit.
+#[test]
+fn a_calls_future_carries_only_the_hit_path() {
+    let cache = Cache::disabled();
+    let size = std::mem::size_of_val(&with_ttl(&cache, 1));
+    assert!(size <= 2048, "the future of a call is {size} bytes");
+}

@@ -1,0 +1,488 @@
+//! Stampede protection in one process: single-flight, cancelled and panicking leaders, Redis down,
+//! the stale window, early refresh and TTL jitter. The multi-process claims are in
+//! `stampede_processes.rs`.
+//!
+//! Each test has its own function, so their counters and statics do not meet.
+
+use std::future::Future;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cache_runtime::{Cache, redis_cache, stats_for};
+use redis_cache_tests::deployment::Deployment;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// The deployment this suite runs against, chosen by the file that includes it.
+fn start() -> Deployment {
+    Deployment::start(super::TOPOLOGY)
+}
+
+/// A function's name as stats show it: this module's path, then the function.
+fn name(function: &str) -> String {
+    format!("{}::{function}", module_path!())
+}
+
+/// Counts arrivals; lets a task wait for the n-th (an event, not a sleep).
+struct Gate {
+    arrived: AtomicUsize,
+    notify: Notify,
+}
+
+impl Gate {
+    const fn new() -> Self {
+        Gate {
+            arrived: AtomicUsize::new(0),
+            notify: Notify::const_new(),
+        }
+    }
+
+    fn arrive(&self) {
+        self.arrived.fetch_add(1, SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    async fn until(&self, n: usize) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.arrived.load(SeqCst) >= n {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Spawns `n` tasks, each calling `call` with its own handle on `cache`.
+fn spawn_callers<T, Fut>(n: usize, cache: &Cache, call: impl Fn(Cache) -> Fut) -> Vec<JoinHandle<T>>
+where
+    T: Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    (0..n).map(|_| tokio::spawn(call(cache.clone()))).collect()
+}
+
+const CALLERS: usize = 1000;
+
+static COLD_EXECUTIONS: AtomicU64 = AtomicU64::new(0);
+static COLD_ARRIVED: Gate = Gate::new();
+
+/// Holds its callers in flight until all of them have called.
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn cold_product(cache: &Cache, id: u64) -> String {
+    COLD_EXECUTIONS.fetch_add(1, SeqCst);
+    COLD_ARRIVED.until(CALLERS).await;
+    format!("product {id}")
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_callers_of_a_cold_key_run_the_function_once() {
+    let redis = start();
+    let cache = redis.cache("sf");
+    let callers: Vec<_> = spawn_callers(CALLERS, &cache, |cache| async move {
+        COLD_ARRIVED.arrive();
+        cold_product(&cache, 7).await
+    });
+    for caller in callers {
+        assert_eq!(caller.await.unwrap(), "product 7");
+    }
+    assert_eq!(COLD_EXECUTIONS.load(SeqCst), 1);
+    let stats = stats_for(&name("cold_product")).unwrap();
+    assert_eq!(stats.misses, 1);
+    assert_eq!(stats.writes, 1);
+    // The others shared the leader's outcome, or (arriving after it) hit the stored entry.
+    assert_eq!(stats.coalesced + stats.hits, CALLERS as u64 - 1);
+    assert!(stats.coalesced > 0);
+    assert_eq!(cache.in_flight(), 0, "the in-flight table is empty again");
+    assert!(
+        redis.keys().await.iter().all(|k| !k.ends_with(":lock")),
+        "no lock is left behind"
+    );
+}
+
+static DOWN_EXECUTIONS: AtomicU64 = AtomicU64::new(0);
+static DOWN_ARRIVED: Gate = Gate::new();
+
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn while_redis_is_down(cache: &Cache, id: u64) -> u64 {
+    DOWN_EXECUTIONS.fetch_add(1, SeqCst);
+    DOWN_ARRIVED.until(CALLERS).await;
+    id * 2
+}
+
+#[tokio::test]
+async fn with_redis_down_a_thousand_concurrent_callers_run_the_function_once() {
+    let cache = redis_cache_tests::unreachable_cache("down");
+    let callers: Vec<_> = spawn_callers(CALLERS, &cache, |cache| async move {
+        DOWN_ARRIVED.arrive();
+        while_redis_is_down(&cache, 21).await
+    });
+    for caller in callers {
+        assert_eq!(caller.await.unwrap(), 42);
+    }
+    assert_eq!(
+        DOWN_EXECUTIONS.load(SeqCst),
+        1,
+        "an outage must not multiply load"
+    );
+    let stats = stats_for(&name("while_redis_is_down")).unwrap();
+    assert_eq!((stats.fallbacks, stats.coalesced), (1, CALLERS as u64 - 1));
+    assert_eq!(cache.in_flight(), 0);
+}
+
+static CANCEL_EXECUTIONS: AtomicU64 = AtomicU64::new(0);
+static CANCEL_STARTED: Gate = Gate::new();
+
+/// The first execution never finishes (its caller is cancelled); later ones return their number.
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn slow_first_time(cache: &Cache, id: u64) -> u64 {
+    let run = CANCEL_EXECUTIONS.fetch_add(1, SeqCst) + 1;
+    if run == 1 {
+        CANCEL_STARTED.arrive();
+        std::future::pending::<()>().await;
+    }
+    id + run
+}
+
+#[tokio::test]
+async fn a_cancelled_leader_does_not_strand_its_followers() {
+    let redis = start();
+    let cache = redis.cache("cancel");
+    let leader = tokio::spawn({
+        let cache = cache.clone();
+        async move { slow_first_time(&cache, 10).await }
+    });
+    CANCEL_STARTED.until(1).await;
+    let followers: Vec<_> = spawn_callers(10, &cache, |cache| async move {
+        slow_first_time(&cache, 10).await
+    });
+    // Let every follower join the leader's flight before the leader goes away.
+    tokio::task::yield_now().await;
+    leader.abort();
+    assert!(leader.await.unwrap_err().is_cancelled());
+    for follower in followers {
+        assert_eq!(follower.await.unwrap(), 12, "one follower took over");
+    }
+    assert_eq!(CANCEL_EXECUTIONS.load(SeqCst), 2);
+    assert_eq!(cache.in_flight(), 0);
+    assert_eq!(redis.keys().await.len(), 1, "the entry, and no lock");
+}
+
+static PANIC_EXECUTIONS: AtomicU64 = AtomicU64::new(0);
+static PANIC_STARTED: Gate = Gate::new();
+static PANIC_RELEASE: Gate = Gate::new();
+
+/// The first execution panics once released; later ones return their number.
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn panics_first_time(cache: &Cache, id: u64) -> u64 {
+    let run = PANIC_EXECUTIONS.fetch_add(1, SeqCst) + 1;
+    if run == 1 {
+        PANIC_STARTED.arrive();
+        PANIC_RELEASE.until(1).await;
+        panic!("the database driver panicked");
+    }
+    id + run
+}
+
+#[tokio::test]
+async fn a_panicking_leader_does_not_strand_its_followers() {
+    let redis = start();
+    let cache = redis.cache("panic");
+    let leader = tokio::spawn({
+        let cache = cache.clone();
+        async move { panics_first_time(&cache, 10).await }
+    });
+    PANIC_STARTED.until(1).await;
+    let followers: Vec<_> = spawn_callers(10, &cache, |cache| async move {
+        panics_first_time(&cache, 10).await
+    });
+    tokio::task::yield_now().await;
+    PANIC_RELEASE.arrive();
+    assert!(
+        leader.await.unwrap_err().is_panic(),
+        "the panic reaches its caller"
+    );
+    for follower in followers {
+        assert_eq!(follower.await.unwrap(), 12);
+    }
+    assert_eq!(PANIC_EXECUTIONS.load(SeqCst), 2);
+    assert_eq!(cache.in_flight(), 0);
+    assert_eq!(redis.keys().await.len(), 1, "the entry, and no lock");
+}
+
+static NONE_EXECUTIONS: AtomicU64 = AtomicU64::new(0);
+static NONE_ARRIVED: Gate = Gate::new();
+static ERR_EXECUTIONS: AtomicU64 = AtomicU64::new(0);
+static ERR_ARRIVED: Gate = Gate::new();
+
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn missing_user(cache: &Cache, id: u64) -> Option<String> {
+    NONE_EXECUTIONS.fetch_add(1, SeqCst);
+    NONE_ARRIVED.until(20).await;
+    (id == 0).then(|| "root".to_string())
+}
+
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn failing_lookup(cache: &Cache, id: u64) -> Result<u64, String> {
+    ERR_EXECUTIONS.fetch_add(1, SeqCst);
+    ERR_ARRIVED.until(20).await;
+    Err(format!("no row {id}"))
+}
+
+#[tokio::test]
+async fn followers_share_a_none_but_run_the_function_themselves_after_an_err() {
+    let redis = start();
+    let cache = redis.cache("shapes");
+    let nones: Vec<_> = spawn_callers(20, &cache, |cache| async move {
+        NONE_ARRIVED.arrive();
+        missing_user(&cache, 5).await
+    });
+    for caller in nones {
+        assert_eq!(caller.await.unwrap(), None);
+    }
+    assert_eq!(
+        NONE_EXECUTIONS.load(SeqCst),
+        1,
+        "a None is shared, not stored"
+    );
+    assert!(redis.keys().await.is_empty());
+
+    // An `E` need not be `Clone` or serializable, so it cannot be handed over: each follower of a
+    // failed leader runs the function itself (errors are never cached either).
+    let errs: Vec<_> = spawn_callers(20, &cache, |cache| async move {
+        ERR_ARRIVED.arrive();
+        failing_lookup(&cache, 5).await
+    });
+    for caller in errs {
+        assert_eq!(caller.await.unwrap(), Err("no row 5".to_string()));
+    }
+    assert_eq!(ERR_EXECUTIONS.load(SeqCst), 20);
+    assert_eq!(cache.in_flight(), 0);
+}
+
+static STALE_EXECUTIONS: AtomicU64 = AtomicU64::new(0);
+static STALE_FAILS: AtomicBool = AtomicBool::new(false);
+static REFRESH_STARTED: Gate = Gate::new();
+static REFRESH_RELEASE: Gate = Gate::new();
+
+/// Its second execution (the first refresh) waits to be released; returns its execution number,
+/// or an error while `STALE_FAILS` is set.
+#[redis_cache(ttl = 1, stale = 60, jitter = 0.0, early_refresh = false, skip(cache), cache = cache)]
+async fn stale_price(cache: &Cache, id: u64) -> Result<u64, String> {
+    let run = STALE_EXECUTIONS.fetch_add(1, SeqCst) + 1;
+    if run == 2 {
+        REFRESH_STARTED.arrive();
+        REFRESH_RELEASE.until(1).await;
+    }
+    if STALE_FAILS.load(SeqCst) {
+        return Err(format!("database down for {id}"));
+    }
+    Ok(run)
+}
+
+/// Waits (on the wall clock, which is what logical expiry is measured by) until the only entry
+/// on `redis` is past its TTL, read from its envelope header (`fresh_until` at bytes 16..24).
+async fn until_logically_expired(redis: &Deployment) {
+    let keys = redis.keys().await;
+    let [key] = keys.as_slice() else {
+        panic!("expected one entry, found {keys:?}")
+    };
+    let mut conn = redis.connection().await;
+    let bytes: Vec<u8> = redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let fresh_until = u64::from_le_bytes(bytes[16..24].try_into().unwrap());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    tokio::time::sleep(Duration::from_millis(fresh_until.saturating_sub(now) + 5)).await;
+}
+
+#[tokio::test]
+async fn in_the_stale_window_callers_get_the_old_value_at_once_and_keep_it_if_refresh_fails() {
+    let redis = start();
+    let cache = redis.cache("stale");
+    assert_eq!(stale_price(&cache, 1).await, Ok(1));
+    until_logically_expired(&redis).await;
+
+    // One caller refreshes (and is held inside the function)...
+    let refresher = tokio::spawn({
+        let cache = cache.clone();
+        async move { stale_price(&cache, 1).await }
+    });
+    REFRESH_STARTED.until(1).await;
+    // ...while another is served the stale value without waiting for it.
+    assert_eq!(stale_price(&cache, 1).await, Ok(1));
+    REFRESH_RELEASE.arrive();
+    assert_eq!(
+        refresher.await.unwrap(),
+        Ok(2),
+        "the refresher gets the new value"
+    );
+    assert_eq!(
+        stale_price(&cache, 1).await,
+        Ok(2),
+        "and so does everyone after"
+    );
+
+    // Fail-safe: the refresh returns Err, the stale value keeps being served.
+    until_logically_expired(&redis).await;
+    STALE_FAILS.store(true, SeqCst);
+    assert_eq!(
+        stale_price(&cache, 1).await,
+        Ok(2),
+        "the error is not served"
+    );
+    assert_eq!(STALE_EXECUTIONS.load(SeqCst), 3);
+    // Right after a failed refresh, callers get the stale value without running it again.
+    assert_eq!(stale_price(&cache, 1).await, Ok(2));
+    assert_eq!(STALE_EXECUTIONS.load(SeqCst), 3);
+
+    let stats = stats_for(&name("stale_price")).unwrap();
+    assert_eq!((stats.misses, stats.hits, stats.stale), (2, 1, 3));
+}
+
+static HOT_EXECUTIONS: AtomicU64 = AtomicU64::new(0);
+static HOT_COMPUTED: Gate = Gate::new();
+static HOT_STOP: AtomicBool = AtomicBool::new(false);
+
+/// A one-second TTL and a 30 ms computation: XFetch refreshes it shortly before each expiry.
+#[redis_cache(ttl = 1, jitter = 0.0, skip(cache), cache = cache)]
+async fn hot_rate(cache: &Cache, pair: u64) -> u64 {
+    let run = HOT_EXECUTIONS.fetch_add(1, SeqCst) + 1;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    HOT_COMPUTED.arrive();
+    pair + run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_steady_load_early_refresh_renews_a_hot_key_before_it_expires() {
+    let redis = start();
+    let cache = redis.cache("xfetch");
+    hot_rate(&cache, 1).await;
+    let load: Vec<_> = spawn_callers(16, &cache, |cache| async move {
+        let mut calls = 0u64;
+        while !HOT_STOP.load(SeqCst) {
+            hot_rate(&cache, 1).await;
+            calls += 1;
+        }
+        calls
+    });
+    // The first computation and three refreshes: three expiries survived.
+    tokio::time::timeout(Duration::from_secs(60), HOT_COMPUTED.until(4))
+        .await
+        .expect("the hot key is refreshed under load");
+    HOT_STOP.store(true, SeqCst);
+    let mut calls = 1;
+    for task in load {
+        calls += task.await.unwrap();
+    }
+    let stats = stats_for(&name("hot_rate")).unwrap();
+    assert_eq!(
+        stats.misses, 1,
+        "only the first call missed ({calls} calls)"
+    );
+    assert_eq!(stats.stale + stats.fallbacks, 0);
+    assert!(stats.early_refreshes >= 3);
+    assert_eq!(
+        HOT_EXECUTIONS.load(SeqCst),
+        1 + stats.early_refreshes,
+        "one execution per refresh"
+    );
+    assert_eq!(stats.hits + stats.coalesced + stats.misses, calls);
+}
+
+#[redis_cache(ttl = 100, skip(cache), cache = cache)]
+async fn jittered(cache: &Cache, id: u64) -> u64 {
+    id
+}
+
+#[redis_cache(ttl = 100, jitter = 0.0, skip(cache), cache = cache)]
+async fn exact(cache: &Cache, id: u64) -> u64 {
+    id
+}
+
+async fn pttls(redis: &Deployment, pattern: &str) -> Vec<i64> {
+    let mut conn = redis.connection().await;
+    let keys = redis.keys_matching(pattern).await;
+    let mut out = Vec::new();
+    for key in keys {
+        out.push(
+            redis::cmd("PTTL")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn ttl_jitter_spreads_expiries_of_keys_written_together() {
+    let redis = start();
+    let cache = redis.cache("jitter");
+    for id in 0..200 {
+        jittered(&cache, id).await;
+        exact(&cache, id).await;
+    }
+    let spread = pttls(&redis, &format!("jitter:{}::jittered:*", module_path!())).await;
+    assert_eq!(spread.len(), 200);
+    let (min, max) = (*spread.iter().min().unwrap(), *spread.iter().max().unwrap());
+    // Default jitter: up to 10% shorter, so within (90 s, 100 s], and actually spread.
+    assert!(min > 89_000 && max <= 100_000, "{min}..{max}");
+    assert!(
+        max - min > 5_000,
+        "200 keys spread over {} ms only",
+        max - min
+    );
+
+    let exact = pttls(&redis, &format!("jitter:{}::exact:*", module_path!())).await;
+    assert!(exact.iter().all(|&ms| ms > 98_000 && ms <= 100_000));
+}
+
+#[redis_cache(ttl = 60, lock = false, skip(cache), cache = cache)]
+async fn unlocked(cache: &Cache, id: u64) -> u64 {
+    id * 7
+}
+
+/// `lock = false`: a miss never waits for the process holding the key's lock; it computes at once
+/// and leaves storing to the holder.
+#[tokio::test]
+async fn without_the_lock_option_a_busy_key_is_computed_at_once_and_not_stored() {
+    let redis = start();
+    let cache = redis.cache("unlocked");
+    assert_eq!(unlocked(&cache, 1).await, 7);
+    // Without the lock option the lock is taken, and the value stored, in the background.
+    cache.flush().await;
+    let key = redis.keys().await.pop().expect("stored: the lock was free");
+    unlocked_invalidate(&cache, 1).await.unwrap();
+
+    // Another process is computing the key.
+    let lock = format!("{key}:lock");
+    redis
+        .command::<()>(&["SET", &lock, "their-token", "PX", "60000"])
+        .await
+        .unwrap();
+    assert_eq!(unlocked(&cache, 1).await, 7);
+    cache.flush().await;
+    assert_eq!(redis.keys().await, vec![lock.clone()], "left to the holder");
+    let stats = stats_for(&name("unlocked")).unwrap();
+    assert_eq!(
+        (stats.lock_waits, stats.lock_timeouts, stats.misses),
+        (0, 0, 2)
+    );
+
+    redis.command::<()>(&["DEL", &lock]).await.unwrap();
+    assert_eq!(unlocked(&cache, 1).await, 7);
+    cache.flush().await;
+    assert_eq!(redis.keys().await, vec![key]);
+}
