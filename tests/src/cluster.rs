@@ -177,12 +177,12 @@ impl RedisCluster {
         loop {
             let running: Vec<&RedisServer> = self.nodes.iter().filter(|n| n.is_running()).collect();
             let ok = running.iter().all(|n| {
-                let info = cli(n, &["CLUSTER", "INFO"]);
+                let info = n.cli(&["CLUSTER", "INFO"]);
                 info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384")
             });
             let masters = running.iter().filter(|n| role(n) == "master").count();
             let synced = running.iter().filter(|n| role(n) == "slave").all(|n| {
-                let info = cli(n, &["INFO", "replication"]);
+                let info = n.cli(&["INFO", "replication"]);
                 info.contains("master_link_status:up")
             });
             if ok && masters == primaries && synced {
@@ -197,28 +197,14 @@ impl RedisCluster {
     }
 }
 
-/// `redis-cli -p PORT args...`'s output (empty when the node does not answer).
-fn cli(node: &RedisServer, args: &[&str]) -> String {
-    Command::new("redis-cli")
-        .args(["-p", &node.port().to_string()])
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
-}
-
 /// `master` or `slave`, from `ROLE`.
 fn role(node: &RedisServer) -> String {
-    cli(node, &["ROLE"])
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string()
+    node.cli(&["ROLE"]).lines().next().unwrap_or("").to_string()
 }
 
 /// Whether `node` serves `slot`, from its own `CLUSTER NODES` line.
 fn serves(node: &RedisServer, slot: u16) -> bool {
-    let nodes = cli(node, &["CLUSTER", "NODES"]);
+    let nodes = node.cli(&["CLUSTER", "NODES"]);
     let Some(line) = nodes.lines().find(|l| l.contains("myself")) else {
         return false;
     };

@@ -6,10 +6,13 @@
 
 pub mod cluster;
 pub mod deployment;
+pub mod failover;
 pub mod faults;
 pub mod fixtures;
 pub mod logs;
+pub mod sentinel;
 pub mod stampede;
+pub mod tls;
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, TcpListener};
@@ -80,6 +83,33 @@ impl RedisServer {
         panic!("could not start a cluster node: {last_err}");
     }
 
+    /// Starts a server that listens with TLS only (`rediss://127.0.0.1:port`); `extra` names
+    /// its certificates.
+    pub fn start_tls(extra: &[&str]) -> RedisServer {
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let mut args = vec![
+                "--tls-port".to_string(),
+                port.to_string(),
+                "--port".into(),
+                "0".into(),
+            ];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            match spawn(port, &args) {
+                Ok(child) => {
+                    return RedisServer {
+                        port,
+                        child: Some(child),
+                        extra: args,
+                    };
+                }
+                Err(err) => last_err = err,
+            }
+        }
+        panic!("could not start a TLS redis-server: {last_err}");
+    }
+
     /// Starts a server on `port` (e.g. where a cache was already pointed while nothing listened).
     pub fn start_at(port: u16, extra: &[&str]) -> RedisServer {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -89,6 +119,15 @@ impl RedisServer {
             port,
             child: Some(child),
             extra,
+        }
+    }
+
+    /// Owns a process started some other way (a sentinel): killed when dropped.
+    fn adopt(port: u16, child: Child) -> RedisServer {
+        RedisServer {
+            port,
+            child: Some(child),
+            extra: Vec::new(),
         }
     }
 
@@ -190,6 +229,27 @@ impl RedisServer {
         assert!(status.success(), "kill {signal} {pid}");
     }
 
+    /// `redis-cli -p PORT args...`'s output (empty when the server does not answer).
+    pub fn cli(&self, args: &[&str]) -> String {
+        Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Clients connected now, not counting the `redis-cli` that asks.
+    pub fn connected_clients(&self) -> usize {
+        let info = self.cli(&["INFO", "clients"]);
+        let count = info
+            .lines()
+            .find_map(|l| l.strip_prefix("connected_clients:"))
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .expect("INFO clients");
+        count - 1
+    }
+
     /// Runs one command on a fresh connection and returns its reply.
     pub async fn command<T: redis::FromRedisValue>(&self, args: &[&str]) -> redis::RedisResult<T> {
         let mut conn = self.connection().await;
@@ -225,6 +285,20 @@ pub fn unreachable_cache(prefix: &str) -> Cache {
         .expect("a valid configuration")
 }
 
+/// Polls `count` until it equals `expected` (for counts that settle asynchronously, like the
+/// clients a server sees after a connection is dropped), for at most 10 s; returns the last
+/// count.
+pub fn settled(expected: usize, count: impl Fn() -> usize) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = count();
+        if now == expected || std::time::Instant::now() > deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -235,12 +309,31 @@ pub fn free_port() -> u16 {
 
 /// Spawns the server and waits for its readiness line; on failure returns what it printed.
 fn spawn(port: u16, extra: &[String]) -> Result<Child, String> {
+    let mut args: Vec<String> = [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "yes",
+        "--loglevel",
+        "notice",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().cloned());
+    spawn_until(&args, "Ready to accept connections")
+}
+
+/// Spawns `redis-server args...` and waits until it prints a line containing `ready`.
+fn spawn_until(args: &[String], ready: &str) -> Result<Child, String> {
     let mut child = Command::new("redis-server")
-        .args(["--port", &port.to_string()])
-        .args(["--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .args(["--protected-mode", "yes", "--loglevel", "notice"])
-        .args(extra)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .stdin(Stdio::null())
@@ -251,7 +344,7 @@ fn spawn(port: u16, extra: &[String]) -> Result<Child, String> {
     let mut seen = Vec::new();
     for line in lines.by_ref() {
         let line = line.map_err(|e| e.to_string())?;
-        if line.contains("Ready to accept connections") {
+        if line.contains(ready) {
             // Keep draining the pipe in the background so the server never blocks on a full pipe.
             std::thread::spawn(move || for _ in lines {});
             return Ok(child);

@@ -10,3 +10,173 @@ mod behaviour;
 
 #[path = "suites/stampede.rs"]
 mod stampede;
+
+use std::time::Duration;
+
+use cache_runtime::{Cache, redis_cache};
+use redis_cache_tests::cluster::RedisCluster;
+use redis_cache_tests::failover;
+
+#[redis_cache(ttl = 300, skip(cache), cache = cache, name = "cluster::cleared")]
+async fn cleared(cache: &Cache, id: u64) -> u64 {
+    id
+}
+
+#[redis_cache(ttl = 300, skip(cache), cache = cache, name = "cluster::kept")]
+async fn kept(cache: &Cache, id: u64) -> u64 {
+    id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clearing_a_function_removes_exactly_its_keys_on_every_primary() {
+    let cluster = RedisCluster::start();
+    let cache = cluster.cache("clr");
+    let other = cluster.cache("clr-other");
+    for id in 0..300 {
+        cleared(&cache, id).await;
+        kept(&cache, id).await;
+        cleared(&other, id).await;
+    }
+    cache.flush().await;
+    other.flush().await;
+    let mut conn = cluster.connection().await;
+    for id in 0..100 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("unrelated:{{{id}}}"))
+            .arg(id)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    // The function's keys are spread over all three primaries, so one node's scan would miss some.
+    let primaries = cluster.primaries();
+    assert_eq!(primaries.len(), 3);
+    for node in &primaries {
+        let on_node: Vec<String> = node
+            .command(&["KEYS", "clr:cluster::cleared:*"])
+            .await
+            .unwrap();
+        assert!(!on_node.is_empty(), "every primary holds some of the keys");
+    }
+
+    let removed = cache.clear_function("cluster::cleared").await.unwrap();
+    assert_eq!(removed, 300);
+    assert!(
+        cluster
+            .keys_matching("clr:cluster::cleared:*")
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        cluster.keys_matching("clr:cluster::kept:*").await.len(),
+        300
+    );
+    assert_eq!(cluster.keys_matching("clr-other:*").await.len(), 300);
+    assert_eq!(cluster.keys_matching("unrelated:*").await.len(), 100);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_primary_killed_under_load_fails_over_with_no_errors_and_the_cache_comes_back() {
+    let mut cluster = RedisCluster::start();
+    let cache = cluster.cache("fo");
+    let victim = cluster.primary_of("fo");
+    let report = failover::under_load(
+        &cache,
+        64,
+        || cluster.nodes_mut()[victim].kill(),
+        Duration::from_secs(60),
+    )
+    .await;
+    println!("cluster failover: {report}");
+    assert_eq!(report.errors, 0, "{report}");
+    assert!(report.calls > 0);
+    // The replica took over the slots: three primaries again.
+    cluster.wait_until_healthy(3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_holds_one_connection_per_primary_and_one_for_pub_sub_whatever_the_load() {
+    let cluster = RedisCluster::start();
+    let baseline: usize = cluster.nodes().iter().map(|n| n.connected_clients()).sum();
+    let cache = cluster.cache("budget");
+    let holder = cache.clone();
+    // Load from 64 tasks, and a lock wait (which opens the pub/sub connection).
+    let mut tasks = Vec::new();
+    for task in 0..64u64 {
+        let cache = cache.clone();
+        tasks.push(tokio::spawn(async move {
+            for id in 0..50 {
+                failover::doubled(&cache, task * 50 + id).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    budget_wait(&cluster, &holder).await;
+    cache.flush().await;
+    // The test's own inspection connections close asynchronously: wait for them to go.
+    let held = redis_cache_tests::settled(7, || {
+        cluster
+            .nodes()
+            .iter()
+            .map(|n| n.connected_clients())
+            .sum::<usize>()
+            - baseline
+    });
+    println!("cluster: this process holds {held} connections");
+    assert_eq!(held, 3 + 1, "one per primary, one pub/sub");
+}
+
+static WAITED_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[redis_cache(ttl = 300, skip(cache), cache = cache, name = "cluster::waited")]
+async fn waited(cache: &Cache, id: u64) -> u64 {
+    WAITED_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    id
+}
+
+/// Makes a call wait on a lock held by "another process", which opens the pub/sub connection,
+/// then releases the lock the way a holder does (delete and publish), which wakes it.
+async fn budget_wait(cluster: &RedisCluster, cache: &Cache) {
+    waited(cache, 1).await;
+    cache.flush().await;
+    let [key] = <[String; 1]>::try_from(cluster.keys_matching("budget:cluster::waited:*").await)
+        .expect("one entry");
+    let lock = format!("{key}:lock");
+    let mut conn = cluster.connection().await;
+    let _: () = redis::pipe()
+        .cmd("DEL")
+        .arg(&key)
+        .cmd("SET")
+        .arg(&lock)
+        .arg("another-process")
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let call = tokio::spawn({
+        let cache = cache.clone();
+        async move { waited(&cache, 1).await }
+    });
+    // Subscribed: the channel shows up on the node the notifier picked.
+    while !cluster
+        .nodes()
+        .iter()
+        .any(|n| n.cli(&["PUBSUB", "CHANNELS"]).contains(&lock))
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let _: () = redis::pipe()
+        .cmd("DEL")
+        .arg(&lock)
+        .cmd("PUBLISH")
+        .arg(&lock)
+        .arg("1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(call.await.unwrap(), 1);
+    assert_eq!(WAITED_RUNS.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

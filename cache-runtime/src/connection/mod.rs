@@ -66,16 +66,24 @@ enum Refusal {
     OutOfMemory,
     ReadOnly,
     Auth,
+    Tls,
 }
 
 impl Refusal {
-    fn from_code(code: &str) -> Option<Refusal> {
-        match code {
-            "OOM" => Some(Refusal::OutOfMemory),
-            "READONLY" => Some(Refusal::ReadOnly),
-            "NOAUTH" | "WRONGPASS" | "NOPERM" => Some(Refusal::Auth),
-            _ => None,
+    fn of(err: &RedisError) -> Option<Refusal> {
+        match err.code() {
+            Some("OOM") => return Some(Refusal::OutOfMemory),
+            Some("READONLY") => return Some(Refusal::ReadOnly),
+            Some("NOAUTH" | "WRONGPASS" | "NOPERM") => return Some(Refusal::Auth),
+            _ => {}
         }
+        if err.kind() == redis::ErrorKind::AuthenticationFailed {
+            return Some(Refusal::Auth);
+        }
+        // rustls's verdicts reach us as I/O errors; their text is all there is to go by.
+        let text = err.to_string();
+        (text.contains("certificate") || text.contains("TLS") || text.contains("tls"))
+            .then_some(Refusal::Tls)
     }
 
     fn explain(self) -> &'static str {
@@ -91,7 +99,16 @@ impl Refusal {
             }
             Refusal::Auth => {
                 "Redis refuses the cache's commands (authentication or ACL permissions); calls \
-                 run uncached. Check the user and password in the URL and the user's ACL"
+                 run uncached. Check the user and password (URL, REDIS_USERNAME/REDIS_PASSWORD \
+                 or `credentials`) and that the user's ACL allows the cache's prefix (~prefix:*), \
+                 its lock channels (&prefix:*) and EVALSHA, EVAL, GET, SET, SCAN, UNLINK, \
+                 SUBSCRIBE, INFO"
+            }
+            Refusal::Tls => {
+                "The TLS handshake with Redis failed; calls run uncached. Check that the CA \
+                 (REDIS_TLS_CA_FILE or `tls_ca_pem`) signed the server's certificate, that the \
+                 certificate names the host in the URL, and the client certificate if the \
+                 server asks for one"
             }
         }
     }
@@ -347,12 +364,12 @@ impl Connection {
 
     /// Logs, once until a write succeeds again, why Redis refuses the cache's commands.
     fn log_refusal(&self, err: &RedisError) {
-        let Some(refusal) = err.code().and_then(Refusal::from_code) else {
+        let Some(refusal) = Refusal::of(err) else {
             return;
         };
         let bit = 1 << refusal as u8;
         if self.refusals_logged.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
-            tracing::warn!(code = err.code(), "redis_cache: {}", refusal.explain());
+            tracing::warn!(code = err.code(), error = %err, "redis_cache: {}", refusal.explain());
         }
     }
 
@@ -423,6 +440,8 @@ impl Connection {
             }
             Err(StoreError::Redis(err)) => {
                 self.breaker.trip(&err);
+                // Wrong credentials or certificates do not heal by waiting: say what to fix.
+                self.log_refusal(&err);
                 Err(StoreError::Redis(err))
             }
             Err(err) => {

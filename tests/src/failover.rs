@@ -1,0 +1,140 @@
+//! A failover under load: tasks call a cached function in a loop while the test kills a
+//! primary; a checker finds out when the cache is used again. Shared by the cluster and
+//! Sentinel tests and the `topologies` example, which prints the figures.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cache_runtime::{Cache, redis_cache};
+
+/// Keys the load cycles through.
+pub const LOAD_KEYS: u64 = 1000;
+/// Fresh keys the checker stores and reads back each round: with three primaries, 16 random
+/// keys miss a given one with probability (2/3)^16 < 0.2%.
+pub const CHECK_KEYS: u64 = 16;
+
+/// What callers saw during one failover.
+#[derive(Debug, Clone)]
+pub struct FailoverReport {
+    /// Calls made by the load tasks, from start to end of the run.
+    pub calls: u64,
+    /// Calls that returned a wrong value (callers never see a cache error; a wrong value is
+    /// the only error they could see).
+    pub errors: u64,
+    /// The slowest call after the kill.
+    pub slowest: Duration,
+    /// From the kill until fresh keys were stored and read back from Redis again.
+    pub recovered_after: Duration,
+}
+
+impl std::fmt::Display for FailoverReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "calls {}, errors {}, slowest call {:.1?}, cache used again {:.2?} after the kill",
+            self.calls, self.errors, self.slowest, self.recovered_after
+        )
+    }
+}
+
+/// The loaded function: doubles its argument.
+#[redis_cache(ttl = 300, skip(cache), cache = cache, name = "failover::doubled")]
+pub async fn doubled(cache: &Cache, id: u64) -> u64 {
+    id * 2
+}
+
+static CHECKED_RUNS: AtomicU64 = AtomicU64::new(0);
+
+/// The checker's function: counts its runs, so a read-back that ran the body is a miss.
+#[redis_cache(ttl = 300, skip(cache), cache = cache, name = "failover::checked")]
+pub async fn checked(cache: &Cache, id: u64) -> u64 {
+    CHECKED_RUNS.fetch_add(1, Ordering::SeqCst);
+    id + 1
+}
+
+/// Whether the cache stores and serves fresh keys: each is called, its store awaited, then
+/// called again without its body running.
+pub async fn cache_works(cache: &Cache) -> bool {
+    let first = fastrand::u64(1 << 40..);
+    for id in first..first + CHECK_KEYS {
+        if checked(cache, id).await != id + 1 {
+            return false;
+        }
+    }
+    cache.flush().await;
+    let before = CHECKED_RUNS.load(Ordering::SeqCst);
+    for id in first..first + CHECK_KEYS {
+        if checked(cache, id).await != id + 1 {
+            return false;
+        }
+    }
+    CHECKED_RUNS.load(Ordering::SeqCst) == before
+}
+
+/// Runs `tasks` tasks calling [`doubled`] over [`LOAD_KEYS`] keys; once they are warm, runs
+/// `kill`, then polls until the cache works again (or `deadline` after
+/// the kill), and stops the load.
+pub async fn under_load(
+    cache: &Cache,
+    tasks: usize,
+    kill: impl FnOnce(),
+    deadline: Duration,
+) -> FailoverReport {
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let slowest_after_kill = Arc::new(AtomicU64::new(0));
+    let killed_at: Arc<std::sync::OnceLock<Instant>> = Arc::default();
+    let mut handles = Vec::new();
+    for task in 0..tasks as u64 {
+        let (cache, stop, calls, errors, slowest, killed_at) = (
+            cache.clone(),
+            stop.clone(),
+            calls.clone(),
+            errors.clone(),
+            slowest_after_kill.clone(),
+            killed_at.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            let mut id = task * 7919 % LOAD_KEYS;
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let value = doubled(&cache, id).await;
+                let took = started.elapsed();
+                calls.fetch_add(1, Ordering::Relaxed);
+                if value != id * 2 {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+                if killed_at.get().is_some_and(|at| started >= *at) {
+                    slowest.fetch_max(took.as_nanos() as u64, Ordering::Relaxed);
+                }
+                id = (id + 1) % LOAD_KEYS;
+            }
+        }));
+    }
+    assert!(cache_works(cache).await, "the cache works before the kill");
+    let killed = Instant::now();
+    killed_at.set(killed).expect("one kill");
+    kill();
+    let recovered_after = loop {
+        if cache_works(cache).await {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < deadline,
+            "the cache was not used again within {deadline:?} of the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    stop.store(true, Ordering::Relaxed);
+    for handle in handles {
+        handle.await.expect("a load task panicked");
+    }
+    FailoverReport {
+        calls: calls.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        slowest: Duration::from_nanos(slowest_after_kill.load(Ordering::Relaxed)),
+        recovered_after,
+    }
+}

@@ -1,0 +1,89 @@
+//! Redis Sentinel: the cache finds the primary through three sentinels and follows a failover
+//! without a restart.
+
+use std::time::Duration;
+
+use cache_runtime::{Cache, redis_cache};
+use redis_cache_tests::failover;
+use redis_cache_tests::sentinel::SentinelGroup;
+
+static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[redis_cache(ttl = 300, skip(cache), cache = cache)]
+async fn looked_up(cache: &Cache, id: u64) -> u64 {
+    RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    id * 3
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_primary_is_found_through_the_sentinels_and_followed_across_a_failover() {
+    let mut group = SentinelGroup::start();
+    let cache = group.cache("sentinel");
+    assert_eq!(looked_up(&cache, 1).await, 3);
+    cache.flush().await;
+    assert_eq!(looked_up(&cache, 1).await, 3);
+    assert_eq!(RUNS.load(std::sync::atomic::Ordering::SeqCst), 1, "a hit");
+    let stored: Vec<String> = group
+        .primary
+        .command(&["KEYS", "sentinel:*"])
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1, "stored on the primary the sentinels named");
+
+    let report =
+        failover::under_load(&cache, 64, || group.primary.kill(), Duration::from_secs(60)).await;
+    println!("sentinel failover: {report}");
+    assert_eq!(report.errors, 0, "{report}");
+    group.wait_for_failover();
+    assert_eq!(group.primary_port(), group.replica.port());
+    let stored: Vec<String> = group
+        .replica
+        .command(&["KEYS", "sentinel:*"])
+        .await
+        .unwrap();
+    assert!(!stored.is_empty(), "the promoted replica takes the stores");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_holds_one_command_connection_and_one_per_sentinel() {
+    let group = SentinelGroup::start();
+    let servers = [&group.primary, &group.replica];
+    let baseline: usize = servers.iter().map(|s| s.connected_clients()).sum();
+    let sentinels_before: usize = group
+        .sentinels()
+        .iter()
+        .map(|s| s.connected_clients())
+        .sum();
+    let cache = group.cache("budget");
+    let mut tasks = Vec::new();
+    for task in 0..64u64 {
+        let cache = cache.clone();
+        tasks.push(tokio::spawn(async move {
+            for id in 0..50 {
+                failover::doubled(&cache, task * 50 + id).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    cache.flush().await;
+    let held = redis_cache_tests::settled(1, || {
+        servers.iter().map(|s| s.connected_clients()).sum::<usize>() - baseline
+    });
+    let to_sentinels = group
+        .sentinels()
+        .iter()
+        .map(|s| s.connected_clients())
+        .sum::<usize>()
+        - sentinels_before;
+    println!(
+        "sentinel: this process holds {held} connection(s) to the data nodes and \
+         {to_sentinels} to the sentinels"
+    );
+    assert_eq!(held, 1, "one multiplexed connection to the primary");
+    assert!(
+        to_sentinels <= 3,
+        "at most one per sentinel: {to_sentinels}"
+    );
+}
