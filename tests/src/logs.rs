@@ -22,7 +22,16 @@ impl Capture {
         (capture, guard)
     }
 
-    /// How many events at `level` contain `text` in their message.
+    /// Whether any event, at any level, has `text` in its message or fields.
+    pub fn mentions(&self, text: &str) -> bool {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, message)| message.contains(text))
+    }
+
+    /// How many events at `level` contain `text` in their message or fields.
     pub fn count(&self, level: Level, text: &str) -> usize {
         self.events
             .lock()
@@ -35,10 +44,13 @@ impl Capture {
 
 struct Message(String);
 
+/// The message, then every other field as ` name=value`.
 impl Visit for Message {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "message" {
-            let _ = write!(self.0, "{value:?}");
+            self.0.insert_str(0, &format!("{value:?}"));
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
         }
     }
 }

@@ -1,0 +1,65 @@
+//! A read replica endpoint: lookups go to the replica, everything else to the primary; a
+//! dead replica sends lookups back to the primary.
+
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
+use cache_runtime::{Cache, redis_cache};
+use redis_cache_tests::RedisServer;
+
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[redis_cache(ttl = 300, skip(cache), cache = cache)]
+async fn read(cache: &Cache, id: u64) -> u64 {
+    RUNS.fetch_add(1, SeqCst);
+    id + 1
+}
+
+/// `GET` calls a server has answered, from `INFO commandstats`.
+fn gets(server: &RedisServer) -> u64 {
+    let stats = server.cli(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test]
+async fn lookups_go_to_the_reader_and_back_to_the_primary_when_it_dies() {
+    let primary = RedisServer::start();
+    let port = primary.port().to_string();
+    let mut replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+    let cache = primary
+        .builder()
+        .reader_url(replica.url())
+        .prefix("reader")
+        .build()
+        .unwrap();
+    assert_eq!(read(&cache, 1).await, 2);
+    cache.flush().await;
+    let offset = |s: &RedisServer| {
+        s.cli(&["INFO", "replication"])
+            .lines()
+            .find_map(|l| l.strip_prefix("master_repl_offset:").map(|o| o.trim().to_string()))
+    };
+    // Replication is asynchronous: wait for the replica to catch up (a read right after a
+    // write may miss, which is the documented trade-off).
+    while offset(&replica) != offset(&primary) {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let before = (gets(&primary), gets(&replica));
+    for _ in 0..10 {
+        assert_eq!(read(&cache, 1).await, 2);
+    }
+    assert_eq!(RUNS.load(SeqCst), 1, "ten hits");
+    assert_eq!(gets(&replica) - before.1, 10, "served by the replica");
+    assert_eq!(gets(&primary), before.0, "not by the primary");
+
+    replica.kill();
+    for _ in 0..20 {
+        assert_eq!(read(&cache, 1).await, 2);
+    }
+    assert!(gets(&primary) > before.0, "lookups moved to the primary");
+    let stats = cache_runtime::stats_for("reader::read").unwrap();
+    assert!(stats.hits >= 11 + 10, "the primary's hits: {stats:?}");
+}
