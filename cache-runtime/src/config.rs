@@ -634,6 +634,67 @@ mod tests {
     }
 
     #[test]
+    fn the_environment_selects_cluster_or_sentinel_and_rejects_two_at_once() {
+        let b = CacheBuilder::from_lookup(env(&[(
+            ENV_CLUSTER_URLS,
+            "10.0.0.1:7000, rediss://10.0.0.2:7001,",
+        )]))
+        .unwrap();
+        let nodes = vec![
+            "redis://10.0.0.1:7000".into(),
+            "rediss://10.0.0.2:7001".into(),
+        ];
+        assert!(b.endpoints.servers == Servers::Cluster(nodes));
+
+        let b = CacheBuilder::from_lookup(env(&[
+            (ENV_SENTINEL_URLS, "s1:26379,s2:26379"),
+            (ENV_SENTINEL_MASTER, "cache"),
+            (ENV_READER_URL, "redis://replica:6379"),
+            (ENV_USERNAME, "app"),
+            (ENV_PASSWORD, "hunter2"),
+        ]))
+        .unwrap();
+        assert!(
+            matches!(&b.endpoints.servers, Servers::Sentinel { sentinels, master }
+            if sentinels.len() == 2 && master == "cache")
+        );
+        assert_eq!(b.endpoints.reader.as_deref(), Some("redis://replica:6379"));
+        assert!(!format!("{b:?}").contains("hunter2"));
+
+        let two =
+            CacheBuilder::from_lookup(env(&[(ENV_URL, "redis://a"), (ENV_CLUSTER_URLS, "b:1")]));
+        assert!(two.unwrap_err().to_string().contains("set only one"));
+        let no_master = CacheBuilder::from_lookup(env(&[(ENV_SENTINEL_URLS, "s1:26379")]));
+        assert!(
+            no_master
+                .unwrap_err()
+                .to_string()
+                .contains(ENV_SENTINEL_MASTER)
+        );
+        assert!(
+            CacheBuilder::default()
+                .cluster(Vec::<String>::new())
+                .build()
+                .is_err()
+        );
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn certificate_files_without_the_tls_feature_are_an_error() {
+        let err = CacheBuilder::from_lookup(env(&[(ENV_TLS_CA_FILE, "/ca.pem")])).unwrap_err();
+        assert!(err.to_string().contains("`tls` feature"), "{err}");
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn an_unreadable_certificate_file_is_an_error_naming_it() {
+        let err = CacheBuilder::from_lookup(env(&[(ENV_TLS_CA_FILE, "/nonexistent/ca.pem")]))
+            .unwrap_err();
+        assert!(err.to_string().contains(ENV_TLS_CA_FILE), "{err}");
+    }
+
+    #[test]
     fn redact_hides_only_the_password() {
         assert_eq!(redact("redis://u:p@h:1/0"), "redis://u:***@h:1/0");
         assert_eq!(redact("redis://:p@h"), "redis://:***@h");

@@ -239,15 +239,22 @@ impl RedisServer {
             .unwrap_or_default()
     }
 
-    /// Clients connected now, not counting the `redis-cli` that asks.
+    /// Application clients connected now: not the `redis-cli` that asks, not replication links
+    /// (`flags` S or M), not sentinels (they name their connections `sentinel-...`).
     pub fn connected_clients(&self) -> usize {
-        let info = self.cli(&["INFO", "clients"]);
-        let count = info
+        self.cli(&["CLIENT", "LIST"])
             .lines()
-            .find_map(|l| l.strip_prefix("connected_clients:"))
-            .and_then(|n| n.trim().parse::<usize>().ok())
-            .expect("INFO clients");
-        count - 1
+            .filter(|line| {
+                let field = |name: &str| {
+                    line.split_whitespace()
+                        .find_map(|f| f.strip_prefix(name))
+                        .unwrap_or("")
+                };
+                !field("cmd=").starts_with("client|list")
+                    && !field("flags=").contains(['S', 'M'])
+                    && !field("name=").starts_with("sentinel-")
+            })
+            .count()
     }
 
     /// Runs one command on a fresh connection and returns its reply.

@@ -38,9 +38,10 @@ async fn lookups_go_to_the_reader_and_back_to_the_primary_when_it_dies() {
     assert_eq!(read(&cache, 1).await, 2);
     cache.flush().await;
     let offset = |s: &RedisServer| {
-        s.cli(&["INFO", "replication"])
-            .lines()
-            .find_map(|l| l.strip_prefix("master_repl_offset:").map(|o| o.trim().to_string()))
+        s.cli(&["INFO", "replication"]).lines().find_map(|l| {
+            l.strip_prefix("master_repl_offset:")
+                .map(|o| o.trim().to_string())
+        })
     };
     // Replication is asynchronous: wait for the replica to catch up (a read right after a
     // write may miss, which is the documented trade-off).

@@ -8,7 +8,7 @@
 //! # Connection budget
 //!
 //! Each [`Cache`](crate::Cache) opens, at most:
-//! - one multiplexed command connection (a cluster: one per node, from redis-rs's cluster
+//! - one multiplexed command connection (a cluster: one per primary, from redis-rs's cluster
 //!   connection), shared by every call of every function;
 //! - one pub/sub connection, from the first time a call waits on another process's lock;
 //! - one more command connection to the reader endpoint, when one is configured;

@@ -47,7 +47,7 @@ pub(super) enum Target {
 #[derive(Clone)]
 pub(super) enum Link {
     Single(MultiplexedConnection),
-    /// redis-rs's cluster connection: one multiplexed connection per node, following `MOVED`
+    /// redis-rs's cluster connection: one multiplexed connection per primary, following `MOVED`
     /// and `ASK` redirections and refreshing the slot map on failover by itself.
     Cluster(ClusterConnection),
 }
@@ -211,7 +211,7 @@ impl Target {
         }
     }
 
-    /// Opens the command connection: one multiplexed connection (a cluster: one per node).
+    /// Opens the command connection: one multiplexed connection (a cluster: one per primary).
     pub(super) async fn connect(&self, timeouts: &Timeouts) -> RedisResult<Link> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeouts.connect))

@@ -1,0 +1,184 @@
+//! The same cached function on one server, a Redis Cluster and Sentinel, from one run: hit
+//! throughput at 64 tasks, the connections the process holds, and a primary killed under load
+//! (calls, errors, slowest call, time until the cache is used again).
+//!
+//! ```text
+//! cargo run --release -p redis-cache-examples --example topologies [-- --secs 3]
+//! ```
+//!
+//! Every server runs on loopback, started and stopped by this program (`redis-server` and
+//! `redis-cli` on PATH). The caches use the default timeouts and circuit breaker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cache_runtime::Cache;
+use redis_cache_tests::cluster::RedisCluster;
+use redis_cache_tests::failover::{self, FailoverReport, LOAD_KEYS, doubled};
+use redis_cache_tests::sentinel::{MASTER_NAME, SentinelGroup};
+use redis_cache_tests::{RedisServer, settled};
+
+const TASKS: usize = 64;
+
+struct Row {
+    topology: &'static str,
+    hits_per_sec: f64,
+    connections: String,
+    failover: FailoverReport,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+async fn main() {
+    let secs = std::env::args()
+        .skip_while(|a| a != "--secs")
+        .nth(1)
+        .map_or(3.0, |s| s.parse().expect("--secs SECONDS"));
+    let measure = Duration::from_secs_f64(secs);
+    let mut rows = Vec::new();
+
+    {
+        let mut server = RedisServer::start();
+        let baseline = server.connected_clients();
+        let cache = Cache::builder()
+            .url(server.url())
+            .prefix("topologies")
+            .build()
+            .expect("valid cache");
+        let hits_per_sec = hit_rate(&cache, measure).await;
+        let held = settled(1, || server.connected_clients() - baseline);
+        // One server has nothing to fail over to: the figure is the outage and the recovery
+        // once it is back (killed, then started again on its port a second later).
+        let port = server.port();
+        let restarted = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(1));
+            RedisServer::start_at(port, &[])
+        });
+        let report =
+            failover::under_load(&cache, TASKS, || server.kill(), Duration::from_secs(60)).await;
+        drop(restarted.join().expect("restart"));
+        rows.push(Row {
+            topology: "single node (restarted after 1 s)",
+            hits_per_sec,
+            connections: format!("{held}"),
+            failover: report,
+        });
+    }
+    {
+        let mut cluster = RedisCluster::start();
+        let count = |c: &RedisCluster| {
+            c.nodes()
+                .iter()
+                .map(|n| n.connected_clients())
+                .sum::<usize>()
+        };
+        let baseline = count(&cluster);
+        let cache = Cache::builder()
+            .cluster(cluster.addresses())
+            .prefix("topologies")
+            .build()
+            .expect("valid cache");
+        let hits_per_sec = hit_rate(&cache, measure).await;
+        let held = settled(3, || count(&cluster) - baseline);
+        let victim = cluster.primary_of("topologies");
+        let report = failover::under_load(
+            &cache,
+            TASKS,
+            || cluster.nodes_mut()[victim].kill(),
+            Duration::from_secs(60),
+        )
+        .await;
+        rows.push(Row {
+            topology: "cluster, 3 primaries + 3 replicas",
+            hits_per_sec,
+            connections: format!("{held} (one per primary)"),
+            failover: report,
+        });
+    }
+    {
+        let mut group = SentinelGroup::start();
+        let data =
+            |g: &SentinelGroup| g.primary.connected_clients() + g.replica.connected_clients();
+        let sentinels = |g: &SentinelGroup| {
+            g.sentinels()
+                .iter()
+                .map(|s| s.connected_clients())
+                .sum::<usize>()
+        };
+        let (data_before, sentinels_before) = (data(&group), sentinels(&group));
+        let cache = Cache::builder()
+            .sentinel(group.addresses(), MASTER_NAME)
+            .prefix("topologies")
+            .build()
+            .expect("valid cache");
+        let hits_per_sec = hit_rate(&cache, measure).await;
+        let held = settled(1, || data(&group) - data_before);
+        let to_sentinels = sentinels(&group) - sentinels_before;
+        let report = failover::under_load(
+            &cache,
+            TASKS,
+            || group.primary.kill(),
+            Duration::from_secs(60),
+        )
+        .await;
+        rows.push(Row {
+            topology: "sentinel, primary + replica, 3 sentinels",
+            hits_per_sec,
+            connections: format!("{held} + {to_sentinels} to sentinels"),
+            failover: report,
+        });
+    }
+
+    println!(
+        "\n| topology | hits/s at {TASKS} tasks | connections held | failover calls | errors | slowest call | cache used again after |"
+    );
+    println!("|---|---:|---|---:|---:|---:|---:|");
+    for row in &rows {
+        let f = &row.failover;
+        println!(
+            "| {} | {:.0} | {} | {} | {} | {:.1?} | {:.2?} |",
+            row.topology,
+            row.hits_per_sec,
+            row.connections,
+            f.calls,
+            f.errors,
+            f.slowest,
+            f.recovered_after
+        );
+    }
+    println!(
+        "\n(connections: with one pub/sub connection more once a call has waited on another process's lock)"
+    );
+}
+
+/// Hits per second from [`TASKS`] tasks over [`LOAD_KEYS`] stored keys.
+async fn hit_rate(cache: &Cache, measure: Duration) -> f64 {
+    for id in 0..LOAD_KEYS {
+        doubled(cache, id).await;
+    }
+    cache.flush().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..TASKS as u64)
+        .map(|task| {
+            let (cache, stop, calls) = (cache.clone(), stop.clone(), calls.clone());
+            tokio::spawn(async move {
+                let mut id = task * 7919 % LOAD_KEYS;
+                let mut done = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    assert_eq!(doubled(&cache, id).await, id * 2);
+                    id = (id + 1) % LOAD_KEYS;
+                    done += 1;
+                }
+                calls.fetch_add(done, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    tokio::time::sleep(measure).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.expect("load task");
+    }
+    calls.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
