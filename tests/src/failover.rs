@@ -53,6 +53,24 @@ pub async fn checked(cache: &Cache, id: u64) -> u64 {
     id + 1
 }
 
+/// `tasks` tasks making `calls` calls each of [`doubled`] on keys of their own (misses and
+/// stores), awaited.
+pub async fn spread_load(cache: &Cache, tasks: u64, calls: u64) {
+    let handles: Vec<_> = (0..tasks)
+        .map(|task| {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                for id in task * calls..(task + 1) * calls {
+                    assert_eq!(doubled(&cache, id).await, id * 2);
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.expect("a load task panicked");
+    }
+}
+
 /// Whether the cache stores and serves fresh keys: each is called, its store awaited, then
 /// called again without its body running.
 pub async fn cache_works(cache: &Cache) -> bool {

@@ -37,38 +37,50 @@ impl RedisServer {
 
     /// Starts a server with extra `--name value` configuration, e.g. `["--maxmemory", "1mb"]`.
     pub fn start_with(extra: &[&str]) -> RedisServer {
-        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        // A port freed by the kernel can be taken by someone else before the server binds it:
-        // try a few ports before giving up.
-        let mut last_err = String::new();
-        for _ in 0..5 {
-            let port = free_port();
-            match spawn(port, &extra) {
-                Ok(child) => {
-                    return RedisServer {
-                        port,
-                        child: Some(child),
-                        extra,
-                    };
-                }
-                Err(err) => last_err = err,
-            }
-        }
-        panic!("could not start redis-server: {last_err}");
+        Self::start_on_free_port("redis-server", || Some(free_port()), |_| strings(extra))
     }
 
     /// Starts a cluster-enabled node (`extra` says so) on a port whose cluster bus port (10000
     /// higher) is free too, with a cluster config file of its own in `--dir`.
     pub fn start_cluster_node(extra: &[&str]) -> RedisServer {
-        let mut last_err = String::new();
-        for _ in 0..20 {
+        let pick = || {
             let port = 20000 + fastrand::u16(..10000);
             let free = |p: u16| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok();
-            if !free(port) || !free(port + 10000) {
-                continue;
-            }
-            let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-            extra.extend(["--cluster-config-file".into(), format!("nodes-{port}.conf")]);
+            (free(port) && free(port + 10000)).then_some(port)
+        };
+        Self::start_on_free_port("a cluster node", pick, |port| {
+            let mut args = strings(extra);
+            args.extend(["--cluster-config-file".into(), format!("nodes-{port}.conf")]);
+            args
+        })
+    }
+
+    /// Starts a server that listens with TLS only (`rediss://127.0.0.1:port`); `extra` names
+    /// its certificates.
+    pub fn start_tls(extra: &[&str]) -> RedisServer {
+        Self::start_on_free_port(
+            "a TLS redis-server",
+            || Some(free_port()),
+            |port| {
+                let mut args = strings(&["--tls-port", &port.to_string(), "--port", "0"]);
+                args.extend(strings(extra));
+                args
+            },
+        )
+    }
+
+    /// Starts a server on a port `pick` offers (`None`: try another), with the arguments `args`
+    /// gives for it. A port freed by the kernel can be taken by someone else before the server
+    /// binds it: a few ports are tried before giving up.
+    fn start_on_free_port(
+        what: &str,
+        pick: impl Fn() -> Option<u16>,
+        args: impl Fn(u16) -> Vec<String>,
+    ) -> RedisServer {
+        let mut last_err = String::new();
+        for _ in 0..20 {
+            let Some(port) = pick() else { continue };
+            let extra = args(port);
             match spawn(port, &extra) {
                 Ok(child) => {
                     return RedisServer {
@@ -80,39 +92,12 @@ impl RedisServer {
                 Err(err) => last_err = err,
             }
         }
-        panic!("could not start a cluster node: {last_err}");
-    }
-
-    /// Starts a server that listens with TLS only (`rediss://127.0.0.1:port`); `extra` names
-    /// its certificates.
-    pub fn start_tls(extra: &[&str]) -> RedisServer {
-        let mut last_err = String::new();
-        for _ in 0..5 {
-            let port = free_port();
-            let mut args = vec![
-                "--tls-port".to_string(),
-                port.to_string(),
-                "--port".into(),
-                "0".into(),
-            ];
-            args.extend(extra.iter().map(|s| s.to_string()));
-            match spawn(port, &args) {
-                Ok(child) => {
-                    return RedisServer {
-                        port,
-                        child: Some(child),
-                        extra: args,
-                    };
-                }
-                Err(err) => last_err = err,
-            }
-        }
-        panic!("could not start a TLS redis-server: {last_err}");
+        panic!("could not start {what}: {last_err}");
     }
 
     /// Starts a server on `port` (e.g. where a cache was already pointed while nothing listened).
     pub fn start_at(port: u16, extra: &[&str]) -> RedisServer {
-        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let extra = strings(extra);
         let child =
             spawn(port, &extra).unwrap_or_else(|err| panic!("start redis-server on {port}: {err}"));
         RedisServer {
@@ -304,6 +289,10 @@ pub fn settled(expected: usize, count: impl Fn() -> usize) -> usize {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
 }
 
 /// A loopback port that was free a moment ago.

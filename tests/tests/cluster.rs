@@ -99,21 +99,9 @@ async fn a_process_holds_one_connection_per_primary_and_one_for_pub_sub_whatever
     let cluster = RedisCluster::start();
     let baseline: usize = cluster.nodes().iter().map(|n| n.connected_clients()).sum();
     let cache = cluster.cache("budget");
-    let holder = cache.clone();
     // Load from 64 tasks, and a lock wait (which opens the pub/sub connection).
-    let mut tasks = Vec::new();
-    for task in 0..64u64 {
-        let cache = cache.clone();
-        tasks.push(tokio::spawn(async move {
-            for id in 0..50 {
-                failover::doubled(&cache, task * 50 + id).await;
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    budget_wait(&cluster, &holder).await;
+    failover::spread_load(&cache, 64, 50).await;
+    budget_wait(&cluster, &cache).await;
     cache.flush().await;
     // The test's own inspection connections close asynchronously: wait for them to go.
     let held = redis_cache_tests::settled(7, || {

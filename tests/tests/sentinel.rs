@@ -55,18 +55,7 @@ async fn a_process_holds_one_command_connection_and_one_per_sentinel() {
         .map(|s| s.connected_clients())
         .sum();
     let cache = group.cache("budget");
-    let mut tasks = Vec::new();
-    for task in 0..64u64 {
-        let cache = cache.clone();
-        tasks.push(tokio::spawn(async move {
-            for id in 0..50 {
-                failover::doubled(&cache, task * 50 + id).await;
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
+    failover::spread_load(&cache, 64, 50).await;
     cache.flush().await;
     let held = redis_cache_tests::settled(1, || {
         servers.iter().map(|s| s.connected_clients()).sum::<usize>() - baseline
