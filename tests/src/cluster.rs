@@ -2,15 +2,13 @@
 //! joined with `redis-cli --cluster create`, with a short node timeout so failovers take
 //! seconds.
 
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cache_runtime::{Cache, CacheBuilder};
 use redis::cluster_async::ClusterConnection;
 
-use crate::{RedisServer, test_builder};
+use crate::{RedisServer, ScratchDir, test_builder};
 
 /// How long a node may be unreachable before the cluster fails it over.
 pub const NODE_TIMEOUT_MS: u64 = 1000;
@@ -19,20 +17,15 @@ pub const NODE_TIMEOUT_MS: u64 = 1000;
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
-    dir: PathBuf,
+    /// The nodes' cluster config files; removed after the nodes are killed.
+    _dir: ScratchDir,
 }
 
 impl RedisCluster {
     /// Starts six nodes, creates the cluster and waits until every node sees all slots served
     /// and every replica is in sync.
     pub fn start() -> RedisCluster {
-        static CLUSTERS: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "redis-cache-cluster-{}-{}",
-            std::process::id(),
-            CLUSTERS.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("cluster config directory");
+        let dir = ScratchDir::new("cluster");
         let timeout = NODE_TIMEOUT_MS.to_string();
         let nodes: Vec<RedisServer> = (0..6)
             .map(|_| {
@@ -45,7 +38,7 @@ impl RedisCluster {
                     "--cluster-replica-validity-factor",
                     "0",
                     "--dir",
-                    dir.to_str().expect("utf-8 temp dir"),
+                    dir.as_str(),
                 ])
             })
             .collect();
@@ -64,7 +57,7 @@ impl RedisCluster {
             "redis-cli --cluster create failed: {}",
             String::from_utf8_lossy(&output.stdout)
         );
-        let cluster = RedisCluster { nodes, dir };
+        let cluster = RedisCluster { nodes, _dir: dir };
         cluster.wait_until_healthy(3);
         cluster
     }
@@ -222,6 +215,5 @@ impl Drop for RedisCluster {
         for node in &mut self.nodes {
             node.kill();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -1,12 +1,11 @@
 //! Redis Sentinel on loopback: a primary, a replica, and three sentinels (quorum 2) that fail
 //! the primary over a second after it stops answering.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cache_runtime::{Cache, CacheBuilder};
 
-use crate::{RedisServer, free_port, spawn_until, test_builder};
+use crate::{RedisServer, ScratchDir, free_port, spawn_until, test_builder};
 
 /// The name the sentinels monitor the primary under.
 pub const MASTER_NAME: &str = "cache-primary";
@@ -17,33 +16,28 @@ pub struct SentinelGroup {
     pub primary: RedisServer,
     pub replica: RedisServer,
     sentinels: Vec<RedisServer>,
-    dir: std::path::PathBuf,
+    /// The sentinels' config files; removed after the sentinels are killed.
+    _dir: ScratchDir,
 }
 
 impl SentinelGroup {
     /// Starts the servers and sentinels and waits until every sentinel knows the replica and
     /// the other two sentinels (so a failover can be agreed on).
     pub fn start() -> SentinelGroup {
-        static GROUPS: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "redis-cache-sentinel-{}-{}",
-            std::process::id(),
-            GROUPS.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("sentinel directory");
+        let dir = ScratchDir::new("sentinel");
         let primary = RedisServer::start();
         let replica_of = primary.port().to_string();
         let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &replica_of]);
         let sentinels = (0..3)
             .map(|_| {
                 let port = free_port();
-                let conf = dir.join(format!("sentinel-{port}.conf"));
+                let conf = dir.path().join(format!("sentinel-{port}.conf"));
                 let text = format!(
                     "port {port}\nbind 127.0.0.1\ndir {dir}\n\
                      sentinel monitor {MASTER_NAME} 127.0.0.1 {primary} 2\n\
                      sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
                      sentinel failover-timeout {MASTER_NAME} 3000\n",
-                    dir = dir.display(),
+                    dir = dir.as_str(),
                     primary = primary.port(),
                 );
                 std::fs::write(&conf, text).expect("write sentinel config");
@@ -57,7 +51,7 @@ impl SentinelGroup {
             primary,
             replica,
             sentinels,
-            dir,
+            _dir: dir,
         };
         group.wait_until(|sentinel| {
             let others = sentinel.cli(&["SENTINEL", "SENTINELS", MASTER_NAME]);
@@ -132,6 +126,5 @@ impl Drop for SentinelGroup {
         for sentinel in &mut self.sentinels {
             sentinel.kill();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -3,27 +3,21 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::RedisServer;
+use crate::{RedisServer, ScratchDir};
 
 /// Certificates and keys in a temporary directory, removed when dropped.
 #[derive(Debug)]
 pub struct Certificates {
-    dir: PathBuf,
+    dir: ScratchDir,
 }
 
 impl Certificates {
     /// Generates the CA, server, client and other-CA certificates (RSA 2048, one day).
     pub fn generate() -> Certificates {
-        static DIRS: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "redis-cache-tls-{}-{}",
-            std::process::id(),
-            DIRS.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("tls directory");
-        let certs = Certificates { dir };
+        let certs = Certificates {
+            dir: ScratchDir::new("tls"),
+        };
         for ca in ["ca", "other-ca"] {
             certs.openssl(&[
                 "req",
@@ -42,7 +36,7 @@ impl Certificates {
             ]);
         }
         std::fs::write(
-            certs.dir.join("san.ext"),
+            certs.dir.path().join("san.ext"),
             "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
         )
         .expect("write san.ext");
@@ -86,7 +80,7 @@ impl Certificates {
     fn openssl(&self, args: &[&str]) {
         let output = Command::new("openssl")
             .args(args)
-            .current_dir(&self.dir)
+            .current_dir(self.dir.path())
             .output()
             .expect("run openssl (is it installed?)");
         assert!(
@@ -97,7 +91,7 @@ impl Certificates {
     }
 
     pub fn path(&self, file: &str) -> PathBuf {
-        self.dir.join(file)
+        self.dir.path().join(file)
     }
 
     /// A file's contents.
@@ -123,10 +117,4 @@ impl Certificates {
 
 fn path_str(path: &Path) -> String {
     path.to_str().expect("utf-8 temp path").to_string()
-}
-
-impl Drop for Certificates {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
