@@ -3,10 +3,10 @@
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
+use crate::background::Background;
 use crate::breaker::{BreakerState, BreakerStats};
 use crate::config::{CacheBuilder, ConfigError, ValueLimits};
 use crate::connection::Connection;
-use crate::flow::Stores;
 use crate::health::{HealthError, RedisHealth};
 use crate::stampede::lock::LockSettings;
 use crate::stampede::notify::Notifier;
@@ -31,8 +31,10 @@ struct Inner {
     locks: LockSettings,
     limits: ValueLimits,
     flights: Flights,
-    /// Values being stored after their callers got them.
-    stores: Stores,
+    /// Stores, and releases of abandoned locks, running in spawned tasks.
+    background: Background,
+    /// A miss returns before its store lands ([`CacheBuilder::background_stores`]).
+    background_stores: bool,
 }
 
 impl fmt::Debug for Cache {
@@ -65,6 +67,7 @@ impl Cache {
         connection: Option<Connection>,
         locks: LockSettings,
         limits: ValueLimits,
+        background_stores: bool,
     ) -> Cache {
         let notifier = connection
             .as_ref()
@@ -77,7 +80,8 @@ impl Cache {
                 locks,
                 limits,
                 flights: Flights::default(),
-                stores: Stores::default(),
+                background: Background::default(),
+                background_stores,
             }),
         }
     }
@@ -137,18 +141,25 @@ impl Cache {
         &self.inner.flights
     }
 
-    pub(crate) fn stores(&self) -> &Stores {
-        &self.inner.stores
+    pub(crate) fn background(&self) -> &Background {
+        &self.inner.background
     }
 
-    /// Waits until every value computed so far has been stored (or failed to be).
+    pub(crate) fn background_stores(&self) -> bool {
+        self.inner.background_stores
+    }
+
+    /// Waits until the work this cache started in the background before this call has landed
+    /// (or failed): the stores of [`background_stores`](CacheBuilder::background_stores), the
+    /// stores of callers that were cancelled while storing, and the release of locks whose
+    /// holder was cancelled or panicked. Work started after the call is not waited for, so a
+    /// flush ends under steady load too.
     ///
-    /// A miss returns its value as soon as the function does and stores it in the background,
-    /// so the caller does not wait for that round trip. Await this at shutdown, after the last
-    /// calls, so that their values are not lost with the process; tests use it to read Redis
-    /// after a miss.
+    /// By default a miss returns after its store, so a program that only calls cached functions
+    /// needs no flush. With `background_stores(true)`, await this at shutdown, after the last
+    /// calls, or their values are lost with the process.
     pub async fn flush(&self) {
-        self.inner.stores.settled().await;
+        self.inner.background.settled().await;
     }
 
     /// Calls of this cache currently in flight in this process (single-flight leaders); zero

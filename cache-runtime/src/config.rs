@@ -45,6 +45,10 @@ pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(5);
 /// does not say `jitter = ...`: entries written together (a deploy, a batch) do not all expire
 /// in the same second.
 pub const DEFAULT_TTL_JITTER: f64 = 0.1;
+/// Whether a miss returns before its store has landed. Off: the caller waits for the store (one
+/// round trip), so a value is in Redis when the call returns, even in a process that exits right
+/// after it. See [`CacheBuilder::background_stores`].
+pub const DEFAULT_BACKGROUND_STORES: bool = false;
 
 /// Environment variable holding the Redis URL (`redis://`, `rediss://` for TLS, credentials in
 /// the URL).
@@ -102,6 +106,7 @@ pub struct CacheBuilder {
     locks: LockSettings,
     breaker: BreakerSettings,
     limits: ValueLimits,
+    background_stores: bool,
 }
 
 /// Sizes of stored values.
@@ -201,6 +206,7 @@ impl fmt::Debug for CacheBuilder {
             .field("locks", &self.locks)
             .field("breaker", &self.breaker)
             .field("limits", &self.limits)
+            .field("background_stores", &self.background_stores)
             .finish()
     }
 }
@@ -234,6 +240,7 @@ impl Default for CacheBuilder {
                 max_bytes: DEFAULT_MAX_VALUE_BYTES,
                 compress_above: DEFAULT_COMPRESS_ABOVE,
             },
+            background_stores: DEFAULT_BACKGROUND_STORES,
         }
     }
 }
@@ -485,6 +492,24 @@ impl CacheBuilder {
         self
     }
 
+    /// Whether a miss returns before its value is stored (default
+    /// [`DEFAULT_BACKGROUND_STORES`]: no).
+    ///
+    /// By default the caller of a miss waits for the store, which releases the key's lock in the
+    /// same round trip: when the call returns, the value is in Redis (or the store failed and was
+    /// logged). With `true`, the store runs in a spawned task and the caller saves that round trip;
+    /// with `lock = false` on the function too, a miss then costs its caller the lookup alone.
+    ///
+    /// The price: a store still pending when the process exits is lost. A short-lived program (a
+    /// CLI, a cron job, a test, a serverless handler) must await [`Cache::flush`] before it
+    /// exits, and a service at shutdown, after its last calls. Other processes see the value a
+    /// round trip later, and meanwhile find the key's lock held and wait for its release as for
+    /// any computation in progress.
+    pub fn background_stores(mut self, background: bool) -> Self {
+        self.background_stores = background;
+        self
+    }
+
     /// Checks the configuration. Nothing connects yet: the first cached call does, so a service
     /// starts while Redis is down and uses it as soon as it answers.
     pub fn build(self) -> Result<Cache, ConfigError> {
@@ -517,11 +542,18 @@ impl CacheBuilder {
             Some(connection),
             self.locks,
             self.limits,
+            self.background_stores,
         ))
     }
 
     pub(crate) fn build_disabled(self) -> Cache {
-        Cache::new(self.prefix, None, self.locks, self.limits)
+        Cache::new(
+            self.prefix,
+            None,
+            self.locks,
+            self.limits,
+            self.background_stores,
+        )
     }
 }
 

@@ -6,12 +6,14 @@
 //!    refresh it early (XFetch). In its stale window: served to the followers at once, while the
 //!    leader refreshes it; if that fails (`Err`), the stale value is served (fail-safe).
 //! 3. No usable entry: the leader takes the key's lock or waits for the process holding it
-//!    ([`crate::stampede::lock_or_wait`]), then computes, hands the value to its followers and
-//!    returns it; the store (with the release of the lock, in one round trip) runs in the
-//!    background, so the caller does not wait for it. With `lock = false` the lock is asked for
-//!    in the background too, as the function starts. Only a lock holder stores, and
-//!    only while it still holds the lock: that is the fence that keeps an invalidation from being
-//!    undone by a computation that started before it ([`crate::stampede::lock`]).
+//!    ([`crate::stampede::lock_or_wait`]), then computes, hands the value to its followers,
+//!    stores it (with the release of the lock, in one round trip) and returns it. The store runs
+//!    in a spawned task that the caller awaits, so a cancelled caller's store still lands; with
+//!    [`CacheBuilder::background_stores`](crate::CacheBuilder::background_stores) the caller
+//!    does not wait for it. With `lock = false` the lock is asked for in a spawned task as the
+//!    function starts, so the caller never waits for another process. Only a lock holder stores,
+//!    and only while it still holds the lock: that is the fence that keeps an invalidation from
+//!    being undone by a computation that started before it ([`crate::stampede::lock`]).
 //! 4. A write-through refresh ([`crate::invalidation::refresh`]) skips the lookup, takes the lock
 //!    over, computes and stores.
 //!
@@ -21,10 +23,10 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::cache::Cache;
 use crate::codec::ActiveCodec;
@@ -265,20 +267,34 @@ impl Call<'_> {
         };
         let sealed = self.seal::<P, R>(&value, took);
         leader.publish(outcome_of::<P, R>(&value, sealed.clone()));
-        // The caller has its value: the store's round trip is not its to wait for. Until the
-        // store lands the lock stays held, so a caller arriving meanwhile (in any process) finds
-        // the entry with the lock, or waits for the release that comes with it.
-        let site = self.site;
-        in_background(self.cache, move |cache| async move {
-            store(site, &cache, sealed, lock).await;
-        });
+        // Until the store lands the lock stays held, so a caller arriving meanwhile (in any
+        // process) finds the entry with the lock, or waits for the release that comes with it.
+        self.landed(self.spawn_store(sealed, lock)).await;
         value
     }
 
-    /// `lock = false`: the caller computes at once and waits for nothing else. The key's lock is
-    /// asked for in the background as the function starts, and renewed there while it runs; if
-    /// this call got it, the value is stored with it (fenced like any other store), and if
-    /// another process holds it, that process stores.
+    /// Stores in a spawned task, so that the store lands even if this caller is cancelled.
+    fn spawn_store(&self, sealed: Sealed, lock: Lock) -> JoinHandle<()> {
+        let (site, cache) = (self.site, self.cache.clone());
+        self.cache
+            .background()
+            .spawn(async move { store(site, &cache, sealed, lock).await })
+    }
+
+    /// Waits for a spawned store, unless the cache stores in the background. Dropping the
+    /// handle (this caller cancelled) leaves the store running.
+    async fn landed(&self, storing: JoinHandle<()>) {
+        if !self.cache.background_stores() {
+            // A panic in the store task is not the caller's: it has its value.
+            let _ = storing.await;
+        }
+    }
+
+    /// `lock = false`: the caller computes at once and never waits for another process. The
+    /// key's lock is asked for in a spawned task as the function starts, and renewed there while
+    /// it runs; if this call got it, the value is stored with it (fenced like any other store)
+    /// before the call returns (unless stores run in the background), and if another process
+    /// holds it, that process stores.
     async fn compute_unlocked<P, R, F>(self, leader: Leader<'_>, body: F) -> R
     where
         P: Policy<R>,
@@ -288,7 +304,8 @@ impl Call<'_> {
         let site = self.site;
         let (hand_over, value_ready) = oneshot::channel::<Sealed>();
         let key = self.key.to_owned();
-        in_background(self.cache, move |cache| async move {
+        let cache = self.cache.clone();
+        let storing = self.cache.background().spawn(async move {
             let Some(conn) = cache.connection() else {
                 return;
             };
@@ -324,8 +341,9 @@ impl Call<'_> {
         let (value, took) = self.execute(body, None).await;
         let sealed = self.seal::<P, R>(&value, took);
         leader.publish(outcome_of::<P, R>(&value, sealed.clone()));
-        // The background task stores it, once it knows whether it holds the lock.
+        // The spawned task stores it, once it knows whether it holds the lock.
         let _ = hand_over.send(sealed);
+        self.landed(storing).await;
         value
     }
 
@@ -364,7 +382,8 @@ impl Call<'_> {
         let sealed = self.seal::<P, R>(&value, took);
         leader.publish(outcome_of::<P, R>(&value, sealed.clone()));
         if let Some(lock) = lock {
-            store(self.site, self.cache, sealed, lock).await;
+            // A write-through is asked for explicitly: its caller always waits for the store.
+            let _ = self.spawn_store(sealed, lock).await;
         }
         value
     }
@@ -443,7 +462,7 @@ impl Call<'_> {
             if why == Refresh::Early {
                 site.count(Count::Hits);
             }
-            store(self.site, self.cache, sealed, lock).await;
+            self.landed(self.spawn_store(sealed, lock)).await;
             return value;
         }
         // The function failed: keep serving what we have (fail-safe).
@@ -535,62 +554,5 @@ async fn store(site: &'static Site, cache: &Cache, sealed: Sealed, mut lock: Loc
             "store failed; the value was returned but not cached",
             &err,
         ),
-    }
-}
-
-/// Runs a store in a spawned task, counted in [`Stores`] until the task ends (however it ends).
-fn in_background<Fut>(cache: &Cache, store: impl FnOnce(Cache) -> Fut)
-where
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    cache.stores().start();
-    let pending = Pending(cache.clone());
-    let work = store(cache.clone());
-    tokio::spawn(async move {
-        let _pending = pending;
-        work.await;
-    });
-}
-
-/// Counts a background store as finished, however its task ends.
-struct Pending(Cache);
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        self.0.stores().finish();
-    }
-}
-
-/// Stores running in the background, so a shutdown (or a test) can wait for them:
-/// [`Cache::flush`].
-#[derive(Debug, Default)]
-pub(crate) struct Stores {
-    pending: AtomicUsize,
-    landed: Notify,
-}
-
-impl Stores {
-    fn start(&self) {
-        self.pending.fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn finish(&self) {
-        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.landed.notify_waiters();
-        }
-    }
-
-    /// Returns once no store is pending.
-    pub(crate) async fn settled(&self) {
-        loop {
-            let landed = self.landed.notified();
-            let mut landed = std::pin::pin!(landed);
-            // Registered before looking, so a store finishing in between is not missed.
-            landed.as_mut().enable();
-            if self.pending.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            landed.await;
-        }
     }
 }

@@ -31,7 +31,7 @@
 //! | `stale = N` | keep entries N seconds past their TTL, served while one caller refreshes (and if that refresh fails) |
 //! | `early_refresh = false` | no probabilistic early refresh (XFetch) of entries close to expiry |
 //! | `jitter = F` | shorten each TTL by a random fraction up to F, 0.0 to 0.5 (default [`DEFAULT_TTL_JITTER`]) |
-//! | `lock = false` | on a miss, never wait for another process: the lock is taken in the background (the one holding it stores) |
+//! | `lock = false` | on a miss, never wait for another process: the lock is taken concurrently with the function (the one holding it stores) |
 //! | `companions = false` | no `{fn}_invalidate` / `{fn}_refresh` companions (trait impls need this) |
 //!
 //! Stampede protection is on by default: concurrent calls of one key in a process share one
@@ -61,6 +61,7 @@
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
+mod background;
 mod breaker;
 mod cache;
 mod codec;
@@ -82,12 +83,13 @@ pub use breaker::{BreakerState, BreakerStats};
 pub use cache::{Cache, default_cache, set_default};
 pub use cache_macro::redis_cache;
 pub use config::{
-    CacheBuilder, ConfigError, DEFAULT_BREAKER_MAX_OPEN, DEFAULT_BREAKER_MIN_OPEN,
-    DEFAULT_BREAKER_THRESHOLD, DEFAULT_COMMAND_TIMEOUT, DEFAULT_COMPRESS_ABOVE,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_LOCK_LEASE, DEFAULT_LOCK_WAIT, DEFAULT_MAX_VALUE_BYTES,
-    DEFAULT_PREFIX, DEFAULT_TTL_JITTER, DEFAULT_URL, ENV_CLUSTER_URLS, ENV_COMMAND_TIMEOUT_MS,
-    ENV_CONNECT_TIMEOUT_MS, ENV_PASSWORD, ENV_PREFIX, ENV_READER_URL, ENV_SENTINEL_MASTER,
-    ENV_SENTINEL_URLS, ENV_TLS_CA_FILE, ENV_TLS_CERT_FILE, ENV_TLS_KEY_FILE, ENV_URL, ENV_USERNAME,
+    CacheBuilder, ConfigError, DEFAULT_BACKGROUND_STORES, DEFAULT_BREAKER_MAX_OPEN,
+    DEFAULT_BREAKER_MIN_OPEN, DEFAULT_BREAKER_THRESHOLD, DEFAULT_COMMAND_TIMEOUT,
+    DEFAULT_COMPRESS_ABOVE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LOCK_LEASE, DEFAULT_LOCK_WAIT,
+    DEFAULT_MAX_VALUE_BYTES, DEFAULT_PREFIX, DEFAULT_TTL_JITTER, DEFAULT_URL, ENV_CLUSTER_URLS,
+    ENV_COMMAND_TIMEOUT_MS, ENV_CONNECT_TIMEOUT_MS, ENV_PASSWORD, ENV_PREFIX, ENV_READER_URL,
+    ENV_SENTINEL_MASTER, ENV_SENTINEL_URLS, ENV_TLS_CA_FILE, ENV_TLS_CERT_FILE, ENV_TLS_KEY_FILE,
+    ENV_URL, ENV_USERNAME,
 };
 pub use error::CacheError;
 pub use health::{HealthError, RedisHealth};

@@ -11,8 +11,8 @@
 //!   over, so a computation that started before them (and may have read the old data) finds its
 //!   token gone and stores nothing. Every store goes through a lock for this reason; a call that
 //!   computes without one (the lock was busy or unreachable) leaves storing to the holder.
-//! - A holder that is cancelled or panics releases in a background task; if even that fails the
-//!   lease runs out.
+//! - A holder that is cancelled or panics releases in a spawned task ([`crate::Cache::flush`]
+//!   waits for it); if even that fails the lease runs out.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -214,12 +214,12 @@ impl Lock {
         .map(|stored| stored == 1)
     }
 
-    /// Releases without storing and wakes the waiters (they will try to take the lock).
     /// The key of the entry this lock guards.
     pub(crate) fn key(&self) -> &str {
         &self.key
     }
 
+    /// Releases without storing and wakes the waiters (they will try to take the lock).
     pub(crate) async fn release(mut self) {
         self.done = true;
         release(&self.cache, &self.lock_key, &self.token).await;
@@ -256,12 +256,14 @@ impl Drop for Lock {
         if self.done {
             return;
         }
-        // Cancelled or panicking holder: release from a task, or let the lease run out.
+        // Cancelled or panicking holder: release from a task (which `Cache::flush` waits for),
+        // or let the lease run out.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let cache = self.cache.clone();
             let lock_key = std::mem::take(&mut self.lock_key);
             let token = std::mem::take(&mut self.token);
-            runtime.spawn(async move { release(&cache, &lock_key, &token).await });
+            let releasing = async move { release(&cache, &lock_key, &token).await };
+            self.cache.background().spawn_on(&runtime, releasing);
         }
     }
 }

@@ -12,7 +12,7 @@ async fn main() {
         let x: u64 = arg.parse().expect("numeric argument");
         assert_eq!(shared_square(x).await, x * x);
     }
-    // Values are stored in the background: make sure they are in Redis before exiting.
-    cache_runtime::default_cache().flush().await;
+    // No flush before exiting: a miss returns after its store, so a short-lived program loses
+    // nothing (the cross-process test reads these values back).
     println!("{}", SHARED_SQUARE_RUNS.load(Ordering::SeqCst));
 }
