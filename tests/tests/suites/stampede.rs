@@ -410,18 +410,28 @@ async fn exact(cache: &Cache, id: u64) -> u64 {
     id
 }
 
-async fn pttls(redis: &Deployment, pattern: &str) -> Vec<i64> {
+/// For each key matching `pattern`: the lifetime its envelope was given (`fresh until` minus
+/// `computed at`, bytes 16..24 and 8..16: the jittered TTL, exactly) and its remaining Redis
+/// TTL, in milliseconds.
+async fn lifetimes(redis: &Deployment, pattern: &str) -> Vec<(i64, i64)> {
     let mut conn = redis.connection().await;
     let keys = redis.keys_matching(pattern).await;
     let mut out = Vec::new();
     for key in keys {
-        out.push(
-            redis::cmd("PTTL")
-                .arg(key)
-                .query_async(&mut conn)
-                .await
-                .unwrap(),
-        );
+        let bytes: Vec<u8> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let at = |range: std::ops::Range<usize>| {
+            u64::from_le_bytes(bytes[range].try_into().unwrap()) as i64
+        };
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        out.push((at(16..24) - at(8..16), pttl));
     }
     out
 }
@@ -430,23 +440,33 @@ async fn pttls(redis: &Deployment, pattern: &str) -> Vec<i64> {
 async fn ttl_jitter_spreads_expiries_of_keys_written_together() {
     let redis = start();
     let cache = redis.cache("jitter");
+    let started = std::time::Instant::now();
     for id in 0..200 {
         jittered(&cache, id).await;
         exact(&cache, id).await;
     }
-    let spread = pttls(&redis, &format!("jitter:{}::jittered:*", module_path!())).await;
+    let spread = lifetimes(&redis, &format!("jitter:{}::jittered:*", module_path!())).await;
+    let exact = lifetimes(&redis, &format!("jitter:{}::exact:*", module_path!())).await;
+    // No key was written longer ago than this (more than a second on a loaded machine).
+    let elapsed = started.elapsed().as_millis() as i64 + 1;
     assert_eq!(spread.len(), 200);
-    let (min, max) = (*spread.iter().min().unwrap(), *spread.iter().max().unwrap());
+    let given: Vec<i64> = spread.iter().map(|&(lifetime, _)| lifetime).collect();
+    let (min, max) = (*given.iter().min().unwrap(), *given.iter().max().unwrap());
     // Default jitter: up to 10% shorter, so within (90 s, 100 s], and actually spread.
-    assert!(min > 89_000 && max <= 100_000, "{min}..{max}");
+    assert!(min > 90_000 && max <= 100_000, "{min}..{max}");
     assert!(
         max - min > 5_000,
         "200 keys spread over {} ms only",
         max - min
     );
-
-    let exact = pttls(&redis, &format!("jitter:{}::exact:*", module_path!())).await;
-    assert!(exact.iter().all(|&ms| ms > 98_000 && ms <= 100_000));
+    assert!(exact.iter().all(|&(lifetime, _)| lifetime == 100_000));
+    // Redis was given that lifetime: what remains of it is what has passed since the write.
+    for (lifetime, pttl) in spread.iter().chain(&exact) {
+        assert!(
+            *pttl <= *lifetime && *pttl > lifetime - elapsed,
+            "TTL {pttl} ms for a lifetime of {lifetime} ms"
+        );
+    }
 }
 
 #[redis_cache(ttl = 60, lock = false, skip(cache), cache = cache)]
