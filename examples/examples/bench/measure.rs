@@ -13,8 +13,9 @@ impl Untimed for () {
     async fn settle(self) {}
 }
 
-/// The cache's background stores: a miss returns before its store lands, and back-to-back misses
-/// would otherwise queue behind the previous call's store, which a caller does not wait for.
+/// The cache's background work: with background stores a miss returns before its store lands,
+/// and back-to-back misses would otherwise queue behind the previous call's store, which a caller
+/// does not wait for.
 pub struct Flush(pub cache_runtime::Cache);
 
 impl Untimed for Flush {
