@@ -509,11 +509,11 @@ impl Suite {
                 let miss = self.find(case, tasks)?.quantile(0.5);
                 Some(miss.saturating_sub(function).as_secs_f64() / rtt.as_secs_f64())
             };
-            // Lookup, lock, store; lookup and store (the lock's round trip overlaps the
-            // function); lookup and lock; lookup only.
+            // Lookup, lock, store; lookup, then the lock alongside the function, then the store
+            // (so 3 for a function faster than a round trip); lookup and lock; lookup only.
             for (case, target) in [
                 (MISS, "<= 3"),
-                (MISS_UNLOCKED, "<= 2"),
+                (MISS_UNLOCKED, "<= 3"),
                 (MISS_BACKGROUND, "<= 2"),
                 (MISS_UNLOCKED_BACKGROUND, "<= 1"),
                 (RAW_MISS, "2"),
