@@ -125,6 +125,11 @@ impl Breaker {
         }
     }
 
+    /// Whether calls skip Redis now (probes aside).
+    pub(crate) fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
     /// Redis answered (even with an error reply).
     pub(crate) fn success(&self) {
         // Called on every answer: the common case (closed, no failures) only reads, so the

@@ -337,6 +337,7 @@ impl Connection {
             }
             Err(err) if err.is_timeout() => {
                 self.breaker.failure(&"command timed out");
+                self.rebuild_if_stuck(generation);
                 Err(StoreError::Timeout)
             }
             Err(err) => {
@@ -344,6 +345,7 @@ impl Connection {
                 {
                     self.breaker.failure(&err);
                     self.discard(generation);
+                    self.rebuild_if_stuck(generation);
                 } else {
                     // An error reply: the server is alive and answering.
                     self.breaker.success();
@@ -478,13 +480,29 @@ impl Connection {
         }
     }
 
-    /// Forgets a broken link (if it is still the current one); the next call reconnects.
+    /// Forgets a broken link (if it is still the current one); the next call reconnects. A
+    /// cluster connection is kept: it reconnects nodes and refreshes its slot map by itself.
     fn discard(&self, generation: u64) {
+        self.forget(generation, |link| !link.reconnects_itself());
+    }
+
+    /// A command failed while the breaker is open (a probe, or a call in flight when it opened):
+    /// Redis has not answered through this link for a whole breaker interval. A link that
+    /// reconnects by itself (a cluster connection) is dropped too, then: redis-rs's cluster
+    /// connection can stay stuck after a failover, every request timing out against a cluster
+    /// that is healthy again, and a new one finds the topology from the configured nodes.
+    fn rebuild_if_stuck(&self, generation: u64) {
+        if self.breaker.is_open() {
+            self.forget(generation, |_| true);
+        }
+    }
+
+    fn forget(&self, generation: u64, applies: impl Fn(&Link) -> bool) {
         let mut state = self.lock();
         if state
             .link
             .as_ref()
-            .is_some_and(|(link, g)| *g == generation && !link.reconnects_itself())
+            .is_some_and(|(link, g)| *g == generation && applies(link))
         {
             state.link = None;
             tracing::debug!("redis_cache: connection lost; reconnecting on next call");
