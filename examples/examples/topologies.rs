@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_runtime::Cache;
-use redis_cache_tests::cluster::RedisCluster;
+use redis_cache_tests::cluster::{FAILOVER_NODE_TIMEOUT_MS, RedisCluster};
 use redis_cache_tests::failover::{self, FailoverReport, LOAD_KEYS, doubled};
 use redis_cache_tests::sentinel::{MASTER_NAME, SentinelGroup};
 use redis_cache_tests::{RedisServer, settled};
@@ -65,7 +65,7 @@ async fn main() {
         });
     }
     {
-        let mut cluster = RedisCluster::start();
+        let mut cluster = RedisCluster::start_with_node_timeout(FAILOVER_NODE_TIMEOUT_MS);
         let count = |c: &RedisCluster| {
             c.nodes()
                 .iter()

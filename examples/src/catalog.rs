@@ -266,7 +266,8 @@ pub async fn load(app: Router, tasks: usize, duration: Duration) -> u64 {
         workers.push(tokio::spawn(async move {
             let mut rng = fastrand::Rng::with_seed(worker as u64);
             let mut sent = 0u64;
-            while started.elapsed() < duration {
+            // At least one request per worker, however late the worker first runs.
+            loop {
                 // Popularity: id ~ PRODUCTS * u^3, so low ids are hot.
                 let id = 1 + (PRODUCTS as f64 * rng.f64().powi(3)) as u64;
                 let roll = rng.u32(0..100);
@@ -286,6 +287,9 @@ pub async fn load(app: Router, tasks: usize, duration: Duration) -> u64 {
                 let response = app.clone().oneshot(request.expect("request")).await;
                 assert!(response.expect("infallible").status().is_success());
                 sent += 1;
+                if started.elapsed() >= duration {
+                    break;
+                }
             }
             sent
         }));

@@ -91,12 +91,12 @@ impl Deployment {
 
     /// Freezes every server (SIGSTOP).
     pub fn pause(&self) {
-        self.servers().into_iter().for_each(RedisServer::pause);
+        crate::signal_all(&self.servers(), "-STOP");
     }
 
     /// Thaws every server.
     pub fn resume(&self) {
-        self.servers().into_iter().for_each(RedisServer::resume);
+        crate::signal_all(&self.servers(), "-CONT");
     }
 
     /// Kills every server.

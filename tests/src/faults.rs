@@ -7,13 +7,13 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, FunctionStats, redis_cache, stats_for};
 use tokio::task::JoinHandle;
 
-use crate::{RedisServer, free_port};
+use crate::{RedisServer, TEST_TIMEOUT, free_port};
 
 /// Concurrent callers during every fault.
 pub const TASKS: usize = 64;
@@ -24,6 +24,11 @@ const KEYS: u64 = 200;
 pub const HOLD: Duration = Duration::from_secs(3);
 /// The command timeout of the scenarios' caches.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(100);
+/// How long the scenarios' caches wait for another caller's lock. A lock whose holder timed out
+/// on the lock script's reply is held without anyone knowing; this bounds what it costs.
+pub const LOCK_WAIT: Duration = Duration::from_millis(300);
+/// Into a fault, when the callers' progress starts to be counted (the breaker has opened).
+const SETTLE: Duration = Duration::from_millis(500);
 /// How long the cache may take to be used again after a repair before the scenario gives up.
 const RECOVERY_LIMIT: Duration = Duration::from_secs(10);
 
@@ -65,6 +70,9 @@ pub struct FaultReport {
     /// Calls that did not return the function's value (an error would show here).
     pub wrong: u64,
     pub slowest: Duration,
+    /// Calls completed from [`SETTLE`] into the fault until its repair: a cache that waited for
+    /// Redis would complete none.
+    pub calls_during_fault: u64,
     /// From the repair to the first value stored again.
     pub recovered_after: Option<Duration>,
     /// The function's counters at the end.
@@ -73,13 +81,29 @@ pub struct FaultReport {
     pub breaker_opened: u64,
 }
 
-/// The scenarios' cache: short deadlines and a breaker that probes every 100 ms.
+/// The cache of the scenarios where Redis stops answering (gone, frozen, blocked): short
+/// deadlines, a short lock wait and a breaker that probes every 100 ms.
 pub fn fault_cache(url: &str, prefix: &str) -> Cache {
     Cache::builder()
         .url(url)
         .prefix(prefix)
         .connect_timeout(Duration::from_millis(200))
         .command_timeout(COMMAND_TIMEOUT)
+        .lock_wait(LOCK_WAIT)
+        .circuit_breaker(5, Duration::from_millis(10), Duration::from_millis(100))
+        .build()
+        .expect("valid fault cache")
+}
+
+/// The cache of the scenarios where Redis answers, wrongly (out of memory, evicting, garbage,
+/// a password, read-only): deadlines no healthy reply misses on a loaded machine, so that what
+/// is counted is the replies, never a timeout.
+pub fn answering_fault_cache(url: &str, prefix: &str) -> Cache {
+    Cache::builder()
+        .url(url)
+        .prefix(prefix)
+        .connect_timeout(TEST_TIMEOUT)
+        .command_timeout(TEST_TIMEOUT)
         .circuit_breaker(5, Duration::from_millis(10), Duration::from_millis(100))
         .build()
         .expect("valid fault cache")
@@ -91,6 +115,8 @@ type Call<F> = fn(Cache, u64) -> F;
 /// call.
 struct Load {
     stop: Arc<AtomicBool>,
+    /// Calls completed so far, by all tasks.
+    completed: Arc<AtomicU64>,
     tasks: Vec<JoinHandle<(u64, u64, Duration)>>,
 }
 
@@ -100,9 +126,10 @@ impl Load {
         F: Future<Output = u64> + Send + 'static,
     {
         let stop = Arc::new(AtomicBool::new(false));
+        let completed = Arc::new(AtomicU64::new(0));
         let tasks = (0..TASKS as u64)
             .map(|task| {
-                let (cache, stop) = (cache.clone(), stop.clone());
+                let (cache, stop, completed) = (cache.clone(), stop.clone(), completed.clone());
                 tokio::spawn(async move {
                     let (mut calls, mut wrong, mut slowest) = (0, 0, Duration::ZERO);
                     let mut id = task;
@@ -112,6 +139,7 @@ impl Load {
                         let value = call(cache.clone(), id).await;
                         slowest = slowest.max(started.elapsed());
                         calls += 1;
+                        completed.fetch_add(1, SeqCst);
                         wrong += u64::from(value != expected(id));
                         // A service's pace, not a spin: the fault, not the CPU, sets the latency.
                         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -120,7 +148,20 @@ impl Load {
                 })
             })
             .collect();
-        Load { stop, tasks }
+        Load {
+            stop,
+            completed,
+            tasks,
+        }
+    }
+
+    /// Calls completed from [`SETTLE`] into a fault that has just begun until the end of
+    /// [`HOLD`].
+    async fn progress_during_fault(&self) -> u64 {
+        tokio::time::sleep(SETTLE).await;
+        let before = self.completed.load(SeqCst);
+        tokio::time::sleep(HOLD - SETTLE).await;
+        self.completed.load(SeqCst) - before
     }
 
     async fn finish(self) -> (u64, u64, Duration) {
@@ -175,9 +216,9 @@ where
 {
     let load = Load::start(cache, call);
     fault.await;
-    tokio::time::sleep(HOLD).await;
+    let during = load.progress_during_fault().await;
     repair.await;
-    report(name, function, redis, cache, call, load).await
+    report(name, function, redis, cache, call, load, during).await
 }
 
 /// After the repair: waits for the cache to store again, stops the load, and reports.
@@ -188,6 +229,7 @@ async fn report<F>(
     cache: &Cache,
     call: Call<F>,
     load: Load,
+    calls_during_fault: u64,
 ) -> FaultReport
 where
     F: Future<Output = u64>,
@@ -199,6 +241,7 @@ where
         calls,
         wrong,
         slowest,
+        calls_during_fault,
         recovered_after,
         stats: stats_for(function).expect("called"),
         breaker_opened: cache.breaker().opened,
@@ -217,7 +260,7 @@ pub async fn redis_never_started() -> FaultReport {
     let cache = fault_cache(&format!("redis://127.0.0.1:{port}"), "never");
     let call: Call<_> = |c, id| async move { never_started(&c, id).await };
     let load = Load::start(&cache, call);
-    tokio::time::sleep(HOLD).await;
+    let during = load.progress_during_fault().await;
     // Redis appears where the application was told it would be; no restart of the application.
     let redis = RedisServer::start_at(port, &[]);
     report(
@@ -227,6 +270,7 @@ pub async fn redis_never_started() -> FaultReport {
         &cache,
         call,
         load,
+        during,
     )
     .await
 }
@@ -238,7 +282,7 @@ pub async fn redis_killed_and_restarted() -> FaultReport {
     warm(&cache, call).await;
     let load = Load::start(&cache, call);
     redis.kill();
-    tokio::time::sleep(HOLD).await;
+    let during = load.progress_during_fault().await;
     redis.restart();
     report(
         "killed (SIGKILL), restarted on the same port",
@@ -247,6 +291,7 @@ pub async fn redis_killed_and_restarted() -> FaultReport {
         &cache,
         call,
         load,
+        during,
     )
     .await
 }
@@ -328,7 +373,7 @@ pub async fn redis_debug_sleep() -> FaultReport {
 pub async fn redis_out_of_memory() -> FaultReport {
     let redis =
         RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"]);
-    let cache = fault_cache(&redis.url(), "oom");
+    let cache = answering_fault_cache(&redis.url(), "oom");
     let call: Call<_> = |c, id| async move { oom(&c, id).await };
     warm(&cache, call).await;
     run(
@@ -370,7 +415,7 @@ pub async fn redis_out_of_memory() -> FaultReport {
 pub async fn redis_evicting() -> FaultReport {
     let redis =
         RedisServer::start_with(&["--maxmemory", "3mb", "--maxmemory-policy", "allkeys-lru"]);
-    let cache = fault_cache(&redis.url(), "lru");
+    let cache = answering_fault_cache(&redis.url(), "lru");
     let call: Call<_> = |c, id| async move { evicting(&c, id).await };
     warm(&cache, call).await;
     let filler = "x".repeat(64 << 10);
@@ -396,7 +441,7 @@ pub async fn redis_evicting() -> FaultReport {
 
 pub async fn redis_holds_garbage() -> FaultReport {
     let redis = RedisServer::start();
-    let cache = fault_cache(&redis.url(), "garbage");
+    let cache = answering_fault_cache(&redis.url(), "garbage");
     let call: Call<_> = |c, id| async move { garbage(&c, id).await };
     warm(&cache, call).await;
     let keys = redis.keys().await;
@@ -430,7 +475,7 @@ pub async fn redis_holds_garbage() -> FaultReport {
 
 pub async fn redis_requires_a_password() -> FaultReport {
     let redis = RedisServer::start();
-    let cache = fault_cache(&redis.url(), "auth");
+    let cache = answering_fault_cache(&redis.url(), "auth");
     let call: Call<_> = |c, id| async move { requirepass(&c, id).await };
     warm(&cache, call).await;
     let with_password = format!("redis://:s3cret@127.0.0.1:{}", redis.port());
@@ -467,7 +512,7 @@ pub async fn redis_read_only_replica() -> FaultReport {
     let primary = RedisServer::start();
     let port = primary.port().to_string();
     let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
-    let cache = fault_cache(&replica.url(), "replica");
+    let cache = answering_fault_cache(&replica.url(), "replica");
     let call: Call<_> = |c, id| async move { read_only(&c, id).await };
     run(
         "pointed at a read-only replica (writes fail)",

@@ -110,11 +110,11 @@ impl SentinelGroup {
     }
 
     fn wait_until(&self, ready: impl Fn(&RedisServer) -> bool) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
         while !self.sentinels.iter().all(&ready) {
             assert!(
                 std::time::Instant::now() < deadline,
-                "the sentinels did not get there within 60 s"
+                "the sentinels did not get there within 120 s"
             );
             std::thread::sleep(Duration::from_millis(50));
         }

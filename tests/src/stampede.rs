@@ -12,7 +12,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use cache_runtime::{Cache, stats_for};
+use cache_runtime::{Cache, CacheBuilder, stats_for};
 
 use crate::fixtures::{self, COLD_HANG, COLD_RUNS, COLD_WORK_MS};
 
@@ -60,16 +60,19 @@ impl WorkerConfig {
         }
     }
 
-    /// The cache this worker uses.
-    pub fn cache(&self) -> Cache {
+    /// The settings of this worker's cache.
+    pub fn builder(&self) -> CacheBuilder {
         Cache::builder()
             .url(&self.url)
             .prefix(&self.prefix)
-            .connect_timeout(Duration::from_millis(500))
-            .command_timeout(Duration::from_millis(500))
+            .connect_timeout(crate::TEST_TIMEOUT)
+            .command_timeout(crate::TEST_TIMEOUT)
             .lock_lease(Duration::from_millis(self.lease_ms))
-            .build()
-            .expect("valid worker cache")
+    }
+
+    /// The cache this worker uses.
+    pub fn cache(&self) -> Cache {
+        self.builder().build().expect("valid worker cache")
     }
 }
 

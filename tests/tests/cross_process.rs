@@ -18,6 +18,9 @@ fn run_writer(redis: &RedisServer, args: &[&str]) -> u64 {
         .args(args)
         .env("REDIS_URL", redis.url())
         .env("REDIS_CACHE_PREFIX", PREFIX)
+        // The test deadlines: a slow reply on a loaded machine must not leave a value unstored.
+        .env("REDIS_CONNECT_TIMEOUT_MS", "10000")
+        .env("REDIS_COMMAND_TIMEOUT_MS", "10000")
         .output()
         .expect("run cache_writer");
     assert!(

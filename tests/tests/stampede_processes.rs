@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::sync::atomic::Ordering::SeqCst;
+use std::time::Duration;
 
 use cache_runtime::stats_for;
 use redis_cache_tests::RedisServer;
@@ -53,27 +54,34 @@ fn four_processes_of_250_callers_on_a_cold_key_run_the_function_once() {
 #[tokio::test]
 async fn a_killed_lock_holder_blocks_the_key_for_one_lease_at_most() {
     let redis = RedisServer::start();
+    // Long enough that, once the holder is dead, this process surely finds its lock still there
+    // however slow the machine; its lock wait is longer still.
     let holder_config = WorkerConfig {
         callers: 1,
-        lease_ms: 300,
+        lease_ms: 3_000,
         hang: true,
         ..config(&redis, "killed", 1)
     };
     let mut holder = Worker::start(worker_program(), &[], &holder_config);
     holder.go();
-    // The holder took the lock and is inside the function: kill it there. It never releases.
+    // The holder took the lock and is inside the function, renewing it: kill it there. It never
+    // releases.
     holder.expect_line("computing");
-    holder.kill();
     let lock_keys: Vec<String> = redis
         .keys()
         .await
         .into_iter()
         .filter(|k| k.ends_with(":lock"))
         .collect();
-    assert_eq!(lock_keys.len(), 1, "the dead holder's lock is still there");
+    assert_eq!(lock_keys.len(), 1, "the holder's lock");
+    holder.kill();
 
     // This process waits for the lease to lapse, takes the lock and computes.
-    let cache = holder_config.cache();
+    let cache = holder_config
+        .builder()
+        .lock_wait(Duration::from_secs(60))
+        .build()
+        .unwrap();
     let value = cold(&cache, HOT_ID).await;
     assert!(
         value.contains(&format!("pid {}", std::process::id())),

@@ -128,8 +128,8 @@ async fn with_ttl(cache: &Cache, x: u32) -> u32 {
 async fn the_ttl_is_set_on_the_key() {
     let redis = start();
     let cache = redis.cache("ttl");
+    let started = std::time::Instant::now();
     with_ttl(&cache, 1).await;
-    cache.flush().await;
     let keys = redis.keys().await;
     assert_eq!(keys.len(), 1);
     let mut conn = redis.connection().await;
@@ -138,7 +138,13 @@ async fn the_ttl_is_set_on_the_key() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert!(pttl > 40_000 && pttl <= 45_000, "PTTL {pttl}");
+    // 45 s shortened by up to 10% (jitter), less what has passed since the store: on a loaded
+    // machine (or a cluster, whose key listing is slow) that can be seconds.
+    let elapsed = started.elapsed().as_millis() as i64 + 1;
+    assert!(
+        pttl > 40_500 - elapsed && pttl <= 45_000,
+        "PTTL {pttl} ({elapsed} ms after the call began)"
+    );
 }
 
 static FALLIBLE_RUNS: AtomicU64 = AtomicU64::new(0);
@@ -181,7 +187,7 @@ async fn maybe(cache: &Cache, x: u8) -> Option<u8> {
 
 static MAYBE_NONE_RUNS: AtomicU64 = AtomicU64::new(0);
 
-#[redis_cache(ttl = 60, none_ttl = 5, skip(cache), cache = cache)]
+#[redis_cache(ttl = 600, none_ttl = 30, skip(cache), cache = cache)]
 async fn maybe_with_none(cache: &Cache, x: u8) -> Option<u8> {
     MAYBE_NONE_RUNS.fetch_add(1, SeqCst);
     (x > 0).then_some(x)
@@ -218,8 +224,8 @@ async fn none_is_cached_only_with_none_ttl() {
         .await
         .unwrap();
     assert!(
-        pttl > 0 && pttl <= 5_000,
-        "None lives none_ttl seconds, PTTL {pttl}"
+        pttl > 0 && pttl <= 30_000,
+        "None lives none_ttl seconds, not ttl's 600: PTTL {pttl}"
     );
 }
 

@@ -272,7 +272,7 @@ static REFRESH_RELEASE: Gate = Gate::new();
 
 /// Its second execution (the first refresh) waits to be released; returns its execution number,
 /// or an error while `STALE_FAILS` is set.
-#[redis_cache(ttl = 1, stale = 60, jitter = 0.0, early_refresh = false, skip(cache), cache = cache)]
+#[redis_cache(ttl = 3, stale = 60, jitter = 0.0, early_refresh = false, skip(cache), cache = cache)]
 async fn stale_price(cache: &Cache, id: u64) -> Result<u64, String> {
     let run = STALE_EXECUTIONS.fetch_add(1, SeqCst) + 1;
     if run == 2 {
@@ -336,15 +336,20 @@ async fn in_the_stale_window_callers_get_the_old_value_at_once_and_keep_it_if_re
     // Fail-safe: the refresh returns Err, the stale value keeps being served.
     until_logically_expired(&redis).await;
     STALE_FAILS.store(true, SeqCst);
+    let failing = std::time::Instant::now();
     assert_eq!(
         stale_price(&cache, 1).await,
         Ok(2),
         "the error is not served"
     );
     assert_eq!(STALE_EXECUTIONS.load(SeqCst), 3);
-    // Right after a failed refresh, callers get the stale value without running it again.
+    // Right after a failed refresh, callers get the stale value without running it again: the
+    // refresher keeps the lock for 1 s (the runtime's backoff after a failed refresh). Only
+    // checkable if this call came within that second, which a loaded machine may not allow.
     assert_eq!(stale_price(&cache, 1).await, Ok(2));
-    assert_eq!(STALE_EXECUTIONS.load(SeqCst), 3);
+    if failing.elapsed() < Duration::from_secs(1) {
+        assert_eq!(STALE_EXECUTIONS.load(SeqCst), 3);
+    }
 
     let stats = stats_for(&name("stale_price")).unwrap();
     assert_eq!((stats.misses, stats.hits, stats.stale), (2, 1, 3));
@@ -354,11 +359,13 @@ static HOT_EXECUTIONS: AtomicU64 = AtomicU64::new(0);
 static HOT_COMPUTED: Gate = Gate::new();
 static HOT_STOP: AtomicBool = AtomicBool::new(false);
 
-/// A one-second TTL and a 30 ms computation: XFetch refreshes it shortly before each expiry.
-#[redis_cache(ttl = 1, jitter = 0.0, skip(cache), cache = cache)]
+/// A three-second TTL and a 250 ms computation: XFetch refreshes it ahead of each expiry, by
+/// a margin (about the computation time times the log of the calls in that window) that a
+/// stall of a loaded machine does not eat.
+#[redis_cache(ttl = 3, jitter = 0.0, skip(cache), cache = cache)]
 async fn hot_rate(cache: &Cache, pair: u64) -> u64 {
     let run = HOT_EXECUTIONS.fetch_add(1, SeqCst) + 1;
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
     HOT_COMPUTED.arrive();
     pair + run
 }
