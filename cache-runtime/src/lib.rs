@@ -54,7 +54,8 @@
 //! `health` (the start-up check of memory and eviction policy), `flow` (cache-aside), `freshness`
 //! (fresh, stale, early refresh, jitter), `stampede` (single-flight, the per-key lock, pub/sub
 //! wake-ups), `invalidation` (companions, clears), `policy` (what is stored), `stats` (counters,
-//! latencies, warnings, metrics), `admin` (the HTTP endpoints), `config` and `cache` (set-up).
+//! latencies, warnings, metrics), `admin` (the HTTP endpoints), `config` and `cache` (set-up),
+//! `background` (the spawned work that [`Cache::flush`] waits for).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
