@@ -13,18 +13,21 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, ReturnType, Signature};
+use syn::{FnArg, GenericParam, Ident, Pat, ReturnType, Signature};
 
 use crate::args::Args;
+use crate::item::CachedFn;
 use crate::signature::{Analysis, Policy};
 
-pub(crate) fn expand(func: &ItemFn, args: &Args, sig: &Analysis) -> TokenStream {
-    let ItemFn {
-        attrs,
+pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStream {
+    let CachedFn {
+        outer_attrs: attrs,
+        inner_attrs,
         vis,
         sig: fn_sig,
-        block,
+        ..
     } = func;
+    let block = func.block();
     let rt = quote!(::cache_runtime::__private);
     let spec = site_spec(fn_sig, args);
     let key = call_key(args, sig);
@@ -43,6 +46,7 @@ pub(crate) fn expand(func: &ItemFn, args: &Args, sig: &Analysis) -> TokenStream 
     let function = quote! {
         #(#attrs)*
         #vis #fn_sig {
+            #(#inner_attrs)*
             static __REDIS_CACHE_SITE: #rt::Site = #rt::Site::new(#spec);
             let __redis_cache_key = #key;
             #cache

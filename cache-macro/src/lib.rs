@@ -4,6 +4,7 @@
 //! and holds everything the generated code calls. The macro only parses, validates and expands:
 //!
 //! - `args`: the attribute's options (`ttl = 300, skip(db), ...`);
+//! - `item`: the annotated function, its body kept as raw tokens;
 //! - `signature`: what the annotated function looks like (async, parameters, return shape);
 //! - `expand`: the code that routes the call through `::cache_runtime::__private`.
 //!
@@ -16,13 +17,14 @@ use quote::ToTokens;
 mod args;
 mod errors;
 mod expand;
+mod item;
 mod signature;
 
 /// Memoize an `async fn` in Redis. See the `cache-runtime` crate for the full documentation.
 #[proc_macro_attribute]
 pub fn redis_cache(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
-    let func: syn::ItemFn = match syn::parse2(item.clone()) {
+    let func: item::CachedFn = match syn::parse2(item.clone()) {
         Ok(func) => func,
         Err(err) => {
             let err = syn::Error::new(

@@ -2,10 +2,11 @@
 //! receiver, and how its return value is cached. Every rule that rejects a signature lives here.
 
 use syn::spanned::Spanned;
-use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, ReturnType, Type};
+use syn::{FnArg, GenericParam, Ident, Pat, ReturnType, Type};
 
 use crate::args::Args;
 use crate::errors::Errors;
+use crate::item::CachedFn;
 
 /// How the return value decides what is stored.
 pub(crate) enum Policy {
@@ -31,7 +32,7 @@ pub(crate) struct Analysis {
 }
 
 impl Analysis {
-    pub fn new(func: &ItemFn, args: &Args) -> syn::Result<Self> {
+    pub fn new(func: &CachedFn, args: &Args) -> syn::Result<Self> {
         let mut errors = Errors::default();
         let sig = &func.sig;
         if sig.asyncness.is_none() {
