@@ -28,7 +28,7 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(100);
 /// on the lock script's reply is held without anyone knowing; this bounds what it costs.
 pub const LOCK_WAIT: Duration = Duration::from_millis(300);
 /// Into a fault, when the callers' progress starts to be counted (the breaker has opened).
-const SETTLE: Duration = Duration::from_millis(500);
+pub const SETTLE: Duration = Duration::from_millis(500);
 /// How long the cache may take to be used again after a repair before the scenario gives up.
 const RECOVERY_LIMIT: Duration = Duration::from_secs(10);
 
