@@ -8,8 +8,9 @@
 //! - `signature`: what the annotated function looks like (async, parameters, return shape);
 //! - `expand`: the code that routes the call through `::cache_runtime::__private`.
 //!
-//! On any error the original function is emitted unchanged next to the `compile_error!`s, so the
-//! rest of the crate still type-checks and IDEs keep working.
+//! On any error the original function is emitted unchanged next to the `compile_error!`s, with
+//! stand-ins for its companions, so the rest of the crate still type-checks (callers of
+//! `{fn}_invalidate` included) and IDEs keep working.
 
 use proc_macro::TokenStream;
 use quote::ToTokens;
@@ -34,14 +35,21 @@ pub fn redis_cache(attr: TokenStream, item: TokenStream) -> TokenStream {
             return with_original(item, err);
         }
     };
-    let args = syn::parse::Parser::parse(args::Args::parse_terminated, attr);
+    let attr = proc_macro2::TokenStream::from(attr);
+    let args = syn::parse::Parser::parse2(args::Args::parse_terminated, attr.clone());
     let result = args.and_then(|args| {
         let sig = signature::Analysis::new(&func, &args)?;
         Ok(expand::expand(&func, &args, &sig))
     });
     match result {
         Ok(tokens) => tokens.into(),
-        Err(err) => with_original(func.into_token_stream(), err),
+        Err(err) => {
+            // The function as written, and its companions' signatures: callers of either
+            // compile, so the attribute's error is the only one.
+            let mut original = func.to_token_stream();
+            original.extend(expand::stand_in_companions(&func, &attr));
+            with_original(original, err)
+        }
     }
 }
 
