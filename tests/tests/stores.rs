@@ -25,6 +25,16 @@ fn keys_now(redis: &RedisServer) -> Vec<String> {
     keys
 }
 
+/// A cache on `redis` whose misses return before their stores land.
+fn background_cache(redis: &RedisServer, prefix: &str) -> Cache {
+    redis
+        .builder()
+        .prefix(prefix)
+        .background_stores(true)
+        .build()
+        .unwrap()
+}
+
 /// `writes` of a function of this file, as stats show it.
 fn writes(function: &str) -> u64 {
     stats_for(&format!("stores::{function}"))
@@ -71,12 +81,7 @@ async fn stored_later(cache: &Cache, id: u64) -> u64 {
 #[tokio::test]
 async fn with_background_stores_a_miss_returns_first_and_flush_waits_for_the_store() {
     let redis = RedisServer::start();
-    let cache = redis
-        .builder()
-        .prefix("bg")
-        .background_stores(true)
-        .build()
-        .unwrap();
+    let cache = background_cache(&redis, "bg");
     assert_eq!(stored_later(&cache, 1).await, 2);
     let keys = keys_now(&redis);
     // The call took the key's lock before computing; the store that releases it has not run.
@@ -102,12 +107,7 @@ async fn unlocked_stored_later(cache: &Cache, id: u64) -> u64 {
 #[tokio::test]
 async fn with_background_stores_and_no_lock_a_miss_costs_only_its_lookup() {
     let redis = RedisServer::start();
-    let cache = redis
-        .builder()
-        .prefix("bg-unlocked")
-        .background_stores(true)
-        .build()
-        .unwrap();
+    let cache = background_cache(&redis, "bg-unlocked");
     assert_eq!(unlocked_stored_later(&cache, 1).await, 2);
     assert_eq!(
         keys_now(&redis),

@@ -297,46 +297,29 @@ async fn async_main(options: Options) {
         suite
             .case(RAW_MISS, tasks, move |_| b.clone().raw_miss(fresh_id()))
             .await;
-        let b = bench.clone();
-        suite
-            .case(MISS, tasks, move |_| {
-                let (cache, id) = (b.cache.clone(), fresh_id());
-                async move {
-                    assert_eq!(product_miss(&cache, id).await.id, id);
-                    Flush(cache)
-                }
-            })
-            .await;
-        let b = bench.clone();
-        suite
-            .case(MISS_UNLOCKED, tasks, move |_| {
-                let (cache, id) = (b.cache.clone(), fresh_id());
-                async move {
-                    assert_eq!(product_miss_unlocked(&cache, id).await.id, id);
-                    Flush(cache)
-                }
-            })
-            .await;
-        let b = bench.clone();
-        suite
-            .case(MISS_BACKGROUND, tasks, move |_| {
-                let (cache, id) = (b.background.clone(), fresh_id());
-                async move {
-                    assert_eq!(product_miss(&cache, id).await.id, id);
-                    Flush(cache)
-                }
-            })
-            .await;
-        let b = bench.clone();
-        suite
-            .case(MISS_UNLOCKED_BACKGROUND, tasks, move |_| {
-                let (cache, id) = (b.background.clone(), fresh_id());
-                async move {
-                    assert_eq!(product_miss_unlocked(&cache, id).await.id, id);
-                    Flush(cache)
-                }
-            })
-            .await;
+        // Misses with and without the lock, the store awaited or in the background.
+        for (case, cache, locked) in [
+            (MISS, &bench.cache, true),
+            (MISS_UNLOCKED, &bench.cache, false),
+            (MISS_BACKGROUND, &bench.background, true),
+            (MISS_UNLOCKED_BACKGROUND, &bench.background, false),
+        ] {
+            let cache = cache.clone();
+            suite
+                .case(case, tasks, move |_| {
+                    let (cache, id) = (cache.clone(), fresh_id());
+                    async move {
+                        let value = if locked {
+                            product_miss(&cache, id).await
+                        } else {
+                            product_miss_unlocked(&cache, id).await
+                        };
+                        assert_eq!(value.id, id);
+                        Flush(cache)
+                    }
+                })
+                .await;
+        }
 
         suite
             .case(DIRECT, tasks, move |rng| {
