@@ -170,6 +170,35 @@ impl RedisCluster {
             .expect("a primary serves the slot")
     }
 
+    /// Prints every node's view of the cluster (`CLUSTER INFO` state and `CLUSTER NODES`) after
+    /// `delay`, unless the returned guard is dropped first: for a test that is slow to see the
+    /// cluster recover, so that its captured output shows what the cluster thought.
+    pub fn report_after(&self, delay: Duration) -> ReportGuard {
+        let ports: Vec<u16> = self.nodes.iter().map(|n| n.port()).collect();
+        let (cancel, cancelled) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            // The guard dropped (disconnected) before the delay: nothing to report.
+            let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = cancelled.recv_timeout(delay)
+            else {
+                return;
+            };
+            for port in ports {
+                let cli = |args: &[&str]| {
+                    Command::new("redis-cli")
+                        .args(["-p", &port.to_string()])
+                        .args(args)
+                        .output()
+                        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                        .unwrap_or_default()
+                };
+                let state = cli(&["CLUSTER", "INFO"]);
+                let state = state.lines().next().unwrap_or("no answer");
+                println!("node {port}: {state}\n{}", cli(&["CLUSTER", "NODES"]));
+            }
+        });
+        ReportGuard { _cancel: cancel }
+    }
+
     /// Waits until `primaries` running primaries serve all slots, as every running node sees it,
     /// and every running replica is in sync with its primary. Polls: the cluster has no event
     /// to wait for.
@@ -196,6 +225,12 @@ impl RedisCluster {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Cancels a [`RedisCluster::report_after`] when dropped.
+#[derive(Debug)]
+pub struct ReportGuard {
+    _cancel: std::sync::mpsc::Sender<()>,
 }
 
 /// `master` or `slave`, from `ROLE`.
