@@ -17,6 +17,7 @@
 //!
 //! Calls never open connections of their own, so the count does not grow with load.
 
+mod endpoints;
 mod target;
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -26,8 +27,10 @@ use std::time::Duration;
 use redis::{Cmd, FromRedisValue, RedisError};
 
 use crate::breaker::{Allow, Breaker, BreakerSettings};
-use crate::config::{Endpoints, Servers};
 use crate::health::RedisHealth;
+#[cfg(feature = "tls")]
+pub(crate) use endpoints::TlsFiles;
+pub(crate) use endpoints::{Endpoints, Servers, redact, with_scheme};
 pub(crate) use target::Node;
 use target::{Link, Target};
 

@@ -15,8 +15,7 @@ use redis::{
     RedisError, RedisResult,
 };
 
-use super::Timeouts;
-use crate::config::{Endpoints, Servers, redact};
+use super::{Endpoints, Servers, Timeouts, redact};
 
 /// A node of the deployment, for the commands that are not about one key (`SCAN`, `INFO`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,312 @@
+//! [`CacheBuilder`]: the settings of a [`Cache`], checked when it is built.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::ConfigError;
+use super::defaults::*;
+use crate::breaker::BreakerSettings;
+use crate::cache::Cache;
+#[cfg(feature = "tls")]
+use crate::connection::TlsFiles;
+use crate::connection::{Connection, Endpoints, Servers, Timeouts, with_scheme};
+use crate::stampede::lock::LockSettings;
+
+const MAX_PREFIX_LEN: usize = 64;
+
+/// Builds a [`Cache`]. Every setting starts at its `DEFAULT_*` constant.
+///
+/// ```
+/// use std::time::Duration;
+/// let cache = cache_runtime::Cache::builder()
+///     .url("redis://127.0.0.1:6379")
+///     .prefix("catalog")
+///     .command_timeout(Duration::from_millis(50))
+///     .build()
+///     .expect("valid configuration");
+/// assert_eq!(cache.prefix(), "catalog");
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct CacheBuilder {
+    pub(super) endpoints: Endpoints,
+    pub(super) prefix: String,
+    pub(super) timeouts: Timeouts,
+    pub(super) locks: LockSettings,
+    pub(super) breaker: BreakerSettings,
+    pub(super) limits: ValueLimits,
+    pub(super) background_stores: bool,
+}
+
+/// Sizes of stored values.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ValueLimits {
+    pub max_bytes: usize,
+    pub compress_above: usize,
+}
+
+impl fmt::Debug for CacheBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("endpoints", &self.endpoints)
+            .field("prefix", &self.prefix)
+            .field("timeouts", &self.timeouts)
+            .field("locks", &self.locks)
+            .field("breaker", &self.breaker)
+            .field("limits", &self.limits)
+            .field("background_stores", &self.background_stores)
+            .finish()
+    }
+}
+
+impl Default for CacheBuilder {
+    fn default() -> Self {
+        CacheBuilder {
+            endpoints: Endpoints {
+                servers: Servers::Single(DEFAULT_URL.to_string()),
+                reader: None,
+                username: None,
+                password: None,
+                #[cfg(feature = "tls")]
+                tls: TlsFiles::default(),
+            },
+            prefix: DEFAULT_PREFIX.to_string(),
+            timeouts: Timeouts {
+                connect: DEFAULT_CONNECT_TIMEOUT,
+                command: DEFAULT_COMMAND_TIMEOUT,
+            },
+            locks: LockSettings {
+                lease: DEFAULT_LOCK_LEASE,
+                wait: DEFAULT_LOCK_WAIT,
+            },
+            breaker: BreakerSettings {
+                threshold: DEFAULT_BREAKER_THRESHOLD,
+                min_open: DEFAULT_BREAKER_MIN_OPEN,
+                max_open: DEFAULT_BREAKER_MAX_OPEN,
+            },
+            limits: ValueLimits {
+                max_bytes: DEFAULT_MAX_VALUE_BYTES,
+                compress_above: DEFAULT_COMPRESS_ABOVE,
+            },
+            background_stores: DEFAULT_BACKGROUND_STORES,
+        }
+    }
+}
+
+impl CacheBuilder {
+    /// One Redis server (or a managed primary endpoint):
+    /// `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS (needs the `tls`
+    /// feature). Replaces a [`cluster`](Self::cluster) or [`sentinel`](Self::sentinel) setting.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.endpoints.servers = Servers::Single(url.into());
+        self
+    }
+
+    /// A Redis Cluster, by some of its nodes (`host:port` or URLs; `rediss://` for TLS): the
+    /// others are discovered, and failovers and resharding (`MOVED`, `ASK`) are followed.
+    /// Replaces a [`url`](Self::url) or [`sentinel`](Self::sentinel) setting.
+    pub fn cluster<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let nodes = nodes
+            .into_iter()
+            .map(|node| with_scheme(node.into()))
+            .collect();
+        self.endpoints.servers = Servers::Cluster(nodes);
+        self
+    }
+
+    /// A primary found through Redis Sentinel: the sentinels' addresses (`host:port` or URLs,
+    /// with the sentinels' own credentials if they need them) and the name they monitor it
+    /// under. After a failover, the cache reconnects to the primary the sentinels name.
+    /// Replaces a [`url`](Self::url) or [`cluster`](Self::cluster) setting.
+    pub fn sentinel<I, S>(mut self, sentinels: I, master_name: impl Into<String>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let sentinels = sentinels
+            .into_iter()
+            .map(|s| with_scheme(s.into()))
+            .collect();
+        self.endpoints.servers = Servers::Sentinel {
+            sentinels,
+            master: master_name.into(),
+        };
+        self
+    }
+
+    /// A read-only replica endpoint (as managed services offer next to the primary's): lookups
+    /// (`GET`) go there, locks, stores and invalidations to the primary. Replication is
+    /// asynchronous, so a lookup right after a store may miss; the miss then finds the value
+    /// (or the lock) on the primary, so it is not computed twice. While the reader's circuit
+    /// breaker is open, lookups go to the primary.
+    pub fn reader_url(mut self, url: impl Into<String>) -> Self {
+        self.endpoints.reader = Some(url.into());
+        self
+    }
+
+    /// The ACL user and password for every Redis server (overriding those in the URLs). Never
+    /// printed: `Debug`, logs and errors show `***`.
+    pub fn credentials(mut self, username: Option<&str>, password: &str) -> Self {
+        self.endpoints.username = username.map(str::to_string);
+        self.endpoints.password = Some(password.to_string());
+        self
+    }
+
+    /// Trust these PEM CA certificates for TLS, instead of the system's and the web's roots.
+    #[cfg(feature = "tls")]
+    pub fn tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.endpoints.tls.ca = Some(pem.into());
+        self
+    }
+
+    /// Present this PEM client certificate and private key (mutual TLS).
+    #[cfg(feature = "tls")]
+    pub fn tls_client_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.endpoints.tls.client = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// The first segment of every key, so several services can share one Redis. ASCII letters,
+    /// digits and `_ - . : /`, at most 64 characters.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long establishing a connection may take.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.connect = timeout;
+        self
+    }
+
+    /// How long one command may take.
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.command = timeout;
+        self
+    }
+
+    /// How long a per-key lock lives without renewal: the longest a crashed process can hold up
+    /// the others on one key. Its holder renews it while computing.
+    pub fn lock_lease(mut self, lease: Duration) -> Self {
+        self.locks.lease = lease;
+        self
+    }
+
+    /// How long a miss waits for another process computing the same key before it computes the
+    /// value itself. Raise it for functions slower than [`DEFAULT_LOCK_WAIT`].
+    pub fn lock_wait(mut self, wait: Duration) -> Self {
+        self.locks.wait = wait;
+        self
+    }
+
+    /// The circuit breaker: after `failures` command timeouts or dropped connections in a row (or
+    /// one failed connection attempt), calls skip Redis and run the function at once. One call
+    /// probes Redis (reconnecting if needed) after `min_open`, then at doubling intervals up to
+    /// `max_open`, until it answers.
+    pub fn circuit_breaker(
+        mut self,
+        failures: u32,
+        min_open: Duration,
+        max_open: Duration,
+    ) -> Self {
+        self.breaker = BreakerSettings {
+            threshold: failures.max(1),
+            min_open,
+            max_open: max_open.max(min_open),
+        };
+        self
+    }
+
+    /// The largest entry stored, in bytes (after compression); larger values are returned but not
+    /// cached.
+    pub fn max_value_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_bytes = bytes;
+        self
+    }
+
+    /// Values whose encoding is longer than this many bytes are LZ4-compressed when that saves
+    /// an eighth or more; `usize::MAX` turns compression off.
+    pub fn compress_above(mut self, bytes: usize) -> Self {
+        self.limits.compress_above = bytes;
+        self
+    }
+
+    /// Whether a miss returns before its value is stored (default
+    /// [`DEFAULT_BACKGROUND_STORES`]: no).
+    ///
+    /// By default the caller of a miss waits for the store, which releases the key's lock in the
+    /// same round trip: when the call returns, the value is in Redis (or the store failed and was
+    /// logged). With `true`, the store runs in a spawned task and the caller saves that round trip;
+    /// with `lock = false` on the function too, a miss then costs its caller the lookup alone.
+    ///
+    /// The price: a store still pending when the process exits is lost. A short-lived program (a
+    /// CLI, a cron job, a test, a serverless handler) must await [`Cache::flush`] before it
+    /// exits, and a service at shutdown, after its last calls. Other processes see the value a
+    /// round trip later, and meanwhile find the key's lock held and wait for its release as for
+    /// any computation in progress.
+    pub fn background_stores(mut self, background: bool) -> Self {
+        self.background_stores = background;
+        self
+    }
+
+    /// Checks the configuration. Nothing connects yet: the first cached call does, so a service
+    /// starts while Redis is down and uses it as soon as it answers.
+    pub fn build(self) -> Result<Cache, ConfigError> {
+        check_prefix(&self.prefix)?;
+        if self.timeouts.connect.is_zero() || self.timeouts.command.is_zero() {
+            return Err(ConfigError::new("timeouts must be greater than zero"));
+        }
+        if self.locks.lease < Duration::from_millis(30) {
+            return Err(ConfigError::new(
+                "the lock lease must be at least 30 ms: its holder renews it every third of it",
+            ));
+        }
+        match &self.endpoints.servers {
+            Servers::Cluster(nodes)
+            | Servers::Sentinel {
+                sentinels: nodes, ..
+            } if nodes.is_empty() => {
+                return Err(ConfigError::new("no Redis nodes given"));
+            }
+            Servers::Sentinel { master, .. } if master.is_empty() => {
+                return Err(ConfigError::new("the Sentinel master name is empty"));
+            }
+            _ => {}
+        }
+        let connection =
+            Connection::open(&self.endpoints, self.timeouts, self.breaker, &self.prefix)
+                .map_err(ConfigError::new)?;
+        Ok(Cache::new(
+            self.prefix,
+            Some(connection),
+            self.locks,
+            self.limits,
+            self.background_stores,
+        ))
+    }
+
+    pub(crate) fn build_disabled(self) -> Cache {
+        Cache::new(
+            self.prefix,
+            None,
+            self.locks,
+            self.limits,
+            self.background_stores,
+        )
+    }
+}
+
+fn check_prefix(prefix: &str) -> Result<(), ConfigError> {
+    let allowed = crate::key::is_segment_char;
+    if prefix.is_empty() || prefix.len() > MAX_PREFIX_LEN || !prefix.chars().all(allowed) {
+        return Err(ConfigError::new(format!(
+            "invalid key prefix {prefix:?}: use 1 to {MAX_PREFIX_LEN} ASCII letters, digits or `_ - . : /` \
+             (no glob or space characters)"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! The named defaults every [`CacheBuilder`](crate::CacheBuilder) setting starts from.
+
+use std::time::Duration;
+
+/// Where the cache connects when `REDIS_URL` is not set.
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+/// First segment of every key when `REDIS_CACHE_PREFIX` is not set.
+pub const DEFAULT_PREFIX: &str = "rcache";
+/// How long establishing a connection may take. A cache that is slower than the database behind
+/// it is worse than none, so this is short.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long one Redis command may take before the call goes on without the cache.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Command timeouts or dropped connections in a row that open a cache's circuit breaker (one
+/// failed connection attempt opens it at once).
+pub const DEFAULT_BREAKER_THRESHOLD: u32 = 5;
+/// How long an open circuit breaker first lets calls skip Redis before one call probes it (and
+/// reconnects); each failed probe doubles it.
+pub const DEFAULT_BREAKER_MIN_OPEN: Duration = Duration::from_millis(100);
+/// The longest interval between probes of an open circuit breaker.
+pub const DEFAULT_BREAKER_MAX_OPEN: Duration = Duration::from_secs(2);
+/// Largest entry (header and payload, after compression) the cache stores. Bigger values are
+/// returned but not stored, counted in `oversize` and logged once per function: one huge value
+/// blocks single-threaded Redis for every other client while it is copied.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 1024 * 1024;
+/// Payloads longer than this are LZ4-compressed (kept only if that saves an eighth). Measured
+/// (`examples/compression.rs`): from about 3 KB compressed hits are faster even on loopback,
+/// below that within noise, and entries take 3 to 19 times less memory.
+pub const DEFAULT_COMPRESS_ABOVE: usize = 1024;
+/// How long a per-key lock lives without renewal. Its holder renews it every third of this while
+/// the function runs, so this bounds how long a crashed process blocks a key, not how long a
+/// function may take.
+pub const DEFAULT_LOCK_LEASE: Duration = Duration::from_secs(3);
+/// How long a miss waits for another process computing the same key before it computes the
+/// value itself (fail open).
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(5);
+/// The fraction of the TTL by which each entry's expiry is randomly shortened when the attribute
+/// does not say `jitter = ...`: entries written together (a deploy, a batch) do not all expire
+/// in the same second.
+pub const DEFAULT_TTL_JITTER: f64 = 0.1;
+/// Whether a miss returns before its store has landed. Off: the caller waits for the store (one
+/// round trip), so a value is in Redis when the call returns, even in a process that exits right
+/// after it. See [`CacheBuilder::background_stores`].
+pub const DEFAULT_BACKGROUND_STORES: bool = false;
