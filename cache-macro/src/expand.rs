@@ -101,7 +101,7 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         #[doc = #refresh_doc]
         #[allow(clippy::too_many_arguments)]
         #vis #refresh_sig {
-            #rt::refresh(#call).await
+            #rt::write_through(#call).await
         }
     }
 }
@@ -202,7 +202,7 @@ fn site_spec(fn_sig: &Signature, args: &Args) -> TokenStream {
             stale_secs: #stale,
             early_refresh: #early_refresh,
             jitter: #jitter,
-            lock: #lock,
+            wait_for_lock: #lock,
         }
     }
 }

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-/// The spawned tasks of one cache that have not ended yet.
-#[derive(Debug, Default)]
+/// The spawned tasks of one cache that have not ended yet. Clones share them.
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Background {
     shared: Arc<Shared>,
 }
@@ -35,10 +35,7 @@ struct State {
 
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
-        // A panic cannot leave `State` half-updated: each update is a single insert or remove.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::guard(&self.state)
     }
 }
 

@@ -4,7 +4,7 @@
 //! - **Closed**: every command goes to Redis. `threshold` timeouts or dropped connections in a row
 //!   open it; so does one failed connection attempt (refused, unreachable, or no handshake within
 //!   the connect timeout), which leaves no doubt.
-//! - **Open**: commands fail at once with [`StoreError::Unavailable`](crate::connection::StoreError)
+//! - **Open**: commands fail at once with [`CommandError::Unavailable`](crate::connection::CommandError)
 //!   (one atomic load and a clock read). After the open interval, exactly one call is let through
 //!   as a probe, by moving the next probe time forward with a compare-and-swap; the others keep
 //!   skipping Redis. This is also how the cache reconnects: the probe makes the attempt.

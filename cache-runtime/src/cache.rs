@@ -8,8 +8,7 @@ use crate::breaker::{BreakerState, BreakerStats};
 use crate::config::{CacheBuilder, ConfigError, ValueLimits};
 use crate::connection::Connection;
 use crate::health::{HealthError, RedisHealth};
-use crate::stampede::lock::LockSettings;
-use crate::stampede::notify::Notifier;
+use crate::stampede::lock::{LockSettings, Locks};
 use crate::stampede::single_flight::Flights;
 
 /// A handle to one Redis cache: cheap to clone (an `Arc`), shared by every function that uses it.
@@ -25,10 +24,9 @@ pub struct Cache {
 struct Inner {
     prefix: String,
     /// `None`: caching is disabled (bad configuration); every call runs the function.
-    connection: Option<Connection>,
-    /// Pub/sub wake-ups for lock waiters, on its own connection opened at the first wait.
-    notifier: Option<Notifier>,
-    locks: LockSettings,
+    connection: Option<Arc<Connection>>,
+    /// The per-key locks, with the pub/sub wake-ups of their waiters; `None` when disabled.
+    locks: Option<Locks>,
     limits: ValueLimits,
     flights: Flights,
     /// Stores, and releases of abandoned locks, running in spawned tasks.
@@ -69,18 +67,19 @@ impl Cache {
         limits: ValueLimits,
         background_stores: bool,
     ) -> Cache {
-        let notifier = connection
+        let background = Background::default();
+        let connection = connection.map(Arc::new);
+        let locks = connection
             .as_ref()
-            .map(|c| Notifier::new(c.timeouts().connect));
+            .map(|conn| Locks::new(conn.clone(), locks, background.clone()));
         Cache {
             inner: Arc::new(Inner {
                 prefix,
                 connection,
-                notifier,
                 locks,
                 limits,
                 flights: Flights::default(),
-                background: Background::default(),
+                background,
                 background_stores,
             }),
         }
@@ -122,15 +121,11 @@ impl Cache {
     }
 
     pub(crate) fn connection(&self) -> Option<&Connection> {
-        self.inner.connection.as_ref()
+        self.inner.connection.as_deref()
     }
 
-    pub(crate) fn notifier(&self) -> Option<&Notifier> {
-        self.inner.notifier.as_ref()
-    }
-
-    pub(crate) fn locks(&self) -> LockSettings {
-        self.inner.locks
+    pub(crate) fn locks(&self) -> Option<&Locks> {
+        self.inner.locks.as_ref()
     }
 
     pub(crate) fn limits(&self) -> ValueLimits {

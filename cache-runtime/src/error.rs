@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::connection::StoreError;
+use crate::connection::CommandError;
 
 /// Why an invalidation or a clear failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,13 +44,13 @@ impl fmt::Display for CacheError {
 
 impl std::error::Error for CacheError {}
 
-impl From<StoreError> for CacheError {
-    fn from(err: StoreError) -> Self {
+impl From<CommandError> for CacheError {
+    fn from(err: CommandError) -> Self {
         match err {
-            StoreError::Redis(err) if !err.is_io_error() && !err.is_connection_dropped() => {
+            CommandError::Redis(err) if !err.is_io_error() && !err.is_connection_dropped() => {
                 CacheError::Redis(err.to_string())
             }
-            StoreError::WrongType => CacheError::Redis(err.to_string()),
+            CommandError::WrongType => CacheError::Redis(err.to_string()),
             other => CacheError::Unavailable(other.to_string()),
         }
     }

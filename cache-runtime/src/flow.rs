@@ -14,7 +14,7 @@
 //!    function starts, so the caller never waits for another process. Only a lock holder stores,
 //!    and only while it still holds the lock: that is the fence that keeps an invalidation from
 //!    being undone by a computation that started before it ([`crate::stampede::lock`]).
-//! 4. A write-through refresh ([`crate::invalidation::refresh`]) skips the lookup, takes the lock
+//! 4. A write-through refresh ([`crate::invalidation::write_through`]) skips the lookup, takes the lock
 //!    over, computes and stores.
 //!
 //! Fail open: whatever Redis does (down, slow, wrong type, garbage), the caller gets the
@@ -22,6 +22,7 @@
 //! single-flight slot and the lock are released by their drop guards.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -30,22 +31,25 @@ use tokio::task::JoinHandle;
 
 use crate::cache::Cache;
 use crate::codec::ActiveCodec;
-use crate::connection::{Connection, StoreError};
+use crate::connection::{CommandError, Connection};
 use crate::envelope::{self, Meta, unix_ms};
 use crate::freshness::{self, Freshness};
 use crate::key::CallKey;
 use crate::policy::{CacheValue, Policy};
 use crate::site::Site;
-use crate::stampede::lock::{self, Lock};
-use crate::stampede::single_flight::{Join, Leader, Outcome};
+use crate::stampede::lock::{Attempt, Lock, Locks};
+use crate::stampede::single_flight::{self, Handoff, Join, Leader};
 use crate::stampede::{self, Waited};
-use crate::stats::Count;
+use crate::stats::{Count, Outcome};
 
 /// After a refresh in the stale window fails, the stale value is served for this long before the
 /// next caller tries again, so a failing database is not hammered once per call.
 const FAILED_REFRESH_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Runs one call of an annotated function through the cache.
+///
+/// Every path below returns how it answered, and this is the one place that counts it: each call
+/// that returns is exactly one of the [`Outcome`]s.
 #[doc(hidden)]
 pub async fn cached<P, R, F>(site: &'static Site, cache: &Cache, call: CallKey, body: F) -> R
 where
@@ -54,10 +58,25 @@ where
     F: Future<Output = R>,
 {
     site.register(call.self_type());
+    let (value, outcome) = answer::<P, R>(site, cache, call, body).await;
+    site.answered(outcome);
+    value
+}
+
+async fn answer<P, R>(
+    site: &'static Site,
+    cache: &Cache,
+    call: CallKey,
+    body: impl Future<Output = R>,
+) -> (R, Outcome)
+where
+    P: Policy<R>,
+    P::Stored: CacheValue,
+{
     // Asked for by a `_refresh` companion around this call; taken here, so calls made by the
     // function's body are ordinary calls.
-    let write_through = crate::invalidation::take_refresh_request();
-    let Some(conn) = cache.connection() else {
+    let write_through = crate::invalidation::take_write_through_request();
+    let (Some(conn), Some(locks)) = (cache.connection(), cache.locks()) else {
         return bypass(site, body).await;
     };
     // The Redis client needs a Tokio reactor; anywhere else the function simply runs. Inside a
@@ -66,84 +85,83 @@ where
         return bypass(site, body).await;
     }
     let key = call.render(cache.prefix(), &site.spec, site.fingerprint());
-    let (Some(key), Some(id)) = (key, call.flight_id(site)) else {
+    let id = single_flight::flight_id(site.namespace(), &call);
+    let (Some(key), Some(id)) = (key, id) else {
         tracing::debug!(
             function = site.display(),
             "redis_cache: an argument could not be serialized; running uncached"
         );
         return bypass(site, body).await;
     };
-    let this = Call {
+    let this = Call::<P, R> {
         site,
         cache,
         conn,
+        locks,
         key: &key,
+        types: PhantomData,
     };
     if write_through {
         let leader = cache.flights().lead_anew(id);
-        return Box::pin(this.write_through::<P, R, F>(leader, body)).await;
+        return Box::pin(this.write_through(leader, body)).await;
     }
     let mut body = Some(body);
     loop {
         let follower = match cache.flights().join(id) {
             Join::Lead(leader) => {
                 let body = body.take().expect("a call leads at most once");
-                return this.lead::<P, R, F>(leader, body).await;
+                return this.lead(leader, body).await;
             }
             Join::Follow(follower) => follower,
         };
-        match follower.outcome().await {
-            Some(Outcome::Entry(bytes)) => {
+        match follower.handoff().await {
+            Some(Handoff::Entry(bytes)) => {
                 if let Ok((_, value)) = envelope::open::<ActiveCodec, P::Stored>(&bytes) {
-                    site.count(Count::Coalesced);
-                    return P::from_stored(value);
+                    return (P::from_stored(value), Outcome::Coalesced);
                 }
             }
-            Some(Outcome::Absent) => {
+            Some(Handoff::Absent) => {
                 if let Some(value) = P::absent() {
-                    site.count(Count::Coalesced);
-                    return value;
+                    return (value, Outcome::Coalesced);
                 }
             }
-            Some(Outcome::RunYourself) => {}
+            Some(Handoff::RunYourself) => {}
             // The leader was cancelled or panicked: lead (or follow) anew.
             None => continue,
         }
         // The leader's value cannot be shared (an `Err`): this call runs the function itself,
         // and leaves storing to whoever holds the key's lock next.
-        site.count(Count::Misses);
         let body = body.take().expect("a call runs its body at most once");
-        return Box::pin(this.execute(body, None)).await.0;
+        let (value, _) = Box::pin(this.execute(body, None)).await;
+        return (value, Outcome::Miss);
     }
 }
 
 /// Runs the function without the cache.
-async fn bypass<R>(site: &Site, body: impl Future<Output = R>) -> R {
-    site.count(Count::Fallbacks);
+async fn bypass<R>(site: &Site, body: impl Future<Output = R>) -> (R, Outcome) {
     let started = Instant::now();
     let value = body.await;
-    site.took_function(started.elapsed());
-    site.count(Count::Executions);
-    value
+    site.executed(started.elapsed());
+    (value, Outcome::Fallback)
 }
 
-/// One call's context.
-#[derive(Clone, Copy)]
-struct Call<'a> {
+/// One call's context, for a function returning `R` stored as `P` says.
+struct Call<'a, P, R> {
     site: &'static Site,
     cache: &'a Cache,
     conn: &'a Connection,
+    locks: &'a Locks,
     key: &'a str,
+    types: PhantomData<fn() -> (P, R)>,
 }
 
-/// What a leader's followers get for `value` (sealed or not).
-fn outcome_of<P: Policy<R>, R>(value: &R, sealed: Sealed) -> Outcome {
-    match sealed {
-        Some((bytes, _)) => Outcome::Entry(bytes),
-        None if P::is_absent(value) => Outcome::Absent,
-        None => Outcome::RunYourself,
+impl<P, R> Clone for Call<'_, P, R> {
+    fn clone(&self) -> Self {
+        *self
     }
 }
+
+impl<P, R> Copy for Call<'_, P, R> {}
 
 /// Why a leader recomputes an entry it could serve.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -154,24 +172,23 @@ enum Refresh {
     Stale,
 }
 
-impl Call<'_> {
+impl<P, R> Call<'_, P, R>
+where
+    P: Policy<R>,
+    P::Stored: CacheValue,
+{
     /// The lookup, and what follows it. Only the hit is handled in place: everything else
     /// (fallback, refresh, lock and computation) runs in a boxed future, so the future every
     /// call carries is small and a hit does not copy kilobytes of state it never uses.
-    async fn lead<P, R, F>(self, leader: Leader<'_>, body: F) -> R
-    where
-        P: Policy<R>,
-        P::Stored: CacheValue,
-        F: Future<Output = R>,
-    {
+    async fn lead(self, leader: Leader<'_>, body: impl Future<Output = R>) -> (R, Outcome) {
         let site = self.site;
         let found = match site.redis(self.conn.get(self.key)).await {
             Ok(found) => found,
-            Err(StoreError::WrongType) => {
+            Err(CommandError::WrongType) => {
                 site.count(Count::Invalid);
                 None
             }
-            Err(err) => return Box::pin(self.fall_back::<P, R, F>(leader, body, err)).await,
+            Err(err) => return Box::pin(self.fall_back(leader, body, err)).await,
         };
 
         if let Some(bytes) = found {
@@ -181,9 +198,8 @@ impl Call<'_> {
                     let why = match freshness::judge(&meta, now, &site.spec, freshness::draw_open())
                     {
                         Freshness::Fresh => {
-                            site.count(Count::Hits);
-                            leader.publish_with(|| Outcome::Entry(Arc::new(bytes)));
-                            return P::from_stored(value);
+                            leader.publish_with(|| Handoff::Entry(Arc::new(bytes)));
+                            return (P::from_stored(value), Outcome::Hit);
                         }
                         Freshness::RefreshEarly => Some(Refresh::Early),
                         Freshness::Stale => Some(Refresh::Stale),
@@ -191,8 +207,8 @@ impl Call<'_> {
                     };
                     if let Some(why) = why {
                         // The followers are served at once; only this call refreshes.
-                        leader.publish_with(|| Outcome::Entry(Arc::new(bytes)));
-                        return Box::pin(self.refresh::<P, R, F>(meta, value, body, why)).await;
+                        leader.publish_with(|| Handoff::Entry(Arc::new(bytes)));
+                        return Box::pin(self.refresh(meta, value, body, why)).await;
                     }
                 }
                 Err(invalid) => {
@@ -204,73 +220,230 @@ impl Call<'_> {
                 }
             }
         }
-        Box::pin(self.compute::<P, R, F>(leader, body)).await
+        Box::pin(self.compute(leader, body)).await
     }
 
     /// The lookup failed: run the function without the cache.
-    async fn fall_back<P, R, F>(self, leader: Leader<'_>, body: F, err: StoreError) -> R
-    where
-        P: Policy<R>,
-        P::Stored: CacheValue,
-        F: Future<Output = R>,
-    {
-        let site = self.site;
-        // `Unavailable`: no attempt was made, the circuit breaker is open. Anything else is a
-        // failed command.
-        if !matches!(err, StoreError::Unavailable) {
-            site.problem(Count::Errors, "lookup failed; the call ran uncached", &err);
-        }
-        site.count(Count::Fallbacks);
+    async fn fall_back(
+        self,
+        leader: Leader<'_>,
+        body: impl Future<Output = R>,
+        err: CommandError,
+    ) -> (R, Outcome) {
+        self.site
+            .command_failed("lookup failed; the call ran uncached", &err);
         let (value, took) = self.execute(body, None).await;
         // Nothing is stored: encode only if someone waits for this value.
-        leader.publish_with(|| outcome_of::<P, R>(&value, self.seal::<P, R>(&value, took)));
-        value
+        leader.publish_with(|| self.handoff(&value, &self.seal(&value, took)));
+        (value, Outcome::Fallback)
     }
 
     /// No usable entry: take the key's lock, or wait for the process that holds it, then
     /// compute. Without the lock this call computes anyway but does not store (see
     /// `crate::stampede::lock`).
-    async fn compute<P, R, F>(self, leader: Leader<'_>, body: F) -> R
-    where
-        P: Policy<R>,
-        P::Stored: CacheValue,
-        F: Future<Output = R>,
-    {
+    async fn compute(self, leader: Leader<'_>, body: impl Future<Output = R>) -> (R, Outcome) {
         let site = self.site;
-        if !site.spec.lock {
-            return self.compute_unlocked::<P, R, F>(leader, body).await;
+        if !site.spec.wait_for_lock {
+            return self.compute_unlocked(leader, body).await;
         }
-        let lock = match self.lock_or_wait::<P::Stored>().await {
+        let lock = match self.lock_or_wait().await {
             Ok(Waited::Lock(held)) => Some(held),
             Ok(Waited::Entry(value, bytes)) => {
-                site.count(Count::Hits);
-                leader.publish_with(|| Outcome::Entry(Arc::new(bytes)));
-                return P::from_stored(value);
+                leader.publish_with(|| Handoff::Entry(Arc::new(bytes)));
+                return (P::from_stored(value), Outcome::Hit);
             }
             Ok(Waited::GaveUp) => None,
             Err(err) => {
-                if !matches!(err, StoreError::Unavailable) {
-                    site.problem(
-                        Count::Errors,
-                        "lock failed; computed without it and not stored",
-                        &err,
-                    );
-                }
+                site.command_failed("lock failed; computed without it and not stored", &err);
                 None
             }
         };
-        site.count(Count::Misses);
         let (value, took) = self.execute(body, lock.as_ref()).await;
         let Some(lock) = lock else {
-            leader.publish_with(|| outcome_of::<P, R>(&value, self.seal::<P, R>(&value, took)));
-            return value;
+            leader.publish_with(|| self.handoff(&value, &self.seal(&value, took)));
+            return (value, Outcome::Miss);
         };
-        let sealed = self.seal::<P, R>(&value, took);
-        leader.publish(outcome_of::<P, R>(&value, sealed.clone()));
+        let sealed = self.seal(&value, took);
+        leader.publish(self.handoff(&value, &sealed));
         // Until the store lands the lock stays held, so a caller arriving meanwhile (in any
         // process) finds the entry with the lock, or waits for the release that comes with it.
         self.landed(self.spawn_store(sealed, lock)).await;
-        value
+        (value, Outcome::Miss)
+    }
+
+    /// `lock = false`: the caller computes at once and never waits for another process. The
+    /// key's lock is asked for in a spawned task as the function starts, and renewed there while
+    /// it runs; if this call got it, the value is stored with it (fenced like any other store)
+    /// before the call returns (unless stores run in the background), and if another process
+    /// holds it, that process stores.
+    async fn compute_unlocked(
+        self,
+        leader: Leader<'_>,
+        body: impl Future<Output = R>,
+    ) -> (R, Outcome) {
+        let site = self.site;
+        let (hand_over, value_ready) = oneshot::channel::<Sealed>();
+        let key = self.key.to_owned();
+        let (cache, locks) = (self.cache.clone(), self.locks.clone());
+        let storing = self.cache.background().spawn(async move {
+            let lock = match site.redis(locks.try_acquire(&key)).await {
+                Ok(attempt) => attempt.lock,
+                Err(err) => {
+                    site.command_failed("lock failed; computed without it and not stored", &err);
+                    None
+                }
+            };
+            // No lock: another process computes the key and will store it.
+            let Some(lock) = lock else { return };
+            match lock.hold_while(value_ready).await {
+                Ok(sealed) => store(site, &cache, sealed, lock).await,
+                // The caller was cancelled or panicked: nothing to store.
+                Err(_) => lock.release().await,
+            }
+        });
+        let (value, took) = self.execute(body, None).await;
+        let sealed = self.seal(&value, took);
+        leader.publish(self.handoff(&value, &sealed));
+        // The spawned task stores it, once it knows whether it holds the lock.
+        let _ = hand_over.send(sealed);
+        self.landed(storing).await;
+        (value, Outcome::Miss)
+    }
+
+    /// A write-through refresh: no lookup; take the key's lock over (fencing off any computation
+    /// that started before), compute, and store.
+    async fn write_through(
+        self,
+        leader: Leader<'_>,
+        body: impl Future<Output = R>,
+    ) -> (R, Outcome) {
+        let site = self.site;
+        let lock = match site.redis(self.locks.take_over(self.key)).await {
+            Ok(lock) => Some(lock),
+            Err(err) => {
+                site.command_failed(
+                    "refresh could not take the lock; computed and not stored",
+                    &err,
+                );
+                None
+            }
+        };
+        let (value, took) = self.execute(body, lock.as_ref()).await;
+        let sealed = self.seal(&value, took);
+        leader.publish(self.handoff(&value, &sealed));
+        let Some(lock) = lock else {
+            return (value, Outcome::Fallback);
+        };
+        // A write-through is asked for explicitly: its caller always waits for the store.
+        let _ = self.spawn_store(sealed, lock).await;
+        (value, Outcome::Miss)
+    }
+
+    /// Takes the key's lock or waits for its holder.
+    async fn lock_or_wait(&self) -> Result<Waited<P::Stored>, CommandError> {
+        let spec = &self.site.spec;
+        stampede::lock_or_wait(self.locks, self.site, self.key, |bytes| {
+            let (meta, value) = envelope::open::<ActiveCodec, P::Stored>(bytes).ok()?;
+            let now = unix_ms(SystemTime::now());
+            // Anything servable ends the wait: the holder just stored it.
+            (freshness::judge(&meta, now, spec, 1.0) != Freshness::Expired).then_some(value)
+        })
+        .await
+    }
+
+    /// Recomputes an entry that can still be served (`current`), if no one else is doing so.
+    async fn refresh(
+        self,
+        meta: Meta,
+        current: P::Stored,
+        body: impl Future<Output = R>,
+        why: Refresh,
+    ) -> (R, Outcome) {
+        let site = self.site;
+        let served = match why {
+            Refresh::Early => Outcome::Hit,
+            Refresh::Stale => Outcome::Stale,
+        };
+        // One refresh per key at a time, across processes: whoever takes the lock.
+        let attempt = site.redis(self.locks.try_acquire(self.key)).await;
+        let Ok(Attempt {
+            lock: Some(lock),
+            entry,
+        }) = attempt
+        else {
+            return (P::from_stored(current), served);
+        };
+        // Someone refreshed between our read and our lock (and released it): serve theirs.
+        if let Some(Ok((newer, value))) =
+            entry.map(|bytes| envelope::open::<ActiveCodec, P::Stored>(&bytes))
+            && newer.computed_at_ms > meta.computed_at_ms
+        {
+            lock.release().await;
+            return (P::from_stored(value), Outcome::Hit);
+        }
+        let (value, took) = self.execute(body, Some(&lock)).await;
+        let sealed = self.seal(&value, took);
+        if sealed.is_some() || P::is_absent(&value) {
+            self.landed(self.spawn_store(sealed, lock)).await;
+            return match why {
+                // An early refresh served a fresh entry: a hit, that also recomputed it.
+                Refresh::Early => {
+                    site.count(Count::EarlyRefreshes);
+                    (value, Outcome::Hit)
+                }
+                Refresh::Stale => (value, Outcome::Miss),
+            };
+        }
+        // The function failed: keep serving what we have (fail-safe).
+        tracing::debug!(
+            key = self.key,
+            "redis_cache: refresh failed; serving the entry still in the cache"
+        );
+        match why {
+            Refresh::Early => lock.release().await,
+            Refresh::Stale => lock.keep_for(FAILED_REFRESH_BACKOFF).await,
+        }
+        (P::from_stored(current), served)
+    }
+
+    /// Runs the function (renewing `lock` meanwhile); returns its value and how long it took.
+    async fn execute(&self, body: impl Future<Output = R>, lock: Option<&Lock>) -> (R, Duration) {
+        let started = Instant::now();
+        let value = match lock {
+            Some(lock) => lock.hold_while(body).await,
+            None => body.await,
+        };
+        let took = started.elapsed();
+        self.site.executed(took);
+        (value, took)
+    }
+
+    /// The envelope of `value` and how long Redis should keep it, if the policy stores it.
+    fn seal(&self, value: &R, took: Duration) -> Sealed {
+        let spec = &self.site.spec;
+        let (stored, ttl_secs) = P::to_store(value, spec)?;
+        let (fresh, keep) = freshness::lifetimes(ttl_secs, spec, fastrand::f64());
+        let meta = Meta::new(SystemTime::now(), fresh, took);
+        match envelope::seal::<ActiveCodec, _>(stored, meta, self.cache.limits().compress_above) {
+            Ok(bytes) => Some((Arc::new(bytes), keep)),
+            Err(err) => {
+                self.site.problem(
+                    Count::Errors,
+                    "value could not be encoded; not stored",
+                    &err,
+                );
+                None
+            }
+        }
+    }
+
+    /// What a leader's followers get for `value`, given its envelope (if any).
+    fn handoff(&self, value: &R, sealed: &Sealed) -> Handoff {
+        match sealed {
+            Some((bytes, _)) => Handoff::Entry(bytes.clone()),
+            None if P::is_absent(value) => Handoff::Absent,
+            None => Handoff::RunYourself,
+        }
     }
 
     /// Stores in a spawned task, so that the store lands even if this caller is cancelled.
@@ -287,233 +460,6 @@ impl Call<'_> {
         if !self.cache.background_stores() {
             // A panic in the store task is not the caller's: it has its value.
             let _ = storing.await;
-        }
-    }
-
-    /// `lock = false`: the caller computes at once and never waits for another process. The
-    /// key's lock is asked for in a spawned task as the function starts, and renewed there while
-    /// it runs; if this call got it, the value is stored with it (fenced like any other store)
-    /// before the call returns (unless stores run in the background), and if another process
-    /// holds it, that process stores.
-    async fn compute_unlocked<P, R, F>(self, leader: Leader<'_>, body: F) -> R
-    where
-        P: Policy<R>,
-        P::Stored: CacheValue,
-        F: Future<Output = R>,
-    {
-        let site = self.site;
-        let (hand_over, value_ready) = oneshot::channel::<Sealed>();
-        let key = self.key.to_owned();
-        let cache = self.cache.clone();
-        let storing = self.cache.background().spawn(async move {
-            let Some(conn) = cache.connection() else {
-                return;
-            };
-            let lock_key = lock::lock_key(&key);
-            let lease = cache.locks().lease;
-            let attempt = site
-                .redis(lock::try_acquire(&cache, conn, &key, &lock_key, lease))
-                .await;
-            let lock = match attempt {
-                Ok(lock::Attempt {
-                    lock: Some(lock), ..
-                }) => lock,
-                // Another process computes the key and will store it.
-                Ok(_) => return,
-                Err(err) => {
-                    if !matches!(err, StoreError::Unavailable) {
-                        site.problem(
-                            Count::Errors,
-                            "lock failed; computed without it and not stored",
-                            &err,
-                        );
-                    }
-                    return;
-                }
-            };
-            match lock.hold_while(value_ready).await {
-                Ok(sealed) => store(site, &cache, sealed, lock).await,
-                // The caller was cancelled or panicked: nothing to store.
-                Err(_) => lock.release().await,
-            }
-        });
-        site.count(Count::Misses);
-        let (value, took) = self.execute(body, None).await;
-        let sealed = self.seal::<P, R>(&value, took);
-        leader.publish(outcome_of::<P, R>(&value, sealed.clone()));
-        // The spawned task stores it, once it knows whether it holds the lock.
-        let _ = hand_over.send(sealed);
-        self.landed(storing).await;
-        value
-    }
-
-    /// A write-through refresh: no lookup; take the key's lock over (fencing off any computation
-    /// that started before), compute, and store.
-    async fn write_through<P, R, F>(self, leader: Leader<'_>, body: F) -> R
-    where
-        P: Policy<R>,
-        P::Stored: CacheValue,
-        F: Future<Output = R>,
-    {
-        let site = self.site;
-        let lease = self.cache.locks().lease;
-        let lock = match site
-            .redis(lock::take_over(self.cache, self.conn, self.key, lease))
-            .await
-        {
-            Ok(lock) => Some(lock),
-            Err(err) => {
-                if !matches!(err, StoreError::Unavailable) {
-                    site.problem(
-                        Count::Errors,
-                        "refresh could not take the lock; computed and not stored",
-                        &err,
-                    );
-                }
-                None
-            }
-        };
-        site.count(if lock.is_some() {
-            Count::Misses
-        } else {
-            Count::Fallbacks
-        });
-        let (value, took) = self.execute(body, lock.as_ref()).await;
-        let sealed = self.seal::<P, R>(&value, took);
-        leader.publish(outcome_of::<P, R>(&value, sealed.clone()));
-        if let Some(lock) = lock {
-            // A write-through is asked for explicitly: its caller always waits for the store.
-            let _ = self.spawn_store(sealed, lock).await;
-        }
-        value
-    }
-
-    /// Takes the key's lock or waits for its holder.
-    async fn lock_or_wait<T: CacheValue>(&self) -> Result<Waited<T>, StoreError> {
-        let Some(notifier) = self.cache.notifier() else {
-            return Ok(Waited::GaveUp);
-        };
-        let spec = &self.site.spec;
-        let settings = self.cache.locks();
-        stampede::lock_or_wait(
-            self.cache,
-            self.conn,
-            notifier,
-            self.key,
-            settings,
-            self.site,
-            |bytes| {
-                let (meta, value) = envelope::open::<ActiveCodec, T>(bytes).ok()?;
-                let now = unix_ms(SystemTime::now());
-                // Anything servable ends the wait: the holder just stored it.
-                (freshness::judge(&meta, now, spec, 1.0) != Freshness::Expired).then_some(value)
-            },
-        )
-        .await
-    }
-
-    /// Recomputes an entry that can still be served (`current`), if no one else is doing so.
-    async fn refresh<P, R, F>(self, meta: Meta, current: P::Stored, body: F, why: Refresh) -> R
-    where
-        P: Policy<R>,
-        P::Stored: CacheValue,
-        F: Future<Output = R>,
-    {
-        let site = self.site;
-        let served = match why {
-            Refresh::Early => Count::Hits,
-            Refresh::Stale => Count::Stale,
-        };
-        // One refresh per key at a time, across processes: whoever takes the lock.
-        let lock_key = lock::lock_key(self.key);
-        let attempt = site
-            .redis(lock::try_acquire(
-                self.cache,
-                self.conn,
-                self.key,
-                &lock_key,
-                self.cache.locks().lease,
-            ))
-            .await;
-        let Ok(lock::Attempt {
-            lock: Some(lock),
-            entry,
-        }) = attempt
-        else {
-            site.count(served);
-            return P::from_stored(current);
-        };
-        // Someone refreshed between our read and our lock (and released it): serve theirs.
-        if let Some(Ok((newer, value))) =
-            entry.map(|bytes| envelope::open::<ActiveCodec, P::Stored>(&bytes))
-            && newer.computed_at_ms > meta.computed_at_ms
-        {
-            lock.release().await;
-            site.count(Count::Hits);
-            return P::from_stored(value);
-        }
-        let (value, took) = self.execute(body, Some(&lock)).await;
-        let sealed = self.seal::<P, R>(&value, took);
-        if sealed.is_some() || P::is_absent(&value) {
-            site.count(match why {
-                Refresh::Early => Count::EarlyRefreshes,
-                Refresh::Stale => Count::Misses,
-            });
-            if why == Refresh::Early {
-                site.count(Count::Hits);
-            }
-            self.landed(self.spawn_store(sealed, lock)).await;
-            return value;
-        }
-        // The function failed: keep serving what we have (fail-safe).
-        site.count(served);
-        tracing::debug!(
-            key = self.key,
-            "redis_cache: refresh failed; serving the entry still in the cache"
-        );
-        match why {
-            Refresh::Early => lock.release().await,
-            Refresh::Stale => lock.keep_for(FAILED_REFRESH_BACKOFF).await,
-        }
-        P::from_stored(current)
-    }
-
-    /// Runs the function (renewing `lock` meanwhile); returns its value and how long it took.
-    async fn execute<R, F>(&self, body: F, lock: Option<&Lock>) -> (R, Duration)
-    where
-        F: Future<Output = R>,
-    {
-        let started = Instant::now();
-        let value = match lock {
-            Some(lock) => lock.hold_while(body).await,
-            None => body.await,
-        };
-        let took = started.elapsed();
-        self.site.took_function(took);
-        self.site.count(Count::Executions);
-        (value, took)
-    }
-
-    /// The envelope of `value` and how long Redis should keep it, if the policy stores it.
-    fn seal<P, R>(&self, value: &R, took: Duration) -> Sealed
-    where
-        P: Policy<R>,
-        P::Stored: CacheValue,
-    {
-        let spec = &self.site.spec;
-        let (stored, ttl_secs) = P::to_store(value, spec)?;
-        let (fresh, keep) = freshness::lifetimes(ttl_secs, spec, fastrand::f64());
-        let meta = Meta::new(SystemTime::now(), fresh, took);
-        match envelope::seal::<ActiveCodec, _>(stored, meta, self.cache.limits().compress_above) {
-            Ok(bytes) => Some((Arc::new(bytes), keep)),
-            Err(err) => {
-                self.site.problem(
-                    Count::Errors,
-                    "value could not be encoded; not stored",
-                    &err,
-                );
-                None
-            }
         }
     }
 }
@@ -549,10 +495,8 @@ async fn store(site: &'static Site, cache: &Cache, sealed: Sealed, mut lock: Loc
                  not stored"
             );
         }
-        Err(err) => site.problem(
-            Count::Errors,
-            "store failed; the value was returned but not cached",
-            &err,
-        ),
+        Err(err) => {
+            site.command_failed("store failed; the value was returned but not cached", &err)
+        }
     }
 }

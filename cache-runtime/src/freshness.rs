@@ -14,8 +14,9 @@
 
 use std::time::Duration;
 
+use crate::config::DEFAULT_TTL_JITTER;
 use crate::envelope::Meta;
-use crate::site::SiteSpec;
+use crate::spec::SiteSpec;
 
 /// XFetch's `beta`: 1 is the paper's optimum for a single expiring key. Larger values refresh
 /// earlier.
@@ -32,6 +33,13 @@ pub(crate) enum Freshness {
     Stale,
     /// Not servable: recompute.
     Expired,
+}
+
+/// The fraction of the TTL by which `spec`'s expiries are randomly shortened.
+fn jitter(spec: &SiteSpec) -> f64 {
+    spec.jitter
+        .map_or(DEFAULT_TTL_JITTER, f64::from)
+        .clamp(0.0, 0.99)
 }
 
 /// Judges `meta` at `now_ms` (unix milliseconds); `u` is a uniform draw in (0, 1].
@@ -60,7 +68,7 @@ pub(crate) fn judge(meta: &Meta, now_ms: u64, spec: &SiteSpec, u: f64) -> Freshn
 /// (fresh plus the stale window). `u` is a uniform draw in [0, 1).
 pub(crate) fn lifetimes(ttl_secs: u64, spec: &SiteSpec, u: f64) -> (Duration, Duration) {
     let ttl = Duration::from_secs(ttl_secs);
-    let jitter = spec.jitter();
+    let jitter = jitter(spec);
     let fresh = ttl.mul_f64(1.0 - jitter * u).max(Duration::from_millis(1));
     let keep = fresh.saturating_add(Duration::from_secs(spec.stale_secs));
     (fresh, keep)
@@ -87,7 +95,7 @@ mod tests {
             stale_secs,
             early_refresh,
             jitter: Some(jitter),
-            lock: true,
+            wait_for_lock: true,
         }
     }
 

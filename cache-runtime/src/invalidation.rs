@@ -20,8 +20,9 @@ use crate::cache::Cache;
 use crate::connection::{Connection, Lua};
 use crate::error::CacheError;
 use crate::key::CallKey;
-use crate::site::SiteSpec;
-use crate::stampede::lock;
+use crate::spec::SiteSpec;
+use crate::stampede::{lock, single_flight};
+use crate::stats;
 
 /// Keys asked for per `SCAN` step: large enough that a million keys take a thousand round trips,
 /// small enough that each step blocks Redis for well under a millisecond.
@@ -36,21 +37,21 @@ return removed",
 );
 
 tokio::task_local! {
-    /// Set by [`refresh`] around one call of a cached function.
-    static REFRESH: Cell<bool>;
+    /// Set by [`write_through`] around one call of a cached function.
+    static WRITE_THROUGH: Cell<bool>;
 }
 
 /// Runs `call` (a call of a `#[redis_cache]` function) as a write-through refresh: it does not
 /// read the cache, it runs the function and stores the result, fencing off any computation of
 /// the same key that started earlier. Calls the function's body makes are ordinary calls.
 #[doc(hidden)]
-pub async fn refresh<F: Future>(call: F) -> F::Output {
-    REFRESH.scope(Cell::new(true), call).await
+pub async fn write_through<F: Future>(call: F) -> F::Output {
+    WRITE_THROUGH.scope(Cell::new(true), call).await
 }
 
 /// For the flow: whether this call was asked to refresh. Taken, so it applies to one call.
-pub(crate) fn take_refresh_request() -> bool {
-    REFRESH
+pub(crate) fn take_write_through_request() -> bool {
+    WRITE_THROUGH
         .try_with(|asked| asked.replace(false))
         .unwrap_or(false)
 }
@@ -67,7 +68,7 @@ pub async fn invalidate(
     let key = call
         .render(cache.prefix(), spec, spec.fingerprint())
         .ok_or(CacheError::Unkeyable)?;
-    if let Some(id) = call.flight_id_of(spec) {
+    if let Some(id) = single_flight::flight_id(spec.namespace(), &call) {
         cache.flights().detach(id);
     }
     let lock_key = lock::lock_key(&key);
@@ -121,7 +122,7 @@ impl Cache {
     ) -> Result<u64, CacheError> {
         let conn = usable(self)?;
         // Calls in flight here started before the clear: later calls must not join them.
-        for namespace in crate::site::namespaces(affected) {
+        for namespace in stats::namespaces(affected) {
             self.flights().detach_all(Some(namespace));
         }
         let mut removed = sweep(conn, pattern).await?;

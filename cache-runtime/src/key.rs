@@ -18,8 +18,7 @@ use serde::Serialize;
 use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 
 use crate::codec::{ActiveCodec, Codec};
-use crate::site::{Site, SiteSpec};
-use crate::stampede::single_flight::FlightId;
+use crate::spec::SiteSpec;
 
 /// Hashes a call's arguments; built by the generated code, one `arg` call per key parameter.
 ///
@@ -152,16 +151,30 @@ impl CallKey {
         Some(key)
     }
 
-    /// Identifies the call within one process and cache, for single-flight: the same function
-    /// with the same arguments. Cheaper than the rendered key, and no less precise.
-    pub(crate) fn flight_id(&self, site: &Site) -> Option<FlightId> {
-        Some((site.namespace(), self.args?))
+    /// The hash of the call's arguments; `None` when they could not be serialized.
+    pub(crate) fn args(&self) -> Option<u128> {
+        self.args
+    }
+}
+
+impl SiteSpec {
+    /// What makes this function's stored bytes unreadable to another build: see [`fingerprint`].
+    pub(crate) fn fingerprint(&self) -> u32 {
+        fingerprint(self.value_type, self.version)
     }
 
-    /// [`CallKey::flight_id`] from the function's spec (for the invalidation companion, which has
-    /// the spec but not the function's `Site`).
-    pub(crate) fn flight_id_of(&self, spec: &SiteSpec) -> Option<FlightId> {
-        Some((spec.namespace(), self.args?))
+    /// Identifies the function's key space within one process: its key segment's ingredients
+    /// and fingerprint. Cheaper than the rendered function segment, and no less precise; the
+    /// invalidation companion computes it from the same spec, so it finds the calls in flight
+    /// of the function it invalidates.
+    pub(crate) fn namespace(&self) -> u64 {
+        let mut h = Xxh3::new();
+        for part in [self.module, self.function, self.name.unwrap_or("")] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        h.update(&self.fingerprint().to_le_bytes());
+        h.digest()
     }
 }
 

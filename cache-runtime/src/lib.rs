@@ -77,8 +77,10 @@ mod invalidation;
 mod key;
 mod policy;
 mod site;
+mod spec;
 mod stampede;
 mod stats;
+mod sync;
 
 pub use breaker::{BreakerState, BreakerStats};
 pub use cache::{Cache, default_cache, set_default};

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::site::SiteSpec;
+use crate::spec::SiteSpec;
 
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be cached: a cached value must implement `serde::Serialize` and `serde::de::DeserializeOwned`",

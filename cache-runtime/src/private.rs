@@ -2,10 +2,11 @@
 
 pub use crate::cache::{Cache, default_cache};
 pub use crate::flow::cached;
-pub use crate::invalidation::{invalidate, refresh};
+pub use crate::invalidation::{invalidate, write_through};
 pub use crate::key::{CallKey, KeyArg, KeyBuilder};
 pub use crate::policy::{CacheValue, OkOnly, Plain, Policy, SomeOnly, SomeOrNone};
-pub use crate::site::{Site, SiteSpec};
+pub use crate::site::Site;
+pub use crate::spec::SiteSpec;
 
 /// The network-free steps of a hit, for the micro-benchmarks (`examples/benches/hit_path.rs`).
 pub mod bench {
@@ -15,7 +16,7 @@ pub mod bench {
     use crate::codec::ActiveCodec;
     use crate::envelope::{self, Meta};
     use crate::key::CallKey;
-    use crate::site::SiteSpec;
+    use crate::spec::SiteSpec;
 
     /// The fingerprint of `spec`'s values (a site computes it once, at its first call).
     pub fn fingerprint(spec: &SiteSpec) -> u32 {

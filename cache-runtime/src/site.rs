@@ -4,65 +4,14 @@
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, Once, OnceLock};
+use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant};
 
-use xxhash_rust::xxh3::Xxh3;
-
-use crate::connection::StoreError;
+use crate::connection::CommandError;
 use crate::key;
+use crate::spec::SiteSpec;
 use crate::stats::warnings::Throttle;
-use crate::stats::{Count, Counters};
-
-/// The annotated function's options, as the macro wrote them.
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct SiteSpec {
-    pub module: &'static str,
-    pub function: &'static str,
-    pub name: Option<&'static str>,
-    pub ttl_secs: u64,
-    /// 0: `None` is not cached.
-    pub none_ttl_secs: u64,
-    pub version: u32,
-    /// The return type as written, whitespace removed.
-    pub value_type: &'static str,
-    /// Seconds an entry is kept (and may be served stale) after its TTL; 0: none.
-    pub stale_secs: u64,
-    /// Probabilistic early refresh (XFetch) on hits.
-    pub early_refresh: bool,
-    /// Fraction of the TTL by which expiries are randomly shortened; `None`:
-    /// [`DEFAULT_TTL_JITTER`](crate::DEFAULT_TTL_JITTER).
-    pub jitter: Option<f32>,
-    /// On a miss, take the per-key Redis lock so one process computes while the others wait.
-    pub lock: bool,
-}
-
-impl SiteSpec {
-    pub(crate) fn jitter(&self) -> f64 {
-        self.jitter
-            .map_or(crate::config::DEFAULT_TTL_JITTER, f64::from)
-            .clamp(0.0, 0.99)
-    }
-
-    /// What makes this function's stored bytes unreadable to another build: see [`key`].
-    pub(crate) fn fingerprint(&self) -> u32 {
-        key::fingerprint(self.value_type, self.version)
-    }
-
-    /// Identifies the function among the calls in flight in one process: its key segment's
-    /// ingredients and fingerprint. The invalidation companion computes it from the same spec, so
-    /// it finds the calls in flight of the function it invalidates.
-    pub(crate) fn namespace(&self) -> u64 {
-        let mut h = Xxh3::new();
-        for part in [self.module, self.function, self.name.unwrap_or("")] {
-            h.update(&(part.len() as u64).to_le_bytes());
-            h.update(part.as_bytes());
-        }
-        h.update(&self.fingerprint().to_le_bytes());
-        h.digest()
-    }
-}
+use crate::stats::{self, Count, Counters, Outcome};
 
 #[doc(hidden)]
 #[derive(Debug)]
@@ -78,19 +27,6 @@ pub struct Site {
     problems: Throttle,
     #[cfg(feature = "metrics")]
     metrics: OnceLock<crate::stats::metrics::Handles>,
-}
-
-/// Every site that has been called at least once, for [`crate::stats`].
-pub(crate) static REGISTRY: Mutex<Vec<&'static Site>> = Mutex::new(Vec::new());
-
-/// The flight namespaces of the functions called so far whose names `selected` accepts.
-pub(crate) fn namespaces(selected: impl Fn(&str) -> bool) -> Vec<u64> {
-    let registry = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
-    registry
-        .iter()
-        .filter(|site| selected(site.display()))
-        .map(|site| site.namespace())
-        .collect()
 }
 
 impl Site {
@@ -127,29 +63,31 @@ impl Site {
         self.registered.call_once(|| {
             let mut name = String::new();
             key::push_function(&mut name, &self.spec, self_type);
-            let mut registry = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
-            if registry.iter().any(|s| s.display() == name) {
+            let name: &'static str = self.display.get_or_init(|| name);
+            if !stats::register(name, &self.counters, self.namespace()) {
                 tracing::warn!(
                     function = %name,
                     "two #[redis_cache] functions share the key namespace `{name}` and may read each \
                      other's entries; give one of them `name = \"...\"`"
                 );
             }
-            let _ = self.display.set(name);
-            registry.push(self);
         });
     }
 
-    /// Counts `count`. Outcomes (hit, miss...) are also traced at `debug`, one event per call.
+    /// Counts how a call was answered, and traces it at `debug`: one event per call.
+    pub(crate) fn answered(&self, outcome: Outcome) {
+        let count = outcome.count();
+        tracing::debug!(
+            function = self.display(),
+            outcome = count.name(),
+            "redis_cache call"
+        );
+        self.count(count);
+    }
+
+    /// Counts `count`.
     pub(crate) fn count(&self, count: Count) {
         self.counters.bump(count);
-        if count.is_outcome() {
-            tracing::debug!(
-                function = self.display(),
-                outcome = count.name(),
-                "redis_cache call"
-            );
-        }
         #[cfg(feature = "metrics")]
         self.metrics().count(count);
     }
@@ -158,11 +96,11 @@ impl Site {
     /// skipped it).
     pub(crate) async fn redis<T>(
         &self,
-        op: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
+        op: impl Future<Output = Result<T, CommandError>>,
+    ) -> Result<T, CommandError> {
         let started = Instant::now();
         let result = op.await;
-        if !matches!(result, Err(StoreError::Unavailable)) {
+        if !matches!(result, Err(CommandError::Unavailable)) {
             self.took_redis(started.elapsed());
         }
         result
@@ -174,11 +112,21 @@ impl Site {
         self.metrics().redis.record(took);
     }
 
-    /// Records one execution of the function's body.
-    pub(crate) fn took_function(&self, took: Duration) {
+    /// Records one execution of the function's body, and how long it took.
+    pub(crate) fn executed(&self, took: Duration) {
         self.counters.function.record(took);
         #[cfg(feature = "metrics")]
         self.metrics().function.record(took);
+        self.count(Count::Executions);
+    }
+
+    /// A Redis command made for a call failed: counted in `errors` and logged (see
+    /// [`Site::problem`]), unless the circuit breaker skipped it (no command was sent, and the
+    /// breaker logs its own state changes).
+    pub(crate) fn command_failed(&self, what: &str, err: &CommandError) {
+        if !matches!(err, CommandError::Unavailable) {
+            self.problem(Count::Errors, what, err);
+        }
     }
 
     /// Counts an error and logs it at `warn`, at most once per

@@ -39,7 +39,7 @@ static SPEC: SiteSpec = SiteSpec {
     stale_secs: 0,
     early_refresh: true,
     jitter: None,
-    lock: true,
+    wait_for_lock: true,
 };
 
 mod key {

@@ -1,7 +1,7 @@
 //! Talking to Redis: connecting lazily, deadlines on every command, the circuit breaker's
 //! verdicts, and reconnecting when its probe finds no connection.
 //!
-//! The flow only sees [`Connection::get`] and [`Connection::set`] and a [`StoreError`]; which kind
+//! The flow only sees [`Connection::get`] and [`Connection::set`] and a [`CommandError`]; which kind
 //! of deployment sits behind them (one server, a cluster, Sentinel: [`target`]) is not its
 //! business.
 //!
@@ -42,7 +42,7 @@ pub(crate) struct Timeouts {
 
 /// Why a command gave no answer.
 #[derive(Debug)]
-pub(crate) enum StoreError {
+pub(crate) enum CommandError {
     /// No connection, and the last attempt failed too recently to try again.
     Unavailable,
     /// The deadline passed.
@@ -52,13 +52,13 @@ pub(crate) enum StoreError {
     Redis(RedisError),
 }
 
-impl std::fmt::Display for StoreError {
+impl std::fmt::Display for CommandError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StoreError::Unavailable => f.write_str("redis unavailable (waiting to reconnect)"),
-            StoreError::Timeout => f.write_str("redis command timed out"),
-            StoreError::WrongType => f.write_str("key holds a value of another type"),
-            StoreError::Redis(err) => write!(f, "redis error: {err}"),
+            CommandError::Unavailable => f.write_str("redis unavailable (waiting to reconnect)"),
+            CommandError::Timeout => f.write_str("redis command timed out"),
+            CommandError::WrongType => f.write_str("key holds a value of another type"),
+            CommandError::Redis(err) => write!(f, "redis error: {err}"),
         }
     }
 }
@@ -204,7 +204,7 @@ impl Connection {
 
     /// `GET key`: `Ok(None)` when absent. Sent to the reader endpoint when there is one and its
     /// breaker is closed.
-    pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CommandError> {
         if let Some(reader) = &self.reader
             && reader.breaker.allow() != Allow::Skip
         {
@@ -212,7 +212,7 @@ impl Connection {
         }
         // While the breaker is open, a call does not even build the command.
         if self.breaker.allow() == Allow::Skip {
-            return Err(StoreError::Unavailable);
+            return Err(CommandError::Unavailable);
         }
         self.run_allowed(redis::cmd("GET").arg(key)).await
     }
@@ -223,7 +223,7 @@ impl Connection {
         key: &str,
         value: &[u8],
         ttl: Duration,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), CommandError> {
         self.run(
             redis::cmd("SET")
                 .arg(key)
@@ -236,9 +236,9 @@ impl Connection {
 
     /// The primaries holding the keyspace: [`Node::Any`] for one server, each primary of a
     /// cluster.
-    pub(crate) async fn primaries(&self) -> Result<Vec<Node>, StoreError> {
+    pub(crate) async fn primaries(&self) -> Result<Vec<Node>, CommandError> {
         if self.breaker.allow() == Allow::Skip {
-            return Err(StoreError::Unavailable);
+            return Err(CommandError::Unavailable);
         }
         let (mut link, generation) = self.link().await?;
         let primaries = link.primaries().await;
@@ -253,7 +253,7 @@ impl Connection {
         cursor: u64,
         pattern: &str,
         count: usize,
-    ) -> Result<(u64, Vec<String>), StoreError> {
+    ) -> Result<(u64, Vec<String>), CommandError> {
         let cmd = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
@@ -266,7 +266,7 @@ impl Connection {
 
     /// `UNLINK keys...`: deletes them (freeing memory off the main thread); how many existed. A
     /// cluster splits the command by slot.
-    pub(crate) async fn unlink(&self, keys: &[String]) -> Result<u64, StoreError> {
+    pub(crate) async fn unlink(&self, keys: &[String]) -> Result<u64, CommandError> {
         self.run(redis::cmd("UNLINK").arg(keys)).await
     }
 
@@ -276,14 +276,14 @@ impl Connection {
         lua: &Lua,
         keys: &[&str],
         args: &[&[u8]],
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, CommandError> {
         let command = |verb: &str, script: &str| {
             let mut cmd = redis::cmd(verb);
             cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
             cmd
         };
         match self.run(&command("EVALSHA", lua.hash())).await {
-            Err(StoreError::Redis(err)) if err.code() == Some("NOSCRIPT") => {
+            Err(CommandError::Redis(err)) if err.code() == Some("NOSCRIPT") => {
                 self.run(&command("EVAL", lua.source)).await
             }
             other => other,
@@ -305,17 +305,17 @@ impl Connection {
     }
 
     /// Runs one command within the connect and command deadlines, unless the breaker is open.
-    async fn run<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
+    async fn run<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, CommandError> {
         if self.breaker.allow() == Allow::Skip {
-            return Err(StoreError::Unavailable);
+            return Err(CommandError::Unavailable);
         }
         self.run_allowed(cmd).await
     }
 
     /// [`Connection::run`] for a command that is not about a key, on one node.
-    async fn run_on<T: FromRedisValue>(&self, cmd: &Cmd, node: &Node) -> Result<T, StoreError> {
+    async fn run_on<T: FromRedisValue>(&self, cmd: &Cmd, node: &Node) -> Result<T, CommandError> {
         if self.breaker.allow() == Allow::Skip {
-            return Err(StoreError::Unavailable);
+            return Err(CommandError::Unavailable);
         }
         let (mut link, generation) = self.link().await?;
         let reply = link.query_node(cmd, node).await;
@@ -323,7 +323,7 @@ impl Connection {
     }
 
     /// [`Connection::run`] once the breaker has let the command through.
-    async fn run_allowed<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
+    async fn run_allowed<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, CommandError> {
         let (mut link, generation) = self.link().await?;
         // The command deadline is the connection's response timeout (set when it was opened):
         // one timer per command, covering the send and the reply.
@@ -332,7 +332,7 @@ impl Connection {
     }
 
     /// What a reply tells the breaker and the link, and the caller.
-    fn judge<T>(&self, reply: Result<T, RedisError>, generation: u64) -> Result<T, StoreError> {
+    fn judge<T>(&self, reply: Result<T, RedisError>, generation: u64) -> Result<T, CommandError> {
         match reply {
             Ok(value) => {
                 self.breaker.success();
@@ -341,7 +341,7 @@ impl Connection {
             Err(err) if err.is_timeout() => {
                 self.breaker.failure(&"command timed out");
                 self.rebuild_if_stuck(generation);
-                Err(StoreError::Timeout)
+                Err(CommandError::Timeout)
             }
             Err(err) => {
                 if err.is_unrecoverable_error() || err.is_connection_dropped() || err.is_io_error()
@@ -360,9 +360,9 @@ impl Connection {
                     }
                 }
                 if err.code() == Some("WRONGTYPE") {
-                    return Err(StoreError::WrongType);
+                    return Err(CommandError::WrongType);
                 }
-                Err(StoreError::Redis(err))
+                Err(CommandError::Redis(err))
             }
         }
     }
@@ -385,15 +385,15 @@ impl Connection {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        crate::sync::guard(&self.state)
     }
 
     /// The live link, connecting first if there is none. A failed attempt trips the breaker,
     /// whose probes then make the next attempts.
-    async fn link(&self) -> Result<(Link, u64), StoreError> {
+    async fn link(&self) -> Result<(Link, u64), CommandError> {
         let seen = {
-            let state = self.lock();
+            let state = self.state();
             if let Some(found) = &state.link {
                 return Ok(found.clone());
             }
@@ -405,26 +405,26 @@ impl Connection {
 
     /// Connects, unless another caller is doing so (then waits for its outcome); `seen` is the
     /// number of attempts made when the caller found no link.
-    async fn connect(&self, seen: u64) -> Result<(Link, u64), StoreError> {
+    async fn connect(&self, seen: u64) -> Result<(Link, u64), CommandError> {
         // One deadline for waiting on another caller's attempt and for our own: a call never
         // spends more than the connect timeout on connecting.
         let deadline = tokio::time::Instant::now() + self.timeouts.connect;
         let _gate = tokio::time::timeout_at(deadline, self.connecting.lock())
             .await
-            .map_err(|_| StoreError::Timeout)?;
+            .map_err(|_| CommandError::Timeout)?;
         {
-            let state = self.lock();
+            let state = self.state();
             if let Some(found) = &state.link {
                 return Ok(found.clone());
             }
             if state.attempts != seen {
                 // Someone tried while we waited, and failed: do not repeat it at once.
-                return Err(StoreError::Unavailable);
+                return Err(CommandError::Unavailable);
             }
         }
         let attempt = tokio::time::timeout_at(deadline, self.target.connect(&self.timeouts)).await;
         let connected = {
-            let mut state = self.lock();
+            let mut state = self.state();
             state.attempts += 1;
             match attempt {
                 Ok(Ok(link)) => {
@@ -432,8 +432,8 @@ impl Connection {
                     state.link = Some((link.clone(), state.generation));
                     Ok((link, state.generation))
                 }
-                Ok(Err(err)) => Err(StoreError::Redis(err)),
-                Err(_elapsed) => Err(StoreError::Timeout),
+                Ok(Err(err)) => Err(CommandError::Redis(err)),
+                Err(_elapsed) => Err(CommandError::Timeout),
             }
         };
         match connected {
@@ -443,11 +443,11 @@ impl Connection {
                 }
                 Ok((link, generation))
             }
-            Err(StoreError::Redis(err)) => {
+            Err(CommandError::Redis(err)) => {
                 self.breaker.trip(&err);
                 // Wrong credentials or certificates do not heal by waiting: say what to fix.
                 self.log_refusal(&err);
-                Err(StoreError::Redis(err))
+                Err(CommandError::Redis(err))
             }
             Err(err) => {
                 self.breaker.trip(&format_args!(
@@ -460,7 +460,7 @@ impl Connection {
     }
 
     /// `INFO` (of one primary, on a cluster), read into what operators need to know.
-    pub(crate) async fn health(&self) -> Result<RedisHealth, StoreError> {
+    pub(crate) async fn health(&self) -> Result<RedisHealth, CommandError> {
         let info: String = self.run_on(&redis::cmd("INFO"), &Node::Any).await?;
         Ok(RedisHealth::parse(&info))
     }
@@ -501,7 +501,7 @@ impl Connection {
     }
 
     fn forget(&self, generation: u64, applies: impl Fn(&Link) -> bool) {
-        let mut state = self.lock();
+        let mut state = self.state();
         if state
             .link
             .as_ref()

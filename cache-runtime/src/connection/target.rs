@@ -230,7 +230,7 @@ impl Target {
                 let conn = found
                     .get_multiplexed_async_connection_with_config(&config)
                     .await?;
-                *primary.lock().unwrap_or_else(|p| p.into_inner()) = Some(found);
+                *crate::sync::guard(primary) = Some(found);
                 Ok(Link::Single(conn))
             }
         }
@@ -241,12 +241,9 @@ impl Target {
         match self {
             Target::Standalone(client) => vec![client.clone()],
             Target::Cluster { nodes, .. } => nodes.clone(),
-            Target::Sentinel { primary, .. } => primary
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .cloned()
-                .collect(),
+            Target::Sentinel { primary, .. } => {
+                crate::sync::guard(primary).iter().cloned().collect()
+            }
         }
     }
 }

@@ -17,11 +17,13 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use crate::cache::Cache;
-use crate::connection::{Connection, Lua, StoreError, millis};
+use super::notify::Notifier;
+use crate::background::Background;
+use crate::connection::{CommandError, Connection, Lua, millis};
 
 /// `KEYS`: entry, lock. `ARGV`: token, lease ms. Returns `{taken, entry or false}`; the entry
 /// only if it is a string (another type is an unreadable entry, overwritten later).
@@ -70,6 +72,83 @@ pub(crate) struct LockSettings {
     pub wait: Duration,
 }
 
+/// What the locks of one cache share: its connection, its settings, where the release of an
+/// abandoned lock runs, and the pub/sub wake-ups of the processes waiting for one. Cheap to
+/// clone; a cache without Redis has none.
+#[derive(Clone)]
+pub(crate) struct Locks {
+    conn: Arc<Connection>,
+    settings: LockSettings,
+    background: Background,
+    notifier: Notifier,
+}
+
+impl Locks {
+    pub(crate) fn new(
+        conn: Arc<Connection>,
+        settings: LockSettings,
+        background: Background,
+    ) -> Self {
+        let notifier = Notifier::new(conn.timeouts().connect);
+        Locks {
+            conn,
+            settings,
+            background,
+            notifier,
+        }
+    }
+
+    pub(crate) fn settings(&self) -> LockSettings {
+        self.settings
+    }
+
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub(crate) fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
+    /// Takes `key`'s lock whoever holds it: the holder's store is then fenced off. For a
+    /// write-through refresh, whose value must win over any computed before it.
+    pub(crate) async fn take_over(&self, key: &str) -> Result<Lock, CommandError> {
+        let lock_key = lock_key(key);
+        let token = new_token();
+        self.conn
+            .set(&lock_key, token.as_bytes(), self.settings.lease)
+            .await?;
+        Ok(self.held(key, lock_key, token))
+    }
+
+    /// Tries once to take `key`'s lock, reading the entry in the same round trip.
+    pub(crate) async fn try_acquire(&self, key: &str) -> Result<Attempt, CommandError> {
+        let lock_key = lock_key(key);
+        let token = new_token();
+        let lease = millis(self.settings.lease).to_string();
+        let (taken, entry): (i64, Option<Vec<u8>>) = self
+            .conn
+            .eval(
+                &ACQUIRE,
+                &[key, &lock_key],
+                &[token.as_bytes(), lease.as_bytes()],
+            )
+            .await?;
+        let lock = (taken == 1).then(|| self.held(key, lock_key, token));
+        Ok(Attempt { lock, entry })
+    }
+
+    fn held(&self, key: &str, lock_key: String, token: String) -> Lock {
+        Lock {
+            locks: self.clone(),
+            key: key.to_string(),
+            lock_key,
+            token,
+            done: false,
+        }
+    }
+}
+
 /// The name of `key`'s lock, which is also the channel its release is announced on. Same hash
 /// tag as the entry, so both live in one cluster slot.
 pub(crate) fn lock_key(key: &str) -> String {
@@ -89,64 +168,15 @@ pub(crate) struct Attempt {
 
 /// A held lock. Use [`Lock::store`] or [`Lock::release`]; dropping it releases in the background.
 pub(crate) struct Lock {
-    cache: Cache,
+    locks: Locks,
     key: String,
     lock_key: String,
     token: String,
-    lease: Duration,
     done: bool,
 }
 
 fn new_token() -> String {
     format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
-}
-
-/// Takes `key`'s lock whoever holds it: the holder's store is then fenced off. For a write-through
-/// refresh, whose value must win over any computed before it.
-pub(crate) async fn take_over(
-    cache: &Cache,
-    conn: &Connection,
-    key: &str,
-    lease: Duration,
-) -> Result<Lock, StoreError> {
-    let lock_key = lock_key(key);
-    let token = new_token();
-    conn.set(&lock_key, token.as_bytes(), lease).await?;
-    Ok(Lock {
-        cache: cache.clone(),
-        key: key.to_string(),
-        lock_key,
-        token,
-        lease,
-        done: false,
-    })
-}
-
-/// Tries once to take `key`'s lock, reading the entry in the same round trip.
-pub(crate) async fn try_acquire(
-    cache: &Cache,
-    conn: &Connection,
-    key: &str,
-    lock_key: &str,
-    lease: Duration,
-) -> Result<Attempt, StoreError> {
-    let token = new_token();
-    let (taken, entry): (i64, Option<Vec<u8>>) = conn
-        .eval(
-            &ACQUIRE,
-            &[key, lock_key],
-            &[token.as_bytes(), millis(lease).to_string().as_bytes()],
-        )
-        .await?;
-    let lock = (taken == 1).then(|| Lock {
-        cache: cache.clone(),
-        key: key.to_string(),
-        lock_key: lock_key.to_string(),
-        token,
-        lease,
-        done: false,
-    });
-    Ok(Attempt { lock, entry })
 }
 
 impl Lock {
@@ -165,24 +195,10 @@ impl Lock {
     }
 
     async fn renew_forever(&self) -> Infallible {
-        let every = self.lease / 3;
+        let lease = self.locks.settings.lease;
         loop {
-            tokio::time::sleep(every).await;
-            let extended: Result<i64, _> = match self.connection() {
-                Some(conn) => {
-                    conn.eval(
-                        &EXTEND,
-                        &[&self.lock_key],
-                        &[
-                            self.token.as_bytes(),
-                            millis(self.lease).to_string().as_bytes(),
-                        ],
-                    )
-                    .await
-                }
-                None => Ok(0),
-            };
-            if !matches!(extended, Ok(1)) {
+            tokio::time::sleep(lease / 3).await;
+            if !matches!(self.extend(lease).await, Ok(1)) {
                 // Lost (expired, Redis restarted) or unreachable: stop renewing, keep computing.
                 return std::future::pending().await;
             }
@@ -196,22 +212,21 @@ impl Lock {
         &mut self,
         envelope: &[u8],
         keep: Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, CommandError> {
         self.done = true;
-        let Some(conn) = self.connection() else {
-            return Err(StoreError::Unavailable);
-        };
-        conn.eval::<i64>(
-            &STORE_AND_RELEASE,
-            &[&self.key, &self.lock_key],
-            &[
-                envelope,
-                millis(keep).to_string().as_bytes(),
-                self.token.as_bytes(),
-            ],
-        )
-        .await
-        .map(|stored| stored == 1)
+        self.locks
+            .conn
+            .eval::<i64>(
+                &STORE_AND_RELEASE,
+                &[&self.key, &self.lock_key],
+                &[
+                    envelope,
+                    millis(keep).to_string().as_bytes(),
+                    self.token.as_bytes(),
+                ],
+            )
+            .await
+            .map(|stored| stored == 1)
     }
 
     /// The key of the entry this lock guards.
@@ -222,33 +237,32 @@ impl Lock {
     /// Releases without storing and wakes the waiters (they will try to take the lock).
     pub(crate) async fn release(mut self) {
         self.done = true;
-        release(&self.cache, &self.lock_key, &self.token).await;
+        release(&self.locks.conn, &self.lock_key, &self.token).await;
     }
 
     /// Keeps the lock for `hold` more and then lets it expire: after a failed refresh, the stale
     /// value is served for that long before anyone tries again.
     pub(crate) async fn keep_for(mut self, hold: Duration) {
         self.done = true;
-        if let Some(conn) = self.connection() {
-            let _: Result<i64, _> = conn
-                .eval(
-                    &EXTEND,
-                    &[&self.lock_key],
-                    &[self.token.as_bytes(), millis(hold).to_string().as_bytes()],
-                )
-                .await;
-        }
+        let _ = self.extend(hold).await;
     }
 
-    fn connection(&self) -> Option<&Connection> {
-        self.cache.connection()
+    /// Sets the lock's expiry to `ttl` from now, if it is still ours: `Ok(1)` then.
+    async fn extend(&self, ttl: Duration) -> Result<i64, CommandError> {
+        let ttl = millis(ttl).to_string();
+        self.locks
+            .conn
+            .eval(
+                &EXTEND,
+                &[&self.lock_key],
+                &[self.token.as_bytes(), ttl.as_bytes()],
+            )
+            .await
     }
 }
 
-async fn release(cache: &Cache, lock_key: &str, token: &str) {
-    if let Some(conn) = cache.connection() {
-        let _: Result<i64, _> = conn.eval(&RELEASE, &[lock_key], &[token.as_bytes()]).await;
-    }
+async fn release(conn: &Connection, lock_key: &str, token: &str) {
+    let _: Result<i64, _> = conn.eval(&RELEASE, &[lock_key], &[token.as_bytes()]).await;
 }
 
 impl Drop for Lock {
@@ -259,11 +273,11 @@ impl Drop for Lock {
         // Cancelled or panicking holder: release from a task (which `Cache::flush` waits for),
         // or let the lease run out.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let cache = self.cache.clone();
+            let conn = self.locks.conn.clone();
             let lock_key = std::mem::take(&mut self.lock_key);
             let token = std::mem::take(&mut self.token);
-            let releasing = async move { release(&cache, &lock_key, &token).await };
-            self.cache.background().spawn_on(&runtime, releasing);
+            let releasing = async move { release(&conn, &lock_key, &token).await };
+            self.locks.background.spawn_on(&runtime, releasing);
         }
     }
 }

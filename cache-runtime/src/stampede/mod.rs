@@ -14,12 +14,11 @@ pub(crate) mod single_flight;
 
 use std::time::Duration;
 
-use crate::cache::Cache;
-use crate::connection::{Connection, StoreError};
+use crate::connection::CommandError;
 use crate::site::Site;
 use crate::stats::Count;
-use lock::{Lock, LockSettings};
-use notify::{Notifier, Subscription};
+use lock::{Lock, Locks};
+use notify::Subscription;
 
 /// A waiter with a pub/sub subscription still looks this often, in case a message was lost.
 const POLL_SUBSCRIBED: Duration = Duration::from_millis(200);
@@ -38,21 +37,19 @@ pub(crate) enum Waited<T> {
 
 /// Takes `key`'s lock, or waits for the process holding it to store a usable entry.
 ///
-/// `usable` decodes an entry and says whether it may be served. The wait is bounded by
-/// `settings.wait`; a holder that dies stops renewing its lease, which lapses, and the next
-/// attempt here takes the lock. With a zero `wait` (`lock = false`) there is one attempt and no
-/// waiting: a busy lock gives [`Waited::GaveUp`] at once, and the holder stores.
+/// `usable` decodes an entry and says whether it may be served. The wait is bounded by the
+/// cache's [`lock_wait`](crate::CacheBuilder::lock_wait); a holder that dies stops renewing its lease, which lapses, and the next
+/// attempt here takes the lock. With a zero wait there is one attempt and no waiting: a busy lock
+/// gives [`Waited::GaveUp`] at once, and the holder stores.
 pub(crate) async fn lock_or_wait<T>(
-    cache: &Cache,
-    conn: &Connection,
-    notifier: &Notifier,
-    key: &str,
-    settings: LockSettings,
+    locks: &Locks,
     site: &Site,
+    key: &str,
     usable: impl Fn(&[u8]) -> Option<T>,
-) -> Result<Waited<T>, StoreError> {
+) -> Result<Waited<T>, CommandError> {
     let lock_key = lock::lock_key(key);
-    let deadline = tokio::time::Instant::now() + settings.wait;
+    let wait = locks.settings().wait;
+    let deadline = tokio::time::Instant::now() + wait;
     let mut subscription: Option<Subscription> = None;
     let mut waiting = false;
     loop {
@@ -62,15 +59,7 @@ pub(crate) async fn lock_or_wait<T>(
         if let Some(n) = notified.as_mut() {
             n.as_mut().enable();
         }
-        let attempt = site
-            .redis(lock::try_acquire(
-                cache,
-                conn,
-                key,
-                &lock_key,
-                settings.lease,
-            ))
-            .await?;
+        let attempt = site.redis(locks.try_acquire(key)).await?;
         if let Some(value) = attempt.entry.as_deref().and_then(&usable) {
             if let Some(lock) = attempt.lock {
                 // Stored by someone between our lookup and this attempt: nothing to compute.
@@ -82,7 +71,7 @@ pub(crate) async fn lock_or_wait<T>(
         if let Some(lock) = attempt.lock {
             return Ok(Waited::Lock(lock));
         }
-        if settings.wait.is_zero() {
+        if wait.is_zero() {
             return Ok(Waited::GaveUp);
         }
         let now = tokio::time::Instant::now();
@@ -94,7 +83,10 @@ pub(crate) async fn lock_or_wait<T>(
         if !waiting {
             waiting = true;
             site.count(Count::LockWaits);
-            subscription = notifier.subscribe(&lock_key, conn).await;
+            subscription = locks
+                .notifier()
+                .subscribe(&lock_key, locks.connection())
+                .await;
             // Look again at once: the holder may have finished while we subscribed.
             continue;
         }

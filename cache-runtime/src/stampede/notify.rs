@@ -76,7 +76,7 @@ impl Notifier {
     pub(crate) async fn subscribe(&self, channel: &str, conn: &Connection) -> Option<Subscription> {
         let shared = &self.shared;
         {
-            let mut state = shared.lock();
+            let mut state = shared.state();
             if let Some((notify, holders)) = state.channels.get_mut(channel) {
                 *holders += 1;
                 return Some(Subscription {
@@ -94,7 +94,7 @@ impl Notifier {
             shared.lost(None);
             return None;
         }
-        let mut state = shared.lock();
+        let mut state = shared.state();
         let (notify, holders) = state
             .channels
             .entry(channel.to_string())
@@ -109,8 +109,8 @@ impl Notifier {
 }
 
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        crate::sync::guard(&self.state)
     }
 
     /// The live sink, connecting (and starting the reader task) if needed and allowed.
@@ -132,7 +132,7 @@ impl Shared {
                 break;
             }
         }
-        let mut state = self.lock();
+        let mut state = self.state();
         let Some(pubsub) = attempt else {
             state.retry_at = Some(Instant::now() + RECONNECT_BACKOFF);
             tracing::debug!("redis_cache: no pub/sub connection; lock waiters poll instead");
@@ -151,7 +151,7 @@ impl Shared {
 
     /// `Some(Some)`: connected; `Some(None)`: an attempt is due; `None`: backing off.
     fn ready(&self) -> Option<Option<(PubSubSink, u64)>> {
-        let state = self.lock();
+        let state = self.state();
         if let Some(found) = &state.sink {
             return Some(Some(found.clone()));
         }
@@ -163,7 +163,7 @@ impl Shared {
 
     /// Forgets the connection of `generation` (or the current one), so the next wait reconnects.
     fn lost(&self, generation: Option<u64>) {
-        let mut state = self.lock();
+        let mut state = self.state();
         let current = state.sink.as_ref().map(|(_, g)| *g);
         if current.is_some() && (generation.is_none() || generation == current) {
             state.sink = None;
@@ -183,7 +183,7 @@ async fn read(shared: Weak<Shared>, mut stream: PubSubStream, generation: u64) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let state = shared.lock();
+        let state = shared.state();
         if let Some((notify, _)) = state.channels.get(msg.get_channel_name()) {
             notify.notify_waiters();
         }
@@ -195,7 +195,7 @@ async fn read(shared: Weak<Shared>, mut stream: PubSubStream, generation: u64) {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let mut state = self.shared.lock();
+        let mut state = self.shared.state();
         let Some((_, holders)) = state.channels.get_mut(&self.channel) else {
             return;
         };

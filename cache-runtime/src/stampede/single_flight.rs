@@ -2,7 +2,7 @@
 //!
 //! The first caller of a key becomes its [`Leader`]: it does the Redis round trip and, on a miss,
 //! runs the function; every caller that arrives meanwhile follows, and receives the leader's
-//! [`Outcome`]: the envelope bytes the leader read or wrote (each follower decodes its own copy, so
+//! [`Handoff`]: the envelope bytes the leader read or wrote (each follower decodes its own copy, so
 //! the value needs no `Clone`). This holds while Redis is down too, so an outage does not
 //! multiply the load on the database.
 //!
@@ -21,13 +21,21 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
+use crate::key::CallKey;
+
 /// A call's identity: the function's namespace (see
-/// [`SiteSpec::namespace`](crate::site::SiteSpec::namespace)) and the hash of its arguments.
+/// [`SiteSpec::namespace`](crate::spec::SiteSpec::namespace)) and the hash of its arguments.
 pub(crate) type FlightId = (u64, u128);
+
+/// The flight of `call` to the function with `namespace`; `None` when its arguments could not
+/// be hashed.
+pub(crate) fn flight_id(namespace: u64, call: &CallKey) -> Option<FlightId> {
+    Some((namespace, call.args()?))
+}
 
 /// What a leader hands to its followers.
 #[derive(Debug, Clone)]
-pub(crate) enum Outcome {
+pub(crate) enum Handoff {
     /// An envelope (fresh, stale, or just computed): decode it.
     Entry(Arc<Vec<u8>>),
     /// The function returned the policy's empty value (`None`), which is not stored.
@@ -39,7 +47,7 @@ pub(crate) enum Outcome {
 
 /// A flight's channel to its followers, created by the first follower: a leader nobody waits
 /// for (the common case, a hit) costs one map insert and one remove, nothing else.
-type Slot = Option<watch::Sender<Option<Outcome>>>;
+type Slot = Option<watch::Sender<Option<Handoff>>>;
 
 /// One flight: which one (a detached flight's leader must not end its successor) and its channel.
 #[derive(Debug)]
@@ -102,7 +110,7 @@ pub(crate) enum Join<'a> {
 impl Flights {
     /// Leads the flight for `id`, or follows the one already in the air.
     pub(crate) fn join(&self, id: FlightId) -> Join<'_> {
-        match self.lock(id).entry(id) {
+        match self.table(id).entry(id) {
             Entry::Occupied(mut flight) => {
                 let tx = flight
                     .get_mut()
@@ -123,7 +131,7 @@ impl Flights {
     pub(crate) fn lead_anew(&self, id: FlightId) -> Leader<'_> {
         let serial = self.serials.fetch_add(1, Relaxed);
         // The old flight's channel is dropped here: its followers start over and follow us.
-        let old = self.lock(id).insert(id, Flight { serial, slot: None });
+        let old = self.table(id).insert(id, Flight { serial, slot: None });
         drop(old);
         self.leader(id, serial)
     }
@@ -131,7 +139,7 @@ impl Flights {
     /// Detaches the flight of `id`: later calls lead anew, its followers start over, and its
     /// leader's outcome reaches nobody.
     pub(crate) fn detach(&self, id: FlightId) {
-        let old = self.lock(id).remove(&id);
+        let old = self.table(id).remove(&id);
         drop(old);
     }
 
@@ -139,7 +147,7 @@ impl Flights {
     pub(crate) fn detach_all(&self, namespace: Option<u64>) {
         for shard in &self.shards {
             let mut detached = Vec::new();
-            lock(shard).retain(|id, flight| {
+            table(shard).retain(|id, flight| {
                 let keep = namespace.is_some_and(|ns| id.0 != ns);
                 if !keep {
                     detached.push(flight.slot.take());
@@ -162,18 +170,18 @@ impl Flights {
 
     /// Flights in the air; zero when the process is idle.
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|shard| lock(shard).len()).sum()
+        self.shards.iter().map(|shard| table(shard).len()).sum()
     }
 
     /// The shard of `id`.
-    fn lock(&self, id: FlightId) -> MutexGuard<'_, Table> {
-        lock(&self.shards[id.1 as usize % SHARDS])
+    fn table(&self, id: FlightId) -> MutexGuard<'_, Table> {
+        table(&self.shards[id.1 as usize % SHARDS])
     }
 
     /// Ends flight `serial` of `id`, unless it was detached; its channel, if any follower opened
     /// one.
     fn land(&self, id: FlightId, serial: u64) -> Slot {
-        let mut map = self.lock(id);
+        let mut map = self.table(id);
         match map.entry(id) {
             Entry::Occupied(flight) if flight.get().serial == serial => flight.remove().slot,
             _ => None,
@@ -181,8 +189,8 @@ impl Flights {
     }
 }
 
-fn lock(shard: &Shard) -> MutexGuard<'_, Table> {
-    shard.0.lock().unwrap_or_else(|p| p.into_inner())
+fn table(shard: &Shard) -> MutexGuard<'_, Table> {
+    crate::sync::guard(&shard.0)
 }
 
 /// The caller doing the work for a key. Dropping it without [`Leader::publish`] (cancellation,
@@ -197,12 +205,12 @@ pub(crate) struct Leader<'a> {
 impl Leader<'_> {
     /// Hands `outcome` to every follower. A caller arriving afterwards starts a new flight (and
     /// finds what the leader stored).
-    pub(crate) fn publish(self, outcome: Outcome) {
+    pub(crate) fn publish(self, outcome: Handoff) {
         self.publish_with(|| outcome);
     }
 
     /// [`Leader::publish`], building the outcome only if someone follows.
-    pub(crate) fn publish_with(mut self, outcome: impl FnOnce() -> Outcome) {
+    pub(crate) fn publish_with(mut self, outcome: impl FnOnce() -> Handoff) {
         self.landed = true;
         if let Some(tx) = self.flights.land(self.id, self.serial) {
             tx.send_replace(Some(outcome()));
@@ -220,11 +228,11 @@ impl Drop for Leader<'_> {
 }
 
 /// A caller waiting for a leader.
-pub(crate) struct Follower(watch::Receiver<Option<Outcome>>);
+pub(crate) struct Follower(watch::Receiver<Option<Handoff>>);
 
 impl Follower {
     /// The leader's outcome, or `None` if the leader went away without one.
-    pub(crate) async fn outcome(mut self) -> Option<Outcome> {
+    pub(crate) async fn handoff(mut self) -> Option<Handoff> {
         match self.0.wait_for(Option::is_some).await {
             Ok(outcome) => outcome.clone(),
             Err(_closed) => None,
@@ -246,8 +254,8 @@ mod tests {
             panic!("second caller follows")
         };
         assert!(matches!(flights.join((1, 8)), Join::Lead(_)), "other key");
-        leader.publish(Outcome::Absent);
-        assert!(matches!(follower.outcome().await, Some(Outcome::Absent)));
+        leader.publish(Handoff::Absent);
+        assert!(matches!(follower.handoff().await, Some(Handoff::Absent)));
         assert_eq!(flights.len(), 0);
     }
 
@@ -259,7 +267,7 @@ mod tests {
             panic!("second caller follows")
         };
         drop(leader);
-        assert!(follower.outcome().await.is_none());
+        assert!(follower.handoff().await.is_none());
         assert_eq!(flights.len(), 0);
         assert!(matches!(flights.join((1, 7)), Join::Lead(_)));
     }
@@ -274,23 +282,23 @@ mod tests {
             panic!("second caller follows")
         };
         flights.detach((1, 7));
-        assert!(old_follower.outcome().await.is_none(), "starts over");
+        assert!(old_follower.handoff().await.is_none(), "starts over");
         let Join::Lead(new) = flights.join((1, 7)) else {
             panic!("a call after the detach leads anew")
         };
         let Join::Follow(new_follower) = flights.join((1, 7)) else {
             panic!("and is followed")
         };
-        old.publish(Outcome::RunYourself);
+        old.publish(Handoff::RunYourself);
         assert_eq!(
             flights.len(),
             1,
             "the old leader did not end the new flight"
         );
-        new.publish(Outcome::Absent);
+        new.publish(Handoff::Absent);
         assert!(matches!(
-            new_follower.outcome().await,
-            Some(Outcome::Absent)
+            new_follower.handoff().await,
+            Some(Handoff::Absent)
         ));
         assert_eq!(flights.len(), 0);
     }

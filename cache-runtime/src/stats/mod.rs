@@ -11,6 +11,7 @@ mod histogram;
 pub(crate) mod metrics;
 pub(crate) mod warnings;
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
@@ -18,9 +19,70 @@ use serde::Serialize;
 pub use histogram::Latency;
 use histogram::{Counts, Histogram};
 
-use crate::site::{REGISTRY, Site};
+/// A function called at least once in this process.
+#[derive(Debug, Clone, Copy)]
+struct Registered {
+    /// Its key segment, which names it in [`FunctionStats::function`].
+    name: &'static str,
+    counters: &'static Counters,
+    /// Its flight namespace ([`SiteSpec::namespace`](crate::spec::SiteSpec::namespace)).
+    namespace: u64,
+}
 
-/// What a cached function counts. The first five are outcomes: every call is exactly one of them.
+/// Every function called so far, in first-call order.
+static REGISTRY: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
+
+fn registry() -> std::sync::MutexGuard<'static, Vec<Registered>> {
+    crate::sync::guard(&REGISTRY)
+}
+
+/// Lists a function at its first call. `false` if another function already has its name (they
+/// share keys; the caller warns).
+pub(crate) fn register(name: &'static str, counters: &'static Counters, namespace: u64) -> bool {
+    let mut registry = registry();
+    let unique = registry.iter().all(|r| r.name != name);
+    registry.push(Registered {
+        name,
+        counters,
+        namespace,
+    });
+    unique
+}
+
+/// The flight namespaces of the functions called so far whose names `selected` accepts.
+pub(crate) fn namespaces(selected: impl Fn(&str) -> bool) -> Vec<u64> {
+    registry()
+        .iter()
+        .filter(|r| selected(r.name))
+        .map(|r| r.namespace)
+        .collect()
+}
+
+/// How a call was answered: every call that returns is exactly one of these, counted once (by
+/// the flow, as the call ends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Hit,
+    Stale,
+    Miss,
+    Coalesced,
+    Fallback,
+}
+
+impl Outcome {
+    /// The counter it feeds.
+    pub(crate) fn count(self) -> Count {
+        match self {
+            Outcome::Hit => Count::Hits,
+            Outcome::Stale => Count::Stale,
+            Outcome::Miss => Count::Misses,
+            Outcome::Coalesced => Count::Coalesced,
+            Outcome::Fallback => Count::Fallbacks,
+        }
+    }
+}
+
+/// What a cached function counts. The first five are the [`Outcome`]s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Count {
     Hits,
@@ -77,7 +139,8 @@ impl Count {
         }
     }
 
-    /// How a call ended, as opposed to something that happened during it.
+    /// Whether it is an [`Outcome`]'s counter (how a call ended, as opposed to something that
+    /// happened during it).
     pub(crate) fn is_outcome(self) -> bool {
         (self as usize) <= Count::Fallbacks as usize
     }
@@ -229,14 +292,14 @@ pub struct Snapshot {
 
 /// Per-function counters and latencies, and their total.
 pub fn snapshot() -> Snapshot {
-    let sites: Vec<&'static Site> = REGISTRY.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let registered: Vec<Registered> = registry().clone();
     let mut totals = [0u64; Count::ALL.len()];
     let (mut redis, mut function) = (Counts::default(), Counts::default());
-    let functions = sites
+    let functions = registered
         .iter()
-        .map(|site| {
+        .map(|registered| {
             // Read once, so the total is exactly the sum of the functions shown.
-            let c = &site.counters;
+            let c = registered.counters;
             let values = c.values();
             for (total, value) in totals.iter_mut().zip(values) {
                 *total += value;
@@ -244,7 +307,7 @@ pub fn snapshot() -> Snapshot {
             let (r, f) = (c.redis.counts(), c.function.counts());
             redis.merge(&r);
             function.merge(&f);
-            FunctionStats::from_parts(site.display().to_string(), &values, &r, &f)
+            FunctionStats::from_parts(registered.name.to_string(), &values, &r, &f)
         })
         .collect();
     let total = FunctionStats::from_parts("*".into(), &totals, &redis, &function);

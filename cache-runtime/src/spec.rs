@@ -1,0 +1,27 @@
+//! The annotated function's options, as the macro wrote them: a `static` per function, read by
+//! key derivation, freshness, the storing policy and the flow.
+
+/// The annotated function's options, as the macro wrote them.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct SiteSpec {
+    pub module: &'static str,
+    pub function: &'static str,
+    pub name: Option<&'static str>,
+    pub ttl_secs: u64,
+    /// 0: `None` is not cached.
+    pub none_ttl_secs: u64,
+    pub version: u32,
+    /// The return type as written, whitespace removed.
+    pub value_type: &'static str,
+    /// Seconds an entry is kept (and may be served stale) after its TTL; 0: none.
+    pub stale_secs: u64,
+    /// Probabilistic early refresh (XFetch) on hits.
+    pub early_refresh: bool,
+    /// Fraction of the TTL by which expiries are randomly shortened; `None`:
+    /// [`DEFAULT_TTL_JITTER`](crate::DEFAULT_TTL_JITTER).
+    pub jitter: Option<f32>,
+    /// On a miss, wait for another process holding the key's lock (`lock = true`, the default),
+    /// or compute at once and take the lock alongside (`lock = false`).
+    pub wait_for_lock: bool,
+}

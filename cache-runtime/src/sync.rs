@@ -1,0 +1,12 @@
+//! How this crate locks a `std::sync::Mutex`.
+
+use std::sync::{Mutex, MutexGuard};
+
+/// Locks `mutex`, ignoring poisoning. Every mutex in this crate guards state that each update
+/// leaves whole (one push, insert, remove or swap), so a panic elsewhere while it was held
+/// leaves nothing half-done, and the cache keeps working instead of panicking on every call.
+pub(crate) fn guard<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
