@@ -18,10 +18,11 @@
 //! Calls never open connections of their own, so the count does not grow with load.
 
 mod endpoints;
+mod lazy;
 mod target;
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use redis::{Cmd, FromRedisValue, RedisError};
@@ -31,6 +32,7 @@ use crate::health::RedisHealth;
 #[cfg(feature = "tls")]
 pub(crate) use endpoints::TlsFiles;
 pub(crate) use endpoints::{Endpoints, Servers, redact, with_scheme};
+pub(crate) use lazy::{LazyLink, Linked, Unlinked};
 pub(crate) use target::Node;
 use target::{Link, Target};
 
@@ -142,14 +144,6 @@ impl Lua {
     }
 }
 
-struct State {
-    /// The live link and its generation, so a failure only discards the link it happened on.
-    link: Option<(Link, u64)>,
-    generation: u64,
-    /// Connection attempts made: a caller that waited for another's attempt does not repeat it.
-    attempts: u64,
-}
-
 pub(crate) struct Connection {
     target: Target,
     /// The replica endpoint lookups go to, if configured: a connection of its own, with its
@@ -159,9 +153,9 @@ pub(crate) struct Connection {
     breaker: Breaker,
     /// Refusals already logged (bits of [`Refusal`]), re-armed by a successful write.
     refusals_logged: AtomicU8,
-    state: Mutex<State>,
-    /// One connection attempt at a time; the others wait for its outcome.
-    connecting: tokio::sync::Mutex<()>,
+    /// Connected at the first command; numbered, so a failure only discards the link it
+    /// happened on. No backoff of its own: the breaker decides when to try again.
+    link: LazyLink<Link>,
 }
 
 impl Connection {
@@ -193,12 +187,7 @@ impl Connection {
             timeouts,
             breaker: Breaker::new(breaker, cache.to_string()),
             refusals_logged: AtomicU8::new(0),
-            state: Mutex::new(State {
-                link: None,
-                generation: 0,
-                attempts: 0,
-            }),
-            connecting: tokio::sync::Mutex::new(()),
+            link: LazyLink::new(Duration::ZERO),
         })
     }
 
@@ -385,71 +374,39 @@ impl Connection {
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        crate::sync::guard(&self.state)
-    }
-
     /// The live link, connecting first if there is none. A failed attempt trips the breaker,
-    /// whose probes then make the next attempts.
+    /// whose probes then make the next attempts. One deadline covers waiting for another
+    /// caller's attempt and making our own: a call never spends more than the connect timeout
+    /// on connecting.
     async fn link(&self) -> Result<(Link, u64), CommandError> {
-        let seen = {
-            let state = self.state();
-            if let Some(found) = &state.link {
-                return Ok(found.clone());
-            }
-            state.attempts
-        };
-        // Boxed: the connecting future is large, and every command's future would carry it.
-        Box::pin(self.connect(seen)).await
-    }
-
-    /// Connects, unless another caller is doing so (then waits for its outcome); `seen` is the
-    /// number of attempts made when the caller found no link.
-    async fn connect(&self, seen: u64) -> Result<(Link, u64), CommandError> {
-        // One deadline for waiting on another caller's attempt and for our own: a call never
-        // spends more than the connect timeout on connecting.
         let deadline = tokio::time::Instant::now() + self.timeouts.connect;
-        let _gate = tokio::time::timeout_at(deadline, self.connecting.lock())
-            .await
-            .map_err(|_| CommandError::Timeout)?;
-        {
-            let state = self.state();
-            if let Some(found) = &state.link {
-                return Ok(found.clone());
-            }
-            if state.attempts != seen {
-                // Someone tried while we waited, and failed: do not repeat it at once.
-                return Err(CommandError::Unavailable);
-            }
-        }
-        let attempt = tokio::time::timeout_at(deadline, self.target.connect(&self.timeouts)).await;
-        let connected = {
-            let mut state = self.state();
-            state.attempts += 1;
-            match attempt {
-                Ok(Ok(link)) => {
-                    state.generation += 1;
-                    state.link = Some((link.clone(), state.generation));
-                    Ok((link, state.generation))
-                }
+        let connecting = |_generation| async move {
+            match tokio::time::timeout_at(deadline, self.target.connect(&self.timeouts)).await {
+                Ok(Ok(link)) => Ok(link),
                 Ok(Err(err)) => Err(CommandError::Redis(err)),
                 Err(_elapsed) => Err(CommandError::Timeout),
             }
         };
-        match connected {
-            Ok((mut link, generation)) => {
-                if generation == 1 {
+        match self.link.get(deadline, connecting).await {
+            Ok(Linked {
+                mut link,
+                generation,
+                fresh,
+            }) => {
+                if fresh && generation == 1 {
                     self.log_health(&mut link).await;
                 }
                 Ok((link, generation))
             }
-            Err(CommandError::Redis(err)) => {
+            Err(Unlinked::TimedOut) => Err(CommandError::Timeout),
+            Err(Unlinked::Recently) => Err(CommandError::Unavailable),
+            Err(Unlinked::Failed(CommandError::Redis(err))) => {
                 self.breaker.trip(&err);
                 // Wrong credentials or certificates do not heal by waiting: say what to fix.
                 self.log_refusal(&err);
                 Err(CommandError::Redis(err))
             }
-            Err(err) => {
+            Err(Unlinked::Failed(err)) => {
                 self.breaker.trip(&format_args!(
                     "no connection within {:?}",
                     self.timeouts.connect
@@ -501,13 +458,7 @@ impl Connection {
     }
 
     fn forget(&self, generation: u64, applies: impl Fn(&Link) -> bool) {
-        let mut state = self.state();
-        if state
-            .link
-            .as_ref()
-            .is_some_and(|(link, g)| *g == generation && applies(link))
-        {
-            state.link = None;
+        if self.link.forget(generation, applies) {
             tracing::debug!("redis_cache: connection lost; reconnecting on next call");
         }
     }

@@ -13,13 +13,13 @@ use std::collections::HashMap;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_core::Stream;
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::Notify;
 
-use crate::connection::Connection;
+use crate::connection::{Connection, LazyLink};
 
 /// After a failed pub/sub connection attempt, waiters poll for this long before the next one.
 const RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
@@ -32,16 +32,13 @@ pub(crate) struct Notifier {
 
 struct Shared {
     connect_timeout: Duration,
+    /// The pub/sub connection, opened at the first wait.
+    link: LazyLink<PubSubSink>,
     state: Mutex<State>,
-    /// One connection attempt at a time.
-    connecting: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
 struct State {
-    sink: Option<(PubSubSink, u64)>,
-    generation: u64,
-    retry_at: Option<Instant>,
     /// Channel -> (its waiters' wake-up, how many subscriptions hold it).
     channels: HashMap<String, (Arc<Notify>, usize)>,
 }
@@ -65,8 +62,8 @@ impl Notifier {
         Notifier {
             shared: Arc::new(Shared {
                 connect_timeout,
+                link: LazyLink::new(RECONNECT_BACKOFF),
                 state: Mutex::new(State::default()),
-                connecting: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -115,59 +112,34 @@ impl Shared {
 
     /// The live sink, connecting (and starting the reader task) if needed and allowed.
     async fn sink(self: &Arc<Self>, conn: &Connection) -> Option<(PubSubSink, u64)> {
-        if let Some(found) = self.ready()? {
-            return Some(found);
-        }
-        let _gate = tokio::time::timeout(self.connect_timeout, self.connecting.lock())
-            .await
-            .ok()?;
-        if let Some(found) = self.ready()? {
-            return Some(found);
-        }
-        let mut attempt = None;
-        for client in conn.pubsub_clients() {
-            let connecting = tokio::time::timeout(self.connect_timeout, client.get_async_pubsub());
-            if let Ok(Ok(pubsub)) = connecting.await {
-                attempt = Some(pubsub);
-                break;
+        let timeout = self.connect_timeout;
+        let connecting = |generation| async move {
+            for client in conn.pubsub_clients() {
+                let connecting = tokio::time::timeout(timeout, client.get_async_pubsub());
+                if let Ok(Ok(pubsub)) = connecting.await {
+                    let (sink, stream) = pubsub.split();
+                    // Subscriptions of a previous connection are gone with it.
+                    self.state().channels.clear();
+                    tokio::spawn(read(Arc::downgrade(self), stream, generation));
+                    return Ok(sink);
+                }
             }
-        }
-        let mut state = self.state();
-        let Some(pubsub) = attempt else {
-            state.retry_at = Some(Instant::now() + RECONNECT_BACKOFF);
             tracing::debug!("redis_cache: no pub/sub connection; lock waiters poll instead");
-            return None;
+            Err(())
         };
-        let (sink, stream) = pubsub.split();
-        state.generation += 1;
-        let generation = state.generation;
-        state.sink = Some((sink.clone(), generation));
-        state.retry_at = None;
-        // Subscriptions of a previous connection are gone with it.
-        state.channels.clear();
-        tokio::spawn(read(Arc::downgrade(self), stream, generation));
-        Some((sink, generation))
+        let deadline = tokio::time::Instant::now() + timeout;
+        let linked = self.link.get(deadline, connecting).await.ok()?;
+        Some((linked.link, linked.generation))
     }
 
-    /// `Some(Some)`: connected; `Some(None)`: an attempt is due; `None`: backing off.
-    fn ready(&self) -> Option<Option<(PubSubSink, u64)>> {
-        let state = self.state();
-        if let Some(found) = &state.sink {
-            return Some(Some(found.clone()));
-        }
-        match state.retry_at {
-            Some(at) if Instant::now() < at => None,
-            _ => Some(None),
-        }
-    }
-
-    /// Forgets the connection of `generation` (or the current one), so the next wait reconnects.
+    /// Forgets the connection of `generation` (or the current one), so the next wait reconnects
+    /// (after [`RECONNECT_BACKOFF`]).
     fn lost(&self, generation: Option<u64>) {
-        let mut state = self.state();
-        let current = state.sink.as_ref().map(|(_, g)| *g);
-        if current.is_some() && (generation.is_none() || generation == current) {
-            state.sink = None;
-            state.retry_at = Some(Instant::now() + RECONNECT_BACKOFF);
+        let Some(generation) = generation.or_else(|| self.link.current().map(|(_, g)| g)) else {
+            return;
+        };
+        if self.link.forget(generation, |_| true) {
+            let mut state = self.state();
             // Wake everyone: their subscriptions are gone, they should look again.
             for (notify, _) in state.channels.values() {
                 notify.notify_waiters();
@@ -204,8 +176,8 @@ impl Drop for Subscription {
             return;
         }
         state.channels.remove(&self.channel);
-        let sink = state.sink.as_ref().map(|(sink, _)| sink.clone());
         drop(state);
+        let sink = self.shared.link.current().map(|(sink, _)| sink);
         if let (Some(mut sink), Ok(runtime)) = (sink, tokio::runtime::Handle::try_current()) {
             let channel = std::mem::take(&mut self.channel);
             runtime.spawn(async move {

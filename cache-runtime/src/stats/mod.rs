@@ -141,6 +141,7 @@ impl Count {
 
     /// Whether it is an [`Outcome`]'s counter (how a call ended, as opposed to something that
     /// happened during it).
+    #[cfg(feature = "metrics")]
     pub(crate) fn is_outcome(self) -> bool {
         (self as usize) <= Count::Fallbacks as usize
     }

@@ -1,0 +1,236 @@
+//! A connection made on first use and shared: the command connection of a cache and its pub/sub
+//! connection are both one of these.
+//!
+//! - Callers that find no link make one attempt between them; the others wait for its outcome
+//!   instead of piling up attempts of their own (a dead server would otherwise get one connect
+//!   per call).
+//! - Links are numbered (generations), so a failure noticed late on an old link does not discard
+//!   the new one that replaced it.
+//! - After a failed attempt, callers give up at once for `backoff` (the command connection has a
+//!   circuit breaker for that and uses none).
+
+use std::future::Future;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// A lazily connected, shared link of type `L` (a cheap-to-clone connection handle).
+#[derive(Debug)]
+pub(crate) struct LazyLink<L> {
+    state: Mutex<State<L>>,
+    /// One connection attempt at a time.
+    connecting: tokio::sync::Mutex<()>,
+    backoff: Duration,
+}
+
+#[derive(Debug)]
+struct State<L> {
+    link: Option<(L, u64)>,
+    generation: u64,
+    /// Connection attempts made: a caller that waited for another's attempt does not repeat it.
+    attempts: u64,
+    /// No attempt before this instant (set by a failed one).
+    retry_at: Option<Instant>,
+}
+
+/// Why [`LazyLink::get`] has no link to give.
+#[derive(Debug)]
+pub(crate) enum Unlinked<E> {
+    /// The deadline passed while another caller's attempt was under way.
+    TimedOut,
+    /// Another caller's attempt failed meanwhile, or the last one failed less than the backoff
+    /// ago: not repeated at once.
+    Recently,
+    /// This caller's attempt failed.
+    Failed(E),
+}
+
+impl<L: Clone> LazyLink<L> {
+    pub(crate) fn new(backoff: Duration) -> Self {
+        LazyLink {
+            state: Mutex::new(State {
+                link: None,
+                generation: 0,
+                attempts: 0,
+                retry_at: None,
+            }),
+            connecting: tokio::sync::Mutex::new(()),
+            backoff,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State<L>> {
+        crate::sync::guard(&self.state)
+    }
+
+    /// The live link and its generation, if there is one.
+    pub(crate) fn current(&self) -> Option<(L, u64)> {
+        self.state().link.clone()
+    }
+
+    /// The live link, connecting with `connect` first if there is none. `connect` is given the
+    /// generation its link will have, and bounds its own time; waiting for another caller's
+    /// attempt is bounded by `deadline`. `fresh` in the answer: this call connected it.
+    pub(crate) async fn get<E, F, Fut>(
+        &self,
+        deadline: Instant,
+        connect: F,
+    ) -> Result<Linked<L>, Unlinked<E>>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: Future<Output = Result<L, E>>,
+    {
+        let seen = {
+            let state = self.state();
+            if let Some((link, generation)) = &state.link {
+                return Ok(Linked::found(link.clone(), *generation));
+            }
+            if state.retry_at.is_some_and(|at| Instant::now() < at) {
+                return Err(Unlinked::Recently);
+            }
+            state.attempts
+        };
+        // Boxed: the connecting future is large, and every command's future would carry it.
+        Box::pin(self.connect(seen, deadline, connect)).await
+    }
+
+    async fn connect<E, F, Fut>(
+        &self,
+        seen: u64,
+        deadline: Instant,
+        connect: F,
+    ) -> Result<Linked<L>, Unlinked<E>>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: Future<Output = Result<L, E>>,
+    {
+        let _gate = tokio::time::timeout_at(deadline, self.connecting.lock())
+            .await
+            .map_err(|_| Unlinked::TimedOut)?;
+        let generation = {
+            let state = self.state();
+            if let Some((link, generation)) = &state.link {
+                return Ok(Linked::found(link.clone(), *generation));
+            }
+            if state.attempts != seen {
+                // Someone tried while we waited, and failed: do not repeat it at once.
+                return Err(Unlinked::Recently);
+            }
+            state.generation + 1
+        };
+        let attempt = connect(generation).await;
+        let mut state = self.state();
+        state.attempts += 1;
+        match attempt {
+            Ok(link) => {
+                state.generation = generation;
+                state.link = Some((link.clone(), generation));
+                state.retry_at = None;
+                Ok(Linked {
+                    link,
+                    generation,
+                    fresh: true,
+                })
+            }
+            Err(err) => {
+                state.retry_at = Some(Instant::now() + self.backoff);
+                Err(Unlinked::Failed(err))
+            }
+        }
+    }
+
+    /// Forgets the link of `generation` if it is still the current one and `applies` to it; the
+    /// next caller reconnects (after the backoff). `true` if it was forgotten.
+    pub(crate) fn forget(&self, generation: u64, applies: impl Fn(&L) -> bool) -> bool {
+        let mut state = self.state();
+        let current = state
+            .link
+            .as_ref()
+            .is_some_and(|(link, g)| *g == generation && applies(link));
+        if current {
+            state.link = None;
+            state.retry_at = Some(Instant::now() + self.backoff);
+        }
+        current
+    }
+}
+
+/// A link [`LazyLink::get`] gave.
+#[derive(Debug)]
+pub(crate) struct Linked<L> {
+    pub link: L,
+    pub generation: u64,
+    /// This call made the connection.
+    pub fresh: bool,
+}
+
+impl<L> Linked<L> {
+    fn found(link: L, generation: u64) -> Self {
+        Linked {
+            link,
+            generation,
+            fresh: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(10)
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_attempt() {
+        let link = Arc::new(LazyLink::<u32>::new(Duration::ZERO));
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let callers: Vec<_> = (0..8)
+            .map(|_| {
+                let (link, attempts, mut released) =
+                    (link.clone(), attempts.clone(), released.clone());
+                tokio::spawn(async move {
+                    link.get(far(), |generation| async move {
+                        attempts.fetch_add(1, Ordering::SeqCst);
+                        let _ = released.wait_for(|r| *r).await;
+                        Ok::<_, ()>(generation as u32 * 10)
+                    })
+                    .await
+                    .map(|linked| linked.link)
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        release.send(true).unwrap();
+        for caller in callers {
+            assert_eq!(caller.await.unwrap().unwrap(), 10);
+        }
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failure_is_not_repeated_during_the_backoff_and_generations_fence_forgetting() {
+        let link = LazyLink::<u32>::new(Duration::from_secs(60));
+        let failed = link.get(far(), |_| async { Err::<u32, _>("down") }).await;
+        assert!(matches!(failed, Err(Unlinked::Failed("down"))));
+        let again = link.get(far(), |_| async { Ok::<_, &str>(1) }).await;
+        assert!(matches!(again, Err(Unlinked::Recently)));
+
+        let link = LazyLink::<u32>::new(Duration::ZERO);
+        let first = link.get(far(), |g| async move { Ok::<_, ()>(g as u32) });
+        let first = first.await.unwrap();
+        assert!(first.fresh);
+        assert!(link.forget(first.generation, |_| true));
+        let second = link.get(far(), |g| async move { Ok::<_, ()>(g as u32) });
+        let second = second.await.unwrap();
+        assert_eq!(second.generation, 2);
+        // A late failure report about the first link leaves the second in place.
+        assert!(!link.forget(first.generation, |_| true));
+        assert_eq!(link.current().map(|(l, _)| l), Some(2));
+    }
+}
