@@ -101,8 +101,8 @@ impl Breaker {
         }
     }
 
-    /// Whether this call may use Redis. While open, one call per `open_for` gets [`Allow::Go`]
-    /// as the probe.
+    /// Whether this call may use Redis. While open, one call per open interval (`min_open`,
+    /// doubling up to `max_open`) gets [`Allow::Go`] as the probe.
     pub(crate) fn allow(&self) -> Allow {
         if !self.open.load(Ordering::Acquire) {
             return Allow::Go;

@@ -49,13 +49,32 @@
 //! repository, a client) whose identity says nothing about the answer, and often is not
 //! `Serialize`. If the answer does depend on `self`'s state, say `include_self`.
 //!
-//! Where the code lives: `key` (key derivation), `envelope` and `codec` (the stored
-//! bytes), `connection` (Redis, deadlines, reconnection), `breaker` (the circuit breaker),
-//! `health` (the start-up check of memory and eviction policy), `flow` (cache-aside), `freshness`
-//! (fresh, stale, early refresh, jitter), `stampede` (single-flight, the per-key lock, pub/sub
-//! wake-ups), `invalidation` (companions, clears), `policy` (what is stored), `stats` (counters,
-//! latencies, warnings, metrics), `admin` (the HTTP endpoints), `config` and `cache` (set-up),
-//! `background` (the spawned work that [`Cache::flush`] waits for).
+//! # Where the code lives
+//!
+//! One module per concern (private; this map is the only list of them). `scripts/module-graph`
+//! in the repository prints which imports which; the only cycle is `config` and the `cache` it
+//! builds.
+//!
+//! | module | concern |
+//! |---|---|
+//! | `spec` | the options the macro wrote for each function |
+//! | `key` | key derivation: prefix, function segment, fingerprint, argument hash |
+//! | `codec`, `envelope` | the stored bytes: payload codec, header, compression |
+//! | `policy` | what is stored for each return shape (`Ok`, `Some`, everything) |
+//! | `freshness` | fresh, stale or due for early refresh (XFetch); TTL jitter |
+//! | `connection` | Redis: endpoints, one server/cluster/Sentinel, the lazily connected link, deadlines, refused commands |
+//! | `breaker` | the circuit breaker |
+//! | `health` | the start-up check of memory and eviction policy |
+//! | `stampede` | single-flight, the per-key Redis lock, pub/sub wake-ups of its waiters |
+//! | `flow` | the cache-aside flow of one call |
+//! | `invalidation` | the `_invalidate` and `_refresh` companions, clears |
+//! | `background` | spawned work (stores, lock releases) that [`Cache::flush`] waits for |
+//! | `site` | one `static` per function: its options, counters and reporting |
+//! | `stats` | counters, latencies, rate-limited warnings, the `metrics` export |
+//! | `config` | named defaults, the environment, [`CacheBuilder`] |
+//! | `cache` | the [`Cache`] handle and the default cache |
+//! | `admin` | the HTTP endpoints (`admin` feature) |
+//! | `error`, `sync` | [`CacheError`]; how mutexes are locked |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

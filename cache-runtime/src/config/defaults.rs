@@ -41,5 +41,5 @@ pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(5);
 pub const DEFAULT_TTL_JITTER: f64 = 0.1;
 /// Whether a miss returns before its store has landed. Off: the caller waits for the store (one
 /// round trip), so a value is in Redis when the call returns, even in a process that exits right
-/// after it. See [`CacheBuilder::background_stores`].
+/// after it. See [`CacheBuilder::background_stores`](crate::CacheBuilder::background_stores).
 pub const DEFAULT_BACKGROUND_STORES: bool = false;

@@ -39,8 +39,9 @@ pub(crate) enum Waited<T> {
 ///
 /// `usable` decodes an entry and says whether it may be served. The wait is bounded by the
 /// cache's [`lock_wait`](crate::CacheBuilder::lock_wait); a holder that dies stops renewing its lease, which lapses, and the next
-/// attempt here takes the lock. With a zero wait there is one attempt and no waiting: a busy lock
-/// gives [`Waited::GaveUp`] at once, and the holder stores.
+/// attempt here takes the lock. With a zero `lock_wait` there is one attempt and no waiting: a
+/// busy lock gives [`Waited::GaveUp`] at once, and the holder stores. (`lock = false` does not
+/// come here: the flow takes the lock alongside the function, see `compute_unlocked`.)
 pub(crate) async fn lock_or_wait<T>(
     locks: &Locks,
     site: &Site,

@@ -183,8 +183,9 @@ impl Counters {
 /// A snapshot of one cached function's counters since the process started (or of all functions
 /// together, in [`Snapshot::total`]).
 ///
-/// Every call is exactly one of a hit, a stale serve, a miss, a fallback or a coalesced call, so
-/// `hits + stale + misses + fallbacks + coalesced` is the number of calls.
+/// Every call that returns is exactly one of a hit, a stale serve, a miss, a fallback or a
+/// coalesced call, counted as it returns, so `hits + stale + misses + fallbacks + coalesced` is
+/// the number of calls. A call cancelled (or panicking) before it returns is in none of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct FunctionStats {
@@ -201,7 +202,7 @@ pub struct FunctionStats {
     /// Calls that waited for a concurrent call with the same key in this process and shared its
     /// result (single-flight), without a Redis round trip of their own.
     pub coalesced: u64,
-    /// Times the function's body ran, for any reason.
+    /// Times the function's body ran to completion, for any reason.
     pub executions: u64,
     /// Calls that ran the function without the cache: Redis unreachable, slow or failing, the
     /// cache disabled by configuration, an argument that could not be serialized, or no Tokio
