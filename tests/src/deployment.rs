@@ -163,3 +163,27 @@ impl ConnectionLike for AnyConnection {
         }
     }
 }
+
+/// Runs a suite of `tests/suites/` against a deployment: `suite!(behaviour, Topology::Single)`
+/// declares module `behaviour` holding `tests/suites/behaviour.rs`, whose tests call `start()`
+/// for a fresh deployment of that topology. The same suite runs against one server
+/// (`tests/behaviour.rs`) and a cluster (`tests/cluster.rs`) without reaching up for a constant.
+#[macro_export]
+macro_rules! suite {
+    ($suite:ident, $topology:expr) => {
+        mod $suite {
+            /// A fresh deployment of the topology this suite runs against.
+            #[allow(dead_code)]
+            fn start() -> $crate::deployment::Deployment {
+                $crate::deployment::Deployment::start($topology)
+            }
+
+            include!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/suites/",
+                stringify!($suite),
+                ".rs"
+            ));
+        }
+    };
+}

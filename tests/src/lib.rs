@@ -23,6 +23,22 @@ use std::time::Duration;
 
 use cache_runtime::{Cache, CacheBuilder};
 
+/// Counts one test's executions of a function body: pass `&Runs` as a skipped argument and
+/// [`tick`](Runs::tick) in the body. It belongs to the test, so tests need no `static` per
+/// function, and it is independent of the library's own counters, which tests check against it.
+#[derive(Debug, Default)]
+pub struct Runs(AtomicU64);
+
+impl Runs {
+    pub fn tick(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 /// A `redis-server` child process on `127.0.0.1:port`.
 #[derive(Debug)]
 pub struct RedisServer {

@@ -1,15 +1,8 @@
 //! Redis Cluster: the behaviour and stampede suites against a 6-node cluster (3 primaries, 3
 //! replicas) per test, and what only a cluster has: clearing across primaries and failover.
 
-use redis_cache_tests::deployment::Topology;
-
-const TOPOLOGY: Topology = Topology::Cluster;
-
-#[path = "suites/behaviour.rs"]
-mod behaviour;
-
-#[path = "suites/stampede.rs"]
-mod stampede;
+redis_cache_tests::suite!(behaviour, redis_cache_tests::deployment::Topology::Cluster);
+redis_cache_tests::suite!(stampede, redis_cache_tests::deployment::Topology::Cluster);
 
 use std::time::Duration;
 

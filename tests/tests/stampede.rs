@@ -1,9 +1,4 @@
 //! Stampede protection in one process, against a real `redis-server` per test (the suite is
 //! shared with `cluster.rs`, which runs it against a Redis Cluster).
 
-use redis_cache_tests::deployment::Topology;
-
-const TOPOLOGY: Topology = Topology::Single;
-
-#[path = "suites/stampede.rs"]
-mod stampede;
+redis_cache_tests::suite!(stampede, redis_cache_tests::deployment::Topology::Single);

@@ -1,16 +1,12 @@
-//! The cache-aside contract against a real `redis-server` per test.
+// The cache-aside contract against a real `redis-server` per test.
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 
 use cache_runtime::{Cache, redis_cache, stats_for};
+use redis_cache_tests::Runs;
 use redis_cache_tests::deployment::Deployment;
 use serde::{Deserialize, Serialize};
-
-/// The deployment this suite runs against, chosen by the file that includes it.
-fn start() -> Deployment {
-    Deployment::start(super::TOPOLOGY)
-}
 
 /// A function's name as stats show it: this module's path, then the function.
 fn name(function: &str) -> String {
@@ -24,14 +20,12 @@ struct Product {
     tags: Vec<String>,
 }
 
-static PRODUCT_RUNS: AtomicU64 = AtomicU64::new(0);
-
 struct Db;
 
-#[redis_cache(ttl = 60, skip(cache, db), cache = cache)]
-async fn product(cache: &Cache, db: &Db, id: u64) -> Product {
+#[redis_cache(ttl = 60, skip(cache, runs, db), cache = cache)]
+async fn product(cache: &Cache, runs: &Runs, db: &Db, id: u64) -> Product {
     let _ = db;
-    PRODUCT_RUNS.fetch_add(1, SeqCst);
+    runs.tick();
     Product {
         id,
         name: format!("product {id}"),
@@ -41,12 +35,13 @@ async fn product(cache: &Cache, db: &Db, id: u64) -> Product {
 
 #[tokio::test]
 async fn second_call_is_a_hit_and_does_not_run_the_body() {
+    let product_runs = Runs::default();
     let redis = start();
     let cache = redis.cache("hit");
-    let first = product(&cache, &Db, 7).await;
-    let second = product(&cache, &Db, 7).await;
+    let first = product(&cache, &product_runs, &Db, 7).await;
+    let second = product(&cache, &product_runs, &Db, 7).await;
     assert_eq!(first, second);
-    assert_eq!(PRODUCT_RUNS.load(SeqCst), 1);
+    assert_eq!(product_runs.count(), 1);
     let stats = stats_for(&name("product")).expect("registered");
     assert_eq!(
         (stats.hits, stats.misses, stats.executions, stats.writes),
@@ -56,16 +51,15 @@ async fn second_call_is_a_hit_and_does_not_run_the_body() {
     assert_eq!(redis.keys().await.len(), 1);
 }
 
-static JOIN_RUNS: AtomicU64 = AtomicU64::new(0);
-
-#[redis_cache(ttl = 60, skip(cache), cache = cache)]
-async fn join(cache: &Cache, a: &str, b: &str, parts: Vec<String>) -> String {
-    JOIN_RUNS.fetch_add(1, SeqCst);
+#[redis_cache(ttl = 60, skip(cache, runs), cache = cache)]
+async fn join(cache: &Cache, runs: &Runs, a: &str, b: &str, parts: Vec<String>) -> String {
+    runs.tick();
     format!("{a}|{b}|{}", parts.join("|"))
 }
 
 #[tokio::test]
 async fn arguments_that_format_alike_get_distinct_entries() {
+    let join_runs = Runs::default();
     let redis = start();
     let cache = redis.cache("collide");
     let calls: [(&str, &str, &[&str]); 5] = [
@@ -78,42 +72,41 @@ async fn arguments_that_format_alike_get_distinct_entries() {
     for (a, b, parts) in calls {
         let parts: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
         let expected = format!("{a}|{b}|{}", parts.join("|"));
-        assert_eq!(join(&cache, a, b, parts).await, expected);
+        assert_eq!(join(&cache, &join_runs, a, b, parts).await, expected);
     }
-    assert_eq!(JOIN_RUNS.load(SeqCst), 5, "every distinct call ran");
+    assert_eq!(join_runs.count(), 5, "every distinct call ran");
     assert_eq!(redis.keys().await.len(), 5, "one key per distinct call");
     // And each is now a hit returning its own value.
     for (a, b, parts) in calls {
         let parts: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
         let expected = format!("{a}|{b}|{}", parts.join("|"));
-        assert_eq!(join(&cache, a, b, parts).await, expected);
+        assert_eq!(join(&cache, &join_runs, a, b, parts).await, expected);
     }
-    assert_eq!(JOIN_RUNS.load(SeqCst), 5);
+    assert_eq!(join_runs.count(), 5);
 }
 
-static SKIPPED_RUNS: AtomicU64 = AtomicU64::new(0);
-
-#[redis_cache(ttl = 60, skip(cache, request_id), cache = cache)]
-async fn with_skipped(cache: &Cache, request_id: u64, x: u32) -> u32 {
+#[redis_cache(ttl = 60, skip(cache, runs, request_id), cache = cache)]
+async fn with_skipped(cache: &Cache, runs: &Runs, request_id: u64, x: u32) -> u32 {
     let _ = request_id;
-    SKIPPED_RUNS.fetch_add(1, SeqCst);
+    runs.tick();
     x + 1
 }
 
 #[tokio::test]
 async fn skipped_arguments_do_not_change_the_key() {
+    let skipped_runs = Runs::default();
     let redis = start();
     let cache = redis.cache("skip");
-    assert_eq!(with_skipped(&cache, 1, 10).await, 11);
-    assert_eq!(with_skipped(&cache, 2, 10).await, 11);
+    assert_eq!(with_skipped(&cache, &skipped_runs, 1, 10).await, 11);
+    assert_eq!(with_skipped(&cache, &skipped_runs, 2, 10).await, 11);
     assert_eq!(
-        SKIPPED_RUNS.load(SeqCst),
+        skipped_runs.count(),
         1,
         "a different skipped argument is still a hit"
     );
-    assert_eq!(with_skipped(&cache, 2, 11).await, 12);
+    assert_eq!(with_skipped(&cache, &skipped_runs, 2, 11).await, 12);
     assert_eq!(
-        SKIPPED_RUNS.load(SeqCst),
+        skipped_runs.count(),
         2,
         "a different key argument is a miss"
     );
@@ -147,11 +140,9 @@ async fn the_ttl_is_set_on_the_key() {
     );
 }
 
-static FALLIBLE_RUNS: AtomicU64 = AtomicU64::new(0);
-
-#[redis_cache(ttl = 60, skip(cache), cache = cache)]
-async fn fallible(cache: &Cache, x: i32) -> std::io::Result<i32> {
-    FALLIBLE_RUNS.fetch_add(1, SeqCst);
+#[redis_cache(ttl = 60, skip(cache, runs), cache = cache)]
+async fn fallible(cache: &Cache, runs: &Runs, x: i32) -> std::io::Result<i32> {
+    runs.tick();
     if x < 0 {
         Err(std::io::Error::other("negative"))
     } else {
@@ -161,53 +152,52 @@ async fn fallible(cache: &Cache, x: i32) -> std::io::Result<i32> {
 
 #[tokio::test]
 async fn errors_are_not_cached_ok_values_are() {
+    let fallible_runs = Runs::default();
     let redis = start();
     let cache = redis.cache("result");
-    assert!(fallible(&cache, -1).await.is_err());
-    assert!(fallible(&cache, -1).await.is_err());
+    assert!(fallible(&cache, &fallible_runs, -1).await.is_err());
+    assert!(fallible(&cache, &fallible_runs, -1).await.is_err());
     assert_eq!(
-        FALLIBLE_RUNS.load(SeqCst),
+        fallible_runs.count(),
         2,
         "an Err is recomputed every time"
     );
     assert!(redis.keys().await.is_empty(), "an Err is never stored");
-    assert_eq!(fallible(&cache, 3).await.unwrap(), 3);
-    assert_eq!(fallible(&cache, 3).await.unwrap(), 3);
-    assert_eq!(FALLIBLE_RUNS.load(SeqCst), 3);
+    assert_eq!(fallible(&cache, &fallible_runs, 3).await.unwrap(), 3);
+    assert_eq!(fallible(&cache, &fallible_runs, 3).await.unwrap(), 3);
+    assert_eq!(fallible_runs.count(), 3);
     assert_eq!(redis.keys().await.len(), 1);
 }
 
-static MAYBE_RUNS: AtomicU64 = AtomicU64::new(0);
-
-#[redis_cache(ttl = 60, skip(cache), cache = cache)]
-async fn maybe(cache: &Cache, x: u8) -> Option<u8> {
-    MAYBE_RUNS.fetch_add(1, SeqCst);
+#[redis_cache(ttl = 60, skip(cache, runs), cache = cache)]
+async fn maybe(cache: &Cache, runs: &Runs, x: u8) -> Option<u8> {
+    runs.tick();
     (x > 0).then_some(x)
 }
 
-static MAYBE_NONE_RUNS: AtomicU64 = AtomicU64::new(0);
-
-#[redis_cache(ttl = 600, none_ttl = 30, skip(cache), cache = cache)]
-async fn maybe_with_none(cache: &Cache, x: u8) -> Option<u8> {
-    MAYBE_NONE_RUNS.fetch_add(1, SeqCst);
+#[redis_cache(ttl = 600, none_ttl = 30, skip(cache, runs), cache = cache)]
+async fn maybe_with_none(cache: &Cache, runs: &Runs, x: u8) -> Option<u8> {
+    runs.tick();
     (x > 0).then_some(x)
 }
 
 #[tokio::test]
 async fn none_is_cached_only_with_none_ttl() {
+    let maybe_none_runs = Runs::default();
+    let maybe_runs = Runs::default();
     let redis = start();
     let cache = redis.cache("option");
-    assert_eq!(maybe(&cache, 0).await, None);
-    assert_eq!(maybe(&cache, 0).await, None);
-    assert_eq!(MAYBE_RUNS.load(SeqCst), 2, "None is recomputed");
-    assert_eq!(maybe(&cache, 4).await, Some(4));
-    assert_eq!(maybe(&cache, 4).await, Some(4));
-    assert_eq!(MAYBE_RUNS.load(SeqCst), 3, "Some is cached");
+    assert_eq!(maybe(&cache, &maybe_runs, 0).await, None);
+    assert_eq!(maybe(&cache, &maybe_runs, 0).await, None);
+    assert_eq!(maybe_runs.count(), 2, "None is recomputed");
+    assert_eq!(maybe(&cache, &maybe_runs, 4).await, Some(4));
+    assert_eq!(maybe(&cache, &maybe_runs, 4).await, Some(4));
+    assert_eq!(maybe_runs.count(), 3, "Some is cached");
 
-    assert_eq!(maybe_with_none(&cache, 0).await, None);
-    assert_eq!(maybe_with_none(&cache, 0).await, None);
+    assert_eq!(maybe_with_none(&cache, &maybe_none_runs, 0).await, None);
+    assert_eq!(maybe_with_none(&cache, &maybe_none_runs, 0).await, None);
     assert_eq!(
-        MAYBE_NONE_RUNS.load(SeqCst),
+        maybe_none_runs.count(),
         1,
         "None is cached with none_ttl"
     );
@@ -229,11 +219,9 @@ async fn none_is_cached_only_with_none_ttl() {
     );
 }
 
-static CORRUPT_RUNS: AtomicU64 = AtomicU64::new(0);
-
-#[redis_cache(ttl = 60, skip(cache), cache = cache)]
-async fn corruptible(cache: &Cache, x: u64) -> Product {
-    CORRUPT_RUNS.fetch_add(1, SeqCst);
+#[redis_cache(ttl = 60, skip(cache, runs), cache = cache)]
+async fn corruptible(cache: &Cache, runs: &Runs, x: u64) -> Product {
+    runs.tick();
     Product {
         id: x,
         name: "fresh".into(),
@@ -243,9 +231,10 @@ async fn corruptible(cache: &Cache, x: u64) -> Product {
 
 #[tokio::test]
 async fn corrupt_or_foreign_values_are_misses_and_get_overwritten() {
+    let corrupt_runs = Runs::default();
     let redis = start();
     let cache = redis.cache("corrupt");
-    corruptible(&cache, 1).await;
+    corruptible(&cache, &corrupt_runs, 1).await;
     cache.flush().await;
     let key = redis.keys().await.pop().unwrap();
     let mut conn = redis.connection().await;
@@ -277,7 +266,7 @@ async fn corrupt_or_foreign_values_are_misses_and_get_overwritten() {
             .query_async(&mut conn)
             .await
             .unwrap();
-        assert_eq!(corruptible(&cache, 1).await.name, "fresh");
+        assert_eq!(corruptible(&cache, &corrupt_runs, 1).await.name, "fresh");
         cache.flush().await;
         let now: Vec<u8> = redis::cmd("GET")
             .arg(&key)
@@ -303,7 +292,7 @@ async fn corrupt_or_foreign_values_are_misses_and_get_overwritten() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(corruptible(&cache, 1).await.name, "fresh");
+    assert_eq!(corruptible(&cache, &corrupt_runs, 1).await.name, "fresh");
     cache.flush().await;
     let kind: String = redis::cmd("TYPE")
         .arg(&key)
@@ -317,8 +306,8 @@ async fn corrupt_or_foreign_values_are_misses_and_get_overwritten() {
     assert_eq!(after.executions - before.executions, 5);
     assert_eq!(after.errors, 0);
     // The overwritten entry is a hit again.
-    corruptible(&cache, 1).await;
-    assert_eq!(CORRUPT_RUNS.load(SeqCst), 6);
+    corruptible(&cache, &corrupt_runs, 1).await;
+    assert_eq!(corrupt_runs.count(), 6);
 }
 
 #[redis_cache(ttl = 60, name = "pricing::quote", version = 1, skip(cache), cache = cache)]
@@ -411,16 +400,15 @@ async fn generic_instantiations_do_not_share_entries() {
     );
 }
 
-static SLOW_RUNS: AtomicU64 = AtomicU64::new(0);
-
-#[redis_cache(ttl = 60, skip(cache), cache = cache)]
-async fn counted(cache: &Cache, x: u64) -> u64 {
-    SLOW_RUNS.fetch_add(1, SeqCst);
+#[redis_cache(ttl = 60, skip(cache, runs), cache = cache)]
+async fn counted(cache: &Cache, runs: &Runs, x: u64) -> u64 {
+    runs.tick();
     x + 1
 }
 
 #[tokio::test]
 async fn with_no_redis_listening_every_call_returns_the_functions_value() {
+    let slow_runs = Runs::default();
     // A port with nothing behind it: connections are refused.
     let port = redis_cache_tests::free_port();
     let cache = Cache::builder()
@@ -429,9 +417,9 @@ async fn with_no_redis_listening_every_call_returns_the_functions_value() {
         .build()
         .unwrap();
     for i in 0..50 {
-        assert_eq!(counted(&cache, i).await, i + 1);
+        assert_eq!(counted(&cache, &slow_runs, i).await, i + 1);
     }
-    assert_eq!(SLOW_RUNS.load(SeqCst), 50);
+    assert_eq!(slow_runs.count(), 50);
     let stats = stats_for(&name("counted")).unwrap();
     assert_eq!((stats.fallbacks, stats.hits, stats.misses), (50, 0, 0));
 }
@@ -502,16 +490,15 @@ fn block_on_without_tokio<F: std::future::Future>(fut: F) -> F::Output {
     }
 }
 
-static RESTART_RUNS: AtomicU64 = AtomicU64::new(0);
-
-#[redis_cache(ttl = 60, skip(cache), cache = cache)]
-async fn across_restart(cache: &Cache, x: u64) -> u64 {
-    RESTART_RUNS.fetch_add(1, SeqCst);
+#[redis_cache(ttl = 60, skip(cache, runs), cache = cache)]
+async fn across_restart(cache: &Cache, runs: &Runs, x: u64) -> u64 {
+    runs.tick();
     x * 10
 }
 
 #[tokio::test]
 async fn a_redis_restart_is_survived_and_the_cache_is_used_again() {
+    let restart_runs = Runs::default();
     let mut redis = start();
     // A breaker that probes at once: every call while Redis is down tries to connect (and is
     // refused at once), so the first call after the restart must find Redis again, no waiting.
@@ -521,24 +508,24 @@ async fn a_redis_restart_is_survived_and_the_cache_is_used_again() {
         .circuit_breaker(5, Duration::ZERO, Duration::ZERO)
         .build()
         .unwrap();
-    assert_eq!(across_restart(&cache, 1).await, 10);
-    assert_eq!(across_restart(&cache, 1).await, 10);
-    assert_eq!(RESTART_RUNS.load(SeqCst), 1);
+    assert_eq!(across_restart(&cache, &restart_runs, 1).await, 10);
+    assert_eq!(across_restart(&cache, &restart_runs, 1).await, 10);
+    assert_eq!(restart_runs.count(), 1);
 
     redis.kill();
     for _ in 0..5 {
         assert_eq!(
-            across_restart(&cache, 1).await,
+            across_restart(&cache, &restart_runs, 1).await,
             10,
             "answers while Redis is down"
         );
     }
-    assert_eq!(RESTART_RUNS.load(SeqCst), 6);
+    assert_eq!(restart_runs.count(), 6);
     let down = stats_for(&name("across_restart")).unwrap();
     assert_eq!(down.fallbacks, 5);
 
     redis.restart();
-    assert_eq!(across_restart(&cache, 2).await, 20);
+    assert_eq!(across_restart(&cache, &restart_runs, 2).await, 20);
     cache.flush().await;
     let up = stats_for(&name("across_restart")).unwrap();
     assert_eq!(
@@ -546,15 +533,13 @@ async fn a_redis_restart_is_survived_and_the_cache_is_used_again() {
         down.writes + 1,
         "the first call after the restart stores again"
     );
-    assert_eq!(across_restart(&cache, 2).await, 20);
-    assert_eq!(RESTART_RUNS.load(SeqCst), 7, "and the next one is a hit");
+    assert_eq!(across_restart(&cache, &restart_runs, 2).await, 20);
+    assert_eq!(restart_runs.count(), 7, "and the next one is a hit");
 }
 
-static PANIC_RUNS: AtomicU64 = AtomicU64::new(0);
-
-#[redis_cache(ttl = 60, skip(cache), cache = cache)]
-async fn may_panic(cache: Cache, fail: bool) -> u64 {
-    PANIC_RUNS.fetch_add(1, SeqCst);
+#[redis_cache(ttl = 60, skip(cache, runs), cache = cache)]
+async fn may_panic(cache: Cache, runs: std::sync::Arc<Runs>, fail: bool) -> u64 {
+    runs.tick();
     if fail {
         panic!("boom");
     }
@@ -563,9 +548,10 @@ async fn may_panic(cache: Cache, fail: bool) -> u64 {
 
 #[tokio::test]
 async fn a_panic_propagates_and_leaves_nothing_behind() {
+    let panic_runs = std::sync::Arc::new(Runs::default());
     let redis = start();
     let cache = redis.cache("panic");
-    let joined = tokio::spawn(may_panic(cache.clone(), true)).await;
+    let joined = tokio::spawn(may_panic(cache.clone(), panic_runs.clone(), true)).await;
     let err = joined.expect_err("the panic reaches the caller");
     assert!(err.is_panic());
     // Its lock is released by a background task (a drop guard cannot wait for Redis).
@@ -573,10 +559,10 @@ async fn a_panic_propagates_and_leaves_nothing_behind() {
         redis.keys().await.iter().all(|k| k.ends_with(":lock")),
         "nothing stored for the panicking call"
     );
-    assert_eq!(may_panic(cache.clone(), false).await, 7);
-    assert_eq!(may_panic(cache.clone(), false).await, 7);
+    assert_eq!(may_panic(cache.clone(), panic_runs.clone(), false).await, 7);
+    assert_eq!(may_panic(cache.clone(), panic_runs.clone(), false).await, 7);
     assert_eq!(
-        PANIC_RUNS.load(SeqCst),
+        panic_runs.count(),
         2,
         "later calls work and cache normally"
     );
@@ -660,4 +646,53 @@ fn a_calls_future_carries_only_the_hit_path() {
     let cache = Cache::disabled();
     let size = std::mem::size_of_val(&with_ttl(&cache, 1));
     assert!(size <= 2048, "the future of a call is {size} bytes");
+}
+
+#[redis_cache(ttl = 60, skip(cache, runs), cache = cache)]
+async fn mixed(cache: &Cache, runs: &Runs, id: u64) -> Result<u64, String> {
+    runs.tick();
+    // A chance for concurrent callers of the same key to join this one.
+    tokio::task::yield_now().await;
+    if id % 5 == 4 {
+        Err(format!("{id} fails"))
+    } else {
+        Ok(id)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_call_that_returns_is_exactly_one_outcome() {
+    let redis = start();
+    let cache = redis.cache("outcomes");
+    let runs = std::sync::Arc::new(Runs::default());
+    let mut calls = 0;
+    for round in 0..3u64 {
+        // Eight concurrent calls on each of ten keys: misses, hits, coalesced calls; ids ending
+        // in 4 or 9 fail, are never stored, and miss again each round.
+        let tasks: Vec<_> = (0..80u64)
+            .map(|i| {
+                let (cache, runs) = (cache.clone(), runs.clone());
+                tokio::spawn(async move { mixed(&cache, &runs, i % 10).await })
+            })
+            .collect();
+        for task in tasks {
+            let id = task.await.unwrap().map_or_else(|_| None, Some);
+            assert!(id.is_none_or(|id| id < 10));
+            calls += 1;
+        }
+        // Through a cache without Redis: fallbacks.
+        let disabled = Cache::disabled();
+        assert_eq!(mixed(&disabled, &runs, round).await, Ok(round));
+        calls += 1;
+    }
+    cache.flush().await;
+    let stats = stats_for(&name("mixed")).unwrap();
+    assert_eq!(stats.calls(), calls, "{stats:?}");
+    assert_eq!(
+        stats.hits + stats.stale + stats.misses + stats.coalesced + stats.fallbacks,
+        calls
+    );
+    assert_eq!(stats.fallbacks, 3, "{stats:?}");
+    assert!(stats.hits > 0 && stats.misses > 0, "{stats:?}");
+    assert_eq!(stats.executions, runs.count(), "{stats:?}");
 }

@@ -1,8 +1,8 @@
-//! Stampede protection in one process: single-flight, cancelled and panicking leaders, Redis down,
-//! the stale window, early refresh and TTL jitter. The multi-process claims are in
-//! `stampede_processes.rs`.
-//!
-//! Each test has its own function, so their counters and statics do not meet.
+// Stampede protection in one process: single-flight, cancelled and panicking leaders, Redis down,
+// the stale window, early refresh and TTL jitter. The multi-process claims are in
+// `stampede_processes.rs`.
+//
+// Each test has its own function, so their counters and statics do not meet.
 
 use std::future::Future;
 use std::sync::atomic::AtomicBool;
@@ -15,11 +15,6 @@ use cache_runtime::{Cache, redis_cache, stats_for};
 use redis_cache_tests::deployment::Deployment;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-
-/// The deployment this suite runs against, chosen by the file that includes it.
-fn start() -> Deployment {
-    Deployment::start(super::TOPOLOGY)
-}
 
 /// A function's name as stats show it: this module's path, then the function.
 fn name(function: &str) -> String {
