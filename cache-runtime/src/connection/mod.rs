@@ -394,7 +394,8 @@ impl Connection {
                 fresh,
             }) => {
                 if fresh && generation == 1 {
-                    self.log_health(&mut link).await;
+                    // Boxed: once per cache, and every command's future would carry it.
+                    Box::pin(self.log_health(&mut link)).await;
                 }
                 Ok((link, generation))
             }
