@@ -21,6 +21,8 @@ mod kw {
     syn::custom_keyword!(jitter);
     syn::custom_keyword!(lock);
     syn::custom_keyword!(companions);
+    syn::custom_keyword!(local);
+    syn::custom_keyword!(local_ttl);
 }
 
 /// Every option, in the order the error messages list them.
@@ -37,6 +39,8 @@ const OPTIONS: &[&str] = &[
     "jitter",
     "lock",
     "companions",
+    "local",
+    "local_ttl",
 ];
 
 /// The parsed and checked options of one `#[redis_cache(...)]`.
@@ -67,6 +71,11 @@ pub(crate) struct Args {
     /// The `_invalidate` and `_refresh` companions; generated unless `companions = false` (which
     /// trait impls need: they cannot have extra methods).
     pub companions: bool,
+    /// Entries of this function kept decoded in this process (`local = N`); 0: no local tier.
+    pub local: Option<(u64, Span)>,
+    /// Seconds a local copy may be served without Redis's confirmation; the runtime's default
+    /// when absent.
+    pub local_ttl: Option<(u64, Span)>,
 }
 
 enum Opt {
@@ -82,6 +91,8 @@ enum Opt {
     Jitter(Lit),
     Lock(LitBool),
     Companions(LitBool),
+    Local(LitInt),
+    LocalTtl(LitInt),
 }
 
 impl Parse for Opt {
@@ -128,6 +139,16 @@ impl Parse for Opt {
         } else if look.peek(kw::lock) {
             assign::<kw::lock>(input)?;
             Ok(Opt::Lock(parse_bool(input, "lock")?))
+        } else if look.peek(kw::local_ttl) {
+            assign::<kw::local_ttl>(input)?;
+            Ok(Opt::LocalTtl(parse_int(
+                input,
+                "local_ttl",
+                "local_ttl = 30",
+            )?))
+        } else if look.peek(kw::local) {
+            assign::<kw::local>(input)?;
+            Ok(Opt::Local(parse_int(input, "local", "local = 10_000")?))
         } else if look.peek(kw::companions) {
             assign::<kw::companions>(input)?;
             Ok(Opt::Companions(parse_bool(input, "companions")?))
@@ -180,6 +201,9 @@ fn parse_bool(input: ParseStream<'_>, option: &str) -> syn::Result<LitBool> {
         )
     })
 }
+
+/// The most entries `local` may ask for: a per-function bound, not a way to turn it off.
+const MAX_LOCAL_ENTRIES: u64 = 100_000_000;
 
 /// The most of the TTL jitter may take away: more would make the TTL meaningless.
 const MAX_JITTER: f64 = 0.5;
@@ -252,6 +276,8 @@ impl Args {
             jitter: None,
             lock: true,
             companions: true,
+            local: None,
+            local_ttl: None,
         };
         let mut ttl_given = false;
         for pair in opts.into_pairs() {
@@ -269,6 +295,8 @@ impl Args {
                 Opt::Jitter(v) => ("jitter", v.span()),
                 Opt::Lock(v) => ("lock", v.span()),
                 Opt::Companions(v) => ("companions", v.span()),
+                Opt::Local(v) => ("local", v.span()),
+                Opt::LocalTtl(v) => ("local_ttl", v.span()),
             };
             if seen.iter().any(|(k, _)| *k == key) {
                 errors.push(span, format!("`{key}` is given twice; keep one of them"));
@@ -315,7 +343,31 @@ impl Args {
                 },
                 Opt::Lock(lit) => args.lock = lit.value,
                 Opt::Companions(lit) => args.companions = lit.value,
+                Opt::Local(lit) => match lit.base10_parse::<u64>() {
+                    Ok(n) if (1..=MAX_LOCAL_ENTRIES).contains(&n) => {
+                        args.local = Some((n, lit.span()));
+                    }
+                    _ => errors.push(
+                        lit.span(),
+                        format!(
+                            "`local` is how many entries of this function to keep in this process, \
+                             from 1 to {MAX_LOCAL_ENTRIES}, e.g. `local = 10_000`; leave it out \
+                             for no local tier"
+                        ),
+                    ),
+                },
+                Opt::LocalTtl(lit) => match positive_secs(&lit, "local_ttl") {
+                    Ok(secs) => args.local_ttl = Some((secs, lit.span())),
+                    Err(err) => errors.add(err),
+                },
             }
+        }
+        if let (Some((_, span)), None) = (args.local_ttl, args.local) {
+            errors.push(
+                span,
+                "`local_ttl` bounds the copies of the local tier, which `local = N` turns on: \
+                 add `local = 10_000` (how many entries to keep in this process), or remove `local_ttl`",
+            );
         }
         if !ttl_given {
             errors.push(Span::call_site(), "missing `ttl`: say how long entries live, in seconds, e.g. `#[redis_cache(ttl = 300)]`");

@@ -43,6 +43,18 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         Policy::SomeOrNone => quote!(SomeOrNone),
     };
 
+    // With `local`, the value must also be `Clone` (the tier hands out copies): spanned on the
+    // return type, so that error points at the type that lacks it.
+    let entry = match &args.local {
+        Some(_) => {
+            let span = match &fn_sig.output {
+                ReturnType::Default => fn_sig.ident.span(),
+                ReturnType::Type(_, ty) => ty.span(),
+            };
+            quote_spanned!(span=> #rt::cached_local)
+        }
+        None => quote!(#rt::cached),
+    };
     let function = quote! {
         #(#attrs)*
         #vis #fn_sig {
@@ -50,7 +62,7 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
             static __REDIS_CACHE_SITE: #rt::Site = #rt::Site::new(#spec);
             let __redis_cache_key = #key;
             #cache
-            #rt::cached::<#rt::#policy, #ret, _>(
+            #entry::<#rt::#policy, #ret, _>(
                 &__REDIS_CACHE_SITE,
                 __redis_cache,
                 __redis_cache_key,
@@ -182,6 +194,8 @@ fn site_spec(fn_sig: &Signature, args: &Args) -> TokenStream {
     let stale = args.stale;
     let early_refresh = args.early_refresh;
     let lock = args.lock;
+    let local = args.local.map_or(0, |(n, _)| n);
+    let local_ttl = args.local_ttl.map_or(0, |(secs, _)| secs);
     let jitter = match args.jitter {
         Some(j) => quote!(::core::option::Option::Some(#j)),
         None => quote!(::core::option::Option::None),
@@ -203,6 +217,8 @@ fn site_spec(fn_sig: &Signature, args: &Args) -> TokenStream {
             early_refresh: #early_refresh,
             jitter: #jitter,
             wait_for_lock: #lock,
+            local_entries: #local,
+            local_ttl_secs: #local_ttl,
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::breaker::{BreakerState, BreakerStats};
 use crate::config::{CacheBuilder, ConfigError, ValueLimits};
 use crate::connection::Connection;
 use crate::health::{HealthError, RedisHealth};
+use crate::local::LocalTier;
 use crate::stampede::lock::{LockSettings, Locks};
 use crate::stampede::single_flight::Flights;
 
@@ -33,6 +34,8 @@ struct Inner {
     background: Background,
     /// A miss returns before its store lands ([`CacheBuilder::background_stores`]).
     background_stores: bool,
+    /// Decoded copies of the entries of functions with `local = N`; `None` when disabled.
+    local: Option<LocalTier>,
 }
 
 impl fmt::Debug for Cache {
@@ -66,12 +69,15 @@ impl Cache {
         locks: LockSettings,
         limits: ValueLimits,
         background_stores: bool,
+        local_max_bytes: usize,
     ) -> Cache {
         let background = Background::default();
         let connection = connection.map(Arc::new);
         let locks = connection
             .as_ref()
             .map(|conn| Locks::new(conn.clone(), locks, background.clone()));
+        let local = (connection.is_some() && local_max_bytes > 0)
+            .then(|| LocalTier::new(&prefix, local_max_bytes));
         Cache {
             inner: Arc::new(Inner {
                 prefix,
@@ -81,6 +87,7 @@ impl Cache {
                 flights: Flights::default(),
                 background,
                 background_stores,
+                local,
             }),
         }
     }
@@ -122,6 +129,29 @@ impl Cache {
 
     pub(crate) fn connection(&self) -> Option<&Connection> {
         self.inner.connection.as_deref()
+    }
+
+    pub(crate) fn shared_connection(&self) -> Option<&Arc<Connection>> {
+        self.inner.connection.as_ref()
+    }
+
+    pub(crate) fn local(&self) -> Option<&LocalTier> {
+        self.inner.local.as_ref()
+    }
+
+    /// Changes whenever this cache's local tier gains or loses its invalidation channel, or an
+    /// announcement removes copies; `None` without a local tier. For tests, which await these
+    /// events instead of sleeping.
+    #[doc(hidden)]
+    pub fn local_events(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.local().map(LocalTier::changes)
+    }
+
+    /// Whether this cache's local tier is hearing every change from Redis right now (its
+    /// invalidation channel is up).
+    #[doc(hidden)]
+    pub fn local_coherent(&self) -> bool {
+        self.local().is_some_and(LocalTier::is_coherent)
     }
 
     pub(crate) fn locks(&self) -> Option<&Locks> {

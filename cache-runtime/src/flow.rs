@@ -35,7 +35,8 @@ use crate::connection::{CommandError, Connection};
 use crate::envelope::{self, Meta, unix_ms};
 use crate::freshness::{self, Freshness};
 use crate::key::CallKey;
-use crate::policy::{CacheValue, Policy};
+use crate::local::{Keep, KeepLocal};
+use crate::policy::{CacheValue, LocalValue, Policy};
 use crate::site::Site;
 use crate::stampede::lock::{Attempt, Lock, Locks};
 use crate::stampede::single_flight::{self, Handoff, Join, Leader};
@@ -58,7 +59,47 @@ where
     F: Future<Output = R>,
 {
     site.register(call.self_type());
-    let (value, outcome) = answer::<P, R>(site, cache, call, body).await;
+    let (value, outcome) = answer::<P, R>(site, cache, call, body, None).await;
+    site.answered(outcome);
+    value
+}
+
+/// [`cached`] for a function with `local = N`: a decoded copy in this process answers first,
+/// and values read from Redis are copied for the next calls.
+#[doc(hidden)]
+pub async fn cached_local<P, R, F>(site: &'static Site, cache: &Cache, call: CallKey, body: F) -> R
+where
+    P: Policy<R>,
+    P::Stored: CacheValue + LocalValue,
+    F: Future<Output = R>,
+{
+    site.register(call.self_type());
+    let in_tokio = tokio::task::try_id().is_some() || tokio::runtime::Handle::try_current().is_ok();
+    let store = match (cache.local(), cache.shared_connection(), call.args()) {
+        (Some(tier), Some(conn), Some(args)) if in_tokio => tier
+            .store::<P::Stored>(site, conn)
+            .map(|store| (tier, store, args)),
+        _ => None,
+    };
+    let Some((tier, store, args)) = store else {
+        let (value, outcome) = answer::<P, R>(site, cache, call, body, None).await;
+        site.answered(outcome);
+        return value;
+    };
+    if crate::invalidation::write_through_requested() {
+        // The write-through replaces the entry: this process's copy goes now.
+        store.get().invalidate(args);
+    } else if let Some(value) = store.get().get(args, unix_ms(SystemTime::now())) {
+        site.answered(Outcome::LocalHit);
+        return P::from_stored(value);
+    }
+    let keep = Keep {
+        tier,
+        site,
+        store: &store,
+        watch: store.get().watch(args),
+    };
+    let (value, outcome) = answer::<P, R>(site, cache, call, body, Some(&keep)).await;
     site.answered(outcome);
     value
 }
@@ -68,6 +109,7 @@ async fn answer<P, R>(
     cache: &Cache,
     call: CallKey,
     body: impl Future<Output = R>,
+    keep: Option<&(dyn KeepLocal<P::Stored> + Sync)>,
 ) -> (R, Outcome)
 where
     P: Policy<R>,
@@ -99,6 +141,7 @@ where
         conn,
         locks,
         key: &key,
+        keep,
         types: PhantomData,
     };
     if write_through {
@@ -146,22 +189,24 @@ async fn bypass<R>(site: &Site, body: impl Future<Output = R>) -> (R, Outcome) {
 }
 
 /// One call's context, for a function returning `R` stored as `P` says.
-struct Call<'a, P, R> {
+struct Call<'a, P: Policy<R>, R> {
     site: &'static Site,
     cache: &'a Cache,
     conn: &'a Connection,
     locks: &'a Locks,
     key: &'a str,
+    /// Where values read from Redis are copied, for a function with `local = N`.
+    keep: Option<&'a (dyn KeepLocal<P::Stored> + Sync)>,
     types: PhantomData<fn() -> (P, R)>,
 }
 
-impl<P, R> Clone for Call<'_, P, R> {
+impl<P: Policy<R>, R> Clone for Call<'_, P, R> {
     fn clone(&self) -> Self {
         *self
     }
 }
 
-impl<P, R> Copy for Call<'_, P, R> {}
+impl<P: Policy<R>, R> Copy for Call<'_, P, R> {}
 
 /// Why a leader recomputes an entry it could serve.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -198,6 +243,9 @@ where
                     let why = match freshness::judge(&meta, now, &site.spec, freshness::draw_open())
                     {
                         Freshness::Fresh => {
+                            if let Some(keep) = self.keep {
+                                keep.keep(self.key, &value, meta.fresh_until_ms, bytes.len());
+                            }
                             leader.publish_with(|| Handoff::Entry(Arc::new(bytes)));
                             return (P::from_stored(value), Outcome::Hit);
                         }
@@ -233,6 +281,18 @@ where
         self.site
             .command_failed("lookup failed; the call ran uncached", &err);
         let (value, took) = self.execute(body, None).await;
+        if let Some(keep) = self.keep {
+            // Redis is unreachable: the local tier memoizes alone, for `local_ttl` at most.
+            let sealed = self.seal(&value, took);
+            if let (Some((bytes, keep_for)), Some((stored, _))) =
+                (&sealed, P::to_store(&value, &self.site.spec))
+            {
+                let until = unix_ms(SystemTime::now() + *keep_for);
+                keep.keep(self.key, stored, until, bytes.len());
+            }
+            leader.publish(self.handoff(&value, &sealed));
+            return (value, Outcome::Fallback);
+        }
         // Nothing is stored: encode only if someone waits for this value.
         leader.publish_with(|| self.handoff(&value, &self.seal(&value, took)));
         (value, Outcome::Fallback)
@@ -248,7 +308,10 @@ where
         }
         let lock = match self.lock_or_wait().await {
             Ok(Waited::Lock(held)) => Some(held),
-            Ok(Waited::Entry(value, bytes)) => {
+            Ok(Waited::Entry((fresh_until_ms, value), bytes)) => {
+                if let Some(keep) = self.keep {
+                    keep.keep(self.key, &value, fresh_until_ms, bytes.len());
+                }
                 leader.publish_with(|| Handoff::Entry(Arc::new(bytes)));
                 return (P::from_stored(value), Outcome::Hit);
             }
@@ -340,13 +403,15 @@ where
     }
 
     /// Takes the key's lock or waits for its holder.
-    async fn lock_or_wait(&self) -> Result<Waited<P::Stored>, CommandError> {
+    /// Takes the key's lock or waits for its holder; an entry found comes with its freshness.
+    async fn lock_or_wait(&self) -> Result<Waited<(u64, P::Stored)>, CommandError> {
         let spec = &self.site.spec;
         stampede::lock_or_wait(self.locks, self.site, self.key, |bytes| {
             let (meta, value) = envelope::open::<ActiveCodec, P::Stored>(bytes).ok()?;
             let now = unix_ms(SystemTime::now());
             // Anything servable ends the wait: the holder just stored it.
-            (freshness::judge(&meta, now, spec, 1.0) != Freshness::Expired).then_some(value)
+            (freshness::judge(&meta, now, spec, 1.0) != Freshness::Expired)
+                .then_some((meta.fresh_until_ms, value))
         })
         .await
     }

@@ -96,6 +96,8 @@ mod tests {
             early_refresh,
             jitter: Some(jitter),
             wait_for_lock: true,
+            local_entries: 0,
+            local_ttl_secs: 0,
         }
     }
 

@@ -49,6 +49,11 @@ pub async fn write_through<F: Future>(call: F) -> F::Output {
     WRITE_THROUGH.scope(Cell::new(true), call).await
 }
 
+/// Whether this call was asked to refresh, without taking the request.
+pub(crate) fn write_through_requested() -> bool {
+    WRITE_THROUGH.try_with(Cell::get).unwrap_or(false)
+}
+
 /// For the flow: whether this call was asked to refresh. Taken, so it applies to one call.
 pub(crate) fn take_write_through_request() -> bool {
     WRITE_THROUGH
@@ -73,6 +78,11 @@ pub async fn invalidate(
     }
     let lock_key = lock::lock_key(&key);
     let removed: i64 = conn.eval(&INVALIDATE, &[&key, &lock_key], &[]).await?;
+    // This process drops its copy as soon as the key is gone (a read that started before and
+    // would copy the old value undoes itself); the others when Redis announces the change.
+    if let Some(local) = cache.local() {
+        local.invalidate(spec, call.args());
+    }
     Ok(removed == 1)
 }
 
@@ -122,11 +132,15 @@ impl Cache {
     ) -> Result<u64, CacheError> {
         let conn = usable(self)?;
         // Calls in flight here started before the clear: later calls must not join them.
-        for namespace in stats::namespaces(affected) {
-            self.flights().detach_all(Some(namespace));
+        let namespaces = stats::namespaces(affected);
+        for namespace in &namespaces {
+            self.flights().detach_all(Some(*namespace));
         }
         let mut removed = sweep(conn, pattern).await?;
         removed += sweep(conn, pattern).await?;
+        if let Some(local) = self.local() {
+            local.clear_namespaces(&namespaces);
+        }
         Ok(removed)
     }
 }

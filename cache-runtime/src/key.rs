@@ -14,6 +14,8 @@
 //! made of identifier characters, `:`, hex digits, or characters checked when the name or prefix
 //! was accepted, so no argument value can put a glob character into a key.
 
+use std::hash::Hasher;
+
 use serde::Serialize;
 use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 
@@ -175,6 +177,37 @@ impl SiteSpec {
         }
         h.update(&self.fingerprint().to_le_bytes());
         h.digest()
+    }
+}
+
+/// The hasher of maps keyed by hashes this module computed (flight ids, argument hashes): they
+/// are uniform already, so hashing them again would only cost time.
+pub(crate) type PreHashed = std::hash::BuildHasherDefault<IdHasher>;
+
+/// Flight ids are already xxh3 hashes: folding their bits is as good as hashing them again
+/// (the table holds only calls in flight, so a crafted collision cannot grow it).
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).rotate_left(23);
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.write_u64(n as u64 ^ (n >> 64) as u64);
     }
 }
 

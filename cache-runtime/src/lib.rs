@@ -33,6 +33,8 @@
 //! | `jitter = F` | shorten each TTL by a random fraction up to F, 0.0 to 0.5 (default [`DEFAULT_TTL_JITTER`]) |
 //! | `lock = false` | on a miss, never wait for another process: the lock is taken concurrently with the function (the one holding it stores) |
 //! | `companions = false` | no `{fn}_invalidate` / `{fn}_refresh` companions (trait impls need this) |
+//! | `local = N` | keep up to N decoded entries in this process (the value must be `Clone`), kept coherent by Redis's invalidation messages |
+//! | `local_ttl = S` | serve a local copy for at most S seconds without a fresh look at Redis (default [`DEFAULT_LOCAL_TTL`]) |
 //!
 //! Stampede protection is on by default: concurrent calls of one key in a process share one
 //! execution, and one process computes a missing key while the others wait for it (a per-key
@@ -67,6 +69,7 @@
 //! | `health` | the start-up check of memory and eviction policy |
 //! | `stampede` | single-flight, the per-key Redis lock, pub/sub wake-ups of its waiters |
 //! | `flow` | the cache-aside flow of one call |
+//! | `local` | the in-process tier (`local = N`): bounded stores, coherence through `CLIENT TRACKING` |
 //! | `invalidation` | the `_invalidate` and `_refresh` companions, clears |
 //! | `background` | spawned work (stores, lock releases) that [`Cache::flush`] waits for |
 //! | `site` | one `static` per function: its options, counters and reporting |
@@ -94,6 +97,7 @@ mod freshness;
 mod health;
 mod invalidation;
 mod key;
+mod local;
 mod policy;
 mod site;
 mod spec;
@@ -107,11 +111,11 @@ pub use cache_macro::redis_cache;
 pub use config::{
     CacheBuilder, ConfigError, DEFAULT_BACKGROUND_STORES, DEFAULT_BREAKER_MAX_OPEN,
     DEFAULT_BREAKER_MIN_OPEN, DEFAULT_BREAKER_THRESHOLD, DEFAULT_COMMAND_TIMEOUT,
-    DEFAULT_COMPRESS_ABOVE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LOCK_LEASE, DEFAULT_LOCK_WAIT,
-    DEFAULT_MAX_VALUE_BYTES, DEFAULT_PREFIX, DEFAULT_TTL_JITTER, DEFAULT_URL, ENV_CLUSTER_URLS,
-    ENV_COMMAND_TIMEOUT_MS, ENV_CONNECT_TIMEOUT_MS, ENV_PASSWORD, ENV_PREFIX, ENV_READER_URL,
-    ENV_SENTINEL_MASTER, ENV_SENTINEL_URLS, ENV_TLS_CA_FILE, ENV_TLS_CERT_FILE, ENV_TLS_KEY_FILE,
-    ENV_URL, ENV_USERNAME,
+    DEFAULT_COMPRESS_ABOVE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LOCAL_MAX_BYTES, DEFAULT_LOCAL_TTL,
+    DEFAULT_LOCK_LEASE, DEFAULT_LOCK_WAIT, DEFAULT_MAX_VALUE_BYTES, DEFAULT_PREFIX,
+    DEFAULT_TTL_JITTER, DEFAULT_URL, ENV_CLUSTER_URLS, ENV_COMMAND_TIMEOUT_MS,
+    ENV_CONNECT_TIMEOUT_MS, ENV_PASSWORD, ENV_PREFIX, ENV_READER_URL, ENV_SENTINEL_MASTER,
+    ENV_SENTINEL_URLS, ENV_TLS_CA_FILE, ENV_TLS_CERT_FILE, ENV_TLS_KEY_FILE, ENV_URL, ENV_USERNAME,
 };
 pub use error::CacheError;
 pub use health::{HealthError, RedisHealth};

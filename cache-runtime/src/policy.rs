@@ -14,6 +14,15 @@ use crate::spec::SiteSpec;
 pub trait CacheValue: Serialize + DeserializeOwned {}
 impl<T: Serialize + DeserializeOwned> CacheValue for T {}
 
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be kept in the local tier: with `local = N` a cached value must implement `Clone` (and be `Send + Sync + 'static`)",
+    label = "the local tier hands out clones of this value",
+    note = "derive `Clone` for it, or remove `local = ...` to read every hit from Redis"
+)]
+#[doc(hidden)]
+pub trait LocalValue: Clone + Send + Sync + 'static {}
+impl<T: Clone + Send + Sync + 'static> LocalValue for T {}
+
 /// Decides, per return value, what goes to Redis and for how long.
 ///
 /// The impls put no bound on the stored type: `cached` requires `Stored: CacheValue` itself, so a

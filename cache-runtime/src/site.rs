@@ -3,12 +3,14 @@
 
 use std::fmt::Display;
 use std::future::Future;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Once, OnceLock};
+use std::sync::{Arc, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::connection::CommandError;
 use crate::key;
+use crate::local::AnyStore;
 use crate::spec::SiteSpec;
 use crate::stats::warnings::Throttle;
 use crate::stats::{self, Count, Counters, Outcome};
@@ -27,6 +29,9 @@ pub struct Site {
     problems: Throttle,
     #[cfg(feature = "metrics")]
     metrics: OnceLock<crate::stats::metrics::Handles>,
+    /// The local tier's store of this function in the first cache that made one (`local = N`),
+    /// by that tier's id: found without a lock on every call.
+    local: OnceLock<(u64, Arc<dyn AnyStore>)>,
 }
 
 impl Site {
@@ -41,6 +46,7 @@ impl Site {
             problems: Throttle::new(),
             #[cfg(feature = "metrics")]
             metrics: OnceLock::new(),
+            local: OnceLock::new(),
         }
     }
 
@@ -156,6 +162,37 @@ impl Site {
                 "redis_cache: a value is larger than the cache's max_value_bytes and is not \
                  cached (counted in `oversize`; logged once per function)"
             );
+        }
+    }
+
+    pub(crate) fn local_slot(&self) -> Option<&(u64, Arc<dyn AnyStore>)> {
+        self.local.get()
+    }
+
+    /// Gives the fast slot to `tier`'s store, if no tier has it yet. `true` if it did.
+    pub(crate) fn set_local_slot(&self, tier: u64, store: Arc<dyn AnyStore>) -> bool {
+        self.local.set((tier, store)).is_ok()
+    }
+
+    /// A copy of `bytes` joined the local tier.
+    pub(crate) fn local_added(&self, bytes: u64) {
+        self.counters.local_entries.fetch_add(1, Relaxed);
+        self.counters.local_bytes.fetch_add(bytes, Relaxed);
+        #[cfg(feature = "metrics")]
+        {
+            self.metrics().local_entries.increment(1.0);
+            self.metrics().local_bytes.increment(bytes as f64);
+        }
+    }
+
+    /// A copy of `bytes` left the local tier.
+    pub(crate) fn local_removed(&self, bytes: u64) {
+        self.counters.local_entries.fetch_sub(1, Relaxed);
+        self.counters.local_bytes.fetch_sub(bytes, Relaxed);
+        #[cfg(feature = "metrics")]
+        {
+            self.metrics().local_entries.decrement(1.0);
+            self.metrics().local_bytes.decrement(bytes as f64);
         }
     }
 

@@ -24,4 +24,9 @@ pub struct SiteSpec {
     /// On a miss, wait for another process holding the key's lock (`lock = true`, the default),
     /// or compute at once and take the lock alongside (`lock = false`).
     pub wait_for_lock: bool,
+    /// `local = N`: entries kept decoded in this process; 0: no local tier.
+    pub local_entries: u64,
+    /// `local_ttl = S`: seconds a local copy may be served without Redis's confirmation; 0:
+    /// [`DEFAULT_LOCAL_TTL`](crate::DEFAULT_LOCAL_TTL).
+    pub local_ttl_secs: u64,
 }

@@ -40,6 +40,8 @@ static SPEC: SiteSpec = SiteSpec {
     early_refresh: true,
     jitter: None,
     wait_for_lock: true,
+    local_entries: 0,
+    local_ttl_secs: 0,
 };
 
 mod key {

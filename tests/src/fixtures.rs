@@ -39,6 +39,18 @@ pub async fn cold(cache: &Cache, id: u64) -> String {
     format!("id {id} computed by pid {} run {run}", std::process::id())
 }
 
+/// Which computation a [`local_value`] caller got: the local tier's tests change it between
+/// calls, and each process has its own.
+pub static LOCAL_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The local tier's function, shared with the `local_peer` helper binary: its value names the
+/// generation and the process that computed it.
+#[redis_cache(ttl = 300, local = 1000, skip(cache), cache = cache, name = "fixtures::local_value")]
+pub async fn local_value(cache: &Cache, id: u64) -> String {
+    let generation = LOCAL_GENERATION.load(Ordering::SeqCst);
+    format!("id {id} generation {generation} pid {}", std::process::id())
+}
+
 /// The value the examples measure with: a product record of about 200 bytes once encoded.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Product {

@@ -36,6 +36,7 @@ pub struct CacheBuilder {
     pub(super) breaker: BreakerSettings,
     pub(super) limits: ValueLimits,
     pub(super) background_stores: bool,
+    pub(super) local_max_bytes: usize,
 }
 
 /// Sizes of stored values.
@@ -55,6 +56,7 @@ impl fmt::Debug for CacheBuilder {
             .field("breaker", &self.breaker)
             .field("limits", &self.limits)
             .field("background_stores", &self.background_stores)
+            .field("local_max_bytes", &self.local_max_bytes)
             .finish()
     }
 }
@@ -89,6 +91,7 @@ impl Default for CacheBuilder {
                 compress_above: DEFAULT_COMPRESS_ABOVE,
             },
             background_stores: DEFAULT_BACKGROUND_STORES,
+            local_max_bytes: DEFAULT_LOCAL_MAX_BYTES,
         }
     }
 }
@@ -253,6 +256,16 @@ impl CacheBuilder {
         self
     }
 
+    /// The memory the local tier (functions with `local = N`) may take in this cache, in bytes
+    /// (default [`DEFAULT_LOCAL_MAX_BYTES`]). A value's size is estimated from its stored
+    /// (encoded, possibly compressed) size plus a fixed overhead per entry, so the decoded values
+    /// may take somewhat more. A value that does not fit is served from Redis instead of being
+    /// kept; `0` turns the local tier off for this cache.
+    pub fn local_max_bytes(mut self, bytes: usize) -> Self {
+        self.local_max_bytes = bytes;
+        self
+    }
+
     /// Checks the configuration. Nothing connects yet: the first cached call does, so a service
     /// starts while Redis is down and uses it as soon as it answers.
     pub fn build(self) -> Result<Cache, ConfigError> {
@@ -286,6 +299,7 @@ impl CacheBuilder {
             self.locks,
             self.limits,
             self.background_stores,
+            self.local_max_bytes,
         ))
     }
 
@@ -296,6 +310,7 @@ impl CacheBuilder {
             self.locks,
             self.limits,
             self.background_stores,
+            0,
         )
     }
 }

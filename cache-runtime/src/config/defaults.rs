@@ -43,3 +43,12 @@ pub const DEFAULT_TTL_JITTER: f64 = 0.1;
 /// round trip), so a value is in Redis when the call returns, even in a process that exits right
 /// after it. See [`CacheBuilder::background_stores`](crate::CacheBuilder::background_stores).
 pub const DEFAULT_BACKGROUND_STORES: bool = false;
+/// How long a copy in the local tier (`local = N`) is served before it is read from Redis again,
+/// when the function does not say `local_ttl = ...`. While Redis's invalidation messages arrive,
+/// a change removes copies at once and this only bounds how long one is trusted without a fresh
+/// look; when they cannot (the channel dropped, Redis down, tracking refused), it is the
+/// longest a copy can be stale. Never longer than the entry's own TTL.
+pub const DEFAULT_LOCAL_TTL: Duration = Duration::from_secs(30);
+/// The memory the local tier of one cache may take, estimated from the stored size of its
+/// values (see [`CacheBuilder::local_max_bytes`](crate::CacheBuilder::local_max_bytes)).
+pub const DEFAULT_LOCAL_MAX_BYTES: usize = 64 * 1024 * 1024;

@@ -279,6 +279,15 @@ impl Connection {
         }
     }
 
+    /// RESP3 clients for the local tier's invalidation channel, one per primary (connecting the
+    /// command connection first, which finds the primaries).
+    pub(crate) async fn tracking_clients(&self) -> Result<Vec<redis::Client>, CommandError> {
+        let primaries = self.primaries().await?;
+        self.target
+            .tracking_clients(&primaries)
+            .map_err(CommandError::Redis)
+    }
+
     /// Clients for the pub/sub connection, to try in order: the server, the configured nodes of
     /// a cluster, or the primary the sentinels named last.
     pub(crate) fn pubsub_clients(&self) -> Vec<redis::Client> {

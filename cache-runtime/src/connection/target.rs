@@ -11,8 +11,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-    AsyncConnectionConfig, Client, Cmd, ConnectionInfo, FromRedisValue, IntoConnectionInfo,
-    RedisError, RedisResult,
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, FromRedisValue,
+    IntoConnectionInfo, ProtocolVersion, RedisError, RedisResult,
 };
 
 use super::{Endpoints, Servers, Timeouts, redact};
@@ -233,6 +233,58 @@ impl Target {
                 *crate::sync::guard(primary) = Some(found);
                 Ok(Link::Single(conn))
             }
+        }
+    }
+
+    /// RESP3 clients for the local tier's invalidation channel: the server, the current primary
+    /// behind Sentinel, or each of `primaries` of a cluster (by the address the cluster
+    /// announces, with the configured nodes' credentials and TLS settings).
+    pub(super) fn tracking_clients(&self, primaries: &[Node]) -> RedisResult<Vec<Client>> {
+        let resp3 = |client: &Client, at: Option<(&str, u16)>| {
+            let info = client.get_connection_info().clone();
+            let info = match (at, info.addr().clone()) {
+                (Some((host, port)), ConnectionAddr::Tcp(..)) => {
+                    info.set_addr(ConnectionAddr::Tcp(host.to_string(), port))
+                }
+                (
+                    Some((host, port)),
+                    ConnectionAddr::TcpTls {
+                        insecure,
+                        tls_params,
+                        ..
+                    },
+                ) => info.set_addr(ConnectionAddr::TcpTls {
+                    host: host.to_string(),
+                    port,
+                    insecure,
+                    tls_params,
+                }),
+                _ => info,
+            };
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_protocol(ProtocolVersion::RESP3);
+            Client::open(info.set_redis_settings(settings))
+        };
+        match self {
+            Target::Cluster { nodes, .. } => {
+                let Some(seed) = nodes.first() else {
+                    return Ok(Vec::new());
+                };
+                primaries
+                    .iter()
+                    .filter_map(|node| match node {
+                        Node::At { host, port } => Some(resp3(seed, Some((host, *port)))),
+                        Node::Any => None,
+                    })
+                    .collect()
+            }
+            _ => self
+                .pubsub_clients()
+                .iter()
+                .map(|client| resp3(client, None))
+                .collect(),
         }
     }
 

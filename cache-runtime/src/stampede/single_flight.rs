@@ -15,13 +15,12 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
-use crate::key::CallKey;
+use crate::key::{CallKey, PreHashed};
 
 /// A call's identity: the function's namespace (see
 /// [`SiteSpec::namespace`](crate::spec::SiteSpec::namespace)) and the hash of its arguments.
@@ -67,39 +66,12 @@ pub(crate) struct Flights {
     serials: AtomicU64,
 }
 
-type Table = HashMap<FlightId, Flight, BuildHasherDefault<IdHasher>>;
+type Table = HashMap<FlightId, Flight, PreHashed>;
 
 /// One shard, alone on its cache lines (two, for the adjacent-line prefetcher).
 #[derive(Debug, Default)]
 #[repr(align(128))]
 struct Shard(Mutex<Table>);
-
-/// Flight ids are already xxh3 hashes: folding their bits is as good as hashing them again
-/// (the table holds only calls in flight, so a crafted collision cannot grow it).
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).rotate_left(23);
-    }
-
-    fn write_u128(&mut self, n: u128) {
-        self.write_u64(n as u64 ^ (n >> 64) as u64);
-    }
-}
 
 /// The caller's role for one attempt.
 pub(crate) enum Join<'a> {

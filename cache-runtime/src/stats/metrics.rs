@@ -4,8 +4,10 @@
 //!
 //! | metric | kind | labels |
 //! |---|---|---|
-//! | `redis_cache_calls_total` | counter | `function`, `outcome` = `hits`, `stale`, `misses`, `coalesced`, `fallbacks` |
-//! | `redis_cache_events_total` | counter | `function`, `event` = `executions`, `errors`, `invalid`, `writes`, `early_refreshes`, `lock_waits`, `lock_timeouts`, `oversize`, `fenced` |
+//! | `redis_cache_calls_total` | counter | `function`, `outcome` = `local_hits`, `hits`, `stale`, `misses`, `coalesced`, `fallbacks` |
+//! | `redis_cache_events_total` | counter | `function`, `event` = `executions`, `errors`, `invalid`, `writes`, `early_refreshes`, `lock_waits`, `lock_timeouts`, `oversize`, `fenced`, `local_evictions`, `local_invalidations` |
+//! | `redis_cache_local_entries` | gauge | `function`: copies in the local tier |
+//! | `redis_cache_local_bytes` | gauge | `function`: their estimated bytes |
 //! | `redis_cache_redis_seconds` | histogram | `function`: each Redis round trip made for a call |
 //! | `redis_cache_function_seconds` | histogram | `function`: each execution of the body |
 //! | `redis_cache_breaker_open` | gauge | `prefix`: 1 while the cache's circuit breaker is open |
@@ -15,7 +17,7 @@
 
 use std::time::Duration;
 
-use metrics::{Counter, Histogram, Label};
+use metrics::{Counter, Gauge, Histogram, Label};
 
 use crate::stats::Count;
 
@@ -25,6 +27,8 @@ pub(crate) struct Handles {
     counts: [Counter; Count::ALL.len()],
     pub(crate) redis: Seconds,
     pub(crate) function: Seconds,
+    pub(crate) local_entries: Gauge,
+    pub(crate) local_bytes: Gauge,
 }
 
 /// A histogram of durations in seconds.
@@ -50,10 +54,13 @@ impl Handles {
         });
         let seconds =
             |name: &'static str| Seconds(metrics::histogram!(name, vec![function.clone()]));
+        let gauge = |name: &'static str| metrics::gauge!(name, vec![function.clone()]);
         Handles {
             counts,
             redis: seconds("redis_cache_redis_seconds"),
             function: seconds("redis_cache_function_seconds"),
+            local_entries: gauge("redis_cache_local_entries"),
+            local_bytes: gauge("redis_cache_local_bytes"),
         }
     }
 

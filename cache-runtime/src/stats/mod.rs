@@ -67,6 +67,8 @@ pub(crate) enum Outcome {
     Miss,
     Coalesced,
     Fallback,
+    /// Answered by the local tier, without a round trip.
+    LocalHit,
 }
 
 impl Outcome {
@@ -78,11 +80,12 @@ impl Outcome {
             Outcome::Miss => Count::Misses,
             Outcome::Coalesced => Count::Coalesced,
             Outcome::Fallback => Count::Fallbacks,
+            Outcome::LocalHit => Count::LocalHits,
         }
     }
 }
 
-/// What a cached function counts. The first five are the [`Outcome`]s.
+/// What a cached function counts. The first six are the [`Outcome`]s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Count {
     Hits,
@@ -90,6 +93,7 @@ pub(crate) enum Count {
     Misses,
     Coalesced,
     Fallbacks,
+    LocalHits,
     Executions,
     Errors,
     Invalid,
@@ -99,15 +103,18 @@ pub(crate) enum Count {
     LockTimeouts,
     Oversize,
     Fenced,
+    LocalEvictions,
+    LocalInvalidations,
 }
 
 impl Count {
-    pub(crate) const ALL: [Count; 14] = [
+    pub(crate) const ALL: [Count; 17] = [
         Count::Hits,
         Count::Stale,
         Count::Misses,
         Count::Coalesced,
         Count::Fallbacks,
+        Count::LocalHits,
         Count::Executions,
         Count::Errors,
         Count::Invalid,
@@ -117,6 +124,8 @@ impl Count {
         Count::LockTimeouts,
         Count::Oversize,
         Count::Fenced,
+        Count::LocalEvictions,
+        Count::LocalInvalidations,
     ];
 
     /// The field of [`FunctionStats`] (and the metric's label) it feeds.
@@ -127,6 +136,7 @@ impl Count {
             Count::Misses => "misses",
             Count::Coalesced => "coalesced",
             Count::Fallbacks => "fallbacks",
+            Count::LocalHits => "local_hits",
             Count::Executions => "executions",
             Count::Errors => "errors",
             Count::Invalid => "invalid",
@@ -136,6 +146,8 @@ impl Count {
             Count::LockTimeouts => "lock_timeouts",
             Count::Oversize => "oversize",
             Count::Fenced => "fenced",
+            Count::LocalEvictions => "local_evictions",
+            Count::LocalInvalidations => "local_invalidations",
         }
     }
 
@@ -143,7 +155,7 @@ impl Count {
     /// happened during it).
     #[cfg(feature = "metrics")]
     pub(crate) fn is_outcome(self) -> bool {
-        (self as usize) <= Count::Fallbacks as usize
+        (self as usize) <= Count::LocalHits as usize
     }
 }
 
@@ -159,6 +171,9 @@ pub(crate) struct Counters {
     pub(crate) redis: Histogram,
     /// Each execution of the function's body.
     pub(crate) function: Histogram,
+    /// Copies in the local tier, in every cache, and their estimated bytes.
+    pub(crate) local_entries: AtomicU64,
+    pub(crate) local_bytes: AtomicU64,
 }
 
 impl Counters {
@@ -167,6 +182,8 @@ impl Counters {
             counts: [const { AtomicU64::new(0) }; Count::ALL.len()],
             redis: Histogram::new(),
             function: Histogram::new(),
+            local_entries: AtomicU64::new(0),
+            local_bytes: AtomicU64::new(0),
         }
     }
 
@@ -183,14 +200,18 @@ impl Counters {
 /// A snapshot of one cached function's counters since the process started (or of all functions
 /// together, in [`Snapshot::total`]).
 ///
-/// Every call that returns is exactly one of a hit, a stale serve, a miss, a fallback or a
-/// coalesced call, counted as it returns, so `hits + stale + misses + fallbacks + coalesced` is
-/// the number of calls. A call cancelled (or panicking) before it returns is in none of them.
+/// Every call that returns is exactly one of a local hit, a hit, a stale serve, a miss, a
+/// fallback or a coalesced call, counted as it returns, so `local_hits + hits + stale + misses +
+/// fallbacks + coalesced` is the number of calls ([`FunctionStats::calls`]). A call cancelled (or
+/// panicking) before it returns is in none of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct FunctionStats {
     /// The function's key segment: `module::fn`, `module::Type::method`, or its `name`.
     pub function: String,
+    /// Calls answered by the local tier (`local = N`): a decoded copy in this process, without
+    /// a round trip.
+    pub local_hits: u64,
     /// Calls answered with a fresh entry from Redis (including after waiting for another process
     /// to compute it, and early refreshes).
     pub hits: u64,
@@ -228,6 +249,16 @@ pub struct FunctionStats {
     /// while they were being computed (they may predate that write), or because their lock
     /// lapsed: stale writes prevented.
     pub fenced: u64,
+    /// Copies dropped from the local tier to make room (its `local = N` bound).
+    pub local_evictions: u64,
+    /// Copies dropped from the local tier because Redis's entry changed (announced by Redis, or
+    /// invalidated or cleared in this process).
+    pub local_invalidations: u64,
+    /// Copies in the local tier now (in every cache of this process).
+    pub local_entries: u64,
+    /// Their estimated size in bytes (see
+    /// [`CacheBuilder::local_max_bytes`](crate::CacheBuilder::local_max_bytes)).
+    pub local_bytes: u64,
     /// Redis round trips made for calls: lookups, lock scripts, stores.
     pub redis_latency: Latency,
     /// Executions of the function's body.
@@ -235,11 +266,13 @@ pub struct FunctionStats {
 }
 
 impl FunctionStats {
-    /// The share of lookups answered from Redis: `(hits + stale) / (hits + stale + misses +
-    /// fallbacks)`, or 0 before any. Coalesced calls shared another call's lookup and are left
-    /// out; fallbacks count against it, so a cache whose Redis is down shows 0, not 100%.
+    /// The share of lookups answered from the cache, local tier included: `served / (served +
+    /// misses + fallbacks)` with `served = local_hits + hits + stale`, or 0 before any.
+    /// Coalesced calls shared another call's lookup and are left out; fallbacks count against
+    /// it, so a cache whose Redis is down shows 0, not 100% (a local hit during an outage still
+    /// counts as served).
     pub fn hit_ratio(&self) -> f64 {
-        let served = self.hits + self.stale;
+        let served = self.local_hits + self.hits + self.stale;
         let lookups = served + self.misses + self.fallbacks;
         if lookups == 0 {
             0.0
@@ -248,9 +281,9 @@ impl FunctionStats {
         }
     }
 
-    /// Calls so far: hits, stale serves, misses, coalesced calls and fallbacks.
+    /// Calls so far: local hits, hits, stale serves, misses, coalesced calls and fallbacks.
     pub fn calls(&self) -> u64 {
-        self.hits + self.stale + self.misses + self.coalesced + self.fallbacks
+        self.local_hits + self.hits + self.stale + self.misses + self.coalesced + self.fallbacks
     }
 
     fn from_parts(
@@ -258,6 +291,7 @@ impl FunctionStats {
         values: &Values,
         redis: &Counts,
         function_latency: &Counts,
+        (local_entries, local_bytes): (u64, u64),
     ) -> Self {
         let count = |c: Count| values[c as usize];
         FunctionStats {
@@ -276,6 +310,11 @@ impl FunctionStats {
             lock_timeouts: count(Count::LockTimeouts),
             oversize: count(Count::Oversize),
             fenced: count(Count::Fenced),
+            local_hits: count(Count::LocalHits),
+            local_evictions: count(Count::LocalEvictions),
+            local_invalidations: count(Count::LocalInvalidations),
+            local_entries,
+            local_bytes,
             redis_latency: redis.summary(),
             function_latency: function_latency.summary(),
         }
@@ -297,6 +336,7 @@ pub fn snapshot() -> Snapshot {
     let registered: Vec<Registered> = registry().clone();
     let mut totals = [0u64; Count::ALL.len()];
     let (mut redis, mut function) = (Counts::default(), Counts::default());
+    let mut local_total = (0, 0);
     let functions = registered
         .iter()
         .map(|registered| {
@@ -309,10 +349,12 @@ pub fn snapshot() -> Snapshot {
             let (r, f) = (c.redis.counts(), c.function.counts());
             redis.merge(&r);
             function.merge(&f);
-            FunctionStats::from_parts(registered.name.to_string(), &values, &r, &f)
+            let local = (c.local_entries.load(Relaxed), c.local_bytes.load(Relaxed));
+            local_total = (local_total.0 + local.0, local_total.1 + local.1);
+            FunctionStats::from_parts(registered.name.to_string(), &values, &r, &f, local)
         })
         .collect();
-    let total = FunctionStats::from_parts("*".into(), &totals, &redis, &function);
+    let total = FunctionStats::from_parts("*".into(), &totals, &redis, &function, local_total);
     Snapshot { functions, total }
 }
 

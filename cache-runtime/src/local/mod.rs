@@ -1,0 +1,370 @@
+//! The local tier (`local = N`): decoded copies of a function's entries in this process, served
+//! without a round trip, and removed when Redis's entry changes.
+//!
+//! - [`store`]: one function's copies, bounded by `local = N` entries and by the cache's byte
+//!   budget ([`Budget`]); a copy is served until the entry's own freshness or `local_ttl` after
+//!   it was cached, whichever comes first.
+//! - [`tracking`]: coherence. A connection per primary asks Redis for server-assisted
+//!   client-side caching in broadcast mode (`CLIENT TRACKING ON BCAST PREFIX {prefix}:` over
+//!   RESP3): every change of a key under the cache's prefix (a store, `DEL` from any client,
+//!   `FLUSHALL`, expiry, eviction) is announced, and the copy of that key is removed. While that
+//!   channel is down, copies are served under the `local_ttl` bound only, and when it is back
+//!   every copy cached before is dropped.
+//!
+//! Copies are made from reads, never from this process's own stores: a store changes the key,
+//! whose announcement would remove the copy anyway. So a miss is followed by one Redis hit, and
+//! then by local hits. When Redis is unreachable, computed values are kept too (for `local_ttl`),
+//! so an outage costs one execution per key per `local_ttl` in each process, like the in-process
+//! map the tier replaces.
+
+mod store;
+mod tracking;
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+pub(crate) use store::{LocalStore, Watch};
+
+use crate::config::DEFAULT_LOCAL_TTL;
+use crate::connection::Connection;
+use crate::key::PreHashed;
+use crate::site::Site;
+use crate::spec::SiteSpec;
+
+/// The bytes the local tier of one cache may hold (estimated).
+#[derive(Debug)]
+pub(crate) struct Budget {
+    used: AtomicU64,
+    max: u64,
+}
+
+impl Budget {
+    fn new(max: u64) -> Self {
+        Budget {
+            used: AtomicU64::new(0),
+            max,
+        }
+    }
+
+    /// Takes `bytes` from the budget, if they fit.
+    pub(crate) fn reserve(&self, bytes: u64) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= self.max)
+            })
+            .is_ok()
+    }
+
+    pub(crate) fn release(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// What the tier does with one function's store, whatever its value type.
+pub(crate) trait AnyStore: Send + Sync {
+    fn invalidate(&self, args: u128) -> bool;
+    fn clear(&self) -> usize;
+    fn sweep(&self, now_ms: u64);
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl std::fmt::Debug for dyn AnyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalStore")
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> AnyStore for LocalStore<T> {
+    fn invalidate(&self, args: u128) -> bool {
+        LocalStore::invalidate(self, args)
+    }
+    fn clear(&self) -> usize {
+        LocalStore::clear(self)
+    }
+    fn sweep(&self, now_ms: u64) {
+        LocalStore::sweep(self, now_ms);
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The local tier of one cache. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct LocalTier {
+    inner: Arc<Tier>,
+}
+
+impl std::fmt::Debug for LocalTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalTier")
+            .field("budget", &self.inner.budget)
+            .field("coherent", &self.is_coherent())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Tier {
+    /// Tells tiers apart in a site's fast slot.
+    id: u64,
+    prefix: String,
+    budget: Arc<Budget>,
+    /// One store per function (by flight namespace), created at its first call.
+    stores: RwLock<HashMap<u64, Arc<dyn AnyStore>, PreHashed>>,
+    /// How invalidation messages find a store: `{function segment}:{fingerprint}` of the keys
+    /// copies were made from.
+    routes: RwLock<HashMap<String, Arc<dyn AnyStore>>>,
+    /// The invalidation channel is up: every change is being announced.
+    coherent: AtomicBool,
+    /// The channel was started (at the first call of a function with `local`).
+    tracking: OnceLock<()>,
+    /// Bumped each time coherence is gained, lost or every copy dropped, for tests to await.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+static NEXT_TIER: AtomicU64 = AtomicU64::new(1);
+
+impl LocalTier {
+    pub(crate) fn new(prefix: &str, max_bytes: usize) -> Self {
+        LocalTier {
+            inner: Arc::new(Tier {
+                id: NEXT_TIER.fetch_add(1, Ordering::Relaxed),
+                prefix: prefix.to_string(),
+                budget: Arc::new(Budget::new(max_bytes as u64)),
+                stores: RwLock::default(),
+                routes: RwLock::default(),
+                coherent: AtomicBool::new(false),
+                tracking: OnceLock::new(),
+                changes: tokio::sync::watch::Sender::new(0),
+            }),
+        }
+    }
+
+    /// `site`'s store in this tier, created at its first call; starts the invalidation channel
+    /// at the first call of any function. The common case (one cache per function) is a load
+    /// from the site, without a lock.
+    pub(crate) fn store<T>(
+        &self,
+        site: &'static Site,
+        conn: &Arc<Connection>,
+    ) -> Option<StoreRef<T>>
+    where
+        T: Clone + Send + Sync + 'static,
+    {
+        if let Some((id, store)) = site.local_slot()
+            && *id == self.inner.id
+        {
+            return store.as_any().downcast_ref().map(StoreRef::Static);
+        }
+        self.inner.tracking.get_or_init(|| {
+            tracking::start(Arc::downgrade(&self.inner), conn.clone());
+        });
+        let namespace = site.namespace();
+        let existing = crate::sync::read(&self.inner.stores)
+            .get(&namespace)
+            .cloned();
+        let store = existing.unwrap_or_else(|| {
+            let mut stores = crate::sync::write(&self.inner.stores);
+            stores
+                .entry(namespace)
+                .or_insert_with(|| Arc::new(LocalStore::<T>::new(site, self.inner.budget.clone())))
+                .clone()
+        });
+        if site.set_local_slot(self.inner.id, store.clone()) {
+            return self.store(site, conn);
+        }
+        // Another cache holds the site's slot: this one goes through its map.
+        store.as_any().downcast_ref::<LocalStore<T>>()?;
+        Some(StoreRef::Shared(store, std::marker::PhantomData))
+    }
+
+    /// Makes invalidation messages about `key` (a key of `store`) reach `store`.
+    fn route(&self, key: &str, store: Arc<dyn AnyStore>) {
+        let Some((route, _)) = self.parse(key) else {
+            return;
+        };
+        if crate::sync::read(&self.inner.routes).contains_key(route) {
+            return;
+        }
+        crate::sync::write(&self.inner.routes).insert(route.to_string(), store);
+    }
+
+    /// `{prefix}:{function}:{fingerprint}:{{args}}` into its route and argument hash.
+    fn parse<'k>(&self, key: &'k str) -> Option<(&'k str, u128)> {
+        self.inner.parse(key)
+    }
+
+    /// Whether Redis is announcing every change right now.
+    pub(crate) fn is_coherent(&self) -> bool {
+        self.inner.coherent.load(Ordering::Acquire)
+    }
+
+    /// Drops the copies of `spec`'s function (an `_invalidate` of one call, or a clear, in this
+    /// process: the announcement would do it too, a moment later).
+    pub(crate) fn invalidate(&self, spec: &SiteSpec, args: Option<u128>) {
+        let store = crate::sync::read(&self.inner.stores)
+            .get(&spec.namespace())
+            .cloned();
+        if let Some(store) = store {
+            match args {
+                Some(args) => {
+                    store.invalidate(args);
+                }
+                None => {
+                    store.clear();
+                }
+            }
+        }
+    }
+
+    /// Drops every copy of the functions whose namespaces are given.
+    pub(crate) fn clear_namespaces(&self, namespaces: &[u64]) {
+        let stores = crate::sync::read(&self.inner.stores);
+        for namespace in namespaces {
+            if let Some(store) = stores.get(namespace) {
+                store.clear();
+            }
+        }
+    }
+
+    /// A receiver that changes whenever coherence is gained or lost, or an announcement removed
+    /// copies: what tests await instead of sleeping.
+    pub(crate) fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+}
+
+impl Tier {
+    fn parse<'k>(&self, key: &'k str) -> Option<(&'k str, u128)> {
+        let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix(':')?;
+        // `:{` + 32 hex digits + `}` at the end.
+        let split = rest.len().checked_sub(35)?;
+        let (route, tail) = (rest.get(..split)?, rest.get(split..)?);
+        let hex = tail.strip_prefix(":{")?.strip_suffix('}')?;
+        Some((route, u128::from_str_radix(hex, 16).ok()?))
+    }
+
+    /// An announcement: these keys changed (`None`: the whole database was flushed).
+    fn invalidated(&self, keys: Option<Vec<Vec<u8>>>) {
+        let Some(keys) = keys else {
+            self.clear_all();
+            return;
+        };
+        let routes = crate::sync::read(&self.routes);
+        let mut removed = false;
+        for key in &keys {
+            let Ok(key) = std::str::from_utf8(key) else {
+                continue;
+            };
+            if key.ends_with(":lock") {
+                continue;
+            }
+            if let Some((route, args)) = self.parse(key)
+                && let Some(store) = routes.get(route)
+                && store.invalidate(args)
+            {
+                removed = true;
+            }
+        }
+        if removed {
+            self.changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Drops every copy: the channel is (back) up, and copies cached before may have missed
+    /// announcements; or the database was flushed.
+    fn clear_all(&self) {
+        let stores: Vec<_> = crate::sync::read(&self.stores).values().cloned().collect();
+        for store in stores {
+            store.clear();
+        }
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    fn sweep(&self, now_ms: u64) {
+        let stores: Vec<_> = crate::sync::read(&self.stores).values().cloned().collect();
+        for store in stores {
+            store.sweep(now_ms);
+        }
+    }
+
+    fn set_coherent(&self, coherent: bool) {
+        if self.coherent.swap(coherent, Ordering::AcqRel) != coherent {
+            self.changes.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+/// A function's store, borrowed from its site (the common case) or shared with the tier.
+pub(crate) enum StoreRef<T: 'static> {
+    Static(&'static LocalStore<T>),
+    Shared(Arc<dyn AnyStore>, std::marker::PhantomData<T>),
+}
+
+impl<T: Clone + Send + Sync + 'static> StoreRef<T> {
+    pub(crate) fn get(&self) -> &LocalStore<T> {
+        match self {
+            StoreRef::Static(store) => store,
+            StoreRef::Shared(store, _) => store
+                .as_any()
+                .downcast_ref()
+                .expect("a store's type is its function's value type"),
+        }
+    }
+
+    fn shared(&self, tier: &LocalTier, site: &Site) -> Option<Arc<dyn AnyStore>> {
+        match self {
+            StoreRef::Shared(store, _) => Some(store.clone()),
+            StoreRef::Static(_) => crate::sync::read(&tier.inner.stores)
+                .get(&site.namespace())
+                .cloned(),
+        }
+    }
+}
+
+/// How long `spec`'s copies may be served without a fresh look at Redis.
+pub(crate) fn local_ttl(spec: &SiteSpec) -> Duration {
+    match spec.local_ttl_secs {
+        0 => DEFAULT_LOCAL_TTL,
+        secs => Duration::from_secs(secs),
+    }
+}
+
+/// What the flow keeps in the local tier for one call (see [`crate::flow::cached_local`]).
+pub(crate) struct Keep<'a, T: 'static> {
+    pub tier: &'a LocalTier,
+    pub site: &'static Site,
+    pub store: &'a StoreRef<T>,
+    pub watch: Watch,
+}
+
+/// Keeping a copy, whatever the value type: the flow holds a `&dyn KeepLocal<T>` only for
+/// functions with `local`, so the others pay nothing.
+pub(crate) trait KeepLocal<T> {
+    /// Keeps `value`, read from `key` in Redis (or computed while Redis was unreachable), fresh
+    /// until `fresh_until_ms`; `bytes` is its stored size.
+    fn keep(&self, key: &str, value: &T, fresh_until_ms: u64, bytes: usize);
+}
+
+/// Bytes charged per copy beyond its stored size: the map's slot, the entry's fields, and the
+/// decoded value's own overhead, roughly.
+const ENTRY_OVERHEAD: u64 = 64;
+
+impl<T: Clone + Send + Sync + 'static> KeepLocal<T> for Keep<'_, T> {
+    fn keep(&self, key: &str, value: &T, fresh_until_ms: u64, bytes: usize) {
+        let now = crate::envelope::unix_ms(std::time::SystemTime::now());
+        let ttl_ms = u64::try_from(local_ttl(&self.site.spec).as_millis()).unwrap_or(u64::MAX);
+        let until_ms = fresh_until_ms.min(now.saturating_add(ttl_ms));
+        if until_ms <= now {
+            return;
+        }
+        if let Some(shared) = self.store.shared(self.tier, self.site) {
+            self.tier.route(key, shared);
+        }
+        let bytes = bytes as u64 + ENTRY_OVERHEAD + std::mem::size_of::<T>() as u64;
+        self.store.get().insert(self.watch, value, until_ms, bytes);
+    }
+}

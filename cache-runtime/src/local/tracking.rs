@@ -1,0 +1,249 @@
+//! The invalidation channel of a local tier: Redis's server-assisted client-side caching, in
+//! broadcast mode, over RESP3.
+//!
+//! One connection per primary (one for a single server or behind Sentinel) sends
+//! `CLIENT TRACKING ON BCAST PREFIX {prefix}:`; from then on the server pushes the name of every
+//! key under the prefix that changes, whoever changes it and however (a write, `DEL`, `UNLINK`,
+//! `FLUSHALL`, expiry, eviction). Broadcast mode does not depend on which connection read a key,
+//! so the command connection stays as it is (RESP2, multiplexed, shared by every call).
+//!
+//! The channel is lost when a connection drops (redis-rs reports it), a ping goes unanswered, or
+//! the set of primaries changes (failover, resharding onto a new node): the tier then serves its
+//! copies under the `local_ttl` bound only, and once a new channel is up it drops every copy
+//! cached before, which may have missed an announcement.
+//!
+//! A server that refuses (Redis before 6, a managed service without `CLIENT TRACKING`, an ACL
+//! without `CLIENT`) is logged once, with the reason; the tier then relies on `local_ttl` alone.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, PushInfo, PushKind, RedisError, Value};
+use tokio::sync::Notify;
+
+use super::Tier;
+use crate::connection::Connection;
+
+/// How often the channel's connections are pinged, and the tier is looked after (expired copies
+/// swept, primaries compared).
+const TICK: Duration = Duration::from_secs(1);
+/// Ticks between two comparisons of the primaries (a new primary needs a channel of its own).
+const TOPOLOGY_TICKS: u32 = 5;
+/// The first wait before opening a lost channel again; doubles up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+/// How long a server that refused tracking is left alone before it is asked again (it may have
+/// been upgraded, or its ACL fixed).
+const REFUSED_RETRY: Duration = Duration::from_secs(60);
+
+/// Starts the channel of `tier`; it ends when the tier (its cache) is gone.
+pub(super) fn start(tier: Weak<Tier>, conn: Arc<Connection>) {
+    tokio::spawn(run(tier, conn));
+}
+
+/// An open channel.
+struct Channel {
+    conns: Vec<MultiplexedConnection>,
+    /// The servers it listens to, to notice a change of primaries.
+    servers: Vec<String>,
+    /// Notified by redis-rs when one of the connections drops.
+    dropped: Arc<Notify>,
+}
+
+enum Failure {
+    /// The server answered with an error: it does not do client-side caching for us.
+    Refused(RedisError),
+    /// No answer: Redis is down or unreachable.
+    Unreachable,
+}
+
+async fn run(tier: Weak<Tier>, conn: Arc<Connection>) {
+    let mut retry = RETRY_MIN;
+    let mut refusal_logged = false;
+    loop {
+        let Some(prefix) = tier.upgrade().map(|t| t.prefix.clone()) else {
+            return;
+        };
+        let wait = match open(&tier, &conn, &prefix).await {
+            Ok(channel) => {
+                retry = RETRY_MIN;
+                refusal_logged = false;
+                let Some(t) = tier.upgrade() else { return };
+                // Anything cached before now may have missed an announcement.
+                t.clear_all();
+                t.set_coherent(true);
+                drop(t);
+                tracing::debug!(
+                    servers = ?channel.servers,
+                    "redis_cache: local tier coherent (client-side caching invalidations)"
+                );
+                let reason = listen(&tier, &conn, channel).await;
+                let Some(t) = tier.upgrade() else { return };
+                t.set_coherent(false);
+                tracing::debug!(
+                    reason,
+                    "redis_cache: the local tier's invalidation channel is down; local copies \
+                     are served for at most local_ttl until it is back"
+                );
+                retry
+            }
+            Err(Failure::Refused(err)) => {
+                if !refusal_logged {
+                    refusal_logged = true;
+                    tracing::warn!(
+                        error = %err,
+                        "redis_cache: the server refuses client-side caching (CLIENT TRACKING \
+                         over RESP3, Redis 6 or later); local copies are served for at most \
+                         local_ttl without Redis's confirmation"
+                    );
+                }
+                REFUSED_RETRY
+            }
+            Err(Failure::Unreachable) => {
+                let wait = retry;
+                retry = (retry * 2).min(RETRY_MAX);
+                wait
+            }
+        };
+        if !idle(&tier, wait).await {
+            return;
+        }
+    }
+}
+
+/// Opens a connection to each primary and turns broadcast tracking on for the cache's prefix.
+async fn open(tier: &Weak<Tier>, conn: &Connection, prefix: &str) -> Result<Channel, Failure> {
+    let clients = conn
+        .tracking_clients()
+        .await
+        .map_err(|_| Failure::Unreachable)?;
+    let dropped = Arc::new(Notify::new());
+    let timeouts = conn.timeouts();
+    let mut channel = Channel {
+        conns: Vec::with_capacity(clients.len()),
+        servers: Vec::with_capacity(clients.len()),
+        dropped: dropped.clone(),
+    };
+    for client in clients {
+        let (tier, dropped) = (tier.clone(), dropped.clone());
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeouts.connect))
+            .set_response_timeout(Some(timeouts.command))
+            .set_push_sender(move |push: PushInfo| {
+                announced(&tier, &dropped, push);
+                Ok::<(), redis::aio::SendError>(())
+            });
+        let mut link = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(failure)?;
+        let on: () = redis::cmd("CLIENT")
+            .arg("TRACKING")
+            .arg("ON")
+            .arg("BCAST")
+            .arg("PREFIX")
+            .arg(format!("{prefix}:"))
+            .query_async(&mut link)
+            .await
+            .map_err(failure)?;
+        let () = on;
+        channel
+            .servers
+            .push(client.get_connection_info().addr().to_string());
+        channel.conns.push(link);
+    }
+    Ok(channel)
+}
+
+fn failure(err: RedisError) -> Failure {
+    // An error reply (or a refused RESP3 handshake) is the server's answer; anything else means
+    // it could not be reached.
+    if err.code().is_some() || err.kind() == redis::ErrorKind::AuthenticationFailed {
+        Failure::Refused(err)
+    } else {
+        Failure::Unreachable
+    }
+}
+
+/// What redis-rs pushes to a channel connection.
+fn announced(tier: &Weak<Tier>, dropped: &Notify, push: PushInfo) {
+    match push.kind {
+        PushKind::Invalidate => {
+            let Some(tier) = tier.upgrade() else { return };
+            match push.data.into_iter().next() {
+                Some(Value::Array(keys)) => {
+                    let keys = keys
+                        .into_iter()
+                        .filter_map(|key| match key {
+                            Value::BulkString(bytes) => Some(bytes),
+                            _ => None,
+                        })
+                        .collect();
+                    tier.invalidated(Some(keys));
+                }
+                // `FLUSHALL` / `FLUSHDB`: every key changed.
+                _ => tier.invalidated(None),
+            }
+        }
+        PushKind::Disconnection => dropped.notify_one(),
+        _ => {}
+    }
+}
+
+/// Keeps the channel until it is lost; returns why.
+async fn listen(tier: &Weak<Tier>, conn: &Connection, mut channel: Channel) -> &'static str {
+    let mut ticks = 0u32;
+    loop {
+        if tokio::time::timeout(TICK, channel.dropped.notified())
+            .await
+            .is_ok()
+        {
+            return "a connection dropped";
+        }
+        let Some(t) = tier.upgrade() else {
+            return "the cache is gone";
+        };
+        t.sweep(now_ms());
+        drop(t);
+        for link in &mut channel.conns {
+            let pong: Result<String, _> = redis::cmd("PING").query_async(link).await;
+            if pong.is_err() {
+                return "a ping went unanswered";
+            }
+        }
+        ticks += 1;
+        if ticks.is_multiple_of(TOPOLOGY_TICKS) {
+            let servers = conn.tracking_clients().await.map(|clients| {
+                clients
+                    .iter()
+                    .map(|c| c.get_connection_info().addr().to_string())
+                    .collect::<Vec<_>>()
+            });
+            if servers.is_ok_and(|servers| servers != channel.servers) {
+                return "the primaries changed";
+            }
+        }
+    }
+}
+
+/// Waits `wait`, sweeping expired copies meanwhile; `false` when the tier is gone.
+async fn idle(tier: &Weak<Tier>, wait: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let Some(t) = tier.upgrade() else {
+            return false;
+        };
+        t.sweep(now_ms());
+        drop(t);
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        tokio::time::sleep_until(deadline.min(now + TICK)).await;
+    }
+}
+
+fn now_ms() -> u64 {
+    crate::envelope::unix_ms(SystemTime::now())
+}

@@ -1,0 +1,354 @@
+//! The local tier (`local = N`): copies in this process, removed when Redis's entry changes,
+//! whoever changes it: another process's `_invalidate`, `_refresh` or clear (the `local_peer`
+//! binary), a `DEL` or `FLUSHALL` typed into `redis-cli`, the entry's expiry. Each change is
+//! awaited as an event (the tier's announcement), never by sleeping.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use cache_runtime::{Cache, redis_cache, stats_for};
+use redis_cache_tests::fixtures::{LOCAL_GENERATION, local_value};
+use redis_cache_tests::{RedisServer, Runs};
+
+/// How long an event may take on a loaded machine before the test gives up.
+const EVENT_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until `cache`'s tier hears every change from Redis.
+async fn coherent(cache: &Cache) {
+    let mut events = cache.local_events().expect("a local tier");
+    tokio::time::timeout(EVENT_WAIT, events.wait_for(|_| cache.local_coherent()))
+        .await
+        .expect("the invalidation channel comes up")
+        .expect("the tier is alive");
+}
+
+/// Waits for the tier's next event after `seen` (a copy removed, coherence gained or lost).
+async fn next_event(events: &mut tokio::sync::watch::Receiver<u64>) {
+    tokio::time::timeout(EVENT_WAIT, events.changed())
+        .await
+        .expect("the announcement arrives")
+        .expect("the tier is alive");
+}
+
+/// `local_value(1)` cached in this process: computed (generation `generation`), read back from
+/// Redis once (which copies it), then answered locally.
+async fn copied(cache: &Cache, generation: u64) -> String {
+    LOCAL_GENERATION.store(generation, SeqCst);
+    let value = local_value(cache, 1).await;
+    coherent(cache).await;
+    assert_eq!(
+        local_value(cache, 1).await,
+        value,
+        "read from Redis, copied"
+    );
+    let before = local_hits();
+    assert_eq!(local_value(cache, 1).await, value);
+    assert_eq!(local_hits(), before + 1, "answered from the copy");
+    value
+}
+
+fn local_hits() -> u64 {
+    stats_for("fixtures::local_value").map_or(0, |s| s.local_hits)
+}
+
+fn peer(redis: &RedisServer, prefix: &str, args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_local_peer"))
+        .args(args)
+        .env("REDIS_URL", redis.url())
+        .env("REDIS_CACHE_PREFIX", prefix)
+        .env("REDIS_CONNECT_TIMEOUT_MS", "10000")
+        .env("REDIS_COMMAND_TIMEOUT_MS", "10000")
+        .output()
+        .expect("run local_peer");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The key of `local_value(1)` in `prefix`.
+async fn key_of_one(redis: &RedisServer, prefix: &str) -> String {
+    let keys: Vec<String> = redis
+        .command(&["KEYS", &format!("{prefix}:fixtures::local_value:*}}")])
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    keys.into_iter().next().unwrap()
+}
+
+// One test for every change made elsewhere: they share `local_value` and its generation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_of_the_entry_elsewhere_removes_the_copy() {
+    let redis = RedisServer::start();
+    let prefix = "local-changes";
+    let cache = redis.cache(prefix);
+    let mut events = cache.local_events().unwrap();
+
+    // Another process's `_invalidate`: the next call computes afresh.
+    let old = copied(&cache, 0).await;
+    events.mark_unchanged();
+    peer(&redis, prefix, &["invalidate", "1"]);
+    next_event(&mut events).await;
+    LOCAL_GENERATION.store(1, SeqCst);
+    let new = local_value(&cache, 1).await;
+    assert_ne!(new, old, "not the copy of the invalidated entry");
+    assert!(new.contains("generation 1"), "{new}");
+
+    // Another process's `_refresh`: the next call reads its value.
+    copied(&cache, 1).await;
+    events.mark_unchanged();
+    peer(&redis, prefix, &["refresh", "1", "7"]);
+    next_event(&mut events).await;
+    let refreshed = local_value(&cache, 1).await;
+    assert!(refreshed.contains("generation 7"), "{refreshed}");
+    assert!(!refreshed.contains(&format!("pid {}", std::process::id())));
+
+    // Another process's `clear_function`.
+    copied(&cache, 2).await;
+    events.mark_unchanged();
+    peer(&redis, prefix, &["clear"]);
+    next_event(&mut events).await;
+    LOCAL_GENERATION.store(3, SeqCst);
+    assert!(local_value(&cache, 1).await.contains("generation 3"));
+
+    // `DEL` from redis-cli.
+    copied(&cache, 4).await;
+    events.mark_unchanged();
+    let key = key_of_one(&redis, prefix).await;
+    assert_eq!(redis.cli(&["DEL", &key]).trim(), "1");
+    next_event(&mut events).await;
+    LOCAL_GENERATION.store(5, SeqCst);
+    assert!(local_value(&cache, 1).await.contains("generation 5"));
+
+    // `FLUSHALL` from redis-cli.
+    copied(&cache, 6).await;
+    events.mark_unchanged();
+    assert_eq!(redis.cli(&["FLUSHALL"]).trim(), "OK");
+    next_event(&mut events).await;
+    LOCAL_GENERATION.store(7, SeqCst);
+    assert!(local_value(&cache, 1).await.contains("generation 7"));
+
+    // The entry's expiry. Setting the expiry is itself a change (announced, the copy goes);
+    // read it again, so the copy is back, and the expiry then removes it.
+    let value = copied(&cache, 8).await;
+    events.mark_unchanged();
+    let key = key_of_one(&redis, prefix).await;
+    assert_eq!(redis.cli(&["PEXPIRE", &key, "2000"]).trim(), "1");
+    next_event(&mut events).await;
+    assert_eq!(local_value(&cache, 1).await, value, "read from Redis again");
+    events.mark_unchanged();
+    let hits = local_hits();
+    assert_eq!(local_value(&cache, 1).await, value);
+    assert_eq!(local_hits(), hits + 1, "copied again before the expiry");
+    next_event(&mut events).await;
+    LOCAL_GENERATION.store(9, SeqCst);
+    assert!(local_value(&cache, 1).await.contains("generation 9"));
+
+    let stats = stats_for("fixtures::local_value").unwrap();
+    assert!(stats.local_invalidations >= 6, "{stats:?}");
+    assert_eq!(stats.calls(), stats.local_hits + stats.hits + stats.misses);
+}
+
+#[redis_cache(ttl = 300, local = 100, skip(cache, runs), cache = cache)]
+async fn after_kill(cache: &Cache, runs: &Runs, id: u64) -> u64 {
+    runs.tick();
+    id * 10 + runs.count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_channel_is_killed_no_older_copy_is_served_once_it_is_back() {
+    let redis = RedisServer::start();
+    let cache = redis.cache("local-kill");
+    let runs = Runs::default();
+    let first = after_kill(&cache, &runs, 1).await;
+    coherent(&cache).await;
+    assert_eq!(after_kill(&cache, &runs, 1).await, first);
+    assert_eq!(after_kill(&cache, &runs, 1).await, first, "a local hit");
+    let mut events = cache.local_events().unwrap();
+
+    // Kill the tier's connection (RESP3, tracking), and change the entry while it is down: this
+    // change is never announced to us.
+    let list = redis.cli(&["CLIENT", "LIST"]);
+    let tracking: Vec<&str> = list
+        .lines()
+        .filter(|line| line.contains("resp=3"))
+        .filter_map(|line| line.split_whitespace().find_map(|f| f.strip_prefix("id=")))
+        .collect();
+    assert_eq!(tracking.len(), 1, "{list}");
+    assert_eq!(
+        redis.cli(&["CLIENT", "KILL", "ID", tracking[0]]).trim(),
+        "1"
+    );
+    events
+        .wait_for(|_| !cache.local_coherent())
+        .await
+        .expect("the loss is noticed");
+    let keys = redis.keys().await;
+    let key = keys.iter().find(|k| !k.ends_with(":lock")).unwrap();
+    redis.cli(&["DEL", key]);
+    coherent(&cache).await;
+    // Back: the copy from before the kill is gone, the function runs again.
+    let after = after_kill(&cache, &runs, 1).await;
+    assert_ne!(
+        after, first,
+        "the copy cached before the kill is not served"
+    );
+    assert_eq!(runs.count(), 2);
+}
+
+#[redis_cache(ttl = 300, local = 100, local_ttl = 1, skip(cache, runs), cache = cache)]
+async fn short_local_ttl(cache: &Cache, runs: &Runs, id: u64) -> u64 {
+    runs.tick();
+    id * 1000 + runs.count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_paused_no_copy_is_served_past_local_ttl() {
+    let redis = RedisServer::start();
+    let cache = redis
+        .builder()
+        .prefix("local-pause")
+        .command_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let runs = Runs::default();
+    let first = short_local_ttl(&cache, &runs, 1).await;
+    coherent(&cache).await;
+    assert_eq!(short_local_ttl(&cache, &runs, 1).await, first, "copied");
+    // The copy was made by the call above: it cannot be served past this instant + local_ttl.
+    let bound = Instant::now() + Duration::from_secs(1);
+    redis.pause();
+    let mut later = None;
+    while later.is_none() {
+        let value = short_local_ttl(&cache, &runs, 1).await;
+        if value == first {
+            assert!(Instant::now() < bound, "the copy was served past local_ttl");
+        } else {
+            later = Some(value);
+        }
+    }
+    redis.resume();
+    assert_eq!(runs.count(), 2, "computed once more, then memoized locally");
+}
+
+#[redis_cache(ttl = 300, local = 100, skip(cache, runs), cache = cache)]
+async fn without_redis(cache: &Cache, runs: &Runs, id: u64) -> u64 {
+    runs.tick();
+    id + 1
+}
+
+#[tokio::test]
+async fn with_no_redis_at_all_the_tier_memoizes_alone() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    redis.kill();
+    let cache = redis_cache_tests::test_builder()
+        .url(url)
+        .prefix("local-absent")
+        .build()
+        .unwrap();
+    let runs = Runs::default();
+    for _ in 0..20 {
+        assert_eq!(without_redis(&cache, &runs, 1).await, 2);
+    }
+    assert_eq!(runs.count(), 1, "one execution, then the process's copy");
+    let stats = stats_for(&format!("{}::without_redis", module_path!())).unwrap();
+    assert_eq!((stats.fallbacks, stats.local_hits), (1, 19), "{stats:?}");
+}
+
+#[redis_cache(ttl = 300, local = 1000, skip(cache), cache = cache)]
+async fn under_load(cache: &Cache, id: u64) -> u64 {
+    id * 3
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_under_load_calls_keep_being_answered_locally() {
+    let mut redis = RedisServer::start();
+    let cache = redis.cache("local-load");
+    under_load(&cache, 0).await;
+    coherent(&cache).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..64u64)
+        .map(|task| {
+            let (cache, stop) = (cache.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut calls = 0u64;
+                while !stop.load(SeqCst) {
+                    let id = (task * 7 + calls) % 50;
+                    assert_eq!(under_load(&cache, id).await, id * 3, "a wrong value");
+                    calls += 1;
+                    tokio::task::yield_now().await;
+                }
+                calls
+            })
+        })
+        .collect();
+    let name = format!("{}::under_load", module_path!());
+    let local_hits = || stats_for(&name).unwrap().local_hits;
+    // Wait until the load is answered locally, then kill Redis.
+    let mut events = cache.local_events().unwrap();
+    while local_hits() < 1000 {
+        tokio::task::yield_now().await;
+    }
+    redis.kill();
+    events
+        .wait_for(|_| !cache.local_coherent())
+        .await
+        .expect("the loss is noticed");
+    let at_kill = local_hits();
+    while local_hits() < at_kill + 1000 {
+        tokio::task::yield_now().await;
+    }
+    stop.store(true, SeqCst);
+    for task in tasks {
+        task.await.expect("no call failed");
+    }
+}
+
+#[redis_cache(ttl = 300, local = 100, skip(cache), cache = cache)]
+async fn many_keys(cache: &Cache, id: u64) -> u64 {
+    id
+}
+
+#[tokio::test]
+async fn the_tier_holds_at_most_local_entries() {
+    let redis = RedisServer::start();
+    let cache = redis.cache("local-bound");
+    many_keys(&cache, 0).await;
+    coherent(&cache).await;
+    // Each key twice: the second call reads it from Redis and copies it.
+    for id in 0..1000 {
+        many_keys(&cache, id).await;
+        many_keys(&cache, id).await;
+    }
+    let stats = stats_for(&format!("{}::many_keys", module_path!())).unwrap();
+    assert!(stats.local_entries <= 100, "{stats:?}");
+    assert!(stats.local_evictions >= 800, "{stats:?}");
+    assert!(stats.local_bytes > 0, "{stats:?}");
+}
+
+#[redis_cache(ttl = 300, local = 100, skip(cache), cache = cache)]
+async fn budgeted(cache: &Cache, id: u64) -> Vec<u8> {
+    vec![id as u8; 10_000]
+}
+
+#[tokio::test]
+async fn the_byte_budget_bounds_the_tier_of_a_cache() {
+    let redis = RedisServer::start();
+    let cache = redis
+        .builder()
+        .prefix("local-bytes")
+        .local_max_bytes(50_000)
+        .build()
+        .unwrap();
+    for id in 0..20 {
+        budgeted(&cache, id).await;
+        budgeted(&cache, id).await;
+    }
+    let stats = stats_for(&format!("{}::budgeted", module_path!())).unwrap();
+    assert!(stats.local_bytes <= 50_000, "{stats:?}");
+    assert!(stats.local_entries >= 1, "{stats:?}");
+}
