@@ -356,9 +356,13 @@ impl Args {
                         ),
                     ),
                 },
-                Opt::LocalTtl(lit) => match positive_secs(&lit, "local_ttl") {
-                    Ok(secs) => args.local_ttl = Some((secs, lit.span())),
-                    Err(err) => errors.add(err),
+                Opt::LocalTtl(lit) => match lit.base10_parse::<u64>() {
+                    Ok(secs) if secs > 0 => args.local_ttl = Some((secs, lit.span())),
+                    _ => errors.push(
+                        lit.span(),
+                        "`local_ttl` is how many seconds a local copy may be served without a \
+                         fresh look at Redis, at least 1, e.g. `local_ttl = 30`",
+                    ),
                 },
             }
         }

@@ -43,17 +43,10 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         Policy::SomeOrNone => quote!(SomeOrNone),
     };
 
-    // With `local`, the value must also be `Clone` (the tier hands out copies): spanned on the
-    // return type, so that error points at the type that lacks it.
+    // With `local`, the value must also be `Clone` (the tier hands out copies).
     let entry = match &args.local {
-        Some(_) => {
-            let span = match &fn_sig.output {
-                ReturnType::Default => fn_sig.ident.span(),
-                ReturnType::Type(_, ty) => ty.span(),
-            };
-            quote_spanned!(span=> #rt::cached_local)
-        }
-        None => quote!(#rt::cached),
+        Some(_) => quote!(#rt::cached_local::<#rt::#policy, #ret, _>),
+        None => quote!(#rt::cached::<#rt::#policy, #ret, _>),
     };
     let function = quote! {
         #(#attrs)*
@@ -62,7 +55,7 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
             static __REDIS_CACHE_SITE: #rt::Site = #rt::Site::new(#spec);
             let __redis_cache_key = #key;
             #cache
-            #entry::<#rt::#policy, #ret, _>(
+            #entry(
                 &__REDIS_CACHE_SITE,
                 __redis_cache,
                 __redis_cache_key,
