@@ -140,8 +140,9 @@ impl Cache {
     }
 
     /// Changes whenever this cache's local tier gains or loses its invalidation channel, or an
-    /// announcement removes copies; `None` without a local tier. For tests, which await these
-    /// events instead of sleeping.
+    /// announcement removes copies, and holds the instant of the last change (unix
+    /// microseconds); `None` without a local tier. For tests, which await these events instead
+    /// of sleeping, and for the bench, which times them.
     #[doc(hidden)]
     pub fn local_events(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         self.local().map(LocalTier::changes)

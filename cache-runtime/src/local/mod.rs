@@ -121,7 +121,8 @@ struct Tier {
     coherent: AtomicBool,
     /// The channel was started (at the first call of a function with `local`).
     tracking: OnceLock<()>,
-    /// Bumped each time coherence is gained, lost or every copy dropped, for tests to await.
+    /// Marked each time coherence is gained or lost or copies are dropped, with the instant (unix
+    /// microseconds): for tests to await, and for the bench to time invalidations.
     changes: tokio::sync::watch::Sender<u64>,
 }
 
@@ -231,7 +232,8 @@ impl LocalTier {
     }
 
     /// A receiver that changes whenever coherence is gained or lost, or an announcement removed
-    /// copies: what tests await instead of sleeping.
+    /// copies, holding the instant of the last change (unix microseconds): what tests await
+    /// instead of sleeping.
     pub(crate) fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.changes.subscribe()
     }
@@ -270,7 +272,7 @@ impl Tier {
             }
         }
         if removed {
-            self.changes.send_modify(|n| *n += 1);
+            self.changed();
         }
     }
 
@@ -281,7 +283,15 @@ impl Tier {
         for store in stores {
             store.clear();
         }
-        self.changes.send_modify(|n| *n += 1);
+        self.changed();
+    }
+
+    /// Tells the tier's watchers: the value is the change's instant, in unix microseconds.
+    fn changed(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        self.changes.send_modify(|at| *at = now);
     }
 
     fn sweep(&self, now_ms: u64) {
@@ -293,7 +303,7 @@ impl Tier {
 
     fn set_coherent(&self, coherent: bool) {
         if self.coherent.swap(coherent, Ordering::AcqRel) != coherent {
-            self.changes.send_modify(|n| *n += 1);
+            self.changed();
         }
     }
 }

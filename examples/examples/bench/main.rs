@@ -17,12 +17,18 @@
 //!   by hand;
 //! - `hot key`: every task reading the same key, next to raw `GET`s of one key;
 //! - `breaker open`: a cache whose Redis is unreachable, next to calling the function directly;
-//! - with `--features peers`: the `cached` crate's Redis store and `cachekit-rs` (L1 off).
+//! - `local hit`: an annotated function with `local = 10_000` whose keys are all copied in the
+//!   process (the local tier);
+//! - with `--features peers`: the `cached` crate's Redis store, `cachekit-rs` (L1 off, and L1
+//!   on), and `moka::future::Cache::get_with` of the decoded value;
+//! - with `--invalidation N`: how long after another process's `_invalidate` returns this process
+//!   stops serving its local copy, over N invalidations under load (p50, p99).
 //!
 //! Raw and hit alternate in rounds so that drift (CPU frequency, the other process on the two
 //! cores) falls on both alike. Options: `--secs S` per case (default 3), `--warmup S` (default 1),
 //! `--keys N` (default 1000), `--quick` (a smoke run: 0.2 s per case).
 
+mod invalidation;
 mod measure;
 #[cfg(feature = "peers")]
 mod peers;
@@ -42,6 +48,12 @@ use measure::{Flush, Sample, Untimed};
 /// A hit for every key the benchmark reads (they are stored before it starts).
 #[redis_cache(ttl = 3600, skip(cache), cache = cache)]
 async fn product(cache: &Cache, id: u64) -> Product {
+    Product::sample(id)
+}
+
+/// [`product`] with the local tier: its keys are copied in the process.
+#[redis_cache(ttl = 3600, local = 10_000, skip(cache), cache = cache)]
+async fn product_local(cache: &Cache, id: u64) -> Product {
     Product::sample(id)
 }
 
@@ -75,6 +87,8 @@ struct Options {
     keys: u64,
     rounds: usize,
     soak: bool,
+    /// `--invalidation N`: measure invalidation latency over N invalidations instead.
+    invalidation: Option<u64>,
     /// Concurrencies to measure.
     tasks: Vec<usize>,
     /// Only these cases (names separated by `/`), for profiling.
@@ -89,6 +103,7 @@ impl Options {
             keys: 1000,
             rounds: 3,
             soak: false,
+            invalidation: None,
             only: None,
             tasks: vec![1, 64],
         };
@@ -109,6 +124,7 @@ impl Options {
                     options.rounds = 1;
                 }
                 "--soak" => options.soak = true,
+                "--invalidation" => options.invalidation = Some(value("--invalidation") as u64),
                 "--tasks" => options.tasks = vec![value("--tasks") as usize],
                 "--only" => options.only = Some(args.next().expect("--only takes a case name")),
                 other => panic!(
@@ -179,6 +195,9 @@ fn raw_key(id: u64) -> String {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some(invalidation::INVALIDATOR) {
+        return invalidation::invalidator();
+    }
     let options = Options::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(client_threads())
@@ -210,6 +229,9 @@ async fn async_main(options: Options) {
     if options.soak {
         return soak::run(&cache).await;
     }
+    if let Some(count) = options.invalidation {
+        return invalidation::run(&redis, count).await;
+    }
     let bench = Bench {
         cache: cache.clone(),
         background: Cache::builder()
@@ -229,6 +251,8 @@ async fn async_main(options: Options) {
     for id in 0..bench.keys {
         assert_eq!(peers.cached_crate(id).await, Product::sample(id));
         assert_eq!(peers.cachekit(id).await, Product::sample(id));
+        assert_eq!(peers.cachekit_l1(id).await, Product::sample(id));
+        assert_eq!(peers.moka(id).await, Product::sample(id));
     }
 
     println!(
@@ -263,9 +287,30 @@ async fn async_main(options: Options) {
                 })
                 .await;
         }
+        let b = bench.clone();
+        suite
+            .case(LOCAL_HIT, tasks, move |rng| {
+                let (cache, id) = (b.cache.clone(), rng.u64(0..b.keys));
+                async move { assert_eq!(product_local(&cache, id).await.id, id) }
+            })
+            .await;
         #[cfg(feature = "peers")]
         {
             let (p, keys) = (peers.clone(), bench.keys);
+            suite
+                .case(PEER_MOKA, tasks, move |rng| {
+                    let (p, id) = (p.clone(), rng.u64(0..keys));
+                    async move { assert_eq!(p.moka(id).await.id, id) }
+                })
+                .await;
+            let p = peers.clone();
+            suite
+                .case(PEER_CACHEKIT_L1, tasks, move |rng| {
+                    let (p, id) = (p.clone(), rng.u64(0..keys));
+                    async move { assert_eq!(p.cachekit_l1(id).await.id, id) }
+                })
+                .await;
+            let p = peers.clone();
             suite
                 .case(PEER_CACHED, tasks, move |rng| {
                     let (p, id) = (p.clone(), rng.u64(0..keys));
@@ -340,6 +385,11 @@ async fn async_main(options: Options) {
         bench.down.breaker().state,
         cache_runtime::BreakerState::Open
     );
+    let local = cache_runtime::stats_for("bench::product_local").expect("product_local was called");
+    assert!(
+        local.local_hits > local.hits,
+        "the local hit case was answered locally: {local:?}"
+    );
     let stats = cache_runtime::stats_for("bench::product").expect("product was called");
     assert_eq!(
         stats.misses, bench.keys,
@@ -361,6 +411,18 @@ async fn prepare(bench: &Bench) {
             .expect("SET");
         product(&bench.cache, id).await;
     }
+    // The local tier: one call starts its invalidation channel; once it is up, a miss then a
+    // Redis hit per key leaves a copy of each in the process.
+    product_local(&bench.cache, 0).await;
+    let mut events = bench.cache.local_events().expect("a local tier");
+    events
+        .wait_for(|_| bench.cache.local_coherent())
+        .await
+        .expect("the invalidation channel comes up");
+    for id in 0..bench.keys {
+        product_local(&bench.cache, id).await;
+        product_local(&bench.cache, id).await;
+    }
     // The first call of an unreachable cache trips its breaker.
     product(&bench.down, 0).await;
 }
@@ -371,6 +433,11 @@ const HIT: &str = "hit";
 const PEER_CACHED: &str = "peer: cached (redis)";
 #[cfg(feature = "peers")]
 const PEER_CACHEKIT: &str = "peer: cachekit-rs (redis, L1 off)";
+const LOCAL_HIT: &str = "local hit";
+#[cfg(feature = "peers")]
+const PEER_MOKA: &str = "peer: moka get_with (in process)";
+#[cfg(feature = "peers")]
+const PEER_CACHEKIT_L1: &str = "peer: cachekit-rs (L1 on)";
 const RAW_ONE_KEY: &str = "raw GET + decode, one key";
 const HOT_KEY: &str = "hot key (hit, one key)";
 const RAW_MISS: &str = "raw miss: GET + fn + SET";
@@ -464,6 +531,29 @@ impl Suite {
                 format!("hit / raw GET, {tasks} tasks"),
                 self.ratio(HIT, RAW, tasks),
                 ">= 0.97",
+            );
+        }
+        for tasks in [1, 64] {
+            let cpu = self
+                .find(LOCAL_HIT, tasks)
+                .map(|s| s.cpu_per_call().as_nanos() as f64);
+            show(
+                format!("local hit CPU ns/call, {tasks} tasks"),
+                cpu,
+                "<= 1000",
+            );
+        }
+        #[cfg(feature = "peers")]
+        for tasks in [1, 64] {
+            show(
+                format!("local hit / moka get_with, {tasks} tasks"),
+                self.ratio(LOCAL_HIT, PEER_MOKA, tasks),
+                ">= 0.5",
+            );
+            show(
+                format!("local hit / cachekit-rs L1 on, {tasks} tasks"),
+                self.ratio(LOCAL_HIT, PEER_CACHEKIT_L1, tasks),
+                ">= 3.0",
             );
         }
         #[cfg(feature = "peers")]

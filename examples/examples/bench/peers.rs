@@ -7,7 +7,8 @@
 //! | peer | attribute | keys | value format | in-process cache |
 //! | --- | --- | --- | --- | --- |
 //! | `cached` 4.1 | `#[concurrent_cached(redis = true)]` | `peer-cached:product:{id}` | MessagePack, structs as arrays (`rmp_serde::to_vec`), in a `{ value, version }` envelope: 161 bytes | none |
-//! | `cachekit-rs` 0.13 | `#[cachekit]` | `peer-cachekit:product:{blake2b(args)}` | MessagePack, structs as maps with field names (`rmp_serde::to_vec_named`): 206 bytes | off (`l1` feature not built) |
+//! | `cachekit-rs` 0.13 | `#[cachekit]` | `peer-cachekit:product:{blake2b(args)}` | MessagePack, structs as maps with field names (`rmp_serde::to_vec_named`): 206 bytes | off (`no_l1()`); a second client has it on (10,000 entries) |
+//! | `moka` 0.12 | `future::Cache::get_with` | none: in process only | the decoded value | the whole cache |
 //!
 //! A hit in either adapter is one Redis `GET` on one pipelined connection plus that peer's
 //! deserialization; nothing is kept in process between calls. A miss is two round trips in
@@ -33,6 +34,10 @@ const TTL_SECS: u64 = 600;
 #[derive(Clone)]
 pub struct Peers {
     cachekit: CacheKit,
+    /// The same client with its L1 (in-process quick_cache layer) on.
+    cachekit_l1: CacheKit,
+    /// An in-process cache of the same decoded values, for the local tier's comparison.
+    moka: moka::future::Cache<u64, Product>,
 }
 
 impl fmt::Debug for Peers {
@@ -52,7 +57,9 @@ impl fmt::Debug for Peers {
 pub async fn setup(url: &str) -> Peers {
     install_cached_store(url).await;
     Peers {
-        cachekit: connect_cachekit(url).await,
+        cachekit: connect_cachekit(url, false).await,
+        cachekit_l1: connect_cachekit(url, true).await,
+        moka: moka::future::Cache::new(100_000),
     }
 }
 
@@ -81,6 +88,22 @@ impl Peers {
         cachekit_product(&self.cachekit, id)
             .await
             .expect("cachekit client")
+    }
+
+    /// [`Peers::cachekit`] with cachekit's L1 on: after the first call of a key, hits are
+    /// answered in process.
+    pub async fn cachekit_l1(&self, id: u64) -> Product {
+        cachekit_product(&self.cachekit_l1, id)
+            .await
+            .expect("cachekit client")
+    }
+
+    /// `moka::future::Cache::get_with` of the decoded value: what a hand-written in-process
+    /// cache costs per hit.
+    pub async fn moka(&self, id: u64) -> Product {
+        self.moka
+            .get_with(id, async move { Product::sample(id) })
+            .await
     }
 }
 
@@ -140,9 +163,9 @@ async fn install_cached_store(url: &str) {
 // ---------------------------------------------------------------------------------------------
 // cachekit-rs: `#[cachekit]`, its memoization decorator, over its Redis backend.
 //
-// Built with `default-features = false, features = ["redis", "macros"]`: no `l1` (the in-process
-// quick_cache layer and its stale-while-revalidate are not compiled in, and `no_l1()` below says
-// so again), no `reliability` (retry, breaker and backpressure stay out of the hot path, as in
+// Built with `default-features = false, features = ["redis", "macros", "l1"]`: the "L1 off"
+// client turns the in-process quick_cache layer off with `no_l1()`, the "L1 on" one keeps 10,000
+// entries in it; no `reliability` (retry, breaker and backpressure stay out of the hot path, as in
 // the `minimal` preset; the single-flight for misses is then in-process only), no `encryption`,
 // no `cachekitio` (the SaaS). The backend is one `fred` client: one connection, auto-pipelined.
 //
@@ -164,8 +187,9 @@ async fn cachekit_product(cache: &CacheKit, id: u64) -> Result<Product, Cachekit
     Ok(Product::sample(id))
 }
 
-/// A cachekit client on the Redis at `url`, with L1 off and a default TTL of [`TTL_SECS`].
-async fn connect_cachekit(url: &str) -> CacheKit {
+/// A cachekit client on the Redis at `url`, with L1 on or off and a default TTL of
+/// [`TTL_SECS`].
+async fn connect_cachekit(url: &str, l1: bool) -> CacheKit {
     let backend = RedisBackend::builder()
         .url(url)
         .build()
@@ -175,10 +199,15 @@ async fn connect_cachekit(url: &str) -> CacheKit {
         .connect()
         .await
         .unwrap_or_else(|err| panic!("connect cachekit's Redis backend to {url}: {err}"));
-    CacheKit::builder()
+    let builder = CacheKit::builder()
         .backend(Arc::new(backend))
-        .default_ttl(Duration::from_secs(TTL_SECS))
-        .no_l1()
+        .default_ttl(Duration::from_secs(TTL_SECS));
+    let builder = if l1 {
+        builder.l1_capacity(10_000)
+    } else {
+        builder.no_l1()
+    };
+    builder
         .build()
         .unwrap_or_else(|err| panic!("build the cachekit client: {err}"))
 }
