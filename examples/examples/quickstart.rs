@@ -1,8 +1,11 @@
 //! Quickstart: `cargo run --example quickstart`.
 //!
 //! Uses the Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`). If it answers, the first
-//! round of calls misses (the slow body runs), the second hits, and the stored keys are listed.
-//! If it does not, the functions still answer: they just run every time (fallback).
+//! round of calls misses (the slow body runs), the next ones hit, and the stored keys are listed;
+//! `exchange_rate` has the local tier (`local = 100`), so after one read from Redis it answers
+//! from this process in well under a microsecond. If Redis does not answer, the functions still
+//! answer: they run every time (fallback), except `exchange_rate`, which the local tier
+//! memoizes in the process alone.
 
 use std::time::{Duration, Instant};
 
@@ -43,6 +46,14 @@ async fn user(db: &Db, id: u32) -> Result<User, String> {
     db.query_user(id).await
 }
 
+/// `local = 100`: up to 100 decoded copies in this process, removed as soon as Redis's entry
+/// changes (in any process); the value must be `Clone`.
+#[redis_cache(ttl = 60, local = 100)]
+async fn exchange_rate(from: String, to: String) -> f64 {
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    if from == to { 1.0 } else { 1.08 }
+}
+
 /// Any `Serialize` argument is hashed into the key.
 #[redis_cache(ttl = 60)]
 async fn word_count(text: String) -> usize {
@@ -69,11 +80,15 @@ async fn main() {
     let redis = reachable(&url).await;
     match &redis {
         Some(_) => {
-            println!("Redis is reachable at {url}: first round misses, second round hits.\n")
+            println!(
+                "Redis is reachable at {url}: the first round misses, the next ones hit \
+                 (exchange_rate: from this process from the third round on).\n"
+            )
         }
         None => println!(
             "Redis is NOT reachable at {url} (start one with `redis-server`, or set REDIS_URL).\n\
-             Fallback mode: every call runs the function and still answers.\n"
+             Fallback mode: every call runs the function and still answers, except \
+             exchange_rate, which the local tier memoizes in this process.\n"
         ),
     }
     if let Some(conn) = &redis {
@@ -81,7 +96,7 @@ async fn main() {
     }
 
     let db = Db;
-    for round in 1..=2 {
+    for round in 1..=3 {
         println!("round {round}");
         for id in [1, 2, 0] {
             let t = Instant::now();
@@ -92,6 +107,12 @@ async fn main() {
                 t.elapsed()
             );
         }
+        let t = Instant::now();
+        let rate = exchange_rate("EUR".into(), "USD".into()).await;
+        println!(
+            "  exchange_rate(EUR, USD) -> {rate:<45} {:>7.2?}",
+            t.elapsed()
+        );
         let t = Instant::now();
         let n = word_count("the quick brown fox".to_string()).await;
         println!(
@@ -112,8 +133,8 @@ async fn main() {
     println!("\nper-function counters:");
     for s in cache_runtime::stats() {
         println!(
-            "  {:<28} hits {:>2}  misses {:>2}  executions {:>2}  fallbacks {:>2}  errors {:>2}",
-            s.function, s.hits, s.misses, s.executions, s.fallbacks, s.errors
+            "  {:<28} local hits {:>2}  hits {:>2}  misses {:>2}  executions {:>2}  fallbacks {:>2}",
+            s.function, s.local_hits, s.hits, s.misses, s.executions, s.fallbacks
         );
     }
 }

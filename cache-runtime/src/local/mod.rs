@@ -378,3 +378,26 @@ impl<T: Clone + Send + Sync + 'static> KeepLocal<T> for Keep<'_, T> {
         self.store.get().insert(self.watch, value, until_ms, bytes);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_announced_key_is_parsed_into_its_route_and_argument_hash() {
+        let tier = LocalTier::new("app", 1000);
+        let key = "app:shop::Repo::product:0a1b2c3d:{000000000000000000000000000000ff}";
+        assert_eq!(
+            tier.parse(key),
+            Some(("shop::Repo::product:0a1b2c3d", 0xff))
+        );
+        for other in [
+            "app:shop::product:0a1b2c3d:{000000000000000000000000000000ff}:lock",
+            "other:shop::product:0a1b2c3d:{000000000000000000000000000000ff}",
+            "app:x",
+            "app:shop::product:0a1b2c3d:{00000000000000000000000000000zz}",
+        ] {
+            assert_eq!(tier.parse(other), None, "{other}");
+        }
+    }
+}

@@ -195,3 +195,96 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
         &self.versions[(args as usize) % SLOTS]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::SiteSpec;
+
+    static SITE: Site = Site::new(SiteSpec {
+        module: "local::store::tests",
+        function: "four",
+        name: None,
+        ttl_secs: 60,
+        none_ttl_secs: 0,
+        version: 0,
+        value_type: "u64",
+        stale_secs: 0,
+        early_refresh: false,
+        jitter: None,
+        wait_for_lock: true,
+        local_entries: 4,
+        local_ttl_secs: 0,
+    });
+
+    fn store(max_bytes: u64) -> (LocalStore<u64>, Arc<Budget>) {
+        let budget = Arc::new(Budget::new(max_bytes));
+        (LocalStore::new(&SITE, budget.clone()), budget)
+    }
+
+    fn used(budget: &Budget) -> u64 {
+        budget.used.load(SeqCst)
+    }
+
+    #[test]
+    fn a_copy_is_served_until_its_instant_and_not_after() {
+        let (store, budget) = store(1000);
+        store.insert(store.watch(1), &7, 100, 10);
+        assert_eq!(store.get(1, 99), Some(7));
+        assert_eq!(store.get(1, 100), None, "served strictly before until_ms");
+        assert_eq!(store.get(1, 0), None, "and removed once found expired");
+        assert_eq!(used(&budget), 0);
+    }
+
+    #[test]
+    fn an_insertion_overtaken_by_an_invalidation_undoes_itself() {
+        let (store, budget) = store(1000);
+        // A read of key 1 starts; its key changes (announced) before the read's value lands.
+        let watch = store.watch(1);
+        assert!(!store.invalidate(1), "no copy yet");
+        store.insert(watch, &7, u64::MAX, 10);
+        assert_eq!(store.get(1, 0), None, "the older value is not kept");
+        assert_eq!(used(&budget), 0);
+        // A read that starts after the change keeps its value.
+        store.insert(store.watch(1), &8, u64::MAX, 10);
+        assert_eq!(store.get(1, 0), Some(8));
+    }
+
+    #[test]
+    fn clearing_undoes_insertions_in_flight_and_returns_every_byte() {
+        let (store, budget) = store(1000);
+        store.insert(store.watch(1), &1, u64::MAX, 10);
+        store.insert(store.watch(2), &2, u64::MAX, 10);
+        let in_flight = store.watch(3);
+        assert_eq!(store.clear(), 2);
+        store.insert(in_flight, &3, u64::MAX, 10);
+        assert_eq!(store.get(3, 0), None);
+        assert_eq!(used(&budget), 0);
+    }
+
+    #[test]
+    fn entries_and_bytes_stay_within_their_bounds() {
+        let (store, budget) = store(35);
+        for key in 0..3u128 {
+            store.insert(store.watch(key), &(key as u64), u64::MAX, 10);
+        }
+        assert_eq!(used(&budget), 30);
+        store.insert(store.watch(9), &9, u64::MAX, 10);
+        assert_eq!(store.get(9, 0), None, "over the byte budget: not kept");
+        // Replacing a copy returns the old one's bytes first.
+        store.insert(store.watch(0), &100, u64::MAX, 10);
+        assert_eq!(store.get(0, 0), Some(100));
+        assert_eq!(used(&budget), 30);
+
+        let (store, budget) = store_with_room();
+        for key in 0..100u128 {
+            store.insert(store.watch(key), &(key as u64), u64::MAX, 1);
+        }
+        assert!(store.map.len() <= 4, "local = 4 entries");
+        assert_eq!(used(&budget), store.map.len() as u64);
+    }
+
+    fn store_with_room() -> (LocalStore<u64>, Arc<Budget>) {
+        store(u64::MAX)
+    }
+}
