@@ -175,3 +175,83 @@ async fn budget_wait(cluster: &RedisCluster, cache: &Cache) {
     assert_eq!(call.await.unwrap(), 1);
     assert_eq!(WAITED_RUNS.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
+
+#[redis_cache(ttl = 300, local = 1000, skip(cache, runs), cache = cache)]
+async fn cluster_local(cache: &Cache, runs: &redis_cache_tests::Runs, id: u64) -> u64 {
+    runs.tick();
+    id * 1000 + runs.count()
+}
+
+/// The local tier on a cluster: a channel per primary hears the changes of every slot, and a
+/// failover (a replica taking over its primary) drops every copy once the channel follows it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_local_tier_hears_every_primary_and_drops_its_copies_after_a_failover() {
+    use redis_cache_tests::local::{coherent, incoherent, next_event};
+
+    let cluster = RedisCluster::start();
+    let cache = cluster.cache("clocal");
+    let runs = redis_cache_tests::Runs::default();
+    let local = || cache_runtime::stats_for(&format!("{}::cluster_local", module_path!())).unwrap();
+    cluster_local(&cache, &runs, 0).await;
+    coherent(&cache).await;
+    // Thirty keys: computed, read back (copied), then answered locally.
+    let mut values = Vec::new();
+    for id in 0..30 {
+        values.push(cluster_local(&cache, &runs, id).await);
+        assert_eq!(cluster_local(&cache, &runs, id).await, values[id as usize]);
+    }
+    let before = local().local_hits;
+    for id in 0..30 {
+        assert_eq!(cluster_local(&cache, &runs, id).await, values[id as usize]);
+    }
+    assert_eq!(local().local_hits, before + 30);
+    let keys: Vec<String> = cluster
+        .keys_matching("clocal:*")
+        .await
+        .into_iter()
+        .filter(|k| !k.ends_with(":lock"))
+        .collect();
+    let mut primaries: Vec<usize> = keys.iter().map(|k| cluster.primary_of(k)).collect();
+    primaries.sort_unstable();
+    primaries.dedup();
+    assert_eq!(primaries.len(), 3, "the keys live on every primary");
+
+    // A DEL on any primary removes the copy of that key.
+    let mut events = cache.local_events().unwrap();
+    let mut conn = cluster.connection().await;
+    for key in &keys {
+        events.mark_unchanged();
+        let removed: u64 = redis::cmd("DEL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(removed, 1);
+        next_event(&mut events).await;
+    }
+    let executed = runs.count();
+    for id in 0..30 {
+        assert_ne!(cluster_local(&cache, &runs, id).await, values[id as usize]);
+    }
+    assert_eq!(runs.count(), executed + 30, "every key computed again");
+
+    // Copied again, then a replica takes over its primary.
+    for id in 0..30 {
+        cluster_local(&cache, &runs, id).await;
+    }
+    assert!(local().local_entries >= 30, "{:?}", local());
+    let replica = cluster
+        .nodes()
+        .iter()
+        .find(|n| n.cli(&["ROLE"]).starts_with("slave"))
+        .expect("a replica");
+    assert_eq!(replica.cli(&["CLUSTER", "FAILOVER"]).trim(), "OK");
+    incoherent(&cache).await;
+    coherent(&cache).await;
+    assert_eq!(
+        local().local_entries,
+        0,
+        "every copy dropped: {:?}",
+        local()
+    );
+}

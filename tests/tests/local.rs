@@ -10,27 +10,8 @@ use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, redis_cache, stats_for};
 use redis_cache_tests::fixtures::{LOCAL_GENERATION, local_value};
+use redis_cache_tests::local::{coherent, incoherent, next_event};
 use redis_cache_tests::{RedisServer, Runs};
-
-/// How long an event may take on a loaded machine before the test gives up.
-const EVENT_WAIT: Duration = Duration::from_secs(30);
-
-/// Waits until `cache`'s tier hears every change from Redis.
-async fn coherent(cache: &Cache) {
-    let mut events = cache.local_events().expect("a local tier");
-    tokio::time::timeout(EVENT_WAIT, events.wait_for(|_| cache.local_coherent()))
-        .await
-        .expect("the invalidation channel comes up")
-        .expect("the tier is alive");
-}
-
-/// Waits for the tier's next event after `seen` (a copy removed, coherence gained or lost).
-async fn next_event(events: &mut tokio::sync::watch::Receiver<u64>) {
-    tokio::time::timeout(EVENT_WAIT, events.changed())
-        .await
-        .expect("the announcement arrives")
-        .expect("the tier is alive");
-}
 
 /// `local_value(1)` cached in this process: computed (generation `generation`), read back from
 /// Redis once (which copies it), then answered locally.
@@ -167,7 +148,6 @@ async fn after_the_channel_is_killed_no_older_copy_is_served_once_it_is_back() {
     coherent(&cache).await;
     assert_eq!(after_kill(&cache, &runs, 1).await, first);
     assert_eq!(after_kill(&cache, &runs, 1).await, first, "a local hit");
-    let mut events = cache.local_events().unwrap();
 
     // Kill the tier's connection (RESP3, tracking), and change the entry while it is down: this
     // change is never announced to us.
@@ -182,10 +162,7 @@ async fn after_the_channel_is_killed_no_older_copy_is_served_once_it_is_back() {
         redis.cli(&["CLIENT", "KILL", "ID", tracking[0]]).trim(),
         "1"
     );
-    events
-        .wait_for(|_| !cache.local_coherent())
-        .await
-        .expect("the loss is noticed");
+    incoherent(&cache).await;
     let keys = redis.keys().await;
     let key = keys.iter().find(|k| !k.ends_with(":lock")).unwrap();
     redis.cli(&["DEL", key]);
@@ -289,15 +266,11 @@ async fn redis_killed_under_load_calls_keep_being_answered_locally() {
     let name = format!("{}::under_load", module_path!());
     let local_hits = || stats_for(&name).unwrap().local_hits;
     // Wait until the load is answered locally, then kill Redis.
-    let mut events = cache.local_events().unwrap();
     while local_hits() < 1000 {
         tokio::task::yield_now().await;
     }
     redis.kill();
-    events
-        .wait_for(|_| !cache.local_coherent())
-        .await
-        .expect("the loss is noticed");
+    incoherent(&cache).await;
     let at_kill = local_hits();
     while local_hits() < at_kill + 1000 {
         tokio::task::yield_now().await;

@@ -12,6 +12,8 @@
 //!   connection), shared by every call of every function;
 //! - one pub/sub connection, from the first time a call waits on another process's lock;
 //! - one more command connection to the reader endpoint, when one is configured;
+//! - with a local tier (a function with `local = N`), one RESP3 connection per primary for its
+//!   invalidation channel (`crate::local`);
 //! - with Sentinel, one connection to each sentinel asked for the primary, kept for the next
 //!   failover.
 //!
@@ -279,10 +281,15 @@ impl Connection {
         }
     }
 
-    /// RESP3 clients for the local tier's invalidation channel, one per primary (connecting the
-    /// command connection first, which finds the primaries).
+    /// RESP3 clients for the local tier's invalidation channel, one per primary. The command
+    /// connection finds the primaries: a cluster's from its slot map, otherwise the server it
+    /// answers from, checked with a `PING` first (behind Sentinel, a failed one makes the next
+    /// attempt ask the sentinels for the new primary).
     pub(crate) async fn tracking_clients(&self) -> Result<Vec<redis::Client>, CommandError> {
         let primaries = self.primaries().await?;
+        if matches!(primaries.as_slice(), [Node::Any]) {
+            let _: String = self.run(&redis::cmd("PING")).await?;
+        }
         self.target
             .tracking_clients(&primaries)
             .map_err(CommandError::Redis)
