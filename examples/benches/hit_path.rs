@@ -78,6 +78,14 @@ mod decode {
         bencher.bench_local(|| bench::open::<Product>(black_box(&bytes)).expect("decodes"));
     }
 
+    /// What a local hit pays for its value with decoded copies: a clone. Keeping the envelope
+    /// bytes instead (no `Clone` bound) would pay `small_product`'s decode on every local hit.
+    #[divan::bench]
+    fn small_product_clone(bencher: Bencher<'_, '_>) {
+        let product = Product::sample(7);
+        bencher.bench_local(|| black_box(&product).clone());
+    }
+
     #[divan::bench]
     fn large_100_products_lz4(bencher: Bencher<'_, '_>) {
         let list: Vec<Product> = (0..100).map(Product::sample).collect();
@@ -117,6 +125,11 @@ mod hit {
                 .await
                 .unwrap();
             product(&cache, 1).await;
+            // The local tier's copy: a miss, its channel up, then a read from Redis.
+            product_local(&cache, 1).await;
+            let mut events = cache.local_events().expect("a local tier");
+            let _ = events.wait_for(|_| cache.local_coherent()).await;
+            product_local(&cache, 1).await;
             raw
         });
         World {
@@ -154,5 +167,17 @@ mod hit {
     fn redis_cache_hit(bencher: Bencher<'_, '_>) {
         let world = &*WORLD;
         bencher.bench_local(|| world.runtime.block_on(product(&world.cache, 1)));
+    }
+
+    #[redis_cache(ttl = 3600, local = 1000, skip(cache), cache = cache)]
+    async fn product_local(cache: &Cache, id: u64) -> Product {
+        Product::sample(id)
+    }
+
+    /// A local hit: no round trip, a clone of the decoded copy.
+    #[divan::bench]
+    fn redis_cache_local_hit(bencher: Bencher<'_, '_>) {
+        let world = &*WORLD;
+        bencher.bench_local(|| world.runtime.block_on(product_local(&world.cache, 1)));
     }
 }

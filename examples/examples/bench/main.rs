@@ -4,6 +4,8 @@
 //! cargo run --release -p redis-cache-examples --example bench
 //! cargo run --release -p redis-cache-examples --example bench --features peers   # + cached, cachekit-rs
 //! cargo run --release -p redis-cache-examples --example bench -- --soak          # memory over 10M calls
+//! cargo run --release -p redis-cache-examples --example bench -- --soak-local    # the same with `local`
+//! cargo run --release -p redis-cache-examples --example bench -- --invalidation 10000
 //! ```
 //!
 //! It starts its own `redis-server` on a free loopback port and measures, with the same ~200-byte
@@ -87,6 +89,8 @@ struct Options {
     keys: u64,
     rounds: usize,
     soak: bool,
+    /// `--soak-local`: the soak through a function with `local`.
+    soak_local: bool,
     /// `--invalidation N`: measure invalidation latency over N invalidations instead.
     invalidation: Option<u64>,
     /// Concurrencies to measure.
@@ -103,6 +107,7 @@ impl Options {
             keys: 1000,
             rounds: 3,
             soak: false,
+            soak_local: false,
             invalidation: None,
             only: None,
             tasks: vec![1, 64],
@@ -124,12 +129,13 @@ impl Options {
                     options.rounds = 1;
                 }
                 "--soak" => options.soak = true,
+                "--soak-local" => options.soak_local = true,
                 "--invalidation" => options.invalidation = Some(value("--invalidation") as u64),
                 "--tasks" => options.tasks = vec![value("--tasks") as usize],
                 "--only" => options.only = Some(args.next().expect("--only takes a case name")),
                 other => panic!(
                     "unknown option {other}; expected --secs S, --warmup S, --keys N, --quick, \
-                     --soak, --tasks N or --only CASE/CASE..."
+                     --soak, --soak-local, --invalidation N, --tasks N or --only CASE/CASE..."
                 ),
             }
         }
@@ -226,8 +232,8 @@ async fn async_main(options: Options) {
         .prefix("bench")
         .build()
         .expect("cache");
-    if options.soak {
-        return soak::run(&cache).await;
+    if options.soak || options.soak_local {
+        return soak::run(&cache, options.soak_local).await;
     }
     if let Some(count) = options.invalidation {
         return invalidation::run(&redis, count).await;

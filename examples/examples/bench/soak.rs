@@ -2,6 +2,10 @@
 //! read every million calls. Entries live 2 s, so keys keep expiring and the whole flow runs:
 //! hits, misses with their locks and stores, followers of the same key. At the end the in-flight
 //! table must be empty and memory flat after the first million.
+//!
+//! `--soak-local` runs the same load through a function with `local = 10_000`: ten times more
+//! keys than the tier holds, so copies are evicted all the time, and removed by the expiries'
+//! announcements; the tier must stay within its bound and memory flat.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +24,12 @@ async fn soak_product(cache: &Cache, id: u64) -> Product {
     Product::sample(id)
 }
 
+/// [`soak_product`] with the local tier.
+#[redis_cache(ttl = 2, local = 10_000, skip(cache), cache = cache)]
+async fn soak_product_local(cache: &Cache, id: u64) -> Product {
+    Product::sample(id)
+}
+
 /// Resident set size in KiB, from `/proc/self/status`.
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -30,13 +40,18 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-pub async fn run(cache: &Cache) {
+pub async fn run(cache: &Cache, local: bool) {
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     println!(
-        "{:>12} {:>10} {:>10} {:>10}",
-        "calls", "RSS KiB", "in flight", "secs"
+        "{:>12} {:>10} {:>10} {:>10} {:>10}",
+        "calls", "RSS KiB", "in flight", "local", "secs"
     );
+    let name = if local {
+        "bench::soak::soak_product_local"
+    } else {
+        "bench::soak::soak_product"
+    };
     let tasks: Vec<_> = (0..TASKS)
         .map(|task| {
             let (cache, done) = (cache.clone(), done.clone());
@@ -48,13 +63,20 @@ pub async fn run(cache: &Cache) {
                         break;
                     }
                     let id = rng.u64(0..KEYS);
-                    assert_eq!(soak_product(&cache, id).await.id, id);
+                    let value = if local {
+                        soak_product_local(&cache, id).await
+                    } else {
+                        soak_product(&cache, id).await
+                    };
+                    assert_eq!(value.id, id);
                     if (n + 1) % REPORT_EVERY == 0 {
+                        let entries = cache_runtime::stats_for(name).map_or(0, |s| s.local_entries);
                         println!(
-                            "{:>12} {:>10} {:>10} {:>10.1}",
+                            "{:>12} {:>10} {:>10} {:>10} {:>10.1}",
                             n + 1,
                             rss_kib(),
                             cache.in_flight(),
+                            entries,
                             started.elapsed().as_secs_f64()
                         );
                     }
@@ -65,17 +87,25 @@ pub async fn run(cache: &Cache) {
     for task in tasks {
         task.await.expect("a soak task panicked");
     }
-    let stats = cache_runtime::stats_for("bench::soak::soak_product").expect("called");
+    let stats = cache_runtime::stats_for(name).expect("called");
     println!(
-        "done: {} calls in {:.1} s; {} hits, {} misses, {} coalesced; in flight at the end: {}; \
-         RSS {} KiB",
+        "done: {} calls in {:.1} s; {} local hits, {} hits, {} misses, {} coalesced; in flight at \
+         the end: {}; local entries {} (evicted {}, invalidated {}); RSS {} KiB",
         stats.calls(),
         started.elapsed().as_secs_f64(),
+        stats.local_hits,
         stats.hits,
         stats.misses,
         stats.coalesced,
         cache.in_flight(),
+        stats.local_entries,
+        stats.local_evictions,
+        stats.local_invalidations,
         rss_kib()
+    );
+    assert!(
+        stats.local_entries <= 10_000,
+        "the tier stays within local = 10_000"
     );
     assert_eq!(
         cache.in_flight(),
