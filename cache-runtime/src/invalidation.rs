@@ -80,8 +80,8 @@ pub async fn invalidate(
     let removed: i64 = conn.eval(&INVALIDATE, &[&key, &lock_key], &[]).await?;
     // This process drops its copy as soon as the key is gone (a read that started before and
     // would copy the old value undoes itself); the others when Redis announces the change.
-    if let Some(local) = cache.local() {
-        local.invalidate(spec, call.args());
+    if let (Some(local), Some(args)) = (cache.local(), call.args()) {
+        local.invalidate(spec, args);
     }
     Ok(removed == 1)
 }

@@ -325,3 +325,49 @@ async fn the_byte_budget_bounds_the_tier_of_a_cache() {
     assert!(stats.local_bytes <= 50_000, "{stats:?}");
     assert!(stats.local_entries >= 1, "{stats:?}");
 }
+
+#[redis_cache(ttl = 300, local = 100, skip(cache), cache = cache)]
+async fn parsed<T>(cache: &Cache, text: String) -> Option<T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned,
+    T: 'static,
+{
+    text.parse().ok()
+}
+
+#[tokio::test]
+async fn each_instantiation_of_a_generic_function_has_its_copies_and_loses_them() {
+    let redis = RedisServer::start();
+    let prefix = "local-generic";
+    let cache = redis.cache(prefix);
+    let name = format!("{}::parsed", module_path!());
+    let stats = || stats_for(&name).unwrap();
+    parsed::<u32>(&cache, "7".into()).await;
+    coherent(&cache).await;
+    for _ in 0..2 {
+        assert_eq!(parsed::<u32>(&cache, "7".into()).await, Some(7u32));
+        assert_eq!(parsed::<u64>(&cache, "7".into()).await, Some(7u64));
+    }
+    let hits = stats().local_hits;
+    assert_eq!(parsed::<u32>(&cache, "7".into()).await, Some(7u32));
+    assert_eq!(parsed::<u64>(&cache, "7".into()).await, Some(7u64));
+    assert_eq!(stats().local_hits, hits + 2, "both answered locally");
+    assert_eq!(stats().local_entries, 2);
+
+    let mut events = cache.local_events().unwrap();
+    let keys: Vec<String> = redis
+        .command(&["KEYS", &format!("{prefix}:*}}")])
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    for key in keys {
+        events.mark_unchanged();
+        assert_eq!(redis.cli(&["DEL", &key]).trim(), "1");
+        next_event(&mut events).await;
+    }
+    assert_eq!(
+        stats().local_entries,
+        0,
+        "each DEL removed its instantiation's copy"
+    );
+}

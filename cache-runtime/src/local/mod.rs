@@ -112,11 +112,12 @@ struct Tier {
     id: u64,
     prefix: String,
     budget: Arc<Budget>,
-    /// One store per function (by flight namespace), created at its first call.
-    stores: RwLock<HashMap<u64, Arc<dyn AnyStore>, PreHashed>>,
-    /// How invalidation messages find a store: `{function segment}:{fingerprint}` of the keys
-    /// copies were made from.
-    routes: RwLock<HashMap<String, Arc<dyn AnyStore>>>,
+    /// The stores of each function (by flight namespace), created at its first call: one per
+    /// value type, since the instantiations of a generic function share their site.
+    stores: RwLock<HashMap<u64, Vec<Arc<dyn AnyStore>>, PreHashed>>,
+    /// How invalidation messages find a function: `{function segment}:{fingerprint}` of the keys
+    /// copies were made from, to the function's namespace.
+    routes: RwLock<HashMap<String, u64>>,
     /// The invalidation channel is up: every change is being announced.
     coherent: AtomicBool,
     /// The channel was started (at the first call of a function with `local`).
@@ -157,40 +158,51 @@ impl LocalTier {
     {
         if let Some((id, store)) = site.local_slot()
             && *id == self.inner.id
+            && let Some(store) = store.as_any().downcast_ref()
         {
-            return store.as_any().downcast_ref().map(StoreRef::Static);
+            return Some(StoreRef::Static(store));
         }
         self.inner.tracking.get_or_init(|| {
             tracking::start(Arc::downgrade(&self.inner), conn.clone());
         });
         let namespace = site.namespace();
+        let of_type = |stores: &[Arc<dyn AnyStore>]| {
+            stores
+                .iter()
+                .find(|store| store.as_any().is::<LocalStore<T>>())
+                .cloned()
+        };
         let existing = crate::sync::read(&self.inner.stores)
             .get(&namespace)
-            .cloned();
+            .and_then(|stores| of_type(stores));
         let store = existing.unwrap_or_else(|| {
             let mut stores = crate::sync::write(&self.inner.stores);
-            stores
-                .entry(namespace)
-                .or_insert_with(|| Arc::new(LocalStore::<T>::new(site, self.inner.budget.clone())))
-                .clone()
+            let stores = stores.entry(namespace).or_default();
+            of_type(stores).unwrap_or_else(|| {
+                let store: Arc<dyn AnyStore> =
+                    Arc::new(LocalStore::<T>::new(site, self.inner.budget.clone()));
+                stores.push(store.clone());
+                store
+            })
         });
         if site.set_local_slot(self.inner.id, store.clone()) {
             return self.store(site, conn);
         }
-        // Another cache holds the site's slot: this one goes through its map.
-        store.as_any().downcast_ref::<LocalStore<T>>()?;
+        // Another cache (or another instantiation of a generic function) holds the site's
+        // slot: this one goes through the map.
         Some(StoreRef::Shared(store, std::marker::PhantomData))
     }
 
-    /// Makes invalidation messages about `key` (a key of `store`) reach `store`.
-    fn route(&self, key: &str, store: Arc<dyn AnyStore>) {
+    /// Makes invalidation messages about `key` (a key of the function with `namespace`) reach
+    /// its stores.
+    fn route(&self, key: &str, namespace: u64) {
         let Some((route, _)) = self.parse(key) else {
             return;
         };
         if crate::sync::read(&self.inner.routes).contains_key(route) {
             return;
         }
-        crate::sync::write(&self.inner.routes).insert(route.to_string(), store);
+        crate::sync::write(&self.inner.routes).insert(route.to_string(), namespace);
     }
 
     /// `{prefix}:{function}:{fingerprint}:{{args}}` into its route and argument hash.
@@ -205,29 +217,15 @@ impl LocalTier {
 
     /// Drops the copies of `spec`'s function (an `_invalidate` of one call, or a clear, in this
     /// process: the announcement would do it too, a moment later).
-    pub(crate) fn invalidate(&self, spec: &SiteSpec, args: Option<u128>) {
-        let store = crate::sync::read(&self.inner.stores)
-            .get(&spec.namespace())
-            .cloned();
-        if let Some(store) = store {
-            match args {
-                Some(args) => {
-                    store.invalidate(args);
-                }
-                None => {
-                    store.clear();
-                }
-            }
-        }
+    pub(crate) fn invalidate(&self, spec: &SiteSpec, args: u128) {
+        self.inner.invalidate(spec.namespace(), args);
     }
 
     /// Drops every copy of the functions whose namespaces are given.
     pub(crate) fn clear_namespaces(&self, namespaces: &[u64]) {
         let stores = crate::sync::read(&self.inner.stores);
-        for namespace in namespaces {
-            if let Some(store) = stores.get(namespace) {
-                store.clear();
-            }
+        for store in namespaces.iter().filter_map(|n| stores.get(n)).flatten() {
+            store.clear();
         }
     }
 
@@ -255,7 +253,6 @@ impl Tier {
             self.clear_all();
             return;
         };
-        let routes = crate::sync::read(&self.routes);
         let mut removed = false;
         for key in &keys {
             let Ok(key) = std::str::from_utf8(key) else {
@@ -264,11 +261,12 @@ impl Tier {
             if key.ends_with(":lock") {
                 continue;
             }
-            if let Some((route, args)) = self.parse(key)
-                && let Some(store) = routes.get(route)
-                && store.invalidate(args)
-            {
-                removed = true;
+            let Some((route, args)) = self.parse(key) else {
+                continue;
+            };
+            let namespace = crate::sync::read(&self.routes).get(route).copied();
+            if let Some(namespace) = namespace {
+                removed |= self.invalidate(namespace, args);
             }
         }
         if removed {
@@ -276,10 +274,24 @@ impl Tier {
         }
     }
 
+    /// Drops the copies of `args` of the function with `namespace`. `true` if there was one.
+    fn invalidate(&self, namespace: u64, args: u128) -> bool {
+        let stores = crate::sync::read(&self.stores);
+        let mut removed = false;
+        for store in stores.get(&namespace).into_iter().flatten() {
+            removed |= store.invalidate(args);
+        }
+        removed
+    }
+
     /// Drops every copy: the channel is (back) up, and copies cached before may have missed
     /// announcements; or the database was flushed.
     fn clear_all(&self) {
-        let stores: Vec<_> = crate::sync::read(&self.stores).values().cloned().collect();
+        let stores: Vec<_> = crate::sync::read(&self.stores)
+            .values()
+            .flatten()
+            .cloned()
+            .collect();
         for store in stores {
             store.clear();
         }
@@ -295,7 +307,11 @@ impl Tier {
     }
 
     fn sweep(&self, now_ms: u64) {
-        let stores: Vec<_> = crate::sync::read(&self.stores).values().cloned().collect();
+        let stores: Vec<_> = crate::sync::read(&self.stores)
+            .values()
+            .flatten()
+            .cloned()
+            .collect();
         for store in stores {
             store.sweep(now_ms);
         }
@@ -322,15 +338,6 @@ impl<T: Clone + Send + Sync + 'static> StoreRef<T> {
                 .as_any()
                 .downcast_ref()
                 .expect("a store's type is its function's value type"),
-        }
-    }
-
-    fn shared(&self, tier: &LocalTier, site: &Site) -> Option<Arc<dyn AnyStore>> {
-        match self {
-            StoreRef::Shared(store, _) => Some(store.clone()),
-            StoreRef::Static(_) => crate::sync::read(&tier.inner.stores)
-                .get(&site.namespace())
-                .cloned(),
         }
     }
 }
@@ -371,9 +378,7 @@ impl<T: Clone + Send + Sync + 'static> KeepLocal<T> for Keep<'_, T> {
         if until_ms <= now {
             return;
         }
-        if let Some(shared) = self.store.shared(self.tier, self.site) {
-            self.tier.route(key, shared);
-        }
+        self.tier.route(key, self.site.namespace());
         let bytes = bytes as u64 + ENTRY_OVERHEAD + std::mem::size_of::<T>() as u64;
         self.store.get().insert(self.watch, value, until_ms, bytes);
     }
