@@ -114,7 +114,7 @@ struct Tier {
     budget: Arc<Budget>,
     /// The stores of each function (by flight namespace), created at its first call: one per
     /// value type, since the instantiations of a generic function share their site.
-    stores: RwLock<HashMap<u64, Vec<Arc<dyn AnyStore>>, PreHashed>>,
+    stores: RwLock<Stores>,
     /// How invalidation messages find a function: `{function segment}:{fingerprint}` of the keys
     /// copies were made from, to the function's namespace.
     routes: RwLock<HashMap<String, u64>>,
@@ -126,6 +126,9 @@ struct Tier {
     /// microseconds): for tests to await, and for the bench to time invalidations.
     changes: tokio::sync::watch::Sender<u64>,
 }
+
+/// The stores of a tier's functions, by namespace.
+type Stores = HashMap<u64, Vec<Arc<dyn AnyStore>>, PreHashed>;
 
 static NEXT_TIER: AtomicU64 = AtomicU64::new(1);
 
