@@ -290,15 +290,19 @@ impl Tier {
     /// Drops every copy: the channel is (back) up, and copies cached before may have missed
     /// announcements; or the database was flushed.
     fn clear_all(&self) {
-        let stores: Vec<_> = crate::sync::read(&self.stores)
-            .values()
-            .flatten()
-            .cloned()
-            .collect();
-        for store in stores {
+        for store in self.all_stores() {
             store.clear();
         }
         self.changed();
+    }
+
+    /// Every store, taken out of the lock (clearing or sweeping one takes a while).
+    fn all_stores(&self) -> Vec<Arc<dyn AnyStore>> {
+        crate::sync::read(&self.stores)
+            .values()
+            .flatten()
+            .cloned()
+            .collect()
     }
 
     /// Tells the tier's watchers: the value is the change's instant, in unix microseconds.
@@ -310,12 +314,7 @@ impl Tier {
     }
 
     fn sweep(&self, now_ms: u64) {
-        let stores: Vec<_> = crate::sync::read(&self.stores)
-            .values()
-            .flatten()
-            .cloned()
-            .collect();
-        for store in stores {
+        for store in self.all_stores() {
             store.sweep(now_ms);
         }
     }
