@@ -284,11 +284,11 @@ where
         if let Some(keep) = self.keep {
             // Redis is unreachable: the local tier memoizes alone, for `local_ttl` at most.
             let sealed = self.seal(&value, took);
-            if let (Some((bytes, keep_for)), Some((stored, _))) =
+            if let (Some((bytes, _)), Some((stored, ttl_secs))) =
                 (&sealed, P::to_store(&value, &self.site.spec))
             {
-                let until = unix_ms(SystemTime::now() + *keep_for);
-                keep.keep(self.key, stored, until, bytes.len());
+                let fresh_until = unix_ms(SystemTime::now() + Duration::from_secs(ttl_secs));
+                keep.keep(self.key, stored, fresh_until, bytes.len());
             }
             leader.publish(self.handoff(&value, &sealed));
             return (value, Outcome::Fallback);
@@ -402,7 +402,6 @@ where
         (value, Outcome::Miss)
     }
 
-    /// Takes the key's lock or waits for its holder.
     /// Takes the key's lock or waits for its holder; an entry found comes with its freshness.
     async fn lock_or_wait(&self) -> Result<Waited<(u64, P::Stored)>, CommandError> {
         let spec = &self.site.spec;
