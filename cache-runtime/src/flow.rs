@@ -98,6 +98,7 @@ where
         site,
         store: &store,
         watch: store.get().watch(args),
+        local_ttl: freshness::local_ttl(&site.spec),
     };
     let (value, outcome) = answer::<P, R>(site, cache, call, body, Some(&keep)).await;
     site.answered(outcome);

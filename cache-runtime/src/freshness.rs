@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use crate::config::DEFAULT_TTL_JITTER;
+use crate::config::{DEFAULT_LOCAL_TTL, DEFAULT_TTL_JITTER};
 use crate::envelope::Meta;
 use crate::spec::SiteSpec;
 
@@ -33,6 +33,14 @@ pub(crate) enum Freshness {
     Stale,
     /// Not servable: recompute.
     Expired,
+}
+
+/// How long `spec`'s local copies may be served without a fresh look at Redis (`local_ttl`).
+pub(crate) fn local_ttl(spec: &SiteSpec) -> Duration {
+    match spec.local_ttl_secs {
+        0 => DEFAULT_LOCAL_TTL,
+        secs => Duration::from_secs(secs),
+    }
 }
 
 /// The fraction of the TTL by which `spec`'s expiries are randomly shortened.

@@ -1,6 +1,7 @@
 //! One `static Site` per annotated function: its options, its counters and latencies, and how it
 //! reports them (trace events, rate-limited warnings, metrics).
 
+use std::any::Any;
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
@@ -10,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use crate::connection::CommandError;
 use crate::key;
-use crate::local::AnyStore;
 use crate::spec::SiteSpec;
 use crate::stats::warnings::Throttle;
 use crate::stats::{self, Count, Counters, Outcome};
@@ -31,7 +31,7 @@ pub struct Site {
     metrics: OnceLock<crate::stats::metrics::Handles>,
     /// The local tier's store of this function in the first cache that made one (`local = N`),
     /// by that tier's id: found without a lock on every call.
-    local: OnceLock<(u64, Arc<dyn AnyStore>)>,
+    local: OnceLock<(u64, Arc<dyn Any + Send + Sync>)>,
 }
 
 impl Site {
@@ -165,12 +165,12 @@ impl Site {
         }
     }
 
-    pub(crate) fn local_slot(&self) -> Option<&(u64, Arc<dyn AnyStore>)> {
+    pub(crate) fn local_slot(&self) -> Option<&(u64, Arc<dyn Any + Send + Sync>)> {
         self.local.get()
     }
 
     /// Gives the fast slot to `tier`'s store, if no tier has it yet. `true` if it did.
-    pub(crate) fn set_local_slot(&self, tier: u64, store: Arc<dyn AnyStore>) -> bool {
+    pub(crate) fn set_local_slot(&self, tier: u64, store: Arc<dyn Any + Send + Sync>) -> bool {
         self.local.set((tier, store)).is_ok()
     }
 

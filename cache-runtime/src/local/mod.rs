@@ -28,7 +28,6 @@ use std::time::Duration;
 
 pub(crate) use store::{LocalStore, Watch};
 
-use crate::config::DEFAULT_LOCAL_TTL;
 use crate::connection::Connection;
 use crate::key::PreHashed;
 use crate::site::Site;
@@ -64,11 +63,10 @@ impl Budget {
 }
 
 /// What the tier does with one function's store, whatever its value type.
-pub(crate) trait AnyStore: Send + Sync {
+pub(crate) trait AnyStore: Any + Send + Sync {
     fn invalidate(&self, args: u128) -> bool;
     fn clear(&self) -> usize;
     fn sweep(&self, now_ms: u64);
-    fn as_any(&self) -> &dyn Any;
 }
 
 impl std::fmt::Debug for dyn AnyStore {
@@ -86,9 +84,6 @@ impl<T: Clone + Send + Sync + 'static> AnyStore for LocalStore<T> {
     }
     fn sweep(&self, now_ms: u64) {
         LocalStore::sweep(self, now_ms);
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
@@ -161,7 +156,7 @@ impl LocalTier {
     {
         if let Some((id, store)) = site.local_slot()
             && *id == self.inner.id
-            && let Some(store) = store.as_any().downcast_ref()
+            && let Some(store) = store.downcast_ref()
         {
             return Some(StoreRef::Static(store));
         }
@@ -172,7 +167,7 @@ impl LocalTier {
         let of_type = |stores: &[Arc<dyn AnyStore>]| {
             stores
                 .iter()
-                .find(|store| store.as_any().is::<LocalStore<T>>())
+                .find(|store| (&***store as &dyn Any).is::<LocalStore<T>>())
                 .cloned()
         };
         let existing = crate::sync::read(&self.inner.stores)
@@ -188,7 +183,7 @@ impl LocalTier {
                 store
             })
         });
-        if site.set_local_slot(self.inner.id, store.clone()) {
+        if site.set_local_slot(self.inner.id, store.clone() as Arc<dyn Any + Send + Sync>) {
             return self.store(site, conn);
         }
         // Another cache (or another instantiation of a generic function) holds the site's
@@ -336,19 +331,10 @@ impl<T: Clone + Send + Sync + 'static> StoreRef<T> {
     pub(crate) fn get(&self) -> &LocalStore<T> {
         match self {
             StoreRef::Static(store) => store,
-            StoreRef::Shared(store, _) => store
-                .as_any()
+            StoreRef::Shared(store, _) => (&**store as &dyn Any)
                 .downcast_ref()
                 .expect("a store's type is its function's value type"),
         }
-    }
-}
-
-/// How long `spec`'s copies may be served without a fresh look at Redis.
-pub(crate) fn local_ttl(spec: &SiteSpec) -> Duration {
-    match spec.local_ttl_secs {
-        0 => DEFAULT_LOCAL_TTL,
-        secs => Duration::from_secs(secs),
     }
 }
 
@@ -358,6 +344,8 @@ pub(crate) struct Keep<'a, T: 'static> {
     pub site: &'static Site,
     pub store: &'a StoreRef<T>,
     pub watch: Watch,
+    /// The function's `local_ttl`.
+    pub local_ttl: Duration,
 }
 
 /// Keeping a copy, whatever the value type: the flow holds a `&dyn KeepLocal<T>` only for
@@ -375,7 +363,7 @@ const ENTRY_OVERHEAD: u64 = 64;
 impl<T: Clone + Send + Sync + 'static> KeepLocal<T> for Keep<'_, T> {
     fn keep(&self, key: &str, value: &T, fresh_until_ms: u64, bytes: usize) {
         let now = crate::envelope::unix_ms(std::time::SystemTime::now());
-        let ttl_ms = u64::try_from(local_ttl(&self.site.spec).as_millis()).unwrap_or(u64::MAX);
+        let ttl_ms = u64::try_from(self.local_ttl.as_millis()).unwrap_or(u64::MAX);
         let until_ms = fresh_until_ms.min(now.saturating_add(ttl_ms));
         if until_ms <= now {
             return;
