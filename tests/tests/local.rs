@@ -371,3 +371,51 @@ async fn each_instantiation_of_a_generic_function_has_its_copies_and_loses_them(
         "each DEL removed its instantiation's copy"
     );
 }
+
+#[redis_cache(ttl = 300, local = 10, skip(cache, runs), cache = cache)]
+async fn across_runtimes(cache: &Cache, runs: &Runs, id: u64) -> u64 {
+    runs.tick();
+    id + runs.count()
+}
+
+/// A cache outliving the runtime its channel ran on (a `static` cache used by several
+/// `#[tokio::test]`s) is not left believing it hears every change: it is incoherent once that
+/// runtime is gone, and the next call on another runtime opens a new channel.
+#[test]
+fn the_channel_is_reopened_on_the_next_runtime() {
+    let redis = RedisServer::start();
+    let cache = redis.cache("local-runtimes");
+    let runs = Runs::default();
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    runtime().block_on(async {
+        across_runtimes(&cache, &runs, 1).await;
+        coherent(&cache).await;
+    });
+    assert!(!cache.local_coherent(), "its runtime is gone");
+    runtime().block_on(async {
+        // The command connection died with the first runtime too: this call may fall back
+        // while it reconnects; it starts the new channel either way.
+        across_runtimes(&cache, &runs, 1).await;
+        coherent(&cache).await;
+        let first = across_runtimes(&cache, &runs, 1).await;
+        assert_eq!(across_runtimes(&cache, &runs, 1).await, first);
+        let mut events = cache.local_events().unwrap();
+        events.mark_unchanged();
+        let keys: Vec<String> = redis.command(&["KEYS", "local-runtimes:*}"]).await.unwrap();
+        for key in keys {
+            redis.cli(&["DEL", &key]);
+        }
+        next_event(&mut events).await;
+        assert_ne!(
+            across_runtimes(&cache, &runs, 1).await,
+            first,
+            "heard the DEL"
+        );
+    });
+}

@@ -23,7 +23,7 @@ mod tracking;
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 pub(crate) use store::{LocalStore, Watch};
@@ -115,8 +115,9 @@ struct Tier {
     routes: RwLock<HashMap<String, u64>>,
     /// The invalidation channel is up: every change is being announced.
     coherent: AtomicBool,
-    /// The channel was started (at the first call of a function with `local`).
-    tracking: OnceLock<()>,
+    /// The channel's task is running (started at the first call of a function with `local`,
+    /// and again if the runtime it ran on shut down).
+    tracking: AtomicBool,
     /// Marked each time coherence is gained or lost or copies are dropped, with the instant (unix
     /// microseconds): for tests to await, and for the bench to time invalidations.
     changes: tokio::sync::watch::Sender<u64>,
@@ -137,7 +138,7 @@ impl LocalTier {
                 stores: RwLock::default(),
                 routes: RwLock::default(),
                 coherent: AtomicBool::new(false),
-                tracking: OnceLock::new(),
+                tracking: AtomicBool::new(false),
                 changes: tokio::sync::watch::Sender::new(0),
             }),
         }
@@ -154,15 +155,18 @@ impl LocalTier {
     where
         T: Clone + Send + Sync + 'static,
     {
+        // A load on every call (the swap only when the channel's task is not running).
+        if !self.inner.tracking.load(Ordering::Acquire)
+            && !self.inner.tracking.swap(true, Ordering::AcqRel)
+        {
+            tracking::start(Arc::downgrade(&self.inner), conn.clone());
+        }
         if let Some((id, store)) = site.local_slot()
             && *id == self.inner.id
             && let Some(store) = store.downcast_ref()
         {
             return Some(StoreRef::Static(store));
         }
-        self.inner.tracking.get_or_init(|| {
-            tracking::start(Arc::downgrade(&self.inner), conn.clone());
-        });
         let namespace = site.namespace();
         let of_type = |stores: &[Arc<dyn AnyStore>]| {
             stores

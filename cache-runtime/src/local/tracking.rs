@@ -39,7 +39,25 @@ const REFUSED_RETRY: Duration = Duration::from_secs(60);
 
 /// Starts the channel of `tier`; it ends when the tier (its cache) is gone.
 pub(super) fn start(tier: Weak<Tier>, conn: Arc<Connection>) {
-    tokio::spawn(run(tier, conn));
+    tokio::spawn(async move {
+        let _stopped = Stopped(tier.clone());
+        run(tier, conn).await;
+    });
+}
+
+/// Dropped with the channel's task, however it ends (the cache gone, or the runtime it ran on
+/// shut down while the cache lives on, as a `static` cache does across test runtimes): the tier
+/// is no longer coherent, and the next call starts a new task.
+struct Stopped(Weak<Tier>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if let Some(tier) = self.0.upgrade() {
+            tier.set_coherent(false);
+            tier.tracking
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
+    }
 }
 
 /// An open channel.
