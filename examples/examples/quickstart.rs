@@ -110,7 +110,7 @@ async fn main() {
         let t = Instant::now();
         let rate = exchange_rate("EUR".into(), "USD".into()).await;
         println!(
-            "  exchange_rate(EUR, USD) -> {rate:<45} {:>7.2?}",
+            "  exchange_rate(EUR, USD) -> {rate:<52} {:>7.2?}",
             t.elapsed()
         );
         let t = Instant::now();
