@@ -419,3 +419,50 @@ fn the_channel_is_reopened_on_the_next_runtime() {
         );
     });
 }
+
+#[redis_cache(ttl = 300, local = 10, skip(cache), cache = cache)]
+async fn refused(cache: &Cache, id: u64) -> u64 {
+    id + 100
+}
+
+/// A server (or an ACL) that refuses `CLIENT TRACKING`: said once, with the reason, and copies
+/// are still served, under the `local_ttl` bound alone.
+#[tokio::test]
+async fn a_server_refusing_tracking_is_logged_once_and_copies_are_bounded_by_local_ttl() {
+    let (logs, _guard) = redis_cache_tests::logs::Capture::install();
+    let redis = RedisServer::start();
+    let acl: String = redis
+        .command(&[
+            "ACL",
+            "SETUSER",
+            "app",
+            "on",
+            ">secret",
+            "~*",
+            "&*",
+            "+@all",
+            "-client|tracking",
+        ])
+        .await
+        .unwrap();
+    assert_eq!(acl, "OK");
+    let cache = redis
+        .builder()
+        .prefix("local-refused")
+        .credentials(Some("app"), "secret")
+        .build()
+        .unwrap();
+    let mut events = cache.local_events().unwrap();
+    assert_eq!(refused(&cache, 1).await, 101);
+    next_event(&mut events).await;
+    assert!(!cache.local_coherent());
+    assert_eq!(
+        logs.count(tracing::Level::WARN, "refuses client-side caching"),
+        1
+    );
+    assert_eq!(refused(&cache, 1).await, 101, "read back, copied");
+    let name = format!("{}::refused", module_path!());
+    let before = stats_for(&name).unwrap().local_hits;
+    assert_eq!(refused(&cache, 1).await, 101);
+    assert_eq!(stats_for(&name).unwrap().local_hits, before + 1);
+}

@@ -83,6 +83,11 @@ async fn counted(cache: &Cache, id: u64) -> u64 {
     id + 100
 }
 
+#[redis_cache(ttl = 300, local = 10, skip(cache), cache = cache)]
+async fn counted_local(cache: &Cache, id: u64) -> u64 {
+    id
+}
+
 #[tokio::test]
 async fn stats_and_metrics_match_a_counted_workload_exactly() {
     let recorded = Arc::new(Recorded::default());
@@ -149,6 +154,35 @@ async fn stats_and_metrics_match_a_counted_workload_exactly() {
             .samples("redis_cache_function_seconds{function=metrics::counted}")
             .len(),
         12
+    );
+
+    // The local tier: a miss, a read from Redis (copied), a local hit; its gauges.
+    let local = redis.cache("metrics-local");
+    counted_local(&local, 1).await;
+    redis_cache_tests::local::coherent(&local).await;
+    counted_local(&local, 1).await;
+    counted_local(&local, 1).await;
+    let local_calls = |outcome: &str| {
+        recorded.counter(&format!(
+            "redis_cache_calls_total{{function=metrics::counted_local,outcome={outcome}}}"
+        ))
+    };
+    assert_eq!(
+        (
+            local_calls("misses"),
+            local_calls("hits"),
+            local_calls("local_hits")
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        recorded.gauge("redis_cache_local_entries{function=metrics::counted_local}"),
+        Some(1.0)
+    );
+    assert!(
+        recorded
+            .gauge("redis_cache_local_bytes{function=metrics::counted_local}")
+            .is_some_and(|bytes| bytes > 0.0)
     );
 
     // The breaker's gauge, for a cache whose Redis is not there.

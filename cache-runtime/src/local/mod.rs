@@ -231,9 +231,9 @@ impl LocalTier {
         }
     }
 
-    /// A receiver that changes whenever coherence is gained or lost, or an announcement removed
-    /// copies, holding the instant of the last change (unix microseconds): what tests await
-    /// instead of sleeping.
+    /// A receiver that changes whenever coherence is gained or lost, an announcement removed
+    /// copies, or the server refused the channel (first refusal only), holding the instant of the
+    /// last change (unix microseconds): what tests await instead of sleeping.
     pub(crate) fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.changes.subscribe()
     }

@@ -109,6 +109,9 @@ async fn run(tier: Weak<Tier>, conn: Arc<Connection>) {
             Err(Failure::Refused(err)) => {
                 if !refusal_logged {
                     refusal_logged = true;
+                    if let Some(t) = tier.upgrade() {
+                        t.changed();
+                    }
                     tracing::warn!(
                         error = %err,
                         "redis_cache: the server refuses client-side caching (CLIENT TRACKING \
