@@ -34,3 +34,40 @@ pub async fn next_event(events: &mut Receiver<u64>) {
         .expect("the announcement arrives")
         .expect("the tier is alive");
 }
+
+fn stats(function: &str) -> cache_runtime::FunctionStats {
+    cache_runtime::stats_for(function).expect("the function was called")
+}
+
+/// Calls `call` until one call is answered by the local tier (`function`'s `local_hits` grows)
+/// and returns that answer. A copy made by a read can be removed by the late announcement of
+/// this process's own store of the same key (Redis cannot tell it from a newer change); the
+/// next read copies it again. At most 100 calls.
+pub async fn local_hit<T, Fut>(function: &str, mut call: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = T>,
+{
+    for _ in 0..100 {
+        let before = stats(function).local_hits;
+        let value = call().await;
+        if stats(function).local_hits > before {
+            return value;
+        }
+    }
+    panic!("{function}: no local hit in 100 calls");
+}
+
+/// Waits until `function` has `entries` copies in the tier (announcements remove them).
+pub async fn entries_become(cache: &Cache, function: &str, entries: u64) {
+    let mut events = cache.local_events().expect("a local tier");
+    let reached = events.wait_for(|_| stats(function).local_entries == entries);
+    tokio::time::timeout(EVENT_WAIT, reached)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{function}: {} copies, not {entries}",
+                stats(function).local_entries
+            )
+        })
+        .expect("the tier is alive");
+}

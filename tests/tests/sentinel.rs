@@ -100,35 +100,29 @@ async fn sentinel_local(cache: &Cache, runs: &redis_cache_tests::Runs, id: u64) 
 /// new one, with every copy from before dropped.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_local_tier_follows_the_primary_across_a_failover() {
-    use redis_cache_tests::local::{coherent, incoherent, next_event};
+    use redis_cache_tests::local::{coherent, entries_become, incoherent, local_hit};
 
     let mut group = SentinelGroup::start();
     let cache = group.cache("slocal");
     let runs = redis_cache_tests::Runs::default();
     let local =
         || cache_runtime::stats_for(&format!("{}::sentinel_local", module_path!())).unwrap();
+    let name = format!("{}::sentinel_local", module_path!());
     let first = sentinel_local(&cache, &runs, 1).await;
     coherent(&cache).await;
     assert_eq!(
-        sentinel_local(&cache, &runs, 1).await,
-        first,
-        "read back, copied"
+        local_hit(&name, || sentinel_local(&cache, &runs, 1)).await,
+        first
     );
-    let hits = local().local_hits;
-    assert_eq!(sentinel_local(&cache, &runs, 1).await, first);
-    assert_eq!(local().local_hits, hits + 1);
 
     // A DEL on the primary removes the copy.
-    let mut events = cache.local_events().unwrap();
-    events.mark_unchanged();
     let keys: Vec<String> = group.primary.command(&["KEYS", "slocal:*}"]).await.unwrap();
     let [key] = <[String; 1]>::try_from(keys).expect("one entry");
     assert_eq!(group.primary.cli(&["DEL", &key]).trim(), "1");
-    next_event(&mut events).await;
+    entries_become(&cache, &name, 0).await;
     let second = sentinel_local(&cache, &runs, 1).await;
     assert_ne!(second, first);
-    sentinel_local(&cache, &runs, 1).await;
-    assert!(local().local_entries >= 1);
+    local_hit(&name, || sentinel_local(&cache, &runs, 1)).await;
 
     // The primary dies; the channel follows the sentinels to the promoted replica.
     group.primary.kill();
@@ -143,12 +137,14 @@ async fn the_local_tier_follows_the_primary_across_a_failover() {
     );
     // And it hears the new primary: a DEL there removes a new copy.
     let value = sentinel_local(&cache, &runs, 2).await;
-    assert_eq!(sentinel_local(&cache, &runs, 2).await, value);
-    events.mark_unchanged();
+    assert_eq!(
+        local_hit(&name, || sentinel_local(&cache, &runs, 2)).await,
+        value
+    );
     let keys: Vec<String> = group.replica.command(&["KEYS", "slocal:*}"]).await.unwrap();
     for key in keys {
         group.replica.cli(&["DEL", &key]);
     }
-    next_event(&mut events).await;
+    entries_become(&cache, &name, 0).await;
     assert_ne!(sentinel_local(&cache, &runs, 2).await, value);
 }
