@@ -79,14 +79,14 @@ pub(crate) struct Args {
 }
 
 enum Opt {
-    Ttl(LitInt),
+    Ttl(Secs),
     Skip(Punctuated<Ident, Token![,]>),
     Version(LitInt),
     Name(LitStr),
     Cache(Expr),
-    NoneTtl(LitInt),
+    NoneTtl(Secs),
     IncludeSelf(Span),
-    Stale(LitInt),
+    Stale(Secs),
     EarlyRefresh(LitBool),
     Jitter(Lit),
     Lock(LitBool),
@@ -100,7 +100,7 @@ impl Parse for Opt {
         let look = input.lookahead1();
         if look.peek(kw::ttl) {
             assign::<kw::ttl>(input)?;
-            Ok(Opt::Ttl(parse_int(input, "ttl", "ttl = 300")?))
+            Ok(Opt::Ttl(parse_secs(input, "ttl", "300")?))
         } else if look.peek(kw::skip) {
             input.parse::<kw::skip>()?;
             let content;
@@ -119,13 +119,13 @@ impl Parse for Opt {
             Ok(Opt::Cache(input.parse()?))
         } else if look.peek(kw::none_ttl) {
             assign::<kw::none_ttl>(input)?;
-            Ok(Opt::NoneTtl(parse_int(input, "none_ttl", "none_ttl = 30")?))
+            Ok(Opt::NoneTtl(parse_secs(input, "none_ttl", "30")?))
         } else if look.peek(kw::include_self) {
             let kw = input.parse::<kw::include_self>()?;
             Ok(Opt::IncludeSelf(kw.span))
         } else if look.peek(kw::stale) {
             assign::<kw::stale>(input)?;
-            Ok(Opt::Stale(parse_int(input, "stale", "stale = 60")?))
+            Ok(Opt::Stale(parse_secs(input, "stale", "60")?))
         } else if look.peek(kw::early_refresh) {
             assign::<kw::early_refresh>(input)?;
             Ok(Opt::EarlyRefresh(parse_bool(input, "early_refresh")?))
@@ -306,7 +306,7 @@ impl Args {
             match opt {
                 Opt::Ttl(lit) => {
                     ttl_given = true;
-                    match positive_secs(&lit, "ttl") {
+                    match positive_secs(&lit, "ttl", "300") {
                         Ok(secs) => args.ttl = secs,
                         Err(err) => errors.add(err),
                     }
@@ -324,17 +324,14 @@ impl Args {
                     Err(msg) => errors.push(lit.span(), msg),
                 },
                 Opt::Cache(expr) => args.cache = Some(expr),
-                Opt::NoneTtl(lit) => match positive_secs(&lit, "none_ttl") {
+                Opt::NoneTtl(lit) => match positive_secs(&lit, "none_ttl", "30") {
                     Ok(secs) => args.none_ttl = Some((secs, lit.span())),
                     Err(err) => errors.add(err),
                 },
                 Opt::IncludeSelf(span) => args.include_self = Some(span),
-                Opt::Stale(lit) => match lit.base10_parse::<u64>() {
+                Opt::Stale(lit) => match lit.secs("stale", "60") {
                     Ok(secs) => args.stale = secs,
-                    Err(_) => errors.push(
-                        lit.span(),
-                        "`stale` is a number of seconds that fits in a u64, e.g. `stale = 60`",
-                    ),
+                    Err(err) => errors.add(err),
                 },
                 Opt::EarlyRefresh(lit) => args.early_refresh = lit.value,
                 Opt::Jitter(lit) => match jitter_value(&lit) {
@@ -380,20 +377,116 @@ impl Args {
     }
 }
 
-fn positive_secs(lit: &LitInt, option: &str) -> syn::Result<u64> {
-    match lit.base10_parse::<u64>() {
-        Ok(0) => Err(syn::Error::new(
+/// A number of seconds as written: `300`, or a duration string such as `"5m"` or `"1h30m"`.
+pub(crate) enum Secs {
+    Int(LitInt),
+    Str(LitStr),
+}
+
+impl Secs {
+    fn span(&self) -> Span {
+        match self {
+            Secs::Int(lit) => lit.span(),
+            Secs::Str(lit) => lit.span(),
+        }
+    }
+
+    /// The seconds it says; an error spanned on it otherwise.
+    fn secs(&self, option: &str, example: &str) -> syn::Result<u64> {
+        let secs = match self {
+            Secs::Int(lit) => lit.base10_parse::<u64>().ok(),
+            Secs::Str(lit) => duration_secs(&lit.value()),
+        };
+        secs.ok_or_else(|| syn::Error::new(self.span(), secs_message(option, example)))
+    }
+}
+
+fn secs_message(option: &str, example: &str) -> String {
+    format!(
+        "`{option}` takes seconds, `{option} = {example}`, or a duration: `\"90s\"`, `\"5m\"`, \
+         `\"2h\"`, `\"1d\"`, or units combined from the largest, `\"1h30m\"`"
+    )
+}
+
+/// `"90s"`, `"5m"`, `"2h"`, `"1d"`, `"1h30m"`, `"1d12h"`: whole numbers with the units `d`, `h`,
+/// `m`, `s`, each at most once and from the largest down. `None` for anything else or an
+/// overflow.
+fn duration_secs(text: &str) -> Option<u64> {
+    const UNITS: [(char, u64); 4] = [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)];
+    let mut rest = text;
+    let mut total: u64 = 0;
+    let mut next_unit = 0;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        let number: u64 = rest[..digits].parse().ok()?;
+        let unit = rest[digits..].chars().next()?;
+        let at = UNITS[next_unit..].iter().position(|(u, _)| *u == unit)? + next_unit;
+        total = total.checked_add(number.checked_mul(UNITS[at].1)?)?;
+        next_unit = at + 1;
+        rest = &rest[digits + unit.len_utf8()..];
+    }
+    Some(total)
+}
+
+fn parse_secs(input: ParseStream<'_>, option: &str, example: &str) -> syn::Result<Secs> {
+    if input.peek(LitStr) {
+        return Ok(Secs::Str(input.parse()?));
+    }
+    reject_negative(input, || secs_message(option, example))?;
+    input
+        .parse::<LitInt>()
+        .map(Secs::Int)
+        .map_err(|err| syn::Error::new(err.span(), secs_message(option, example)))
+}
+
+fn positive_secs(lit: &Secs, option: &str, example: &str) -> syn::Result<u64> {
+    match lit.secs(option, example)? {
+        0 => Err(syn::Error::new(
             lit.span(),
             format!(
                 "`{option}` must be at least 1 second: Redis cannot store an entry that expires at once; \
                  remove #[redis_cache] to disable caching"
             ),
         )),
-        Ok(secs) => Ok(secs),
-        Err(_) => Err(syn::Error::new(
-            lit.span(),
-            format!("`{option}` is a number of seconds that fits in a u64"),
-        )),
+        secs => Ok(secs),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration_secs;
+
+    #[test]
+    fn duration_strings_are_units_from_the_largest_down() {
+        for (text, secs) in [
+            ("90s", 90),
+            ("5m", 300),
+            ("2h", 7_200),
+            ("1d", 86_400),
+            ("1h30m", 5_400),
+            ("1d12h", 129_600),
+            ("0s", 0),
+        ] {
+            assert_eq!(duration_secs(text), Some(secs), "{text}");
+        }
+        for text in [
+            "",
+            "5",
+            "m",
+            "5x",
+            "30m1h",
+            "1h1h",
+            "1.5h",
+            " 5m",
+            "5m ",
+            "-5m",
+            "99999999999999999999d",
+        ] {
+            assert_eq!(duration_secs(text), None, "{text}");
+        }
     }
 }
 
