@@ -455,6 +455,24 @@ fn positive_secs(lit: &Secs, option: &str, example: &str) -> syn::Result<u64> {
     }
 }
 
+/// A name becomes part of every key of the function, so it must not contain characters that
+/// Redis glob patterns interpret (`* ? [ ] \`), whitespace, or be empty.
+fn check_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/');
+    if name.is_empty() || name.len() > 128 {
+        return Err(
+            "`name` must be 1 to 128 characters long, e.g. `name = \"catalog::product\"`".into(),
+        );
+    }
+    match name.chars().find(|c| !allowed(*c)) {
+        Some(c) => Err(format!(
+            "`name` cannot contain {c:?}: it becomes part of the Redis key, where only ASCII letters, \
+             digits and `_ - . : /` are allowed (no glob or space characters)"
+        )),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::duration_secs;
@@ -487,23 +505,5 @@ mod tests {
         ] {
             assert_eq!(duration_secs(text), None, "{text}");
         }
-    }
-}
-
-/// A name becomes part of every key of the function, so it must not contain characters that
-/// Redis glob patterns interpret (`* ? [ ] \`), whitespace, or be empty.
-fn check_name(name: &str) -> Result<(), String> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/');
-    if name.is_empty() || name.len() > 128 {
-        return Err(
-            "`name` must be 1 to 128 characters long, e.g. `name = \"catalog::product\"`".into(),
-        );
-    }
-    match name.chars().find(|c| !allowed(*c)) {
-        Some(c) => Err(format!(
-            "`name` cannot contain {c:?}: it becomes part of the Redis key, where only ASCII letters, \
-             digits and `_ - . : /` are allowed (no glob or space characters)"
-        )),
-        None => Ok(()),
     }
 }
