@@ -23,6 +23,7 @@ mod kw {
     syn::custom_keyword!(companions);
     syn::custom_keyword!(local);
     syn::custom_keyword!(local_ttl);
+    syn::custom_keyword!(condition);
 }
 
 /// Every option, in the order the error messages list them.
@@ -41,6 +42,7 @@ const OPTIONS: &[&str] = &[
     "companions",
     "local",
     "local_ttl",
+    "condition",
 ];
 
 /// The parsed and checked options of one `#[redis_cache(...)]`.
@@ -76,6 +78,8 @@ pub(crate) struct Args {
     /// Seconds a local copy may be served without Redis's confirmation; the runtime's default
     /// when absent.
     pub local_ttl: Option<(u64, Span)>,
+    /// A `bool` expression over the arguments: `false` runs the function without the cache.
+    pub condition: Option<Expr>,
 }
 
 enum Opt {
@@ -93,6 +97,7 @@ enum Opt {
     Companions(LitBool),
     Local(LitInt),
     LocalTtl(LitInt),
+    Condition(Expr),
 }
 
 impl Parse for Opt {
@@ -139,6 +144,9 @@ impl Parse for Opt {
         } else if look.peek(kw::lock) {
             assign::<kw::lock>(input)?;
             Ok(Opt::Lock(parse_bool(input, "lock")?))
+        } else if look.peek(kw::condition) {
+            assign::<kw::condition>(input)?;
+            Ok(Opt::Condition(input.parse()?))
         } else if look.peek(kw::local_ttl) {
             assign::<kw::local_ttl>(input)?;
             Ok(Opt::LocalTtl(parse_int(
@@ -278,6 +286,7 @@ impl Args {
             companions: true,
             local: None,
             local_ttl: None,
+            condition: None,
         };
         let mut ttl_given = false;
         for pair in opts.into_pairs() {
@@ -297,6 +306,7 @@ impl Args {
                 Opt::Companions(v) => ("companions", v.span()),
                 Opt::Local(v) => ("local", v.span()),
                 Opt::LocalTtl(v) => ("local_ttl", v.span()),
+                Opt::Condition(v) => ("condition", v.span()),
             };
             if seen.iter().any(|(k, _)| *k == key) {
                 errors.push(span, format!("`{key}` is given twice; keep one of them"));
@@ -353,6 +363,7 @@ impl Args {
                         ),
                     ),
                 },
+                Opt::Condition(expr) => args.condition = Some(expr),
                 Opt::LocalTtl(lit) => match lit.base10_parse::<u64>() {
                     Ok(secs) if secs > 0 => args.local_ttl = Some((secs, lit.span())),
                     _ => errors.push(

@@ -31,6 +31,27 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
     let rt = quote!(::cache_runtime::__private);
     let spec = site_spec(fn_sig, args);
     let key = call_key(args, sig);
+    // `condition = EXPR`: evaluated first; `false` skips the key and the cache (spanned on the
+    // expression, so a non-`bool` points at it).
+    let self_type = match sig.has_receiver {
+        true => quote!(::core::option::Option::Some(
+            ::core::any::type_name::<Self>()
+        )),
+        false => quote!(::core::option::Option::None),
+    };
+    let guarded_key = match &args.condition {
+        Some(condition) => {
+            let check =
+                quote_spanned!(condition.span()=> let __redis_cache_condition: bool = #condition;);
+            quote! {
+                {
+                    #check
+                    if __redis_cache_condition { #key } else { #rt::CallKey::bypassed(#self_type) }
+                }
+            }
+        }
+        None => key.clone(),
+    };
     let cache = cache_handle(args);
     let ret = match &fn_sig.output {
         ReturnType::Default => quote!(()),
@@ -53,7 +74,7 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         #vis #fn_sig {
             #(#inner_attrs)*
             static __REDIS_CACHE_SITE: #rt::Site = #rt::Site::new(#spec);
-            let __redis_cache_key = #key;
+            let __redis_cache_key = #guarded_key;
             #cache
             #entry(
                 &__REDIS_CACHE_SITE,

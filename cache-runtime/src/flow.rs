@@ -119,6 +119,10 @@ where
     // Asked for by a `_refresh` companion around this call; taken here, so calls made by the
     // function's body are ordinary calls.
     let write_through = crate::invalidation::take_write_through_request();
+    if call.is_bypassed() {
+        let (value, _) = Box::pin(bypass(site, body)).await;
+        return (value, Outcome::Bypassed);
+    }
     let (Some(conn), Some(locks)) = (cache.connection(), cache.locks()) else {
         return bypass(site, body).await;
     };

@@ -45,6 +45,8 @@ const INLINE: usize = 128;
 pub struct CallKey {
     args: Option<u128>,
     self_type: Option<&'static str>,
+    /// The attribute's `condition` was false: no key, no cache.
+    bypassed: bool,
 }
 
 #[diagnostic::on_unimplemented(
@@ -114,6 +116,7 @@ impl KeyBuilder {
         CallKey {
             args: (!self.failed).then(digest),
             self_type: self.self_type,
+            bypassed: false,
         }
     }
 }
@@ -134,6 +137,20 @@ impl bincode::enc::write::Writer for HashWriter<'_> {
 }
 
 impl CallKey {
+    /// The key of a call whose `condition` was false: it runs the function without the cache.
+    /// `self_type` names a method's type, as for any call (stats name the function by it).
+    pub fn bypassed(self_type: Option<&'static str>) -> CallKey {
+        CallKey {
+            args: None,
+            self_type,
+            bypassed: true,
+        }
+    }
+
+    pub(crate) fn is_bypassed(&self) -> bool {
+        self.bypassed
+    }
+
     pub(crate) fn self_type(&self) -> Option<&'static str> {
         self.self_type
     }

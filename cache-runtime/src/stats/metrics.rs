@@ -4,7 +4,7 @@
 //!
 //! | metric | kind | labels |
 //! |---|---|---|
-//! | `redis_cache_calls_total` | counter | `function`, `outcome` = `local_hits`, `hits`, `stale`, `misses`, `coalesced`, `fallbacks` |
+//! | `redis_cache_calls_total` | counter | `function`, `outcome` = `local_hits`, `hits`, `stale`, `misses`, `coalesced`, `fallbacks`, `bypassed` |
 //! | `redis_cache_events_total` | counter | `function`, `event` = `executions`, `errors`, `invalid`, `writes`, `early_refreshes`, `lock_waits`, `lock_timeouts`, `oversize`, `fenced`, `local_evictions`, `local_invalidations` |
 //! | `redis_cache_local_entries` | gauge | `function`: copies in the local tier |
 //! | `redis_cache_local_bytes` | gauge | `function`: their estimated bytes |

@@ -69,6 +69,8 @@ pub(crate) enum Outcome {
     Fallback,
     /// Answered by the local tier, without a round trip.
     LocalHit,
+    /// The attribute's `condition` was false: the function ran, the cache was not consulted.
+    Bypassed,
 }
 
 impl Outcome {
@@ -81,11 +83,12 @@ impl Outcome {
             Outcome::Coalesced => Count::Coalesced,
             Outcome::Fallback => Count::Fallbacks,
             Outcome::LocalHit => Count::LocalHits,
+            Outcome::Bypassed => Count::Bypassed,
         }
     }
 }
 
-/// What a cached function counts. The first six are the [`Outcome`]s.
+/// What a cached function counts. The first seven are the [`Outcome`]s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Count {
     Hits,
@@ -94,6 +97,7 @@ pub(crate) enum Count {
     Coalesced,
     Fallbacks,
     LocalHits,
+    Bypassed,
     Executions,
     Errors,
     Invalid,
@@ -108,13 +112,14 @@ pub(crate) enum Count {
 }
 
 impl Count {
-    pub(crate) const ALL: [Count; 17] = [
+    pub(crate) const ALL: [Count; 18] = [
         Count::Hits,
         Count::Stale,
         Count::Misses,
         Count::Coalesced,
         Count::Fallbacks,
         Count::LocalHits,
+        Count::Bypassed,
         Count::Executions,
         Count::Errors,
         Count::Invalid,
@@ -137,6 +142,7 @@ impl Count {
             Count::Coalesced => "coalesced",
             Count::Fallbacks => "fallbacks",
             Count::LocalHits => "local_hits",
+            Count::Bypassed => "bypassed",
             Count::Executions => "executions",
             Count::Errors => "errors",
             Count::Invalid => "invalid",
@@ -155,7 +161,7 @@ impl Count {
     /// happened during it).
     #[cfg(feature = "metrics")]
     pub(crate) fn is_outcome(self) -> bool {
-        (self as usize) <= Count::LocalHits as usize
+        (self as usize) <= Count::Bypassed as usize
     }
 }
 
@@ -201,14 +207,18 @@ impl Counters {
 /// together, in [`Snapshot::total`]).
 ///
 /// Every call that returns is exactly one of a local hit, a hit, a stale serve, a miss, a
-/// fallback or a coalesced call, counted as it returns, so `local_hits + hits + stale + misses +
-/// fallbacks + coalesced` is the number of calls ([`FunctionStats::calls`]). A call cancelled (or
+/// fallback, a coalesced call or a bypassed one, counted as it returns, so `local_hits + hits +
+/// stale + misses + fallbacks + coalesced + bypassed` is the number of calls
+/// ([`FunctionStats::calls`]). A call cancelled (or
 /// panicking) before it returns is in none of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct FunctionStats {
     /// The function's key segment: `module::fn`, `module::Type::method`, or its `name`.
     pub function: String,
+    /// Calls whose attribute `condition` was false: the function ran without a lookup or a
+    /// store.
+    pub bypassed: u64,
     /// Calls answered by the local tier (`local = N`): a decoded copy in this process, without
     /// a round trip.
     pub local_hits: u64,
@@ -281,9 +291,16 @@ impl FunctionStats {
         }
     }
 
-    /// Calls so far: local hits, hits, stale serves, misses, coalesced calls and fallbacks.
+    /// Calls so far: local hits, hits, stale serves, misses, coalesced calls, fallbacks and
+    /// bypassed calls.
     pub fn calls(&self) -> u64 {
-        self.local_hits + self.hits + self.stale + self.misses + self.coalesced + self.fallbacks
+        self.local_hits
+            + self.hits
+            + self.stale
+            + self.misses
+            + self.coalesced
+            + self.fallbacks
+            + self.bypassed
     }
 
     fn from_parts(
@@ -311,6 +328,7 @@ impl FunctionStats {
             oversize: count(Count::Oversize),
             fenced: count(Count::Fenced),
             local_hits: count(Count::LocalHits),
+            bypassed: count(Count::Bypassed),
             local_evictions: count(Count::LocalEvictions),
             local_invalidations: count(Count::LocalInvalidations),
             local_entries,

@@ -696,3 +696,48 @@ async fn every_call_that_returns_is_exactly_one_outcome() {
     assert!(stats.hits > 0 && stats.misses > 0, "{stats:?}");
     assert_eq!(stats.executions, runs.count(), "{stats:?}");
 }
+
+struct Account {
+    id: u64,
+    is_admin: bool,
+}
+
+impl serde::Serialize for Account {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.id)
+    }
+}
+
+#[redis_cache(ttl = 60, condition = !account.is_admin, skip(cache, runs), cache = cache)]
+async fn dashboard(cache: &Cache, runs: &Runs, account: &Account) -> String {
+    runs.tick();
+    format!("dashboard of {} ({} runs)", account.id, runs.count())
+}
+
+#[tokio::test]
+async fn a_false_condition_runs_the_function_without_the_cache() {
+    let redis = start();
+    let cache = redis.cache("condition");
+    let runs = Runs::default();
+    let (user, admin) = (
+        Account {
+            id: 1,
+            is_admin: false,
+        },
+        Account {
+            id: 2,
+            is_admin: true,
+        },
+    );
+    let first = dashboard(&cache, &runs, &user).await;
+    assert_eq!(dashboard(&cache, &runs, &user).await, first, "cached");
+    assert_ne!(dashboard(&cache, &runs, &admin).await, dashboard(&cache, &runs, &admin).await);
+    assert_eq!(runs.count(), 3, "the admin's calls ran every time");
+    assert_eq!(redis.keys().await.len(), 1, "only the user's entry was stored");
+    let stats = stats_for(&name("dashboard")).unwrap();
+    assert_eq!(
+        (stats.bypassed, stats.hits, stats.misses, stats.calls()),
+        (2, 1, 1, 4),
+        "{stats:?}"
+    );
+}
