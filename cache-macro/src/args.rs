@@ -24,6 +24,7 @@ mod kw {
     syn::custom_keyword!(local);
     syn::custom_keyword!(local_ttl);
     syn::custom_keyword!(condition);
+    syn::custom_keyword!(key);
 }
 
 /// Every option, in the order the error messages list them.
@@ -43,6 +44,7 @@ const OPTIONS: &[&str] = &[
     "local",
     "local_ttl",
     "condition",
+    "key",
 ];
 
 /// The parsed and checked options of one `#[redis_cache(...)]`.
@@ -80,6 +82,10 @@ pub(crate) struct Args {
     pub local_ttl: Option<(u64, Span)>,
     /// A `bool` expression over the arguments: `false` runs the function without the cache.
     pub condition: Option<Expr>,
+    /// A `Serialize` expression hashed instead of the arguments.
+    pub key: Option<Expr>,
+    /// Where `skip(...)` was written, for the error when `key` is given too.
+    pub skip_span: Option<Span>,
 }
 
 enum Opt {
@@ -98,6 +104,7 @@ enum Opt {
     Local(LitInt),
     LocalTtl(LitInt),
     Condition(Expr),
+    Key(Expr),
 }
 
 impl Parse for Opt {
@@ -144,6 +151,9 @@ impl Parse for Opt {
         } else if look.peek(kw::lock) {
             assign::<kw::lock>(input)?;
             Ok(Opt::Lock(parse_bool(input, "lock")?))
+        } else if look.peek(kw::key) {
+            assign::<kw::key>(input)?;
+            Ok(Opt::Key(input.parse()?))
         } else if look.peek(kw::condition) {
             assign::<kw::condition>(input)?;
             Ok(Opt::Condition(input.parse()?))
@@ -287,6 +297,8 @@ impl Args {
             local: None,
             local_ttl: None,
             condition: None,
+            key: None,
+            skip_span: None,
         };
         let mut ttl_given = false;
         for pair in opts.into_pairs() {
@@ -307,6 +319,7 @@ impl Args {
                 Opt::Local(v) => ("local", v.span()),
                 Opt::LocalTtl(v) => ("local_ttl", v.span()),
                 Opt::Condition(v) => ("condition", v.span()),
+                Opt::Key(v) => ("key", v.span()),
             };
             if seen.iter().any(|(k, _)| *k == key) {
                 errors.push(span, format!("`{key}` is given twice; keep one of them"));
@@ -321,7 +334,10 @@ impl Args {
                         Err(err) => errors.add(err),
                     }
                 }
-                Opt::Skip(names) => args.skip = names.into_iter().collect(),
+                Opt::Skip(names) => {
+                    args.skip_span = Some(span);
+                    args.skip = names.into_iter().collect();
+                }
                 Opt::Version(lit) => match lit.base10_parse::<u32>() {
                     Ok(v) => args.version = v,
                     Err(_) => errors.push(
@@ -364,6 +380,7 @@ impl Args {
                     ),
                 },
                 Opt::Condition(expr) => args.condition = Some(expr),
+                Opt::Key(expr) => args.key = Some(expr),
                 Opt::LocalTtl(lit) => match lit.base10_parse::<u64>() {
                     Ok(secs) if secs > 0 => args.local_ttl = Some((secs, lit.span())),
                     _ => errors.push(
@@ -373,6 +390,20 @@ impl Args {
                     ),
                 },
             }
+        }
+        if let Some(skip) = args.skip_span.filter(|_| args.key.is_some()) {
+            errors.push(
+                skip,
+                "`skip` and `key` together: with `key = ...` only that expression is hashed, so no \
+                 argument is part of the key and none needs skipping; remove `skip(...)`",
+            );
+        }
+        if let Some(span) = args.include_self.filter(|_| args.key.is_some()) {
+            errors.push(
+                span,
+                "`include_self` and `key` together: with `key = ...` only that expression is \
+                 hashed; put what the key needs from `self` into it, e.g. `key = (self.tenant, id)`",
+            );
         }
         if let (Some((_, span)), None) = (args.local_ttl, args.local) {
             errors.push(

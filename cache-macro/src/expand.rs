@@ -251,11 +251,15 @@ fn call_key(args: &Args, sig: &Analysis) -> TokenStream {
     let include_self = args
         .include_self
         .map(|span| quote_spanned!(span=> __key.arg(self);));
-    // Spanned on the parameter, so "not Serialize" points at it.
-    let key_params = sig
-        .key_params
-        .iter()
-        .map(|p| quote_spanned!(p.span()=> __key.arg(&#p);));
+    // Spanned on the parameter (or the `key` expression), so "not Serialize" points at it.
+    let key_params: Vec<TokenStream> = match &args.key {
+        Some(expr) => vec![quote_spanned!(expr.span()=> __key.key(&(#expr));)],
+        None => sig
+            .key_params
+            .iter()
+            .map(|p| quote_spanned!(p.span()=> __key.arg(&#p);))
+            .collect(),
+    };
     quote! {
         {
             let mut __key = #rt::KeyBuilder::new();

@@ -58,6 +58,15 @@ pub struct CallKey {
 pub trait KeyArg: Serialize {}
 impl<T: Serialize + ?Sized> KeyArg for T {}
 
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the cache key: the `key = ...` expression must implement `serde::Serialize`",
+    label = "this value is hashed into the cache key",
+    note = "key on something `Serialize` (an id, a tuple of fields, a string), or derive `serde::Serialize` for it"
+)]
+#[doc(hidden)]
+pub trait KeyValue: Serialize {}
+impl<T: Serialize + ?Sized> KeyValue for T {}
+
 impl KeyBuilder {
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
@@ -105,6 +114,11 @@ impl KeyBuilder {
             )
             .is_err();
         }
+    }
+
+    /// The attribute's `key = ...` expression, hashed instead of the arguments.
+    pub fn key<T: KeyValue + ?Sized>(&mut self, value: &T) {
+        self.arg(value);
     }
 
     /// `None` inside when an argument could not be serialized: the call then bypasses the cache.

@@ -33,6 +33,7 @@
 //! | `jitter = F` | shorten each TTL by a random fraction up to F, 0.0 to 0.5 (default [`DEFAULT_TTL_JITTER`]) |
 //! | `lock = false` | on a miss, never wait for another process: the lock is taken concurrently with the function (the one holding it stores) |
 //! | `companions = false` | no `{fn}_invalidate` / `{fn}_refresh` companions (trait impls need this) |
+//! | `key = EXPR` | hash this `Serialize` expression (over the arguments and `self`) instead of the arguments |
 //! | `condition = EXPR` | a `bool` over the arguments (and `self`), evaluated first: `false` runs the function without the cache (counted in `bypassed`) |
 //! | `local = N` | keep up to N decoded entries in this process (the value must be `Clone`), kept coherent by Redis's invalidation messages |
 //! | `local_ttl = S` | serve a local copy for at most S seconds without a fresh look at Redis (default [`DEFAULT_LOCAL_TTL`]) |

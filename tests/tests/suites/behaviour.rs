@@ -741,3 +741,35 @@ async fn a_false_condition_runs_the_function_without_the_cache() {
         "{stats:?}"
     );
 }
+
+/// Not `Serialize`: only its id is the key.
+struct Session {
+    user_id: u64,
+    token: String,
+}
+
+#[redis_cache(ttl = 60, key = session.user_id, cache = cache)]
+async fn home(cache: &Cache, runs: &Runs, session: &Session) -> String {
+    let _ = &session.token;
+    runs.tick();
+    format!("home of {}", session.user_id)
+}
+
+#[tokio::test]
+async fn a_key_expression_is_hashed_instead_of_the_arguments_and_companions_agree() {
+    let redis = start();
+    let cache = redis.cache("key-expr");
+    let runs = Runs::default();
+    let session = |token: &str| Session {
+        user_id: 7,
+        token: token.into(),
+    };
+    assert_eq!(home(&cache, &runs, &session("a")).await, "home of 7");
+    assert_eq!(home(&cache, &runs, &session("b")).await, "home of 7");
+    assert_eq!(runs.count(), 1, "another token, the same key");
+    assert_eq!(redis.keys().await.len(), 1);
+    assert!(home_invalidate(&cache, &runs, &session("c")).await.unwrap());
+    assert_eq!(redis.keys().await.len(), 0, "the companion derives the same key");
+    home(&cache, &runs, &session("d")).await;
+    assert_eq!(runs.count(), 2);
+}
