@@ -25,6 +25,7 @@ mod kw {
     syn::custom_keyword!(local_ttl);
     syn::custom_keyword!(condition);
     syn::custom_keyword!(key);
+    syn::custom_keyword!(unless);
 }
 
 /// Every option, in the order the error messages list them.
@@ -45,12 +46,17 @@ const OPTIONS: &[&str] = &[
     "local_ttl",
     "condition",
     "key",
+    "unless",
 ];
 
 /// The parsed and checked options of one `#[redis_cache(...)]`.
 pub(crate) struct Args {
-    /// Seconds an entry lives; required, at least 1.
+    /// Seconds an entry lives; required, at least 1 (0 with a `ttl` expression or closure).
     pub ttl: u64,
+    /// `ttl = EXPR` (evaluated per call) or `ttl = |v: &T| ...` (from the value).
+    pub ttl_rule: Option<TtlRule>,
+    /// `unless = |v: &T| ...`: `true` returns the value without storing it.
+    pub unless: Option<Expr>,
     /// Parameters left out of the key.
     pub skip: Vec<Ident>,
     /// Bumped by the user when the stored shape changes; part of the key's fingerprint.
@@ -89,7 +95,7 @@ pub(crate) struct Args {
 }
 
 enum Opt {
-    Ttl(Secs),
+    Ttl(TtlOpt),
     Skip(Punctuated<Ident, Token![,]>),
     Version(LitInt),
     Name(LitStr),
@@ -105,6 +111,21 @@ enum Opt {
     LocalTtl(LitInt),
     Condition(Expr),
     Key(Expr),
+    Unless(Expr),
+}
+
+/// How `ttl` was written.
+pub(crate) enum TtlOpt {
+    Secs(Secs),
+    Expr(Expr),
+}
+
+/// A `ttl` computed at run time.
+pub(crate) enum TtlRule {
+    /// Seconds (`u64`) or a `Duration`, evaluated on each call.
+    Expr(Expr),
+    /// `|v: &T| -> Duration`, from the value to be stored.
+    Closure(Expr),
 }
 
 impl Parse for Opt {
@@ -112,7 +133,16 @@ impl Parse for Opt {
         let look = input.lookahead1();
         if look.peek(kw::ttl) {
             assign::<kw::ttl>(input)?;
-            Ok(Opt::Ttl(parse_secs(input, "ttl", "300")?))
+            // A literal alone is seconds or a duration string; anything else (a literal with a
+            // method call included) is an expression evaluated on each call.
+            let fork = input.fork();
+            let literal = input.peek(Token![-])
+                || (fork.parse::<Lit>().is_ok() && (fork.is_empty() || fork.peek(Token![,])));
+            if literal {
+                Ok(Opt::Ttl(TtlOpt::Secs(parse_secs(input, "ttl", "300")?)))
+            } else {
+                Ok(Opt::Ttl(TtlOpt::Expr(input.parse()?)))
+            }
         } else if look.peek(kw::skip) {
             input.parse::<kw::skip>()?;
             let content;
@@ -151,6 +181,9 @@ impl Parse for Opt {
         } else if look.peek(kw::lock) {
             assign::<kw::lock>(input)?;
             Ok(Opt::Lock(parse_bool(input, "lock")?))
+        } else if look.peek(kw::unless) {
+            assign::<kw::unless>(input)?;
+            Ok(Opt::Unless(input.parse()?))
         } else if look.peek(kw::key) {
             assign::<kw::key>(input)?;
             Ok(Opt::Key(input.parse()?))
@@ -283,6 +316,8 @@ impl Args {
         let mut errors = Errors::default();
         let mut args = Args {
             ttl: 0,
+            ttl_rule: None,
+            unless: None,
             skip: Vec::new(),
             version: 0,
             name: None,
@@ -304,7 +339,8 @@ impl Args {
         for pair in opts.into_pairs() {
             let opt = pair.into_value();
             let (key, span) = match &opt {
-                Opt::Ttl(v) => ("ttl", v.span()),
+                Opt::Ttl(TtlOpt::Secs(v)) => ("ttl", v.span()),
+                Opt::Ttl(TtlOpt::Expr(v)) => ("ttl", v.span()),
                 Opt::Skip(v) => ("skip", v.span()),
                 Opt::Version(v) => ("version", v.span()),
                 Opt::Name(v) => ("name", v.span()),
@@ -320,6 +356,7 @@ impl Args {
                 Opt::LocalTtl(v) => ("local_ttl", v.span()),
                 Opt::Condition(v) => ("condition", v.span()),
                 Opt::Key(v) => ("key", v.span()),
+                Opt::Unless(v) => ("unless", v.span()),
             };
             if seen.iter().any(|(k, _)| *k == key) {
                 errors.push(span, format!("`{key}` is given twice; keep one of them"));
@@ -327,7 +364,14 @@ impl Args {
             }
             seen.push((key, span));
             match opt {
-                Opt::Ttl(lit) => {
+                Opt::Ttl(TtlOpt::Expr(expr)) => {
+                    ttl_given = true;
+                    args.ttl_rule = Some(match expr {
+                        Expr::Closure(_) => TtlRule::Closure(expr),
+                        expr => TtlRule::Expr(expr),
+                    });
+                }
+                Opt::Ttl(TtlOpt::Secs(lit)) => {
                     ttl_given = true;
                     match positive_secs(&lit, "ttl", "300") {
                         Ok(secs) => args.ttl = secs,
@@ -381,6 +425,14 @@ impl Args {
                 },
                 Opt::Condition(expr) => args.condition = Some(expr),
                 Opt::Key(expr) => args.key = Some(expr),
+                Opt::Unless(expr) => match expr {
+                    Expr::Closure(_) => args.unless = Some(expr),
+                    other => errors.push(
+                        other.span(),
+                        "`unless` takes a closure over the value to be stored, returning `true` \
+                         to skip storing it: `unless = |v: &T| v.is_empty()`",
+                    ),
+                },
                 Opt::LocalTtl(lit) => match lit.base10_parse::<u64>() {
                     Ok(secs) if secs > 0 => args.local_ttl = Some((secs, lit.span())),
                     _ => errors.push(

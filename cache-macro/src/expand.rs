@@ -15,7 +15,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, GenericParam, Ident, Pat, ReturnType, Signature};
 
-use crate::args::Args;
+use crate::args::{Args, TtlRule};
 use crate::item::CachedFn;
 use crate::signature::{Analysis, Policy};
 
@@ -64,6 +64,32 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         Policy::SomeOrNone => quote!(SomeOrNone),
     };
 
+    // `ttl = EXPR`, `ttl = |v| ...`, `unless = |v| ...`: bound before the body takes the
+    // arguments; each spanned on the user's expression, so a type error points at it.
+    let stored = quote!(<#rt::#policy as #rt::Policy<#ret>>::Stored);
+    let mut rule_bindings = TokenStream::new();
+    let mut rules = quote!(#rt::Rules::new());
+    match &args.ttl_rule {
+        Some(TtlRule::Expr(expr)) => {
+            rules.extend(quote_spanned!(expr.span()=> .ttl(#expr)));
+        }
+        Some(TtlRule::Closure(closure)) => {
+            rule_bindings.extend(quote_spanned! {closure.span()=>
+                let __redis_cache_ttl_of: &(dyn ::core::ops::Fn(&#stored) -> ::core::time::Duration
+                    + ::core::marker::Sync) = &#closure;
+            });
+            rules.extend(quote!(.ttl_of(__redis_cache_ttl_of)));
+        }
+        None => {}
+    }
+    if let Some(closure) = &args.unless {
+        rule_bindings.extend(quote_spanned! {closure.span()=>
+            let __redis_cache_unless: &(dyn ::core::ops::Fn(&#stored) -> bool
+                + ::core::marker::Sync) = &#closure;
+        });
+        rules.extend(quote!(.unless(__redis_cache_unless)));
+    }
+
     // With `local`, the value must also be `Clone` (the tier hands out copies).
     let entry = match &args.local {
         Some(_) => quote!(#rt::cached_local::<#rt::#policy, #ret, _>),
@@ -76,10 +102,12 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
             static __REDIS_CACHE_SITE: #rt::Site = #rt::Site::new(#spec);
             let __redis_cache_key = #guarded_key;
             #cache
+            #rule_bindings
             #entry(
                 &__REDIS_CACHE_SITE,
                 __redis_cache,
                 __redis_cache_key,
+                #rules,
                 async move {
                     let __redis_cache_value: #ret = #block;
                     __redis_cache_value

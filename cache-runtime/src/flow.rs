@@ -36,7 +36,7 @@ use crate::envelope::{self, Meta, unix_ms};
 use crate::freshness::{self, Freshness};
 use crate::key::CallKey;
 use crate::local::{Keep, KeepLocal};
-use crate::policy::{CacheValue, LocalValue, Policy};
+use crate::policy::{CacheValue, LocalValue, Policy, Rules};
 use crate::site::Site;
 use crate::stampede::lock::{Attempt, Lock, Locks};
 use crate::stampede::single_flight::{self, Handoff, Join, Leader};
@@ -52,14 +52,20 @@ const FAILED_REFRESH_BACKOFF: Duration = Duration::from_secs(1);
 /// Every path below returns how it answered, and this is the one place that counts it: each call
 /// that returns is exactly one of the [`Outcome`]s.
 #[doc(hidden)]
-pub async fn cached<P, R, F>(site: &'static Site, cache: &Cache, call: CallKey, body: F) -> R
+pub async fn cached<P, R, F>(
+    site: &'static Site,
+    cache: &Cache,
+    call: CallKey,
+    rules: Rules<'_, P::Stored>,
+    body: F,
+) -> R
 where
     P: Policy<R>,
     P::Stored: CacheValue,
     F: Future<Output = R>,
 {
     site.register(call.self_type());
-    let (value, outcome) = answer::<P, R>(site, cache, call, body, None).await;
+    let (value, outcome) = answer::<P, R>(site, cache, call, &rules, body, None).await;
     site.answered(outcome);
     value
 }
@@ -67,7 +73,13 @@ where
 /// [`cached`] for a function with `local = N`: a decoded copy in this process answers first,
 /// and values read from Redis are copied for the next calls.
 #[doc(hidden)]
-pub async fn cached_local<P, R, F>(site: &'static Site, cache: &Cache, call: CallKey, body: F) -> R
+pub async fn cached_local<P, R, F>(
+    site: &'static Site,
+    cache: &Cache,
+    call: CallKey,
+    rules: Rules<'_, P::Stored>,
+    body: F,
+) -> R
 where
     P: Policy<R>,
     P::Stored: CacheValue + LocalValue,
@@ -82,7 +94,7 @@ where
         _ => None,
     };
     let Some((tier, store, args)) = store else {
-        let (value, outcome) = answer::<P, R>(site, cache, call, body, None).await;
+        let (value, outcome) = answer::<P, R>(site, cache, call, &rules, body, None).await;
         site.answered(outcome);
         return value;
     };
@@ -100,7 +112,7 @@ where
         watch: store.get().watch(args),
         local_ttl: freshness::local_ttl(&site.spec),
     };
-    let (value, outcome) = answer::<P, R>(site, cache, call, body, Some(&keep)).await;
+    let (value, outcome) = answer::<P, R>(site, cache, call, &rules, body, Some(&keep)).await;
     site.answered(outcome);
     value
 }
@@ -109,6 +121,7 @@ async fn answer<P, R>(
     site: &'static Site,
     cache: &Cache,
     call: CallKey,
+    rules: &Rules<'_, P::Stored>,
     body: impl Future<Output = R>,
     keep: Option<&(dyn KeepLocal<P::Stored> + Sync)>,
 ) -> (R, Outcome)
@@ -146,6 +159,7 @@ where
         conn,
         locks,
         key: &key,
+        rules,
         keep,
         types: PhantomData,
     };
@@ -200,6 +214,8 @@ struct Call<'a, P: Policy<R>, R> {
     conn: &'a Connection,
     locks: &'a Locks,
     key: &'a str,
+    /// The attribute's `ttl = EXPR` / `ttl = |v| ...` / `unless = |v| ...`.
+    rules: &'a Rules<'a, P::Stored>,
     /// Where values read from Redis are copied, for a function with `local = N`.
     keep: Option<&'a (dyn KeepLocal<P::Stored> + Sync)>,
     types: PhantomData<fn() -> (P, R)>,
@@ -291,8 +307,13 @@ where
             let sealed = self.seal(&value, took);
             if let (Some((bytes, _)), Some((stored, ttl_secs))) =
                 (&sealed, P::to_store(&value, &self.site.spec))
+                && self.rules.keeps(stored)
             {
-                let fresh_until = unix_ms(SystemTime::now() + Duration::from_secs(ttl_secs));
+                let ttl = match self.rules.ttl_for(stored) {
+                    Some(ttl) if !P::is_absent(&value) => ttl,
+                    _ => Duration::from_secs(ttl_secs),
+                };
+                let fresh_until = unix_ms(SystemTime::now() + ttl);
                 keep.keep(self.key, stored, fresh_until, bytes.len());
             }
             leader.publish(self.handoff(&value, &sealed));
@@ -333,6 +354,7 @@ where
         };
         let sealed = self.seal(&value, took);
         leader.publish(self.handoff(&value, &sealed));
+        let sealed = self.storable(&value, sealed);
         // Until the store lands the lock stays held, so a caller arriving meanwhile (in any
         // process) finds the entry with the lock, or waits for the release that comes with it.
         self.landed(self.spawn_store(sealed, lock)).await;
@@ -373,7 +395,7 @@ where
         let sealed = self.seal(&value, took);
         leader.publish(self.handoff(&value, &sealed));
         // The spawned task stores it, once it knows whether it holds the lock.
-        let _ = hand_over.send(sealed);
+        let _ = hand_over.send(self.storable(&value, sealed));
         self.landed(storing).await;
         (value, Outcome::Miss)
     }
@@ -399,6 +421,7 @@ where
         let (value, took) = self.execute(body, lock.as_ref()).await;
         let sealed = self.seal(&value, took);
         leader.publish(self.handoff(&value, &sealed));
+        let sealed = self.storable(&value, sealed);
         let Some(lock) = lock else {
             return (value, Outcome::Fallback);
         };
@@ -452,6 +475,13 @@ where
         }
         let (value, took) = self.execute(body, Some(&lock)).await;
         let sealed = self.seal(&value, took);
+        let encoded = sealed.is_some();
+        let sealed = self.storable(&value, sealed);
+        if encoded && sealed.is_none() {
+            // `unless` said no: the new value is returned, nothing is stored.
+            lock.release().await;
+            return (value, Outcome::Miss);
+        }
         if sealed.is_some() || P::is_absent(&value) {
             self.landed(self.spawn_store(sealed, lock)).await;
             return match why {
@@ -490,7 +520,17 @@ where
     /// The envelope of `value` and how long Redis should keep it, if the policy stores it.
     fn seal(&self, value: &R, took: Duration) -> Sealed {
         let spec = &self.site.spec;
-        let (stored, ttl_secs) = P::to_store(value, spec)?;
+        let (stored, mut ttl_secs) = P::to_store(value, spec)?;
+        // `ttl = EXPR` or `ttl = |v| ...` (a `None` kept under `none_ttl` keeps that one).
+        if !P::is_absent(value)
+            && let Some(ttl) = self.rules.ttl_for(stored)
+        {
+            if ttl < Duration::from_secs(1) {
+                self.site.warn_short_ttl(ttl);
+                return None;
+            }
+            ttl_secs = ttl.as_secs();
+        }
         let (fresh, keep) = freshness::lifetimes(ttl_secs, spec, fastrand::f64());
         let meta = Meta::new(SystemTime::now(), fresh, took);
         match envelope::seal::<ActiveCodec, _>(stored, meta, self.cache.limits().compress_above) {
@@ -503,6 +543,15 @@ where
                 );
                 None
             }
+        }
+    }
+
+    /// `sealed`, unless the attribute's `unless` says `value` is not to be stored (its
+    /// followers still get it, from `sealed`).
+    fn storable(&self, value: &R, sealed: Sealed) -> Sealed {
+        match P::to_store(value, &self.site.spec) {
+            Some((stored, _)) if !P::is_absent(value) && !self.rules.keeps(stored) => None,
+            _ => sealed,
         }
     }
 

@@ -21,7 +21,8 @@
 //!
 //! | option | meaning |
 //! |---|---|
-//! | `ttl = N` | required: seconds an entry lives (at least 1), or a duration string: `"90s"`, `"5m"`, `"2h"`, `"1d"`, `"1h30m"` (also for `none_ttl` and `stale`) |
+//! | `ttl = N` | required: seconds an entry lives (at least 1), or a duration string: `"90s"`, `"5m"`, `"2h"`, `"1d"`, `"1h30m"` (also for `none_ttl` and `stale`); or an expression (`u64` seconds or `Duration`, per call); or a closure over the value, `ttl = \|v: &T\| ...` |
+//! | `unless = \|v: &T\| ...` | `true`: return the value without storing it |
 //! | `skip(a, b)` | parameters left out of the key (pools, clients, loggers); every other parameter must be `Serialize` |
 //! | `version = N` | bump when the stored type's shape changes: the function moves to new keys |
 //! | `name = "..."` | the key's function segment instead of `module_path::fn_name` (keeps keys across renames) |

@@ -1,5 +1,7 @@
 //! What is stored for each return shape: every value, only `Ok`, only `Some` (or `None` too).
 
+use std::time::Duration;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -112,5 +114,93 @@ impl<T> Policy<Option<T>> for SomeOrNone {
     }
     fn from_stored(stored: Option<T>) -> Option<T> {
         stored
+    }
+}
+
+/// The attribute's per-call rules for storing: `ttl = EXPR` (evaluated on each call),
+/// `ttl = |v: &T| ...` (from the value) and `unless = |v: &T| ...` (not stored when true). `T`
+/// is the stored value: the `Ok` value of a `Result`, the `Some` value of an `Option`.
+#[doc(hidden)]
+pub struct Rules<'a, T> {
+    ttl: Option<TtlRule<'a, T>>,
+    unless: Option<&'a (dyn Fn(&T) -> bool + Sync)>,
+}
+
+enum TtlRule<'a, T> {
+    Fixed(Duration),
+    Of(&'a (dyn Fn(&T) -> Duration + Sync)),
+}
+
+impl<T> std::fmt::Debug for Rules<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rules")
+            .field("ttl", &self.ttl.is_some())
+            .field("unless", &self.unless.is_some())
+            .finish()
+    }
+}
+
+impl<'a, T> Rules<'a, T> {
+    /// No rule: the attribute's literal TTL, every value stored.
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        Rules {
+            ttl: None,
+            unless: None,
+        }
+    }
+
+    /// `ttl = EXPR`: seconds (`u64`) or a `Duration`, evaluated for this call.
+    pub fn ttl(mut self, ttl: impl IntoTtl) -> Self {
+        self.ttl = Some(TtlRule::Fixed(ttl.into_ttl()));
+        self
+    }
+
+    /// `ttl = |v: &T| ...`: the TTL from the value to be stored.
+    pub fn ttl_of(mut self, ttl: &'a (dyn Fn(&T) -> Duration + Sync)) -> Self {
+        self.ttl = Some(TtlRule::Of(ttl));
+        self
+    }
+
+    /// `unless = |v: &T| ...`: `true` returns the value without storing it.
+    pub fn unless(mut self, unless: &'a (dyn Fn(&T) -> bool + Sync)) -> Self {
+        self.unless = Some(unless);
+        self
+    }
+
+    /// This call's TTL for `value`, when a rule sets one (else the attribute's).
+    pub(crate) fn ttl_for(&self, value: &T) -> Option<Duration> {
+        match self.ttl.as_ref()? {
+            TtlRule::Fixed(ttl) => Some(*ttl),
+            TtlRule::Of(ttl) => Some(ttl(value)),
+        }
+    }
+
+    /// Whether `value` may be stored (`unless` did not say no).
+    pub(crate) fn keeps(&self, value: &T) -> bool {
+        self.unless.is_none_or(|unless| !unless(value))
+    }
+}
+
+/// What `ttl = EXPR` may evaluate to: seconds as a `u64`, or a `Duration`.
+#[diagnostic::on_unimplemented(
+    message = "`ttl = ...` must evaluate to seconds (`u64`) or a `std::time::Duration`, not `{Self}`",
+    label = "the TTL of this call",
+    note = "for a TTL taken from the value, write a closure: `ttl = |v: &T| Duration::from_secs(...)`"
+)]
+#[doc(hidden)]
+pub trait IntoTtl {
+    fn into_ttl(self) -> Duration;
+}
+
+impl IntoTtl for u64 {
+    fn into_ttl(self) -> Duration {
+        Duration::from_secs(self)
+    }
+}
+
+impl IntoTtl for Duration {
+    fn into_ttl(self) -> Duration {
+        self
     }
 }

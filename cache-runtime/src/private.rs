@@ -4,7 +4,9 @@ pub use crate::cache::{Cache, default_cache};
 pub use crate::flow::{cached, cached_local};
 pub use crate::invalidation::{invalidate, write_through};
 pub use crate::key::{CallKey, KeyArg, KeyBuilder, KeyValue};
-pub use crate::policy::{CacheValue, LocalValue, OkOnly, Plain, Policy, SomeOnly, SomeOrNone};
+pub use crate::policy::{
+    CacheValue, IntoTtl, LocalValue, OkOnly, Plain, Policy, Rules, SomeOnly, SomeOrNone,
+};
 pub use crate::site::Site;
 pub use crate::spec::SiteSpec;
 

@@ -26,6 +26,7 @@ pub struct Site {
     display: OnceLock<String>,
     registered: Once,
     oversize_logged: AtomicBool,
+    short_ttl_logged: AtomicBool,
     problems: Throttle,
     #[cfg(feature = "metrics")]
     metrics: OnceLock<crate::stats::metrics::Handles>,
@@ -43,6 +44,7 @@ impl Site {
             display: OnceLock::new(),
             registered: Once::new(),
             oversize_logged: AtomicBool::new(false),
+            short_ttl_logged: AtomicBool::new(false),
             problems: Throttle::new(),
             #[cfg(feature = "metrics")]
             metrics: OnceLock::new(),
@@ -193,6 +195,18 @@ impl Site {
         {
             self.metrics().local_entries.decrement(1.0);
             self.metrics().local_bytes.decrement(bytes as f64);
+        }
+    }
+
+    /// Logs, once per function, that `ttl = ...` gave less than a second: nothing was stored.
+    pub(crate) fn warn_short_ttl(&self, ttl: Duration) {
+        if !self.short_ttl_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                function = self.display(),
+                ?ttl,
+                "redis_cache: `ttl = ...` gave less than a second; the value was returned but not \
+                 cached (logged once per function)"
+            );
         }
     }
 

@@ -773,3 +773,73 @@ async fn a_key_expression_is_hashed_instead_of_the_arguments_and_companions_agre
     home(&cache, &runs, &session("d")).await;
     assert_eq!(runs.count(), 2);
 }
+
+/// A TTL read from configuration at run time.
+fn configured_ttl() -> Duration {
+    Duration::from_secs(45)
+}
+
+#[redis_cache(ttl = configured_ttl(), jitter = 0.0, skip(cache), cache = cache)]
+async fn from_config(cache: &Cache, id: u64) -> u64 {
+    id
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Token {
+    value: String,
+    expires_in: u64,
+}
+
+#[redis_cache(ttl = |t: &Token| Duration::from_secs(t.expires_in), jitter = 0.0, skip(cache), cache = cache)]
+async fn token(cache: &Cache, expires_in: u64) -> Token {
+    Token {
+        value: format!("t{expires_in}"),
+        expires_in,
+    }
+}
+
+#[redis_cache(ttl = 60, unless = |page: &Vec<u64>| page.is_empty(), skip(cache, runs), cache = cache)]
+async fn page(cache: &Cache, runs: &Runs, n: u64) -> Vec<u64> {
+    runs.tick();
+    (0..n).collect()
+}
+
+#[tokio::test]
+async fn ttls_from_expressions_and_values_and_unless() {
+    let redis = start();
+    let cache = redis.cache("rules");
+    let pttl = |key: String| {
+        let redis = &redis;
+        async move { redis.command::<i64>(&["PTTL", &key]).await.unwrap() }
+    };
+    let keys = |pattern: &'static str| {
+        let redis = &redis;
+        async move {
+            redis
+                .keys()
+                .await
+                .into_iter()
+                .filter(|k| k.contains(pattern))
+                .collect::<Vec<_>>()
+        }
+    };
+    from_config(&cache, 1).await;
+    let [key] = <[String; 1]>::try_from(keys("from_config").await).unwrap();
+    let ms = pttl(key).await;
+    assert!((40_000..=45_000).contains(&ms), "ttl = configured_ttl(): {ms} ms");
+
+    token(&cache, 120).await;
+    token(&cache, 0).await;
+    let tokens = keys("token").await;
+    assert_eq!(tokens.len(), 1, "a zero TTL stores nothing: {tokens:?}");
+    let ms = pttl(tokens[0].clone()).await;
+    assert!((115_000..=120_000).contains(&ms), "the token's own lifetime: {ms} ms");
+
+    let runs = Runs::default();
+    assert_eq!(page(&cache, &runs, 0).await, Vec::<u64>::new());
+    assert_eq!(page(&cache, &runs, 0).await, Vec::<u64>::new());
+    assert_eq!(runs.count(), 2, "an empty page is returned, not stored");
+    assert_eq!(page(&cache, &runs, 3).await, vec![0, 1, 2]);
+    assert_eq!(page(&cache, &runs, 3).await, vec![0, 1, 2]);
+    assert_eq!(runs.count(), 3, "a full page is stored");
+}
