@@ -75,6 +75,7 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         }
         Some(TtlRule::Closure(closure)) => {
             rule_bindings.extend(quote_spanned! {closure.span()=>
+                #[allow(clippy::type_complexity)]
                 let __redis_cache_ttl_of: &(dyn ::core::ops::Fn(&#stored) -> ::core::time::Duration
                     + ::core::marker::Sync) = &#closure;
             });
@@ -84,6 +85,7 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
     }
     if let Some(closure) = &args.unless {
         rule_bindings.extend(quote_spanned! {closure.span()=>
+            #[allow(clippy::type_complexity)]
             let __redis_cache_unless: &(dyn ::core::ops::Fn(&#stored) -> bool
                 + ::core::marker::Sync) = &#closure;
         });
