@@ -352,9 +352,7 @@ where
             leader.publish_with(|| self.handoff(&value, &self.seal(&value, took)));
             return (value, Outcome::Miss);
         };
-        let sealed = self.seal(&value, took);
-        leader.publish(self.handoff(&value, &sealed));
-        let sealed = self.storable(&value, sealed);
+        let sealed = self.share(leader, &value, took);
         // Until the store lands the lock stays held, so a caller arriving meanwhile (in any
         // process) finds the entry with the lock, or waits for the release that comes with it.
         self.landed(self.spawn_store(sealed, lock)).await;
@@ -392,10 +390,9 @@ where
             }
         });
         let (value, took) = self.execute(body, None).await;
-        let sealed = self.seal(&value, took);
-        leader.publish(self.handoff(&value, &sealed));
+        let sealed = self.share(leader, &value, took);
         // The spawned task stores it, once it knows whether it holds the lock.
-        let _ = hand_over.send(self.storable(&value, sealed));
+        let _ = hand_over.send(sealed);
         self.landed(storing).await;
         (value, Outcome::Miss)
     }
@@ -419,9 +416,7 @@ where
             }
         };
         let (value, took) = self.execute(body, lock.as_ref()).await;
-        let sealed = self.seal(&value, took);
-        leader.publish(self.handoff(&value, &sealed));
-        let sealed = self.storable(&value, sealed);
+        let sealed = self.share(leader, &value, took);
         let Some(lock) = lock else {
             return (value, Outcome::Fallback);
         };
@@ -544,6 +539,13 @@ where
                 None
             }
         }
+    }
+
+    /// Seals `value`, hands it to the followers, and returns what may be stored.
+    fn share(&self, leader: Leader<'_>, value: &R, took: Duration) -> Sealed {
+        let sealed = self.seal(value, took);
+        leader.publish(self.handoff(value, &sealed));
+        self.storable(value, sealed)
     }
 
     /// `sealed`, unless the attribute's `unless` says `value` is not to be stored (its
