@@ -82,6 +82,34 @@ impl Deployment {
         cmd.query_async(&mut self.connection().await).await
     }
 
+    /// How many commands a cached call can send (`GET`, `SET`, `EVAL`, `EVALSHA`) every server
+    /// has executed, from `INFO commandstats`: to check that a call sent none.
+    pub fn cache_commands(&self) -> u64 {
+        self.servers()
+            .iter()
+            .map(|server| {
+                server
+                    .cli(&["INFO", "commandstats"])
+                    .lines()
+                    .filter(|line| {
+                        [
+                            "cmdstat_get:",
+                            "cmdstat_set:",
+                            "cmdstat_eval:",
+                            "cmdstat_evalsha:",
+                        ]
+                        .iter()
+                        .any(|name| line.starts_with(name))
+                    })
+                    .filter_map(|line| {
+                        let calls = line.split("calls=").nth(1)?;
+                        calls.split(',').next()?.parse::<u64>().ok()
+                    })
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+
     fn servers(&self) -> Vec<&RedisServer> {
         match self {
             Deployment::Single(server) => vec![server],

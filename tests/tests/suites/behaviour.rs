@@ -731,7 +731,9 @@ async fn a_false_condition_runs_the_function_without_the_cache() {
     );
     let first = dashboard(&cache, &runs, &user).await;
     assert_eq!(dashboard(&cache, &runs, &user).await, first, "cached");
+    let sent = redis.cache_commands();
     assert_ne!(dashboard(&cache, &runs, &admin).await, dashboard(&cache, &runs, &admin).await);
+    assert_eq!(redis.cache_commands(), sent, "a false condition sends no command to Redis");
     assert_eq!(runs.count(), 3, "the admin's calls ran every time");
     assert_eq!(redis.keys().await.len(), 1, "only the user's entry was stored");
     let stats = stats_for(&name("dashboard")).unwrap();
@@ -772,6 +774,12 @@ async fn a_key_expression_is_hashed_instead_of_the_arguments_and_companions_agre
     assert_eq!(redis.keys().await.len(), 0, "the companion derives the same key");
     home(&cache, &runs, &session("d")).await;
     assert_eq!(runs.count(), 2);
+    // `_refresh` recomputes the same key, which the next call (another token) then hits.
+    home_refresh(&cache, &runs, &session("e")).await;
+    assert_eq!(runs.count(), 3);
+    home(&cache, &runs, &session("f")).await;
+    assert_eq!(runs.count(), 3, "a hit on the refreshed entry");
+    assert_eq!(redis.keys().await.len(), 1);
 }
 
 /// A TTL read from configuration at run time.

@@ -15,4 +15,9 @@ async fn not_bool(id: u64) -> u64 {
     id
 }
 
+#[redis_cache(ttl = |a: &u64, b: &u64| std::time::Duration::from_secs(a + b))]
+async fn two_parameters(id: u64) -> u64 {
+    id
+}
+
 fn main() {}
