@@ -182,15 +182,21 @@ async fn with_redis_paused_no_copy_is_served_past_local_ttl() {
     let runs = Runs::default();
     let first = short_local_ttl(&cache, &runs, 1).await;
     coherent(&cache).await;
-    assert_eq!(short_local_ttl(&cache, &runs, 1).await, first, "copied");
-    // The copy was made by the call above: it cannot be served past this instant + local_ttl.
-    let bound = Instant::now() + Duration::from_secs(1);
+    let name = format!("{}::short_local_ttl", module_path!());
+    let copy = local_hit(&name, || short_local_ttl(&cache, &runs, 1)).await;
+    assert_eq!(copy, first, "copied");
+    // The copy was made before this instant, so it cannot be served once local_ttl has passed
+    // after it (plus the millisecond the copy's wall-clock deadline is rounded to).
+    let bound = Instant::now() + Duration::from_secs(1) + Duration::from_millis(10);
     redis.pause();
     let mut later = None;
     while later.is_none() {
+        // Read before the call: a call that serves the copy checked its deadline after this,
+        // however long the machine takes to let this task see the answer.
+        let asked = Instant::now();
         let value = short_local_ttl(&cache, &runs, 1).await;
         if value == first {
-            assert!(Instant::now() < bound, "the copy was served past local_ttl");
+            assert!(asked < bound, "the copy was served past local_ttl");
         } else {
             later = Some(value);
         }
@@ -253,16 +259,23 @@ async fn redis_killed_under_load_calls_keep_being_answered_locally() {
         .collect();
     let name = format!("{}::under_load", module_path!());
     let local_hits = || stats_for(&name).unwrap().local_hits;
-    // Wait until the load is answered locally, then kill Redis.
-    while local_hits() < 1000 {
-        tokio::task::yield_now().await;
-    }
+    // Wait until the load is answered locally, then kill Redis. Each wait is bounded, so a
+    // tier that stopped answering fails the test instead of hanging it.
+    let reach = |hits: u64| {
+        let local_hits = &local_hits;
+        tokio::time::timeout(redis_cache_tests::local::EVENT_WAIT, async move {
+            while local_hits() < hits {
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    reach(1000).await.expect("the load is answered locally");
     redis.kill();
     incoherent(&cache).await;
     let at_kill = local_hits();
-    while local_hits() < at_kill + 1000 {
-        tokio::task::yield_now().await;
-    }
+    reach(at_kill + 1000)
+        .await
+        .expect("calls keep being answered locally after the kill");
     stop.store(true, SeqCst);
     for task in tasks {
         task.await.expect("no call failed");
@@ -293,7 +306,9 @@ async fn the_tier_holds_at_most_local_entries() {
 
 #[redis_cache(ttl = 300, local = 100, skip(cache), cache = cache)]
 async fn budgeted(cache: &Cache, id: u64) -> Vec<u8> {
-    vec![id as u8; 10_000]
+    // Random bytes: LZ4 cannot shrink them, so each copy is charged its 10 KB.
+    let mut rng = fastrand::Rng::with_seed(id);
+    (0..10_000).map(|_| rng.u8(..)).collect()
 }
 
 #[tokio::test]
@@ -305,13 +320,20 @@ async fn the_byte_budget_bounds_the_tier_of_a_cache() {
         .local_max_bytes(50_000)
         .build()
         .unwrap();
-    for id in 0..20 {
+    let name = format!("{}::budgeted", module_path!());
+    budgeted(&cache, 0).await;
+    // Copies made before the channel is up are dropped when it comes up: wait for it first.
+    coherent(&cache).await;
+    local_hit(&name, || budgeted(&cache, 0)).await;
+    for id in 1..20 {
         budgeted(&cache, id).await;
         budgeted(&cache, id).await;
     }
-    let stats = stats_for(&format!("{}::budgeted", module_path!())).unwrap();
+    // Twenty 10 KB values read back from Redis; 50 KB holds four copies, the others are served
+    // from Redis instead.
+    let stats = stats_for(&name).unwrap();
     assert!(stats.local_bytes <= 50_000, "{stats:?}");
-    assert!(stats.local_entries >= 1, "{stats:?}");
+    assert!((1..=4).contains(&stats.local_entries), "{stats:?}");
 }
 
 #[redis_cache(ttl = 300, local = 100, skip(cache), cache = cache)]
