@@ -26,6 +26,7 @@ mod kw {
     syn::custom_keyword!(condition);
     syn::custom_keyword!(key);
     syn::custom_keyword!(unless);
+    syn::custom_keyword!(refresh);
 }
 
 /// Every option, in the order the error messages list them.
@@ -47,6 +48,7 @@ const OPTIONS: &[&str] = &[
     "condition",
     "key",
     "unless",
+    "refresh",
 ];
 
 /// The parsed and checked options of one `#[redis_cache(...)]`.
@@ -65,8 +67,11 @@ pub(crate) struct Args {
     pub name: Option<LitStr>,
     /// An expression that derefs to `cache_runtime::Cache`, instead of the global default.
     pub cache: Option<Expr>,
-    /// Seconds a `None` is kept; `None` is not cached when absent.
+    /// Seconds a `None` is kept (0 with a `none_ttl` expression); `None` is not cached when
+    /// absent.
     pub none_ttl: Option<(u64, Span)>,
+    /// `none_ttl = EXPR`: seconds (`u64`) or a `Duration`, evaluated per call.
+    pub none_ttl_expr: Option<Expr>,
     /// `self` is hashed into the key (the receiver must then be `Serialize`).
     pub include_self: Option<Span>,
     /// Seconds an entry may be served stale after its TTL while one caller refreshes it.
@@ -92,6 +97,9 @@ pub(crate) struct Args {
     pub key: Option<Expr>,
     /// Where `skip(...)` was written, for the error when `key` is given too.
     pub skip_span: Option<Span>,
+    /// `refresh = "background"`: early and stale refreshes run in a spawned task (where it was
+    /// written, for the errors about parameters that cannot go there).
+    pub background_refresh: Option<Span>,
 }
 
 enum Opt {
@@ -100,7 +108,7 @@ enum Opt {
     Version(LitInt),
     Name(LitStr),
     Cache(Expr),
-    NoneTtl(Secs),
+    NoneTtl(TtlOpt),
     IncludeSelf(Span),
     Stale(Secs),
     EarlyRefresh(LitBool),
@@ -112,6 +120,7 @@ enum Opt {
     Condition(Expr),
     Key(Expr),
     Unless(Expr),
+    Refresh(LitStr),
 }
 
 /// How `ttl` was written.
@@ -133,16 +142,7 @@ impl Parse for Opt {
         let look = input.lookahead1();
         if look.peek(kw::ttl) {
             assign::<kw::ttl>(input)?;
-            // A literal alone is seconds or a duration string; anything else (a literal with a
-            // method call included) is an expression evaluated on each call.
-            let fork = input.fork();
-            let literal = input.peek(Token![-])
-                || (fork.parse::<Lit>().is_ok() && (fork.is_empty() || fork.peek(Token![,])));
-            if literal {
-                Ok(Opt::Ttl(TtlOpt::Secs(parse_secs(input, "ttl", "300")?)))
-            } else {
-                Ok(Opt::Ttl(TtlOpt::Expr(input.parse()?)))
-            }
+            Ok(Opt::Ttl(parse_ttl(input, "ttl", "300")?))
         } else if look.peek(kw::skip) {
             input.parse::<kw::skip>()?;
             let content;
@@ -161,7 +161,7 @@ impl Parse for Opt {
             Ok(Opt::Cache(input.parse()?))
         } else if look.peek(kw::none_ttl) {
             assign::<kw::none_ttl>(input)?;
-            Ok(Opt::NoneTtl(parse_secs(input, "none_ttl", "30")?))
+            Ok(Opt::NoneTtl(parse_ttl(input, "none_ttl", "30")?))
         } else if look.peek(kw::include_self) {
             let kw = input.parse::<kw::include_self>()?;
             Ok(Opt::IncludeSelf(kw.span))
@@ -181,6 +181,12 @@ impl Parse for Opt {
         } else if look.peek(kw::lock) {
             assign::<kw::lock>(input)?;
             Ok(Opt::Lock(parse_bool(input, "lock")?))
+        } else if look.peek(kw::refresh) {
+            assign::<kw::refresh>(input)?;
+            let lit: LitStr = input
+                .parse()
+                .map_err(|err| syn::Error::new(err.span(), REFRESH_MESSAGE))?;
+            Ok(Opt::Refresh(lit))
         } else if look.peek(kw::unless) {
             assign::<kw::unless>(input)?;
             Ok(Opt::Unless(input.parse()?))
@@ -209,6 +215,23 @@ impl Parse for Opt {
         } else {
             Err(look.error())
         }
+    }
+}
+
+const REFRESH_MESSAGE: &str = "`refresh` is where early and stale refreshes run: \
+    `refresh = \"background\"` (in a spawned task; every caller is served the current value at \
+    once) or `refresh = \"inline\"` (the default: the caller chosen to refresh waits for it)";
+
+/// A TTL: a literal alone is seconds or a duration string; anything else (a literal with a
+/// method call included) is an expression evaluated on each call.
+fn parse_ttl(input: ParseStream<'_>, option: &str, example: &str) -> syn::Result<TtlOpt> {
+    let fork = input.fork();
+    let literal = input.peek(Token![-])
+        || (fork.parse::<Lit>().is_ok() && (fork.is_empty() || fork.peek(Token![,])));
+    if literal {
+        Ok(TtlOpt::Secs(parse_secs(input, option, example)?))
+    } else {
+        Ok(TtlOpt::Expr(input.parse()?))
     }
 }
 
@@ -323,6 +346,7 @@ impl Args {
             name: None,
             cache: None,
             none_ttl: None,
+            none_ttl_expr: None,
             include_self: None,
             stale: 0,
             early_refresh: true,
@@ -334,6 +358,7 @@ impl Args {
             condition: None,
             key: None,
             skip_span: None,
+            background_refresh: None,
         };
         let mut ttl_given = false;
         for pair in opts.into_pairs() {
@@ -345,7 +370,8 @@ impl Args {
                 Opt::Version(v) => ("version", v.span()),
                 Opt::Name(v) => ("name", v.span()),
                 Opt::Cache(v) => ("cache", v.span()),
-                Opt::NoneTtl(v) => ("none_ttl", v.span()),
+                Opt::NoneTtl(TtlOpt::Secs(v)) => ("none_ttl", v.span()),
+                Opt::NoneTtl(TtlOpt::Expr(v)) => ("none_ttl", v.span()),
                 Opt::IncludeSelf(span) => ("include_self", *span),
                 Opt::Stale(v) => ("stale", v.span()),
                 Opt::EarlyRefresh(v) => ("early_refresh", v.span()),
@@ -357,6 +383,7 @@ impl Args {
                 Opt::Condition(v) => ("condition", v.span()),
                 Opt::Key(v) => ("key", v.span()),
                 Opt::Unless(v) => ("unless", v.span()),
+                Opt::Refresh(v) => ("refresh", v.span()),
             };
             if seen.iter().any(|(k, _)| *k == key) {
                 errors.push(span, format!("`{key}` is given twice; keep one of them"));
@@ -394,10 +421,20 @@ impl Args {
                     Err(msg) => errors.push(lit.span(), msg),
                 },
                 Opt::Cache(expr) => args.cache = Some(expr),
-                Opt::NoneTtl(lit) => match positive_secs(&lit, "none_ttl", "30") {
+                Opt::NoneTtl(TtlOpt::Secs(lit)) => match positive_secs(&lit, "none_ttl", "30") {
                     Ok(secs) => args.none_ttl = Some((secs, lit.span())),
                     Err(err) => errors.add(err),
                 },
+                Opt::NoneTtl(TtlOpt::Expr(Expr::Closure(closure))) => errors.push_spanned(
+                    closure,
+                    "`none_ttl` has no value to look at (it is the TTL of a `None`): give seconds, a \
+                     duration string or an expression, e.g. `none_ttl = \"30s\"` or \
+                     `none_ttl = settings().missing_ttl`",
+                ),
+                Opt::NoneTtl(TtlOpt::Expr(expr)) => {
+                    args.none_ttl = Some((0, expr.span()));
+                    args.none_ttl_expr = Some(expr);
+                }
                 Opt::IncludeSelf(span) => args.include_self = Some(span),
                 Opt::Stale(lit) => match lit.secs("stale", "60") {
                     Ok(secs) => args.stale = secs,
@@ -432,6 +469,11 @@ impl Args {
                         "`unless` takes a closure over the value to be stored, returning `true` \
                          to skip storing it: `unless = |v: &T| v.is_empty()`",
                     ),
+                },
+                Opt::Refresh(lit) => match lit.value().as_str() {
+                    "background" => args.background_refresh = Some(lit.span()),
+                    "inline" => {}
+                    _ => errors.push(lit.span(), REFRESH_MESSAGE),
                 },
                 Opt::LocalTtl(lit) => match lit.base10_parse::<u64>() {
                     Ok(secs) if secs > 0 => args.local_ttl = Some((secs, lit.span())),

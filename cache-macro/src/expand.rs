@@ -10,7 +10,7 @@
 //! - `{name}_refresh(..)`: calls the function as a write-through refresh (it recomputes and
 //!   stores instead of reading), so the body exists once.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Delimiter, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, GenericParam, Ident, Pat, ReturnType, Signature};
@@ -64,14 +64,22 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         Policy::SomeOrNone => quote!(SomeOrNone),
     };
 
+    let background = args.background_refresh.is_some();
     // `ttl = EXPR`, `ttl = |v| ...`, `unless = |v| ...`: bound before the body takes the
     // arguments; each spanned on the user's expression, so a type error points at it.
-    let stored = quote!(<#rt::#policy as #rt::Policy<#ret>>::Stored);
+    let stored = quote!(<#rt::#policy as #rt::Policy<#ret>>::Value);
     let mut rule_bindings = TokenStream::new();
     let mut rules = quote!(#rt::Rules::new());
     match &args.ttl_rule {
         Some(TtlRule::Expr(expr)) => {
             rules.extend(quote_spanned!(expr.span()=> .ttl(#expr)));
+        }
+        // With a background refresh the closure outlives the call: a plain `fn` (no captures).
+        Some(TtlRule::Closure(closure)) if background => {
+            rule_bindings.extend(quote_spanned! {closure.span()=>
+                let __redis_cache_ttl_of: fn(&#stored) -> ::core::time::Duration = #closure;
+            });
+            rules.extend(quote!(.ttl_of_fn(__redis_cache_ttl_of)));
         }
         Some(TtlRule::Closure(closure)) => {
             rule_bindings.extend(quote_spanned! {closure.span()=>
@@ -83,7 +91,15 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         }
         None => {}
     }
-    if let Some(closure) = &args.unless {
+    if let Some(expr) = &args.none_ttl_expr {
+        rules.extend(quote_spanned!(expr.span()=> .none_ttl(#expr)));
+    }
+    if let Some(closure) = args.unless.as_ref().filter(|_| background) {
+        rule_bindings.extend(quote_spanned! {closure.span()=>
+            let __redis_cache_unless: fn(&#stored) -> bool = #closure;
+        });
+        rules.extend(quote!(.unless_fn(__redis_cache_unless)));
+    } else if let Some(closure) = &args.unless {
         rule_bindings.extend(quote_spanned! {closure.span()=>
             #[allow(clippy::type_complexity)]
             let __redis_cache_unless: &(dyn ::core::ops::Fn(&#stored) -> bool
@@ -97,11 +113,24 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         Some(_) => quote!(#rt::cached_local::<#rt::#policy, #ret, _>),
         None => quote!(#rt::cached::<#rt::#policy, #ret, _>),
     };
+    let (checks, body) = match background {
+        false => (
+            TokenStream::new(),
+            quote! {
+                #rt::Inline(async move {
+                    let __redis_cache_value: #ret = #block;
+                    __redis_cache_value
+                })
+            },
+        ),
+        true => background_body(fn_sig, sig, &ret, &policy, block),
+    };
     let function = quote! {
         #(#attrs)*
         #vis #fn_sig {
             #(#inner_attrs)*
             static __REDIS_CACHE_SITE: #rt::Site = #rt::Site::new(#spec);
+            #checks
             let __redis_cache_key = #guarded_key;
             #cache
             #rule_bindings
@@ -110,10 +139,7 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
                 __redis_cache,
                 __redis_cache_key,
                 #rules,
-                async move {
-                    let __redis_cache_value: #ret = #block;
-                    __redis_cache_value
-                },
+                #body,
             )
             .await
         }
@@ -160,6 +186,107 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
             #rt::write_through(#call).await
         }
     }
+}
+
+/// `refresh = "background"`: spanned checks that each argument (and `Self`) can go into a spawned
+/// task, and the body as a closure that makes a `Send + 'static` future when the body runs. A
+/// method taking `&self` runs it on a clone of `self`: the body's `self` is renamed to a
+/// reference to that clone.
+fn background_body(
+    fn_sig: &Signature,
+    sig: &Analysis,
+    ret: &TokenStream,
+    policy: &TokenStream,
+    block: proc_macro2::Group,
+) -> (TokenStream, TokenStream) {
+    let rt = quote!(::cache_runtime::__private);
+    let mut checks = TokenStream::new();
+    for input in &fn_sig.inputs {
+        match input {
+            // Checked where `self` is cloned, below.
+            FnArg::Receiver(_) if sig.borrows_self => {}
+            FnArg::Receiver(recv) => {
+                checks.extend(quote_spanned!(recv.span()=> #rt::background_arg(&self);));
+            }
+            FnArg::Typed(pat_type) => {
+                if let Pat::Ident(p) = &*pat_type.pat {
+                    let name = &p.ident;
+                    checks
+                        .extend(quote_spanned!(pat_type.ty.span()=> #rt::background_arg(&#name);));
+                }
+            }
+        }
+    }
+    let receiver = fn_sig.receiver().filter(|_| sig.borrows_self);
+    let make = if let Some(receiver) = receiver {
+        let block = rename_self(block);
+        // Spanned on `&self`, so a `Self` that is not `Clone + Send + Sync` points there.
+        let clone = quote_spanned!(receiver.span()=> #rt::clone_self::<Self>(self));
+        quote! {
+            move || {
+                let __redis_cache_this: Self = #clone;
+                async move {
+                    let __redis_cache_self: &Self = &__redis_cache_this;
+                    let __redis_cache_value: #ret = #block;
+                    __redis_cache_value
+                }
+            }
+        }
+    } else {
+        quote! {
+            move || async move {
+                let __redis_cache_value: #ret = #block;
+                __redis_cache_value
+            }
+        }
+    };
+    (
+        checks,
+        quote!(#rt::Background::new::<#rt::#policy, #ret>(#make)),
+    )
+}
+
+/// `block` with each `self` (the receiver, not a `self::` path) replaced by
+/// `__redis_cache_self`, spanned where it was written. Items nested in the body (`impl` and
+/// `trait` blocks) keep theirs: their `self` is their own.
+fn rename_self(block: proc_macro2::Group) -> proc_macro2::Group {
+    fn rename(tokens: TokenStream) -> TokenStream {
+        let mut out = TokenStream::new();
+        let mut tokens = tokens.into_iter().peekable();
+        let mut nested_item = false;
+        while let Some(token) = tokens.next() {
+            let renamed = match token {
+                TokenTree::Ident(ident) if ident == "self" => {
+                    let path =
+                        matches!(tokens.peek(), Some(TokenTree::Punct(p)) if p.as_char() == ':');
+                    match path {
+                        true => TokenTree::Ident(ident),
+                        false => TokenTree::Ident(Ident::new("__redis_cache_self", ident.span())),
+                    }
+                }
+                TokenTree::Ident(ident) => {
+                    nested_item |= ident == "impl" || ident == "trait";
+                    TokenTree::Ident(ident)
+                }
+                TokenTree::Group(group) if group.delimiter() == Delimiter::Brace && nested_item => {
+                    nested_item = false;
+                    TokenTree::Group(group)
+                }
+                TokenTree::Group(group) => {
+                    let mut renamed =
+                        proc_macro2::Group::new(group.delimiter(), rename(group.stream()));
+                    renamed.set_span(group.span());
+                    TokenTree::Group(renamed)
+                }
+                other => other,
+            };
+            out.extend([renamed]);
+        }
+        out
+    }
+    let mut renamed = proc_macro2::Group::new(block.delimiter(), rename(block.stream()));
+    renamed.set_span(block.span());
+    renamed
 }
 
 /// What stands in for the companions when the attribute is in error: the same signatures, so

@@ -25,6 +25,8 @@ pub(crate) struct Analysis {
     pub key_params: Vec<Ident>,
     /// The function takes `&self`.
     pub has_receiver: bool,
+    /// The receiver is a reference (`&self`): a background refresh takes a clone of `self`.
+    pub borrows_self: bool,
     /// Type and const parameters of the function itself (impl generics reach the key via `Self`).
     pub type_params: Vec<Ident>,
     pub const_params: Vec<Ident>,
@@ -44,12 +46,24 @@ impl Analysis {
         }
 
         let mut has_receiver = false;
+        let mut borrows_self = false;
         let mut key_params = Vec::new();
         let mut param_names = Vec::new();
         for input in &sig.inputs {
             match input {
                 FnArg::Receiver(recv) => {
                     has_receiver = true;
+                    borrows_self = recv.reference.is_some();
+                    if let (Some(_), None, Type::Reference(r)) =
+                        (args.background_refresh, &recv.reference, &*recv.ty)
+                    {
+                        errors.push_spanned(
+                            r,
+                            "`refresh = \"background\"` refreshes in a spawned task that outlives \
+                             the call, so `self` cannot be a reference: take `&self` (the task gets \
+                             a clone of `self`) or `self` by value (`self: Arc<Self>`)",
+                        );
+                    }
                     if recv.mutability.is_some() && recv.reference.is_some() {
                         errors.push_spanned(
                             recv,
@@ -67,6 +81,24 @@ impl Analysis {
                             "#[redis_cache] cannot cache a function with a `&mut` parameter: on a \
                              hit the body does not run, so the change it makes through the reference \
                              would be skipped; pass a shared reference or a value",
+                        );
+                    }
+                    if args.background_refresh.is_some()
+                        && let Some(borrowed) = borrowed_part(&pat_type.ty)
+                    {
+                        let name = match &*pat_type.pat {
+                            Pat::Ident(p) => format!("`{}`", p.ident),
+                            _ => "this parameter".to_string(),
+                        };
+                        errors.push_spanned(
+                            &pat_type.ty,
+                            format!(
+                                "`refresh = \"background\"` refreshes in a spawned task that \
+                                 outlives the call, so it cannot borrow {name} ({borrowed}): take \
+                                 an owned value (`String` for `&str`, `Vec<T>` for `&[T]`) or a \
+                                 cheap-to-clone handle (`Arc<T>`, a connection pool, axum's \
+                                 `State`)"
+                            ),
                         );
                     }
                     match &*pat_type.pat {
@@ -159,11 +191,39 @@ impl Analysis {
         errors.finish(Analysis {
             key_params,
             has_receiver,
+            borrows_self,
             type_params,
             const_params,
             policy,
         })
     }
+}
+
+/// What in `ty` borrows from the caller, if anything: a reference, or a named lifetime other
+/// than `'static`. (A reference nested without a name, as in `Vec<&str>`, is left to the
+/// compiler: `dyn Fn(&str)` is no borrow.)
+fn borrowed_part(ty: &Type) -> Option<&'static str> {
+    if let Type::Reference(_) = ty {
+        return Some("a reference");
+    }
+    fn has_lifetime(tokens: proc_macro2::TokenStream) -> bool {
+        let mut tokens = tokens.into_iter().peekable();
+        while let Some(token) = tokens.next() {
+            match token {
+                proc_macro2::TokenTree::Punct(p) if p.as_char() == '\'' => {
+                    if let Some(proc_macro2::TokenTree::Ident(name)) = tokens.peek()
+                        && name != "static"
+                    {
+                        return true;
+                    }
+                }
+                proc_macro2::TokenTree::Group(g) if has_lifetime(g.stream()) => return true,
+                _ => {}
+            }
+        }
+        false
+    }
+    has_lifetime(quote::quote!(#ty)).then_some("a borrowed lifetime")
 }
 
 fn last_segment(ty: &Type) -> Option<String> {

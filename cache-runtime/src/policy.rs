@@ -32,6 +32,11 @@ impl<T: Clone + Send + Sync + 'static> LocalValue for T {}
 #[doc(hidden)]
 pub trait Policy<R> {
     type Stored;
+    /// What the attribute's closures (`ttl = |v| ...`, `unless = |v| ...`) see: the `Ok` or
+    /// `Some` value.
+    type Value;
+    /// The value the closures judge, if `value` has one (not an `Err` or a `None`).
+    fn value(value: &R) -> Option<&Self::Value>;
     /// The value to store and its TTL in seconds, or `None` to store nothing.
     fn to_store<'a>(value: &'a R, spec: &SiteSpec) -> Option<(&'a Self::Stored, u64)>;
     fn from_stored(stored: Self::Stored) -> R;
@@ -53,6 +58,10 @@ pub struct Plain;
 
 impl<T> Policy<T> for Plain {
     type Stored = T;
+    type Value = T;
+    fn value(value: &T) -> Option<&T> {
+        Some(value)
+    }
     fn to_store<'a>(value: &'a T, spec: &SiteSpec) -> Option<(&'a T, u64)> {
         Some((value, spec.ttl_secs))
     }
@@ -68,6 +77,10 @@ pub struct OkOnly;
 
 impl<T, E> Policy<Result<T, E>> for OkOnly {
     type Stored = T;
+    type Value = T;
+    fn value(value: &Result<T, E>) -> Option<&T> {
+        value.as_ref().ok()
+    }
     fn to_store<'a>(value: &'a Result<T, E>, spec: &SiteSpec) -> Option<(&'a T, u64)> {
         value.as_ref().ok().map(|v| (v, spec.ttl_secs))
     }
@@ -83,6 +96,10 @@ pub struct SomeOnly;
 
 impl<T> Policy<Option<T>> for SomeOnly {
     type Stored = T;
+    type Value = T;
+    fn value(value: &Option<T>) -> Option<&T> {
+        value.as_ref()
+    }
     fn to_store<'a>(value: &'a Option<T>, spec: &SiteSpec) -> Option<(&'a T, u64)> {
         value.as_ref().map(|v| (v, spec.ttl_secs))
     }
@@ -104,6 +121,10 @@ pub struct SomeOrNone;
 
 impl<T> Policy<Option<T>> for SomeOrNone {
     type Stored = Option<T>;
+    type Value = T;
+    fn value(value: &Option<T>) -> Option<&T> {
+        value.as_ref()
+    }
     fn to_store<'a>(value: &'a Option<T>, spec: &SiteSpec) -> Option<(&'a Option<T>, u64)> {
         let ttl = if value.is_some() {
             spec.ttl_secs
@@ -117,18 +138,44 @@ impl<T> Policy<Option<T>> for SomeOrNone {
     }
 }
 
-/// The attribute's per-call rules for storing: `ttl = EXPR` (evaluated on each call),
+/// The attribute's per-call rules for storing: `ttl = EXPR` and `none_ttl = EXPR` (evaluated on each call),
 /// `ttl = |v: &T| ...` (from the value) and `unless = |v: &T| ...` (not stored when true). `T`
 /// is the stored value: the `Ok` value of a `Result`, the `Some` value of an `Option`.
+///
+/// A closure is borrowed for the call, or (with `refresh = "background"`, whose refresh outlives
+/// the call) a plain `fn`: a closure that captures nothing.
 #[doc(hidden)]
 pub struct Rules<'a, T> {
     ttl: Option<TtlRule<'a, T>>,
-    unless: Option<&'a (dyn Fn(&T) -> bool + Sync)>,
+    none_ttl: Option<Duration>,
+    unless: Option<Rule<'a, T, bool>>,
 }
 
 enum TtlRule<'a, T> {
     Fixed(Duration),
-    Of(&'a (dyn Fn(&T) -> Duration + Sync)),
+    Of(Rule<'a, T, Duration>),
+}
+
+/// A closure over the value to be stored.
+enum Rule<'a, T, O> {
+    Borrowed(&'a (dyn Fn(&T) -> O + Sync)),
+    Static(fn(&T) -> O),
+}
+
+impl<T, O> Rule<'_, T, O> {
+    fn apply(&self, value: &T) -> O {
+        match self {
+            Rule::Borrowed(rule) => rule(value),
+            Rule::Static(rule) => rule(value),
+        }
+    }
+
+    fn detached(&self) -> Option<Rule<'static, T, O>> {
+        match self {
+            Rule::Borrowed(_) => None,
+            Rule::Static(rule) => Some(Rule::Static(*rule)),
+        }
+    }
 }
 
 impl<T> std::fmt::Debug for Rules<'_, T> {
@@ -146,6 +193,7 @@ impl<'a, T> Rules<'a, T> {
     pub const fn new() -> Self {
         Rules {
             ttl: None,
+            none_ttl: None,
             unless: None,
         }
     }
@@ -156,15 +204,39 @@ impl<'a, T> Rules<'a, T> {
         self
     }
 
+    /// `none_ttl = EXPR`: how long a `None` is kept, evaluated for this call.
+    pub fn none_ttl(mut self, ttl: impl IntoTtl) -> Self {
+        self.none_ttl = Some(ttl.into_ttl());
+        self
+    }
+
+    /// This call's TTL for a `None`, when `none_ttl` is an expression.
+    pub(crate) fn none_ttl_for(&self) -> Option<Duration> {
+        self.none_ttl
+    }
+
     /// `ttl = |v: &T| ...`: the TTL from the value to be stored.
     pub fn ttl_of(mut self, ttl: &'a (dyn Fn(&T) -> Duration + Sync)) -> Self {
-        self.ttl = Some(TtlRule::Of(ttl));
+        self.ttl = Some(TtlRule::Of(Rule::Borrowed(ttl)));
+        self
+    }
+
+    /// [`Rules::ttl_of`] for a closure that captures nothing, which a background refresh can
+    /// take along.
+    pub fn ttl_of_fn(mut self, ttl: fn(&T) -> Duration) -> Self {
+        self.ttl = Some(TtlRule::Of(Rule::Static(ttl)));
         self
     }
 
     /// `unless = |v: &T| ...`: `true` returns the value without storing it.
     pub fn unless(mut self, unless: &'a (dyn Fn(&T) -> bool + Sync)) -> Self {
-        self.unless = Some(unless);
+        self.unless = Some(Rule::Borrowed(unless));
+        self
+    }
+
+    /// [`Rules::unless`] for a closure that captures nothing.
+    pub fn unless_fn(mut self, unless: fn(&T) -> bool) -> Self {
+        self.unless = Some(Rule::Static(unless));
         self
     }
 
@@ -172,13 +244,33 @@ impl<'a, T> Rules<'a, T> {
     pub(crate) fn ttl_for(&self, value: &T) -> Option<Duration> {
         match self.ttl.as_ref()? {
             TtlRule::Fixed(ttl) => Some(*ttl),
-            TtlRule::Of(ttl) => Some(ttl(value)),
+            TtlRule::Of(ttl) => Some(ttl.apply(value)),
         }
     }
 
     /// Whether `value` may be stored (`unless` did not say no).
     pub(crate) fn keeps(&self, value: &T) -> bool {
-        self.unless.is_none_or(|unless| !unless(value))
+        self.unless
+            .as_ref()
+            .is_none_or(|unless| !unless.apply(value))
+    }
+
+    /// The same rules, free of the call, if none borrows from it.
+    pub(crate) fn detached(&self) -> Option<Rules<'static, T>> {
+        let ttl = match &self.ttl {
+            None => None,
+            Some(TtlRule::Fixed(ttl)) => Some(TtlRule::Fixed(*ttl)),
+            Some(TtlRule::Of(rule)) => Some(TtlRule::Of(rule.detached()?)),
+        };
+        let unless = match &self.unless {
+            None => None,
+            Some(rule) => Some(rule.detached()?),
+        };
+        Some(Rules {
+            ttl,
+            none_ttl: self.none_ttl,
+            unless,
+        })
     }
 }
 

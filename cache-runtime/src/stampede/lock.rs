@@ -22,6 +22,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use super::notify::Notifier;
+use super::refreshing::{Claim, Refreshing};
 use crate::background::Background;
 use crate::connection::{CommandError, Connection, Lua, millis};
 
@@ -81,6 +82,7 @@ pub(crate) struct Locks {
     settings: LockSettings,
     background: Background,
     notifier: Notifier,
+    refreshing: Refreshing,
 }
 
 impl Locks {
@@ -95,7 +97,13 @@ impl Locks {
             settings,
             background,
             notifier,
+            refreshing: Refreshing::default(),
         }
+    }
+
+    /// Claims `key` for a background refresh in this process (`None`: one runs already).
+    pub(crate) fn claim_refresh(&self, key: &str) -> Option<Claim> {
+        self.refreshing.claim(key)
     }
 
     pub(crate) fn settings(&self) -> LockSettings {

@@ -6,10 +6,12 @@
 //! - [`notify`]: the waiters are woken by pub/sub when the lock is released, not by polling.
 //!
 //! Early refresh and the stale window, which avoid misses altogether, are judged in
-//! [`crate::freshness`] and use the same lock so that one refresh per key runs at a time.
+//! [`crate::freshness`] and use the same lock so that one refresh per key runs at a time;
+//! [`refreshing`] keeps a process from starting a second background refresh of a key.
 
 pub(crate) mod lock;
 pub(crate) mod notify;
+pub(crate) mod refreshing;
 pub(crate) mod single_flight;
 
 use std::time::Duration;

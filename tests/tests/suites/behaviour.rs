@@ -806,6 +806,28 @@ async fn token(cache: &Cache, expires_in: u64) -> Token {
     }
 }
 
+/// How long "not found" is remembered, from configuration.
+fn configured_missing_ttl() -> u64 {
+    20
+}
+
+/// The closures see the `Some` value (`&Token`, not `&Option<Token>`); a `None` is kept for
+/// `none_ttl`, which neither closure overrides.
+#[redis_cache(
+    ttl = |t: &Token| Duration::from_secs(t.expires_in),
+    none_ttl = configured_missing_ttl(),
+    unless = |t: &Token| t.value.is_empty(),
+    jitter = 0.0,
+    skip(cache),
+    cache = cache
+)]
+async fn maybe_token(cache: &Cache, expires_in: u64) -> Option<Token> {
+    (expires_in > 0).then(|| Token {
+        value: if expires_in == 1 { String::new() } else { format!("t{expires_in}") },
+        expires_in,
+    })
+}
+
 #[redis_cache(ttl = 60, unless = |page: &Vec<u64>| page.is_empty(), skip(cache, runs), cache = cache)]
 async fn page(cache: &Cache, runs: &Runs, n: u64) -> Vec<u64> {
     runs.tick();
@@ -850,4 +872,17 @@ async fn ttls_from_expressions_and_values_and_unless() {
     assert_eq!(page(&cache, &runs, 3).await, vec![0, 1, 2]);
     assert_eq!(page(&cache, &runs, 3).await, vec![0, 1, 2]);
     assert_eq!(runs.count(), 3, "a full page is stored");
+
+    maybe_token(&cache, 0).await;
+    maybe_token(&cache, 1).await;
+    maybe_token(&cache, 300).await;
+    let mut lifetimes = Vec::new();
+    for key in keys("maybe_token").await {
+        lifetimes.push(pttl(key).await);
+    }
+    lifetimes.sort();
+    let [missing, found] = <[i64; 2]>::try_from(lifetimes.clone())
+        .unwrap_or_else(|_| panic!("None and Some(t300) stored, `unless` kept t1 out: {lifetimes:?}"));
+    assert!((15_000..=20_000).contains(&missing), "none_ttl = expression: {missing} ms");
+    assert!((295_000..=300_000).contains(&found), "ttl from the Some value: {found} ms");
 }

@@ -350,6 +350,157 @@ async fn in_the_stale_window_callers_get_the_old_value_at_once_and_keep_it_if_re
     assert_eq!((stats.misses, stats.hits, stats.stale), (2, 1, 3));
 }
 
+static BACKGROUND_EXECUTIONS: AtomicU64 = AtomicU64::new(0);
+static BACKGROUND_STARTED: Gate = Gate::new();
+static BACKGROUND_RELEASE: Gate = Gate::new();
+
+/// `refresh = "background"`: the cache is an owned handle (a borrowed parameter cannot go into
+/// the spawned refresh). Its second execution (the refresh) waits to be released.
+#[redis_cache(
+    ttl = 3,
+    stale = 60,
+    jitter = 0.0,
+    early_refresh = false,
+    refresh = "background",
+    skip(cache),
+    cache = cache
+)]
+async fn background_price(cache: Cache, id: u64) -> Result<u64, String> {
+    let run = BACKGROUND_EXECUTIONS.fetch_add(1, SeqCst) + 1;
+    if run == 2 {
+        BACKGROUND_STARTED.arrive();
+        BACKGROUND_RELEASE.until(1).await;
+    }
+    Ok(run * 100 + id)
+}
+
+/// A call that must return without waiting for a refresh the test holds: a call that waited
+/// would never return, so the bound only turns that hang into a failure.
+async fn without_waiting<T>(call: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), call)
+        .await
+        .expect("the call waited for the refresh")
+}
+
+#[tokio::test]
+async fn a_background_refresh_serves_every_caller_the_stale_value_and_runs_once() {
+    let redis = start();
+    let cache = redis.cache("background");
+    assert_eq!(background_price(cache.clone(), 1).await, Ok(101));
+    until_logically_expired(&redis).await;
+
+    // The caller that starts the refresh is served the stale value too: the refresh runs in a
+    // spawned task, held inside the function until the test releases it.
+    assert_eq!(
+        without_waiting(background_price(cache.clone(), 1)).await,
+        Ok(101)
+    );
+    BACKGROUND_STARTED.until(1).await;
+    // While it runs, callers keep getting the stale value and start no second refresh.
+    for _ in 0..3 {
+        assert_eq!(
+            without_waiting(background_price(cache.clone(), 1)).await,
+            Ok(101)
+        );
+    }
+    assert_eq!(BACKGROUND_EXECUTIONS.load(SeqCst), 2);
+    BACKGROUND_RELEASE.arrive();
+    // The refresh's store is background work: `flush` waits for it.
+    cache.flush().await;
+    assert_eq!(background_price(cache.clone(), 1).await, Ok(201));
+    assert_eq!(BACKGROUND_EXECUTIONS.load(SeqCst), 2);
+
+    let stats = stats_for(&name("background_price")).unwrap();
+    assert_eq!(
+        (stats.misses, stats.stale, stats.hits, stats.writes),
+        (1, 4, 1, 2)
+    );
+}
+
+/// A service handle as services write them: cheap to clone, shared state behind an `Arc`.
+#[derive(Clone)]
+struct Catalog {
+    cache: Cache,
+    executions: std::sync::Arc<AtomicU64>,
+    failing: std::sync::Arc<AtomicBool>,
+}
+
+impl Catalog {
+    fn describe(&self, name: &str) -> String {
+        format!("{name} #{}", self.executions.load(SeqCst))
+    }
+
+    /// The body uses `self` as a reference (a method call, a field, and passed on as `&Self`),
+    /// which the background refresh must keep working on its clone.
+    #[redis_cache(
+        ttl = 3,
+        stale = 60,
+        jitter = 0.0,
+        early_refresh = false,
+        refresh = "background",
+        cache = self.cache
+    )]
+    async fn title(&self, name: String) -> Result<String, String> {
+        self.executions.fetch_add(1, SeqCst);
+        if self.failing.load(SeqCst) {
+            return Err(format!("{name}: database down"));
+        }
+        Ok(describe_with(self, &name))
+    }
+}
+
+/// Waits (on Redis's clock, by the lock's own expiry) until the only lock on `redis` is gone.
+async fn until_lock_lapsed(redis: &Deployment) {
+    let keys = redis.keys().await;
+    let locks: Vec<_> = keys.iter().filter(|k| k.ends_with(":lock")).collect();
+    let [lock] = locks.as_slice() else {
+        panic!("expected one lock, found {keys:?}")
+    };
+    let mut conn = redis.connection().await;
+    let ttl_ms: i64 = redis::cmd("PTTL")
+        .arg(lock)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!((0..=1_000).contains(&ttl_ms), "the failed refresh's backoff: {ttl_ms} ms");
+    tokio::time::sleep(Duration::from_millis(ttl_ms as u64 + 5)).await;
+}
+
+fn describe_with(catalog: &Catalog, name: &str) -> String {
+    catalog.describe(name)
+}
+
+#[tokio::test]
+async fn a_method_refreshes_in_the_background_on_a_clone_of_self_and_a_failure_keeps_the_stale_value()
+ {
+    let redis = start();
+    let catalog = Catalog {
+        cache: redis.cache("background_method"),
+        executions: Default::default(),
+        failing: Default::default(),
+    };
+    let title = || catalog.title("lamp".to_string());
+    assert_eq!(title().await.as_deref(), Ok("lamp #1"));
+
+    // The refresh fails: the stale value is still served, and stays in Redis.
+    until_logically_expired(&redis).await;
+    catalog.failing.store(true, SeqCst);
+    assert_eq!(title().await.as_deref(), Ok("lamp #1"));
+    catalog.cache.flush().await;
+    assert_eq!(catalog.executions.load(SeqCst), 2, "the refresh ran");
+    assert_eq!(title().await.as_deref(), Ok("lamp #1"));
+
+    // The failed refresh keeps the key's lock for a second (so that a failing database is not
+    // asked once per call); once that lapses and the database is back, a refresh replaces it.
+    until_lock_lapsed(&redis).await;
+    catalog.failing.store(false, SeqCst);
+    assert_eq!(title().await.as_deref(), Ok("lamp #1"));
+    catalog.cache.flush().await;
+    let refreshed = title().await;
+    let executions = catalog.executions.load(SeqCst);
+    assert_eq!(refreshed, Ok(format!("lamp #{executions}")));
+}
+
 static HOT_EXECUTIONS: AtomicU64 = AtomicU64::new(0);
 static HOT_COMPUTED: Gate = Gate::new();
 static HOT_STOP: AtomicBool = AtomicBool::new(false);

@@ -14,6 +14,8 @@
 //!    function starts, so the caller never waits for another process. Only a lock holder stores,
 //!    and only while it still holds the lock: that is the fence that keeps an invalidation from
 //!    being undone by a computation that started before it ([`crate::stampede::lock`]).
+//!    With `refresh = "background"` ([`body::Background`]) the refresh runs in a spawned task
+//!    and the leader is served the current value too.
 //! 4. A write-through refresh ([`crate::invalidation::write_through`]) skips the lookup, takes the lock
 //!    over, computes and stores.
 //!
@@ -28,6 +30,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+mod body;
+
+pub use body::{Background, Body, Inline};
 
 use crate::cache::Cache;
 use crate::codec::ActiveCodec;
@@ -52,17 +58,17 @@ const FAILED_REFRESH_BACKOFF: Duration = Duration::from_secs(1);
 /// Every path below returns how it answered, and this is the one place that counts it: each call
 /// that returns is exactly one of the [`Outcome`]s.
 #[doc(hidden)]
-pub async fn cached<P, R, F>(
+pub async fn cached<P, R, B>(
     site: &'static Site,
     cache: &Cache,
     call: CallKey,
-    rules: Rules<'_, P::Stored>,
-    body: F,
+    rules: Rules<'_, P::Value>,
+    body: B,
 ) -> R
 where
     P: Policy<R>,
     P::Stored: CacheValue,
-    F: Future<Output = R>,
+    B: Body<R, P::Value>,
 {
     site.register(call.self_type());
     let (value, outcome) = answer::<P, R>(site, cache, call, &rules, body, None).await;
@@ -73,17 +79,17 @@ where
 /// [`cached`] for a function with `local = N`: a decoded copy in this process answers first,
 /// and values read from Redis are copied for the next calls.
 #[doc(hidden)]
-pub async fn cached_local<P, R, F>(
+pub async fn cached_local<P, R, B>(
     site: &'static Site,
     cache: &Cache,
     call: CallKey,
-    rules: Rules<'_, P::Stored>,
-    body: F,
+    rules: Rules<'_, P::Value>,
+    body: B,
 ) -> R
 where
     P: Policy<R>,
     P::Stored: CacheValue + LocalValue,
-    F: Future<Output = R>,
+    B: Body<R, P::Value>,
 {
     site.register(call.self_type());
     let in_tokio = tokio::task::try_id().is_some() || tokio::runtime::Handle::try_current().is_ok();
@@ -121,8 +127,8 @@ async fn answer<P, R>(
     site: &'static Site,
     cache: &Cache,
     call: CallKey,
-    rules: &Rules<'_, P::Stored>,
-    body: impl Future<Output = R>,
+    rules: &Rules<'_, P::Value>,
+    body: impl Body<R, P::Value>,
     keep: Option<&(dyn KeepLocal<P::Stored> + Sync)>,
 ) -> (R, Outcome)
 where
@@ -133,16 +139,16 @@ where
     // function's body are ordinary calls.
     let write_through = crate::invalidation::take_write_through_request();
     if call.is_bypassed() {
-        let (value, _) = Box::pin(bypass(site, body)).await;
+        let (value, _) = Box::pin(bypass(site, body.run())).await;
         return (value, Outcome::Bypassed);
     }
     let (Some(conn), Some(locks)) = (cache.connection(), cache.locks()) else {
-        return bypass(site, body).await;
+        return bypass(site, body.run()).await;
     };
     // The Redis client needs a Tokio reactor; anywhere else the function simply runs. Inside a
     // Tokio task (nearly every call) that is known without touching the runtime's handle.
     if tokio::task::try_id().is_none() && tokio::runtime::Handle::try_current().is_err() {
-        return bypass(site, body).await;
+        return bypass(site, body.run()).await;
     }
     let key = call.render(cache.prefix(), &site.spec, site.fingerprint());
     let id = single_flight::flight_id(site.namespace(), &call);
@@ -151,7 +157,7 @@ where
             function = site.display(),
             "redis_cache: an argument could not be serialized; running uncached"
         );
-        return bypass(site, body).await;
+        return bypass(site, body.run()).await;
     };
     let this = Call::<P, R> {
         site,
@@ -165,7 +171,7 @@ where
     };
     if write_through {
         let leader = cache.flights().lead_anew(id);
-        return Box::pin(this.write_through(leader, body)).await;
+        return Box::pin(this.write_through(leader, body.run())).await;
     }
     let mut body = Some(body);
     loop {
@@ -194,7 +200,7 @@ where
         // The leader's value cannot be shared (an `Err`): this call runs the function itself,
         // and leaves storing to whoever holds the key's lock next.
         let body = body.take().expect("a call runs its body at most once");
-        let (value, _) = Box::pin(this.execute(body, None)).await;
+        let (value, _) = Box::pin(this.execute(body.run(), None)).await;
         return (value, Outcome::Miss);
     }
 }
@@ -215,7 +221,7 @@ struct Call<'a, P: Policy<R>, R> {
     locks: &'a Locks,
     key: &'a str,
     /// The attribute's `ttl = EXPR` / `ttl = |v| ...` / `unless = |v| ...`.
-    rules: &'a Rules<'a, P::Stored>,
+    rules: &'a Rules<'a, P::Value>,
     /// Where values read from Redis are copied, for a function with `local = N`.
     keep: Option<&'a (dyn KeepLocal<P::Stored> + Sync)>,
     types: PhantomData<fn() -> (P, R)>,
@@ -246,7 +252,7 @@ where
     /// The lookup, and what follows it. Only the hit is handled in place: everything else
     /// (fallback, refresh, lock and computation) runs in a boxed future, so the future every
     /// call carries is small and a hit does not copy kilobytes of state it never uses.
-    async fn lead(self, leader: Leader<'_>, body: impl Future<Output = R>) -> (R, Outcome) {
+    async fn lead(self, leader: Leader<'_>, body: impl Body<R, P::Value>) -> (R, Outcome) {
         let site = self.site;
         let found = match site.redis(self.conn.get(self.key)).await {
             Ok(found) => found,
@@ -254,7 +260,7 @@ where
                 site.count(Count::Invalid);
                 None
             }
-            Err(err) => return Box::pin(self.fall_back(leader, body, err)).await,
+            Err(err) => return Box::pin(self.fall_back(leader, body.run(), err)).await,
         };
 
         if let Some(bytes) = found {
@@ -289,7 +295,7 @@ where
                 }
             }
         }
-        Box::pin(self.compute(leader, body)).await
+        Box::pin(self.compute(leader, body.run())).await
     }
 
     /// The lookup failed: run the function without the cache.
@@ -305,14 +311,9 @@ where
         if let Some(keep) = self.keep {
             // Redis is unreachable: the local tier memoizes alone, for `local_ttl` at most.
             let sealed = self.seal(&value, took);
-            if let (Some((bytes, _)), Some((stored, ttl_secs))) =
-                (&sealed, P::to_store(&value, &self.site.spec))
-                && self.rules.keeps(stored)
+            if let (Some((bytes, _)), Some((stored, ttl))) = (&sealed, self.lifetime(&value))
+                && self.keeps(&value)
             {
-                let ttl = match self.rules.ttl_for(stored) {
-                    Some(ttl) if !P::is_absent(&value) => ttl,
-                    _ => Duration::from_secs(ttl_secs),
-                };
                 let fresh_until = unix_ms(SystemTime::now() + ttl);
                 keep.keep(self.key, stored, fresh_until, bytes.len());
             }
@@ -438,19 +439,48 @@ where
         .await
     }
 
-    /// Recomputes an entry that can still be served (`current`), if no one else is doing so.
+    /// Recomputes an entry that can still be served (`current`), if no one else is doing so:
+    /// in a spawned task when the body can outlive the call (`refresh = "background"`), the
+    /// caller served `current` at once; otherwise in this call.
     async fn refresh(
         self,
         meta: Meta,
         current: P::Stored,
-        body: impl Future<Output = R>,
+        body: impl Body<R, P::Value>,
         why: Refresh,
     ) -> (R, Outcome) {
-        let site = self.site;
         let served = match why {
             Refresh::Early => Outcome::Hit,
             Refresh::Stale => Outcome::Stale,
         };
+        let job = body::Refresh {
+            site: self.site,
+            cache: self.cache,
+            key: self.key,
+            meta,
+            early: why == Refresh::Early,
+            rules: self.rules,
+        };
+        let body = match body.detach(job) {
+            Ok(()) => return (P::from_stored(current), served),
+            Err(body) => body,
+        };
+        match self.refreshed(meta, body.run(), why).await {
+            Refreshed::Value(value, outcome) => (value, outcome),
+            Refreshed::Newer(value) => (P::from_stored(value), Outcome::Hit),
+            Refreshed::NotHere => (P::from_stored(current), served),
+        }
+    }
+
+    /// Takes the key's lock (or leaves the refresh to its holder), runs the function and stores
+    /// its value; a failed function (`Err`) leaves the served entry in place.
+    async fn refreshed(
+        self,
+        meta: Meta,
+        body: impl Future<Output = R>,
+        why: Refresh,
+    ) -> Refreshed<P, R> {
+        let site = self.site;
         // One refresh per key at a time, across processes: whoever takes the lock.
         let attempt = site.redis(self.locks.try_acquire(self.key)).await;
         let Ok(Attempt {
@@ -458,7 +488,7 @@ where
             entry,
         }) = attempt
         else {
-            return (P::from_stored(current), served);
+            return Refreshed::NotHere;
         };
         // Someone refreshed between our read and our lock (and released it): serve theirs.
         if let Some(Ok((newer, value))) =
@@ -466,7 +496,7 @@ where
             && newer.computed_at_ms > meta.computed_at_ms
         {
             lock.release().await;
-            return (P::from_stored(value), Outcome::Hit);
+            return Refreshed::Newer(value);
         }
         let (value, took) = self.execute(body, Some(&lock)).await;
         let sealed = self.seal(&value, took);
@@ -475,7 +505,7 @@ where
         if encoded && sealed.is_none() {
             // `unless` said no: the new value is returned, nothing is stored.
             lock.release().await;
-            return (value, Outcome::Miss);
+            return Refreshed::Value(value, Outcome::Miss);
         }
         if sealed.is_some() || P::is_absent(&value) {
             self.landed(self.spawn_store(sealed, lock)).await;
@@ -483,9 +513,9 @@ where
                 // An early refresh served a fresh entry: a hit, that also recomputed it.
                 Refresh::Early => {
                     site.count(Count::EarlyRefreshes);
-                    (value, Outcome::Hit)
+                    Refreshed::Value(value, Outcome::Hit)
                 }
-                Refresh::Stale => (value, Outcome::Miss),
+                Refresh::Stale => Refreshed::Value(value, Outcome::Miss),
             };
         }
         // The function failed: keep serving what we have (fail-safe).
@@ -497,7 +527,7 @@ where
             Refresh::Early => lock.release().await,
             Refresh::Stale => lock.keep_for(FAILED_REFRESH_BACKOFF).await,
         }
-        (P::from_stored(current), served)
+        Refreshed::NotHere
     }
 
     /// Runs the function (renewing `lock` meanwhile); returns its value and how long it took.
@@ -515,18 +545,13 @@ where
     /// The envelope of `value` and how long Redis should keep it, if the policy stores it.
     fn seal(&self, value: &R, took: Duration) -> Sealed {
         let spec = &self.site.spec;
-        let (stored, mut ttl_secs) = P::to_store(value, spec)?;
-        // `ttl = EXPR` or `ttl = |v| ...` (a `None` kept under `none_ttl` keeps that one).
-        if !P::is_absent(value)
-            && let Some(ttl) = self.rules.ttl_for(stored)
-        {
-            if ttl < Duration::from_secs(1) {
-                self.site.warn_short_ttl(ttl);
-                return None;
-            }
-            ttl_secs = ttl.as_secs();
+        let (stored, ttl) = self.lifetime(value)?;
+        // Only a `ttl` or `none_ttl` expression or closure can be that short.
+        if ttl < Duration::from_secs(1) {
+            self.site.warn_short_ttl(ttl);
+            return None;
         }
-        let (fresh, keep) = freshness::lifetimes(ttl_secs, spec, fastrand::f64());
+        let (fresh, keep) = freshness::lifetimes(ttl.as_secs(), spec, fastrand::f64());
         let meta = Meta::new(SystemTime::now(), fresh, took);
         match envelope::seal::<ActiveCodec, _>(stored, meta, self.cache.limits().compress_above) {
             Ok(bytes) => Some((Arc::new(bytes), keep)),
@@ -541,6 +566,22 @@ where
         }
     }
 
+    /// What of `value` the policy stores, and for how long: the attribute's `ttl` (or
+    /// `none_ttl`), or what its expression or closure says for this call.
+    fn lifetime<'v>(&self, value: &'v R) -> Option<(&'v P::Stored, Duration)> {
+        let (stored, ttl_secs) = P::to_store(value, &self.site.spec)?;
+        let rule = match P::value(value) {
+            Some(value) => self.rules.ttl_for(value),
+            None => self.rules.none_ttl_for(),
+        };
+        Some((stored, rule.unwrap_or(Duration::from_secs(ttl_secs))))
+    }
+
+    /// Whether `unless` lets `value` be stored (a `None` or an `Err` it does not judge).
+    fn keeps(&self, value: &R) -> bool {
+        P::value(value).is_none_or(|value| self.rules.keeps(value))
+    }
+
     /// Seals `value`, hands it to the followers, and returns what may be stored.
     fn share(&self, leader: Leader<'_>, value: &R, took: Duration) -> Sealed {
         let sealed = self.seal(value, took);
@@ -551,9 +592,9 @@ where
     /// `sealed`, unless the attribute's `unless` says `value` is not to be stored (its
     /// followers still get it, from `sealed`).
     fn storable(&self, value: &R, sealed: Sealed) -> Sealed {
-        match P::to_store(value, &self.site.spec) {
-            Some((stored, _)) if !P::is_absent(value) && !self.rules.keeps(stored) => None,
-            _ => sealed,
+        match self.keeps(value) {
+            true => sealed,
+            false => None,
         }
     }
 
@@ -582,6 +623,81 @@ where
             let _ = storing.await;
         }
     }
+}
+
+/// How a refresh ended, for the caller that ran it.
+enum Refreshed<P: Policy<R>, R> {
+    /// The function ran: its value, and how the call counts.
+    Value(R, Outcome),
+    /// Another caller had just refreshed it: its value.
+    Newer(P::Stored),
+    /// Another caller refreshes it, or the function failed: the served entry stays.
+    NotHere,
+}
+
+impl<M, F, T> Background<M, F, T> {
+    /// The body of a function with `refresh = "background"` returning `R`, stored as `P` says.
+    pub fn new<P, R>(make: M) -> Self
+    where
+        P: Policy<R, Value = T> + 'static,
+        P::Stored: CacheValue + Send + Sync + 'static,
+        M: FnOnce() -> F,
+        F: Future<Output = R> + Send + 'static,
+        R: Send + 'static,
+        T: 'static,
+    {
+        Background {
+            make,
+            spawn: spawn_refresh::<P, R, M, F>,
+            future: PhantomData,
+        }
+    }
+}
+
+/// Runs `job` in a spawned task ([`Cache::flush`] waits for it), unless this process refreshes
+/// the key already. The body is made (the arguments moved, `self` cloned) only if it runs.
+fn spawn_refresh<P, R, M, F>(
+    job: body::Refresh<'_, P::Value>,
+    rules: Rules<'static, P::Value>,
+    make: M,
+) where
+    P: Policy<R> + 'static,
+    M: FnOnce() -> F,
+    F: Future<Output = R> + Send + 'static,
+    R: Send + 'static,
+    P::Stored: CacheValue + Send + Sync + 'static,
+{
+    let Some(locks) = job.cache.locks() else {
+        return;
+    };
+    let Some(claim) = locks.claim_refresh(job.key) else {
+        return;
+    };
+    let body = make();
+    let (site, cache, key, meta) = (job.site, job.cache.clone(), job.key.to_owned(), job.meta);
+    let why = if job.early {
+        Refresh::Early
+    } else {
+        Refresh::Stale
+    };
+    job.cache.background().spawn(async move {
+        let _claim = claim;
+        let (Some(conn), Some(locks)) = (cache.connection(), cache.locks()) else {
+            return;
+        };
+        let call = Call::<P, R> {
+            site,
+            cache: &cache,
+            conn,
+            locks,
+            key: &key,
+            rules: &rules,
+            keep: None,
+            types: PhantomData,
+        };
+        // Its value goes to Redis; the callers were served the entry it replaces.
+        let _ = call.refreshed(meta, body, why).await;
+    });
 }
 
 /// An encoded value and how long Redis should keep it; `None` when the policy stores nothing.

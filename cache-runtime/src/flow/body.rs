@@ -1,0 +1,93 @@
+//! How the function's body reaches the flow: polled in the call ([`Inline`]), or able to outlive
+//! it ([`Background`], for `refresh = "background"`), so an early or stale refresh runs in a
+//! spawned task while the caller is served the current value.
+
+use std::future::Future;
+use std::marker::PhantomData;
+
+use crate::cache::Cache;
+use crate::envelope::Meta;
+use crate::policy::Rules;
+use crate::site::Site;
+
+/// The function's body, as the flow runs it.
+#[doc(hidden)]
+pub trait Body<R, T>: Sized {
+    /// The body's future.
+    type Run: Future<Output = R>;
+
+    /// The future to run in this call.
+    fn run(self) -> Self::Run;
+
+    /// Starts the refresh `job` in a spawned task, if this body can outlive the call (otherwise
+    /// it is handed back, to refresh in the call).
+    fn detach(self, job: Refresh<'_, T>) -> Result<(), Self> {
+        let _ = job;
+        Err(self)
+    }
+}
+
+/// A refresh of an entry that is still served: where, and why.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Refresh<'a, T> {
+    pub(crate) site: &'static Site,
+    pub(crate) cache: &'a Cache,
+    pub(crate) key: &'a str,
+    /// The served entry's header: a refresh finding a newer entry does not recompute.
+    pub(crate) meta: Meta,
+    /// Early (XFetch, the entry is fresh) rather than in the stale window.
+    pub(crate) early: bool,
+    pub(crate) rules: &'a Rules<'a, T>,
+}
+
+/// The body of a function refreshed in the call: the future itself.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Inline<F>(pub F);
+
+impl<R, T, F: Future<Output = R>> Body<R, T> for Inline<F> {
+    type Run = F;
+
+    fn run(self) -> F {
+        self.0
+    }
+}
+
+/// The body of a function with `refresh = "background"`: a closure making a `Send + 'static`
+/// future (it owns the arguments, and a clone of `self`), made only when the body runs.
+#[doc(hidden)]
+pub struct Background<M, F, T: 'static> {
+    pub(crate) make: M,
+    /// Spawns the refresh, making the body only if this process is not refreshing the key
+    /// already (`flow::spawn_refresh` for the function's types).
+    pub(crate) spawn: fn(Refresh<'_, T>, Rules<'static, T>, M),
+    pub(crate) future: PhantomData<fn() -> F>,
+}
+
+impl<M, F, T: 'static> std::fmt::Debug for Background<M, F, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Background").finish_non_exhaustive()
+    }
+}
+
+impl<R, T: 'static, M, F> Body<R, T> for Background<M, F, T>
+where
+    M: FnOnce() -> F,
+    F: Future<Output = R>,
+{
+    type Run = F;
+
+    fn run(self) -> F {
+        (self.make)()
+    }
+
+    fn detach(self, job: Refresh<'_, T>) -> Result<(), Self> {
+        // A closure borrowing from the call (not possible from the macro) refreshes in the call.
+        let Some(rules) = job.rules.detached() else {
+            return Err(self);
+        };
+        (self.spawn)(job, rules, self.make);
+        Ok(())
+    }
+}
