@@ -27,10 +27,11 @@
 //! | `version = N` | bump when the stored type's shape changes: the function moves to new keys |
 //! | `name = "..."` | the key's function segment instead of `module_path::fn_name` (keeps keys across renames) |
 //! | `cache = expr` | use this [`Cache`] (anything that dereferences to one) instead of the default |
-//! | `none_ttl = N` | for `Option<T>`: also store `None`, for N seconds |
+//! | `none_ttl = N` | for `Option<T>`: also store `None`, for N seconds (a duration string, or an expression evaluated per call) |
 //! | `include_self` | for methods: hash `self` into the key too (it must be `Serialize`) |
 //! | `stale = N` | keep entries N seconds past their TTL, served while one caller refreshes (and if that refresh fails) |
 //! | `early_refresh = false` | no probabilistic early refresh (XFetch) of entries close to expiry |
+//! | `refresh = "background"` | early and stale refreshes run in a spawned task, so no caller waits for them; parameters must be owned and `Send + 'static`, `Self: Clone` for `&self` |
 //! | `jitter = F` | shorten each TTL by a random fraction up to F, 0.0 to 0.5 (default [`DEFAULT_TTL_JITTER`]) |
 //! | `lock = false` | on a miss, never wait for another process: the lock is taken concurrently with the function (the one holding it stores) |
 //! | `companions = false` | no `{fn}_invalidate` / `{fn}_refresh` companions (trait impls need this) |
@@ -38,6 +39,49 @@
 //! | `condition = EXPR` | a `bool` over the arguments (and `self`), evaluated first: `false` runs the function without the cache (counted in `bypassed`) |
 //! | `local = N` | keep up to N decoded entries in this process (the value must be `Clone`), kept coherent by Redis's invalidation messages |
 //! | `local_ttl = S` | serve a local copy for at most S seconds without a fresh look at Redis (default [`DEFAULT_LOCAL_TTL`]) |
+//!
+//! # Choosing what is cached
+//!
+//! One example per form (`T` in a closure is the stored value: the `Ok` of a `Result`, the
+//! `Some` of an `Option`, otherwise the return type):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! use cache_runtime::redis_cache;
+//! use serde::{Deserialize, Serialize};
+//! # #[derive(Serialize, Deserialize, Clone)] pub struct Item;
+//! # #[derive(Serialize, Deserialize)] pub struct Token { expires_in: u64 }
+//! # pub struct User { id: u64, is_admin: bool }
+//! # pub struct Settings { product_ttl: Duration, missing_ttl: u64 }
+//! # fn settings() -> Settings { Settings { product_ttl: Duration::from_secs(60), missing_ttl: 30 } }
+//! # pub struct Db;
+//!
+//! // A duration string, checked at compile time.
+//! #[redis_cache(ttl = "1h30m")]
+//! async fn catalog(id: u64) -> Vec<Item> { vec![] }
+//!
+//! // From configuration, on each call (`u64` seconds or a `Duration`); `None` remembered too.
+//! #[redis_cache(ttl = settings().product_ttl, none_ttl = settings().missing_ttl)]
+//! async fn product(id: u64) -> Option<Item> { None }
+//!
+//! // From the value: a token carries its own lifetime.
+//! #[redis_cache(ttl = |t: &Token| Duration::from_secs(t.expires_in))]
+//! async fn token(client: String) -> Result<Token, String> { Err(client) }
+//!
+//! // Not cached for some callers (no lookup, no store; counted in `bypassed`), keyed by one field.
+//! #[redis_cache(ttl = 300, condition = !user.is_admin, key = user.id)]
+//! async fn dashboard(user: &User) -> Vec<Item> { vec![] }
+//!
+//! // Returned but not stored when the value says so.
+//! #[redis_cache(ttl = 60, unless = |page: &Vec<Item>| page.is_empty())]
+//! async fn search(query: String) -> Vec<Item> { vec![] }
+//!
+//! // Refreshed in a spawned task: owned parameters, a shared handle skipped from the key.
+//! #[redis_cache(ttl = "5m", stale = "1m", refresh = "background", skip(db))]
+//! async fn prices(db: Arc<Db>, region: String) -> Result<Vec<u64>, String> { Ok(vec![]) }
+//! ```
 //!
 //! Stampede protection is on by default: concurrent calls of one key in a process share one
 //! execution, and one process computes a missing key while the others wait for it (a per-key
