@@ -27,6 +27,7 @@ mod kw {
     syn::custom_keyword!(key);
     syn::custom_keyword!(unless);
     syn::custom_keyword!(refresh);
+    syn::custom_keyword!(tags);
 }
 
 /// Every option, in the order the error messages list them.
@@ -49,6 +50,7 @@ const OPTIONS: &[&str] = &[
     "key",
     "unless",
     "refresh",
+    "tags",
 ];
 
 /// The parsed and checked options of one `#[redis_cache(...)]`.
@@ -97,6 +99,10 @@ pub(crate) struct Args {
     pub key: Option<Expr>,
     /// Where `skip(...)` was written, for the error when `key` is given too.
     pub skip_span: Option<Span>,
+    /// `tags("product:{id}", "catalog")`: templates over the arguments, rendered per call.
+    pub tags: Vec<LitStr>,
+    /// `tags = |v: &T| ...`: tags from the value to be stored.
+    pub tags_of: Option<Expr>,
     /// `refresh = "background"`: early and stale refreshes run in a spawned task (where it was
     /// written, for the errors about parameters that cannot go there).
     pub background_refresh: Option<Span>,
@@ -121,6 +127,8 @@ enum Opt {
     Key(Expr),
     Unless(Expr),
     Refresh(LitStr),
+    Tags(Span, Punctuated<LitStr, Token![,]>),
+    TagsOf(Expr),
 }
 
 /// How `ttl` was written.
@@ -181,6 +189,23 @@ impl Parse for Opt {
         } else if look.peek(kw::lock) {
             assign::<kw::lock>(input)?;
             Ok(Opt::Lock(parse_bool(input, "lock")?))
+        } else if look.peek(kw::tags) {
+            let keyword = input.parse::<kw::tags>()?;
+            if input.peek(Token![=]) {
+                input.parse::<Token![=]>()?;
+                return Ok(Opt::TagsOf(input.parse()?));
+            }
+            let content;
+            syn::parenthesized!(content in input);
+            let tags = content.parse_terminated(
+                |input| {
+                    input
+                        .parse::<LitStr>()
+                        .map_err(|err| syn::Error::new(err.span(), TAGS_MESSAGE))
+                },
+                Token![,],
+            )?;
+            Ok(Opt::Tags(keyword.span, tags))
         } else if look.peek(kw::refresh) {
             assign::<kw::refresh>(input)?;
             let lit: LitStr = input
@@ -217,6 +242,10 @@ impl Parse for Opt {
         }
     }
 }
+
+const TAGS_MESSAGE: &str = "`tags(...)` lists string templates over the arguments, e.g. \
+    `tags(\"product:{id}\", \"catalog\")` (`{name}` or `{name.field}` is replaced by that \
+    argument's `Display`); for tags from the value write `tags = |v: &T| ...`";
 
 const REFRESH_MESSAGE: &str = "`refresh` is where early and stale refreshes run: \
     `refresh = \"background\"` (in a spawned task; every caller is served the current value at \
@@ -359,6 +388,8 @@ impl Args {
             key: None,
             skip_span: None,
             background_refresh: None,
+            tags: Vec::new(),
+            tags_of: None,
         };
         let mut ttl_given = false;
         for pair in opts.into_pairs() {
@@ -384,6 +415,8 @@ impl Args {
                 Opt::Key(v) => ("key", v.span()),
                 Opt::Unless(v) => ("unless", v.span()),
                 Opt::Refresh(v) => ("refresh", v.span()),
+                Opt::Tags(span, _) => ("tags(...)", *span),
+                Opt::TagsOf(v) => ("tags = ...", v.span()),
             };
             if seen.iter().any(|(k, _)| *k == key) {
                 errors.push(span, format!("`{key}` is given twice; keep one of them"));
@@ -468,6 +501,18 @@ impl Args {
                         other.span(),
                         "`unless` takes a closure over the value to be stored, returning `true` \
                          to skip storing it: `unless = |v: &T| v.is_empty()`",
+                    ),
+                },
+                Opt::Tags(span, tags) if tags.is_empty() => errors.push(span, TAGS_MESSAGE),
+                Opt::Tags(_, tags) => args.tags = tags.into_iter().collect(),
+                Opt::TagsOf(expr) => match expr {
+                    Expr::Closure(_) => args.tags_of = Some(expr),
+                    other => errors.push_spanned(
+                        other,
+                        "`tags = ...` takes a closure over the value to be stored, returning the \
+                         tags it depends on: `tags = |page: &Vec<Item>| page.iter().map(|i| \
+                         format!(\"product:{}\", i.id)).collect::<Vec<_>>()`; for tags from the \
+                         arguments write `tags(\"product:{id}\")`",
                     ),
                 },
                 Opt::Refresh(lit) => match lit.value().as_str() {

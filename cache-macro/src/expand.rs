@@ -13,7 +13,7 @@
 use proc_macro2::{Delimiter, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{FnArg, GenericParam, Ident, Pat, ReturnType, Signature};
+use syn::{Expr, FnArg, GenericParam, Ident, Pat, ReturnType, Signature};
 
 use crate::args::{Args, TtlRule};
 use crate::item::CachedFn;
@@ -90,6 +90,48 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
             rules.extend(quote!(.ttl_of(__redis_cache_ttl_of)));
         }
         None => {}
+    }
+    if !sig.tags.is_empty() {
+        let rendered = sig.tags.iter().map(|tag| {
+            let format = &tag.format;
+            let parts = tag
+                .parts
+                .iter()
+                .map(|part| quote_spanned!(tag.span=> #rt::tag_part(&(#part))));
+            quote_spanned!(tag.span=> ::std::format!(#format #(, #parts)*))
+        });
+        rules.extend(quote!(.tags(::std::vec![#(#rendered),*])));
+    }
+    // `tags = |v: &T| iterator`: the closure's body is inlined, so an iterator borrowing `v`
+    // (`v.iter().map(...)`) is collected while `v` is still borrowed.
+    if let Some(closure) = &args.tags_of {
+        let tags_of = match closure {
+            Expr::Closure(c) if c.inputs.len() == 1 => {
+                let (input, body) = (&c.inputs[0], &c.body);
+                quote_spanned! {closure.span()=>
+                    |__redis_cache_value: &#stored| {
+                        let #input = __redis_cache_value;
+                        #rt::collect_tags(#body)
+                    }
+                }
+            }
+            other => quote_spanned!(other.span()=> #other),
+        };
+        if background {
+            rule_bindings.extend(quote_spanned! {closure.span()=>
+                #[allow(clippy::type_complexity)]
+                let __redis_cache_tags_of: fn(&#stored) -> ::std::vec::Vec<::std::string::String> =
+                    #tags_of;
+            });
+            rules.extend(quote!(.tags_of_fn(__redis_cache_tags_of)));
+        } else {
+            rule_bindings.extend(quote_spanned! {closure.span()=>
+                #[allow(clippy::type_complexity)]
+                let __redis_cache_tags_of: &(dyn ::core::ops::Fn(&#stored)
+                    -> ::std::vec::Vec<::std::string::String> + ::core::marker::Sync) = &#tags_of;
+            });
+            rules.extend(quote!(.tags_of(__redis_cache_tags_of)));
+        }
     }
     if let Some(expr) = &args.none_ttl_expr {
         rules.extend(quote_spanned!(expr.span()=> .none_ttl(#expr)));

@@ -6,6 +6,7 @@
 //! - `args`: the attribute's options (`ttl = 300, skip(db), ...`);
 //! - `item`: the annotated function, its body kept as raw tokens;
 //! - `signature`: what the annotated function looks like (async, parameters, return shape);
+//! - `tags`: the `tags("product:{id}")` templates, checked against the parameters;
 //! - `expand`: the code that routes the call through `::cache_runtime::__private`.
 //!
 //! On any error the original function is emitted unchanged next to the `compile_error!`s, with
@@ -20,6 +21,7 @@ mod errors;
 mod expand;
 mod item;
 mod signature;
+mod tags;
 
 /// Memoize an `async fn` in Redis. See the `cache-runtime` crate for the full documentation.
 #[proc_macro_attribute]

@@ -31,6 +31,8 @@ pub(crate) struct Analysis {
     pub type_params: Vec<Ident>,
     pub const_params: Vec<Ident>,
     pub policy: Policy,
+    /// `tags(...)`, checked against the parameters.
+    pub tags: Vec<crate::tags::Template>,
 }
 
 impl Analysis {
@@ -188,7 +190,16 @@ impl Analysis {
             );
         }
 
+        let mut tags = Vec::new();
+        for lit in &args.tags {
+            match crate::tags::parse(lit, &param_names, has_receiver) {
+                Ok(template) => tags.push(template),
+                Err(err) => errors.add(err),
+            }
+        }
+
         errors.finish(Analysis {
+            tags,
             key_params,
             has_receiver,
             borrows_self,

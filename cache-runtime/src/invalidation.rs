@@ -164,7 +164,7 @@ async fn sweep(conn: &Connection, pattern: &str) -> Result<u64, CacheError> {
     Ok(removed)
 }
 
-fn usable(cache: &Cache) -> Result<&Connection, CacheError> {
+pub(crate) fn usable(cache: &Cache) -> Result<&Connection, CacheError> {
     let conn = cache.connection().ok_or(CacheError::Disabled)?;
     tokio::runtime::Handle::try_current().map_err(|_| CacheError::NoRuntime)?;
     Ok(conn)

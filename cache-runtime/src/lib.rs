@@ -118,6 +118,7 @@
 //! | `flow` | the cache-aside flow of one call |
 //! | `local` | the in-process tier (`local = N`): bounded stores, coherence through `CLIENT TRACKING` |
 //! | `invalidation` | the `_invalidate` and `_refresh` companions, clears |
+//! | `tags` | tagged entries: the sorted set per tag, `invalidate_tag` and its fence |
 //! | `background` | spawned work (stores, lock releases) that [`Cache::flush`] waits for |
 //! | `site` | one `static` per function: its options, counters and reporting |
 //! | `stats` | counters, latencies, rate-limited warnings, the `metrics` export |
@@ -151,6 +152,7 @@ mod spec;
 mod stampede;
 mod stats;
 mod sync;
+mod tags;
 
 pub use breaker::{BreakerState, BreakerStats};
 pub use cache::{Cache, default_cache, set_default};

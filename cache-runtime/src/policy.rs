@@ -148,6 +148,10 @@ impl<T> Policy<Option<T>> for SomeOrNone {
 pub struct Rules<'a, T> {
     ttl: Option<TtlRule<'a, T>>,
     none_ttl: Option<Duration>,
+    /// `tags("product:{id}", ...)`, rendered for this call.
+    tags: Vec<String>,
+    /// `tags = |v: &T| ...`.
+    tags_of: Option<Rule<'a, T, Vec<String>>>,
     unless: Option<Rule<'a, T, bool>>,
 }
 
@@ -194,6 +198,8 @@ impl<'a, T> Rules<'a, T> {
         Rules {
             ttl: None,
             none_ttl: None,
+            tags: Vec::new(),
+            tags_of: None,
             unless: None,
         }
     }
@@ -208,6 +214,37 @@ impl<'a, T> Rules<'a, T> {
     pub fn none_ttl(mut self, ttl: impl IntoTtl) -> Self {
         self.none_ttl = Some(ttl.into_ttl());
         self
+    }
+
+    /// `tags("product:{id}", ...)`, rendered for this call.
+    pub fn tags(mut self, tags: Vec<String>) -> Self {
+        self.tags = tags;
+        self
+    }
+
+    /// `tags = |v: &T| ...`: the tags from the value to be stored.
+    pub fn tags_of(mut self, tags: &'a (dyn Fn(&T) -> Vec<String> + Sync)) -> Self {
+        self.tags_of = Some(Rule::Borrowed(tags));
+        self
+    }
+
+    /// [`Rules::tags_of`] for a closure that captures nothing.
+    pub fn tags_of_fn(mut self, tags: fn(&T) -> Vec<String>) -> Self {
+        self.tags_of = Some(Rule::Static(tags));
+        self
+    }
+
+    /// The tags of `value` (`None`: a `None` kept by `none_ttl`, which only the listed tags
+    /// cover).
+    pub(crate) fn tags_for(&self, value: Option<&T>) -> Vec<String> {
+        let mut tags = self.tags.clone();
+        if let (Some(rule), Some(value)) = (&self.tags_of, value) {
+            tags.extend(rule.apply(value));
+        }
+        tags.retain(|tag| !tag.is_empty());
+        tags.sort_unstable();
+        tags.dedup();
+        tags
     }
 
     /// This call's TTL for a `None`, when `none_ttl` is an expression.
@@ -266,12 +303,27 @@ impl<'a, T> Rules<'a, T> {
             None => None,
             Some(rule) => Some(rule.detached()?),
         };
+        let tags_of = match &self.tags_of {
+            None => None,
+            Some(rule) => Some(rule.detached()?),
+        };
         Some(Rules {
             ttl,
             none_ttl: self.none_ttl,
+            tags: self.tags.clone(),
+            tags_of,
             unless,
         })
     }
+}
+
+/// Collects what a `tags = |v| ...` closure returns: any iterator of displayable items.
+pub fn collect_tags<I>(tags: I) -> Vec<String>
+where
+    I: IntoIterator,
+    I::Item: std::fmt::Display,
+{
+    tags.into_iter().map(|tag| tag.to_string()).collect()
 }
 
 /// What `ttl = EXPR` may evaluate to: seconds as a `u64`, or a `Duration`.

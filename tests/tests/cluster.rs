@@ -3,6 +3,7 @@
 
 redis_cache_tests::suite!(behaviour, redis_cache_tests::deployment::Topology::Cluster);
 redis_cache_tests::suite!(stampede, redis_cache_tests::deployment::Topology::Cluster);
+redis_cache_tests::suite!(tags, redis_cache_tests::deployment::Topology::Cluster);
 
 use std::time::Duration;
 

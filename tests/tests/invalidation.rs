@@ -296,3 +296,80 @@ async fn an_invalidation_racing_a_computation_is_never_undone() {
     );
     assert_eq!(stats.errors, 0);
 }
+
+#[redis_cache(
+    ttl = 300,
+    early_refresh = false,
+    tags("account:{id}"),
+    skip(cache, db),
+    cache = cache
+)]
+async fn tagged_balance(cache: &Cache, db: &Db, id: u64) -> u64 {
+    yield_randomly().await;
+    let value = db.get(id);
+    yield_randomly().await;
+    value
+}
+
+/// The same race with `invalidate_tag`: a computation that read the old row before the tag was
+/// invalidated never stores afterwards, whether its key joined the tag before the invalidation
+/// (the invalidation deletes its lock) or after (the tag's mark fences it off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tag_invalidation_racing_a_computation_is_never_undone() {
+    let iterations: u64 = std::env::var("RACE_ITERATIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000);
+    let redis = RedisServer::start();
+    let caches = [redis.cache("tag-race"), redis.cache("tag-race")];
+    let db = std::sync::Arc::new(Db::default());
+    let mut stale = Vec::new();
+    let mut removed = 0;
+    for id in 0..iterations {
+        db.set(id, 1);
+        let mut tasks = Vec::new();
+        for reader in 0..4 {
+            let (cache, db) = (caches[reader % 2].clone(), db.clone());
+            tasks.push(tokio::spawn(async move {
+                tagged_balance(&cache, &db, id).await;
+            }));
+        }
+        let (cache, db_w) = (caches[(id % 2) as usize].clone(), db.clone());
+        let writer = tokio::spawn(async move {
+            yield_randomly().await;
+            db_w.set(id, 2);
+            cache
+                .invalidate_tag(&format!("account:{id}"))
+                .await
+                .unwrap()
+        });
+        for task in tasks {
+            task.await.unwrap();
+        }
+        removed += writer.await.unwrap();
+        for cache in &caches {
+            let seen = tagged_balance(cache, &db, id).await;
+            if seen != 2 {
+                stale.push((id, seen));
+            }
+        }
+        caches[0]
+            .invalidate_tag(&format!("account:{id}"))
+            .await
+            .unwrap();
+    }
+    let stats = stats_for("invalidation::tagged_balance").expect("registered");
+    eprintln!(
+        "{iterations} iterations: {} stale, {} writes fenced off, {removed} entries removed by the \
+         racing invalidations, {} executions",
+        stale.len(),
+        stats.fenced,
+        stats.executions
+    );
+    assert!(stale.is_empty(), "old values written back: {stale:?}");
+    assert!(
+        stats.fenced > 0,
+        "the race was never exercised: no computation was fenced off"
+    );
+    assert_eq!(stats.errors, 0);
+}

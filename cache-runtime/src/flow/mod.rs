@@ -311,7 +311,8 @@ where
         if let Some(keep) = self.keep {
             // Redis is unreachable: the local tier memoizes alone, for `local_ttl` at most.
             let sealed = self.seal(&value, took);
-            if let (Some((bytes, _)), Some((stored, ttl))) = (&sealed, self.lifetime(&value))
+            if let (Some(Envelope { bytes, .. }), Some((stored, ttl))) =
+                (&sealed, self.lifetime(&value))
                 && self.keeps(&value)
             {
                 let fresh_until = unix_ms(SystemTime::now() + ttl);
@@ -554,7 +555,14 @@ where
         let (fresh, keep) = freshness::lifetimes(ttl.as_secs(), spec, fastrand::f64());
         let meta = Meta::new(SystemTime::now(), fresh, took);
         match envelope::seal::<ActiveCodec, _>(stored, meta, self.cache.limits().compress_above) {
-            Ok(bytes) => Some((Arc::new(bytes), keep)),
+            Ok(bytes) => Some(Envelope {
+                bytes: Arc::new(bytes),
+                keep,
+                tags: self.rules.tags_for(P::value(value)),
+                started: Instant::now()
+                    .checked_sub(took)
+                    .unwrap_or_else(Instant::now),
+            }),
             Err(err) => {
                 self.site.problem(
                     Count::Errors,
@@ -601,7 +609,7 @@ where
     /// What a leader's followers get for `value`, given its envelope (if any).
     fn handoff(&self, value: &R, sealed: &Sealed) -> Handoff {
         match sealed {
-            Some((bytes, _)) => Handoff::Entry(bytes.clone()),
+            Some(envelope) => Handoff::Entry(envelope.bytes.clone()),
             None if P::is_absent(value) => Handoff::Absent,
             None => Handoff::RunYourself,
         }
@@ -701,21 +709,61 @@ fn spawn_refresh<P, R, M, F>(
 }
 
 /// An encoded value and how long Redis should keep it; `None` when the policy stores nothing.
-type Sealed = Option<(Arc<Vec<u8>>, Duration)>;
+type Sealed = Option<Envelope>;
+
+struct Envelope {
+    bytes: Arc<Vec<u8>>,
+    /// Redis's `PX`: the TTL and the stale window.
+    keep: Duration,
+    /// The entry's tags (`tags(...)`, `tags = |v| ...`), added before it is stored.
+    tags: Vec<String>,
+    /// When the function began: a tag invalidated after it fences the store off.
+    started: Instant,
+}
 
 /// Stores an envelope and releases `lock` in one round trip (if the lock is still held), or just
 /// releases `lock`.
 async fn store(site: &'static Site, cache: &Cache, sealed: Sealed, mut lock: Lock) {
     let max_bytes = cache.limits().max_bytes;
-    let (bytes, keep) = match sealed {
-        Some((bytes, _)) if bytes.len() > max_bytes => {
+    let envelope = match sealed {
+        Some(envelope) if envelope.bytes.len() > max_bytes => {
             site.count(Count::Oversize);
-            site.warn_oversize(bytes.len(), max_bytes);
+            site.warn_oversize(envelope.bytes.len(), max_bytes);
             return lock.release().await;
         }
-        Some(sealed) => sealed,
+        Some(envelope) => envelope,
         None => return lock.release().await,
     };
+    if let (false, Some(conn)) = (envelope.tags.is_empty(), cache.connection()) {
+        let added = crate::tags::add(
+            conn,
+            cache.prefix(),
+            &envelope.tags,
+            lock.key(),
+            envelope.keep,
+            envelope.started,
+        );
+        match site.redis(added).await {
+            Ok(true) => {}
+            Ok(false) => {
+                site.count(Count::Fenced);
+                tracing::debug!(
+                    key = lock.key(),
+                    "redis_cache: a tag of this entry was invalidated while it was computed; \
+                     not stored"
+                );
+                return lock.release().await;
+            }
+            Err(err) => {
+                site.command_failed(
+                    "tagging failed; the value was returned but not cached",
+                    &err,
+                );
+                return lock.release().await;
+            }
+        }
+    }
+    let (bytes, keep) = (envelope.bytes, envelope.keep);
     match site.redis(lock.store(&bytes, keep)).await {
         Ok(true) => {
             site.count(Count::Writes);

@@ -347,6 +347,19 @@ pub struct Snapshot {
     pub functions: Vec<FunctionStats>,
     /// All of them added up (latencies merged), named `*`.
     pub total: FunctionStats,
+    /// Tags invalidated by [`Cache::invalidate_tag`](crate::Cache::invalidate_tag) (and
+    /// `invalidate_tags`, one per tag), in this process.
+    pub tag_invalidations: u64,
+}
+
+/// Tags invalidated in this process (they belong to no function).
+static TAG_INVALIDATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one tag invalidation (and exports it, with the `metrics` feature).
+pub(crate) fn tag_invalidated() {
+    TAG_INVALIDATIONS.fetch_add(1, Relaxed);
+    #[cfg(feature = "metrics")]
+    ::metrics::counter!("redis_cache_tag_invalidations_total").increment(1);
 }
 
 /// Per-function counters and latencies, and their total.
@@ -373,7 +386,11 @@ pub fn snapshot() -> Snapshot {
         })
         .collect();
     let total = FunctionStats::from_parts("*".into(), &totals, &redis, &function, local_total);
-    Snapshot { functions, total }
+    Snapshot {
+        functions,
+        total,
+        tag_invalidations: TAG_INVALIDATIONS.load(Relaxed),
+    }
 }
 
 /// Counters of every `#[redis_cache]` function called so far in this process, in first-call order.

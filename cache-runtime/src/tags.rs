@@ -1,0 +1,167 @@
+//! Tags: invalidate every entry that depends on one record, across functions, in time that
+//! follows the tag's entries and not the database (`tags("product:{id}")`,
+//! [`Cache::invalidate_tag`]).
+//!
+//! Each tag is a sorted set, `{prefix}:#tag:{<tag>}`, of the keys of its entries, scored by when
+//! each expires (Redis's clock). A tagged store adds its key first, dropping members that have
+//! expired, and keeps the set alive as long as its longest-lived member: the set's memory
+//! follows its entries' TTLs. A hit reads nothing more than an untagged one.
+//!
+//! `invalidate_tag` marks the tag (`{prefix}:#tag:{<tag>}:at`, Redis's time, kept
+//! [`TAG_FENCE_WINDOW`]), takes the set's members and deletes the set in one script, then
+//! deletes those entries' locks, then the entries, with `UNLINK`. Nothing here needs two slots at once, so
+//! it works the same on a cluster, where the tag and its entries live on different nodes. No
+//! resurrection, for a computation that started before the invalidation, either way it falls:
+//! - its key was added to the set before the invalidation's script: the invalidation deletes the
+//!   key's lock, so its store (fenced by that lock) stores nothing, or, if it landed before the
+//!   lock went, is deleted with the entries right after;
+//! - added after: the add returns the mark, which is later than the computation's start as Redis's
+//!   clock puts it (bounded from below with the add's round trip, so no two clocks are compared):
+//!   the computation stores nothing.
+
+use std::time::{Duration, Instant};
+
+use crate::cache::Cache;
+use crate::connection::{Connection, Lua, millis};
+use crate::error::CacheError;
+use crate::stampede::lock;
+
+/// How long a tag's invalidation fences off computations that started before it. A computation
+/// of a tagged entry running longer than this stores nothing.
+pub(crate) const TAG_FENCE_WINDOW: Duration = Duration::from_secs(3600);
+
+/// Entries deleted per `UNLINK` by an invalidation.
+const UNLINK_BATCH: usize = 1000;
+
+/// `KEYS`: tag set, mark. `ARGV`: entry key, ms the entry lives. Adds the entry (scored by its
+/// expiry), drops expired members, keeps the set as long as its last member; returns the mark
+/// (or false) and Redis's time, both in microseconds.
+static ADD: Lua = Lua::new(
+    r"local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expires = now_ms + tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+redis.call('ZADD', KEYS[1], expires, ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(last[2]) - now_ms))
+return {redis.call('GET', KEYS[2]), t[1] .. string.format('%06d', tonumber(t[2]))}",
+);
+
+/// `KEYS`: tag set, mark. `ARGV`: ms the mark lives. Marks the tag with Redis's time (µs),
+/// returns the set's live members and deletes the set.
+static TAKE: Lua = Lua::new(
+    r"local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('SET', KEYS[2], t[1] .. string.format('%06d', tonumber(t[2])), 'PX', ARGV[1])
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], now_ms, '+inf')
+redis.call('DEL', KEYS[1])
+return members",
+);
+
+/// A tag as it appears in keys: ASCII letters, digits and `_ - . : /` as they are, every other
+/// byte (`%` included) as `%XX`. So a value rendered into a tag cannot add a glob character, a
+/// hash tag or a space, and `invalidate_tag` finds what a store wrote for the same string.
+pub(crate) fn encode(tag: &str) -> String {
+    let mut out = String::with_capacity(tag.len());
+    for byte in tag.bytes() {
+        if crate::key::is_segment_char(char::from(byte)) && byte.is_ascii() {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The sorted set of `tag`'s entries, and its invalidation mark.
+fn tag_keys(prefix: &str, tag: &str) -> (String, String) {
+    let set = format!("{prefix}:#tag:{{{}}}", encode(tag));
+    let mark = format!("{set}:at");
+    (set, mark)
+}
+
+/// Adds `key` to each of `tags` before its store; `false` if one of them was invalidated after
+/// the computation began (at `started`, the body's start): then nothing may be stored.
+pub(crate) async fn add(
+    conn: &Connection,
+    prefix: &str,
+    tags: &[String],
+    key: &str,
+    keep: Duration,
+    started: Instant,
+) -> Result<bool, crate::connection::CommandError> {
+    let keep_ms = millis(keep).to_string();
+    for tag in tags {
+        let (set, mark) = tag_keys(prefix, tag);
+        let sent = Instant::now();
+        let (marked, now_us): (Option<String>, String) = conn
+            .eval(&ADD, &[&set, &mark], &[key.as_bytes(), keep_ms.as_bytes()])
+            .await?;
+        let round_trip = sent.elapsed();
+        let Some(marked) = marked else { continue };
+        // The computation's start on Redis's clock, at the earliest: the script ran at `now_us`,
+        // no earlier than `sent`, which came `sent - started` after the start.
+        let since_start = sent.duration_since(started) + round_trip;
+        if since_start >= TAG_FENCE_WINDOW {
+            return Ok(false);
+        }
+        let (Ok(marked), Ok(now_us)) = (marked.parse::<u64>(), now_us.parse::<u64>()) else {
+            return Ok(false);
+        };
+        let started_us = now_us.saturating_sub(since_start.as_micros() as u64);
+        if marked >= started_us {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+impl Cache {
+    /// Removes every entry tagged `tag` (by `tags("product:{id}", ...)` or `tags = |v| ...`), in
+    /// every function, and fences off the computations of those entries already running: none
+    /// stores its value afterwards. Returns how many entries were removed.
+    ///
+    /// Takes time in proportion to the tag's entries, not the database: one script on the tag
+    /// (which also drops its list of entries), then `UNLINK`s in batches of a thousand keys.
+    pub async fn invalidate_tag(&self, tag: &str) -> Result<u64, CacheError> {
+        self.invalidate_tags(&[tag]).await
+    }
+
+    /// [`Cache::invalidate_tag`] for several tags; an entry carrying two of them counts once
+    /// per tag it was listed under.
+    pub async fn invalidate_tags(&self, tags: &[&str]) -> Result<u64, CacheError> {
+        let conn = crate::invalidation::usable(self)?;
+        let window = millis(TAG_FENCE_WINDOW).to_string();
+        let mut removed = 0;
+        for tag in tags {
+            let (set, mark) = tag_keys(self.prefix(), tag);
+            let members: Vec<String> = conn
+                .eval(&TAKE, &[&set, &mark], &[window.as_bytes()])
+                .await?;
+            for batch in members.chunks(UNLINK_BATCH) {
+                // Locks first: a store that lands before its lock goes is deleted with the
+                // entries; one after finds its lock gone and stores nothing.
+                let locks: Vec<String> = batch.iter().map(|key| lock::lock_key(key)).collect();
+                conn.unlink(&locks).await?;
+                removed += conn.unlink(batch).await?;
+            }
+            crate::stats::tag_invalidated();
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_keep_key_characters_and_encode_the_rest() {
+        assert_eq!(encode("product:42"), "product:42");
+        assert_eq!(encode("user:a b*{x}%"), "user:a%20b%2A%7Bx%7D%25");
+        assert_eq!(encode("é"), "%C3%A9");
+        let (set, mark) = tag_keys("app", "catalog");
+        assert_eq!(set, "app:#tag:{catalog}");
+        assert_eq!(mark, "app:#tag:{catalog}:at");
+    }
+}

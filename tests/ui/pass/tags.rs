@@ -1,0 +1,50 @@
+#![deny(warnings)]
+
+use cache_runtime::redis_cache;
+
+#[derive(serde::Serialize)]
+pub struct Query {
+    pub user: u64,
+    pub page: (u32, u32),
+}
+
+#[redis_cache(ttl = 60, tags("product:{id}", "catalog", "locale:{locale}"))]
+async fn product(id: u64, locale: String) -> String {
+    format!("{id}{locale}")
+}
+
+#[redis_cache(ttl = 60, tags("user:{query.user}", "page:{query.page.0}"))]
+async fn listing(query: Query) -> Vec<u64> {
+    vec![query.user]
+}
+
+#[redis_cache(
+    ttl = 60,
+    tags("search"),
+    tags = |ids: &Vec<u64>| ids.iter().map(|id| format!("product:{id}"))
+)]
+async fn search(text: String) -> Result<Vec<u64>, String> {
+    Ok(vec![text.len() as u64])
+}
+
+#[derive(Clone)]
+struct Shop {
+    tenant: u64,
+}
+
+impl Shop {
+    #[redis_cache(ttl = 60, tags("tenant:{self.tenant}"), refresh = "background")]
+    async fn orders(&self, day: u32) -> u64 {
+        self.tenant + u64::from(day)
+    }
+}
+
+fn main() {
+    let _ = product(1, "en".into());
+    let _ = listing(Query {
+        user: 1,
+        page: (0, 10),
+    });
+    let _ = search("lamp".into());
+    let _ = Shop { tenant: 1 }.orders(3);
+}
