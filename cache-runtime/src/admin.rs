@@ -3,7 +3,7 @@
 //! | endpoint | body | answer |
 //! |---|---|---|
 //! | `GET /cache/stats` | | counters and latencies per function and in total, hit ratios, the circuit breaker, and Redis memory, evictions and eviction policy (from `INFO`) |
-//! | `POST /cache/invalidate` | `{"function": "app::product"}` or `{"prefix": "app::catalog::"}` | `{"removed": N}`: every entry of that function, or every key under `{cache prefix}:{prefix}` |
+//! | `POST /cache/invalidate` | `{"function": "app::product"}`, `{"prefix": "app::catalog::"}` or `{"tag": "product:42"}` | `{"removed": N}`: every entry of that function, every key under `{cache prefix}:{prefix}`, or every entry tagged so ([`Cache::invalidate_tag`]) |
 //! | `POST /cache/clear` | none, or `{}` | `{"removed": N}`: every key of this cache (under its prefix) |
 //!
 //! Errors are JSON too, `{"error": "..."}`: 400 for a malformed body or a name with characters
@@ -80,6 +80,7 @@ async fn stats(State(cache): State<Cache>) -> Response {
     Json(json!({
         "cache": { "prefix": cache.prefix(), "enabled": cache.is_enabled() },
         "breaker": cache.breaker(),
+        "tag_invalidations": snapshot.tag_invalidations,
         "redis": redis,
         "total": WithRatio::from(&snapshot.total),
         "functions": functions,
@@ -87,12 +88,13 @@ async fn stats(State(cache): State<Cache>) -> Response {
     .into_response()
 }
 
-/// What `POST /cache/invalidate` removes: exactly one of the two.
+/// What `POST /cache/invalidate` removes: exactly one of the three.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Target {
     function: Option<String>,
     prefix: Option<String>,
+    tag: Option<String>,
 }
 
 async fn invalidate(State(cache): State<Cache>, body: Bytes) -> Response {
@@ -105,8 +107,8 @@ async fn invalidate(State(cache): State<Cache>, body: Bytes) -> Response {
             );
         }
     };
-    let removed = match (target.function, target.prefix) {
-        (Some(function), None) => {
+    let removed = match (target.function, target.prefix, target.tag) {
+        (Some(function), None, None) => {
             let known: Vec<String> = crate::stats().into_iter().map(|s| s.function).collect();
             if !known.contains(&function) {
                 return error(
@@ -119,13 +121,15 @@ async fn invalidate(State(cache): State<Cache>, body: Bytes) -> Response {
             }
             cache.clear_function(&function).await
         }
-        (None, Some(prefix)) => cache.clear_prefix(&prefix).await,
+        (None, Some(prefix), None) => cache.clear_prefix(&prefix).await,
+        (None, None, Some(tag)) => cache.invalidate_tag(&tag).await,
         _ => return error(StatusCode::BAD_REQUEST, USAGE.to_string()),
     };
     removed_or_error(removed)
 }
 
-const USAGE: &str = r#"send {"function": "module::fn"} or {"prefix": "module::"}"#;
+const USAGE: &str =
+    r#"send {"function": "module::fn"}, {"prefix": "module::"} or {"tag": "product:42"}"#;
 
 async fn clear(State(cache): State<Cache>, body: Bytes) -> Response {
     let empty = body.iter().all(u8::is_ascii_whitespace)

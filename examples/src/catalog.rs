@@ -6,8 +6,13 @@
 //! |---|---|
 //! | `GET /products/{id}` | `product_summary`: name, price, review count and average (cached) |
 //! | `GET /products/top` | `top_products`: the ten best-rated products (cached) |
-//! | `PUT /products/{id}/price` | `{"price_cents": N}`: updates the row, then `product_summary_refresh` (write-through) |
-//! | `POST /products/{id}/reviews` | `{"stars": 1..=5}`: inserts, then `product_summary_invalidate` |
+//! | `PUT /products/{id}/price` | `{"price_cents": N}`: updates the row, invalidates the tag `product:{id}`, returns the new summary |
+//! | `POST /products/{id}/reviews` | `{"stars": 1..=5}`: inserts, then invalidates the tag `product:{id}` |
+//!
+//! Both cached functions tag their entries with the products they show: `product_summary` its
+//! own (`tags("product:{id}")`), `top_products` each product in the list (`tags = |top| ...`).
+//! A write invalidates one tag, and every entry showing that product goes, whatever function
+//! computed it.
 //! | `/admin/cache/...` | `cache_runtime::admin::router`, behind `Authorization: Bearer <token>` |
 
 use std::sync::{Arc, Mutex};
@@ -130,7 +135,7 @@ impl Db {
 
 /// A product page: one row and an aggregate over its reviews. `Err` (not found, SQL error) is
 /// never cached.
-#[redis_cache(ttl = 300, stale = 60, skip(db))]
+#[redis_cache(ttl = 300, stale = 60, tags("product:{id}"), skip(db))]
 pub async fn product_summary(db: &Db, id: u64) -> Result<ProductSummary, DbError> {
     db.with(move |c| {
         let (name, price_cents) = c.query_row(
@@ -154,10 +159,15 @@ pub async fn product_summary(db: &Db, id: u64) -> Result<ProductSummary, DbError
     .await
 }
 
-/// The ten best-rated products: an aggregate over every review. Writes do not invalidate it (at
-/// the example's write rate it would hardly ever be stored): it may lag behind by its TTL, and an
-/// operator can clear it at once with `POST /admin/cache/invalidate`.
-#[redis_cache(ttl = 30, skip(db))]
+/// The ten best-rated products: an aggregate over every review. Tagged with each product it
+/// lists, so a review or a price change of one of them invalidates it; a review that would lift
+/// another product into the list shows within the TTL (invalidating on every review would keep
+/// it from ever being stored at the example's write rate).
+#[redis_cache(
+    ttl = 30,
+    tags = |top: &Vec<(u64, f64)>| top.iter().map(|(id, _)| format!("product:{id}")),
+    skip(db)
+)]
 pub async fn top_products(db: &Db) -> Result<Vec<(u64, f64)>, DbError> {
     db.with(|c| {
         let mut top = c.prepare(
@@ -173,9 +183,23 @@ pub async fn top_products(db: &Db) -> Result<Vec<(u64, f64)>, DbError> {
 #[derive(Clone)]
 struct App {
     db: Db,
+    cache: Cache,
+}
+
+impl App {
+    /// Every cached entry that shows product `id`.
+    async fn product_changed(&self, id: u64) {
+        if let Err(err) = self.cache.invalidate_tag(&format!("product:{id}")).await {
+            // Redis is unreachable: the entries expire with their TTL.
+            eprintln!(
+                "product {id}: could not invalidate its entries ({err}); they expire with their TTL"
+            );
+        }
+    }
 }
 
 /// The service: catalog routes, plus the admin router under `/admin` behind `admin_token`.
+/// `cache` is the cache the functions use (the default cache).
 pub fn router(db: Db, cache: Cache, admin_token: String) -> Router {
     let admin = cache_runtime::admin::router(cache.clone()).route_layer(middleware::from_fn(
         move |request: Request, next: Next| {
@@ -194,7 +218,7 @@ pub fn router(db: Db, cache: Cache, admin_token: String) -> Router {
         .route("/products/{id}", get(product))
         .route("/products/{id}/price", put(set_price))
         .route("/products/{id}/reviews", post(add_review))
-        .with_state(App { db })
+        .with_state(App { db, cache })
         .nest("/admin", admin)
 }
 
@@ -229,9 +253,10 @@ async fn set_price(
     if let Err(err) = app.db.set_price(id, body.price_cents).await {
         return answer::<()>(Err(err));
     }
-    // Write-through: the new page is computed and stored now; an older computation racing
-    // this one cannot overwrite it.
-    answer(product_summary_refresh(&app.db, id).await)
+    // Every entry showing the product goes (its page, the top list if it is in it); an older
+    // computation racing this one cannot store afterwards. The next read computes the new page.
+    app.product_changed(id).await;
+    answer(product_summary(&app.db, id).await)
 }
 
 #[derive(Deserialize)]
@@ -250,8 +275,8 @@ async fn add_review(
     if let Err(err) = app.db.add_review(id, body.stars).await {
         return answer::<()>(Err(err));
     }
-    // Invalidate: the next read recomputes the summary with this review.
-    let _ = product_summary_invalidate(&app.db, id).await;
+    // The next reads recompute the summary (and the top list, if it shows the product).
+    app.product_changed(id).await;
     StatusCode::CREATED.into_response()
 }
 

@@ -43,6 +43,7 @@ fn executions(function: &str) -> u64 {
 }
 
 const SUMMARY: &str = "redis_cache_examples::catalog::product_summary";
+const TOP: &str = "redis_cache_examples::catalog::top_products";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_starts_and_serves() {
@@ -98,6 +99,23 @@ async fn the_service_starts_and_serves() {
         (status, json(&top).as_array().map(Vec::len)),
         (200, Some(10))
     );
+    // The top list is tagged with its products: a review of one of them invalidates it, a
+    // review of a product outside it does not.
+    let listed = json(&top)[0][0].as_u64().unwrap();
+    let unlisted = (1..=catalog::PRODUCTS)
+        .find(|id| !json(&top).as_array().unwrap().iter().any(|e| e[0] == *id))
+        .unwrap();
+    let top_runs = executions(TOP);
+    let review = |id: u64| async move {
+        let path = format!("/products/{id}/reviews");
+        http(port, "POST", &path, &[], r#"{"stars": 1}"#).await
+    };
+    assert_eq!(review(unlisted).await.0, 201);
+    http(port, "GET", "/products/top", &[], "").await;
+    assert_eq!(executions(TOP), top_runs, "still cached");
+    assert_eq!(review(listed).await.0, 201);
+    http(port, "GET", "/products/top", &[], "").await;
+    assert_eq!(executions(TOP), top_runs + 1, "recomputed");
 
     // Admin: behind the token.
     let (status, _) = http(port, "GET", "/admin/cache/stats", &[], "").await;

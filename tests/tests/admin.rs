@@ -24,6 +24,11 @@ async fn admin_other(cache: &Cache, id: u64) -> u64 {
     id
 }
 
+#[redis_cache(ttl = 300, tags("item:{id}", "items"), skip(cache), cache = cache)]
+async fn admin_tagged(cache: &Cache, id: u64) -> u64 {
+    id
+}
+
 async fn send(app: &Router, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
     let request = Request::builder()
         .method(method)
@@ -126,6 +131,45 @@ async fn invalidate_by_function_and_prefix_and_clear() {
     let (status, _) = send(&app, Method::POST, "/cache/clear", "{}").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(redis.keys().await, vec!["not-ours".to_string()]);
+}
+
+#[tokio::test]
+async fn invalidate_by_tag() {
+    let redis = RedisServer::start();
+    let cache = redis.cache("admin-tag");
+    let app: Router = cache_runtime::admin::router(cache.clone());
+    for id in 0..5 {
+        admin_tagged(&cache, id).await;
+    }
+    let body = r#"{"tag": "item:3"}"#;
+    let (status, json) = send(&app, Method::POST, "/cache/invalidate", body).await;
+    assert_eq!(
+        (status, json["removed"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
+    let (status, json) = send(
+        &app,
+        Method::POST,
+        "/cache/invalidate",
+        r#"{"tag": "items"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, json["removed"].as_u64()),
+        (StatusCode::OK, Some(4))
+    );
+    let entries: Vec<String> = redis
+        .keys()
+        .await
+        .into_iter()
+        .filter(|k| !k.contains(":#tag:"))
+        .collect();
+    assert!(entries.is_empty(), "{entries:?}");
+    let (_, stats) = send(&app, Method::GET, "/cache/stats", "").await;
+    assert!(stats["tag_invalidations"].as_u64().unwrap() >= 2);
+    let both = r#"{"tag": "items", "prefix": "a"}"#;
+    let (status, _) = send(&app, Method::POST, "/cache/invalidate", both).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]

@@ -195,4 +195,14 @@ async fn stats_and_metrics_match_a_counted_workload_exactly() {
         recorded.gauge("redis_cache_breaker_open{prefix=metrics-down}"),
         Some(1.0)
     );
+
+    // Tag invalidations: a process-wide counter, in the snapshot and the facade alike.
+    let cache = redis.cache("metrics-tags");
+    cache.invalidate_tag("product:1").await.unwrap();
+    cache
+        .invalidate_tags(&["product:2", "catalog"])
+        .await
+        .unwrap();
+    assert_eq!(cache_runtime::snapshot().tag_invalidations, 3);
+    assert_eq!(recorded.counter("redis_cache_tag_invalidations_total{}"), 3);
 }
