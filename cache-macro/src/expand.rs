@@ -91,17 +91,6 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         }
         None => {}
     }
-    if !sig.tags.is_empty() {
-        let rendered = sig.tags.iter().map(|tag| {
-            let format = &tag.format;
-            let parts = tag
-                .parts
-                .iter()
-                .map(|part| quote_spanned!(tag.span=> #rt::tag_part(&(#part))));
-            quote_spanned!(tag.span=> ::std::format!(#format #(, #parts)*))
-        });
-        rules.extend(quote!(.tags(::std::vec![#(#rendered),*])));
-    }
     // `tags = |v: &T| iterator`: the closure's body is inlined, so an iterator borrowing `v`
     // (`v.iter().map(...)`) is collected while `v` is still borrowed.
     if let Some(closure) = &args.tags_of {
@@ -155,17 +144,19 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         Some(_) => quote!(#rt::cached_local::<#rt::#policy, #ret, _>),
         None => quote!(#rt::cached::<#rt::#policy, #ret, _>),
     };
+    let tags = listed_tags(sig);
     let (checks, body) = match background {
         false => (
             TokenStream::new(),
             quote! {
                 #rt::Inline(async move {
-                    let __redis_cache_value: #ret = #block;
-                    __redis_cache_value
+                    #tags
+                    let __redis_cache_value: #ret = async move #block.await;
+                    #rt::Computed { value: __redis_cache_value, tags: __redis_cache_tags }
                 })
             },
         ),
-        true => background_body(fn_sig, sig, &ret, &policy, block),
+        true => background_body(fn_sig, sig, &ret, &policy, tags, block),
     };
     let function = quote! {
         #(#attrs)*
@@ -239,6 +230,7 @@ fn background_body(
     sig: &Analysis,
     ret: &TokenStream,
     policy: &TokenStream,
+    tags: TokenStream,
     block: proc_macro2::Group,
 ) -> (TokenStream, TokenStream) {
     let rt = quote!(::cache_runtime::__private);
@@ -262,6 +254,7 @@ fn background_body(
     let receiver = fn_sig.receiver().filter(|_| sig.borrows_self);
     let make = if let Some(receiver) = receiver {
         let block = rename_self(block);
+        let tags = rename_self(proc_macro2::Group::new(Delimiter::None, tags)).stream();
         // Spanned on `&self`, so a `Self` that is not `Clone + Send + Sync` points there.
         let clone = quote_spanned!(receiver.span()=> #rt::clone_self::<Self>(self));
         quote! {
@@ -269,16 +262,18 @@ fn background_body(
                 let __redis_cache_this: Self = #clone;
                 async move {
                     let __redis_cache_self: &Self = &__redis_cache_this;
-                    let __redis_cache_value: #ret = #block;
-                    __redis_cache_value
+                    #tags
+                    let __redis_cache_value: #ret = async move #block.await;
+                    #rt::Computed { value: __redis_cache_value, tags: __redis_cache_tags }
                 }
             }
         }
     } else {
         quote! {
             move || async move {
-                let __redis_cache_value: #ret = #block;
-                __redis_cache_value
+                #tags
+                let __redis_cache_value: #ret = async move #block.await;
+                #rt::Computed { value: __redis_cache_value, tags: __redis_cache_tags }
             }
         }
     };
@@ -286,6 +281,23 @@ fn background_body(
         checks,
         quote!(#rt::Background::new::<#rt::#policy, #ret>(#make)),
     )
+}
+
+/// `let __redis_cache_tags = vec![...]`: the `tags("...")` templates, rendered from the
+/// arguments when the body runs (first, before the body can move them), so a hit renders none.
+fn listed_tags(sig: &Analysis) -> TokenStream {
+    let rt = quote!(::cache_runtime::__private);
+    let rendered = sig.tags.iter().map(|tag| {
+        let format = &tag.format;
+        let parts = tag
+            .parts
+            .iter()
+            .map(|part| quote_spanned!(tag.span=> #rt::tag_part(&(#part))));
+        quote_spanned!(tag.span=> ::std::format!(#format #(, #parts)*))
+    });
+    quote! {
+        let __redis_cache_tags: ::std::vec::Vec<::std::string::String> = ::std::vec![#(#rendered),*];
+    }
 }
 
 /// `block` with each `self` (the receiver, not a `self::` path) replaced by

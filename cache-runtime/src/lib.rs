@@ -31,6 +31,7 @@
 //! | `include_self` | for methods: hash `self` into the key too (it must be `Serialize`) |
 //! | `stale = N` | keep entries N seconds past their TTL, served while one caller refreshes (and if that refresh fails) |
 //! | `early_refresh = false` | no probabilistic early refresh (XFetch) of entries close to expiry |
+//! | `tags("product:{id}", ...)` | tag the entry (placeholders: arguments' `Display`), for [`Cache::invalidate_tag`]; `tags = \|v: &T\| iter` tags it from the value |
 //! | `refresh = "background"` | early and stale refreshes run in a spawned task, so no caller waits for them; parameters must be owned and `Send + 'static`, `Self: Clone` for `&self` |
 //! | `jitter = F` | shorten each TTL by a random fraction up to F, 0.0 to 0.5 (default [`DEFAULT_TTL_JITTER`]) |
 //! | `lock = false` | on a miss, never wait for another process: the lock is taken concurrently with the function (the one holding it stores) |

@@ -148,8 +148,6 @@ impl<T> Policy<Option<T>> for SomeOrNone {
 pub struct Rules<'a, T> {
     ttl: Option<TtlRule<'a, T>>,
     none_ttl: Option<Duration>,
-    /// `tags("product:{id}", ...)`, rendered for this call.
-    tags: Vec<String>,
     /// `tags = |v: &T| ...`.
     tags_of: Option<Rule<'a, T, Vec<String>>>,
     unless: Option<Rule<'a, T, bool>>,
@@ -198,7 +196,6 @@ impl<'a, T> Rules<'a, T> {
         Rules {
             ttl: None,
             none_ttl: None,
-            tags: Vec::new(),
             tags_of: None,
             unless: None,
         }
@@ -216,12 +213,6 @@ impl<'a, T> Rules<'a, T> {
         self
     }
 
-    /// `tags("product:{id}", ...)`, rendered for this call.
-    pub fn tags(mut self, tags: Vec<String>) -> Self {
-        self.tags = tags;
-        self
-    }
-
     /// `tags = |v: &T| ...`: the tags from the value to be stored.
     pub fn tags_of(mut self, tags: &'a (dyn Fn(&T) -> Vec<String> + Sync)) -> Self {
         self.tags_of = Some(Rule::Borrowed(tags));
@@ -234,10 +225,10 @@ impl<'a, T> Rules<'a, T> {
         self
     }
 
-    /// The tags of `value` (`None`: a `None` kept by `none_ttl`, which only the listed tags
-    /// cover).
-    pub(crate) fn tags_for(&self, value: Option<&T>) -> Vec<String> {
-        let mut tags = self.tags.clone();
+    /// The tags of `value`: `listed` (rendered from the arguments) and the closure's (`None`: a
+    /// `None` kept by `none_ttl`, which only the listed tags cover).
+    pub(crate) fn tags_for(&self, listed: &[String], value: Option<&T>) -> Vec<String> {
+        let mut tags = listed.to_vec();
         if let (Some(rule), Some(value)) = (&self.tags_of, value) {
             tags.extend(rule.apply(value));
         }
@@ -310,7 +301,6 @@ impl<'a, T> Rules<'a, T> {
         Some(Rules {
             ttl,
             none_ttl: self.none_ttl,
-            tags: self.tags.clone(),
             tags_of,
             unless,
         })

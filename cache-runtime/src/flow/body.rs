@@ -14,7 +14,7 @@ use crate::site::Site;
 #[doc(hidden)]
 pub trait Body<R, T>: Sized {
     /// The body's future.
-    type Run: Future<Output = R>;
+    type Run: Future<Output = Computed<R>>;
 
     /// The future to run in this call.
     fn run(self) -> Self::Run;
@@ -25,6 +25,15 @@ pub trait Body<R, T>: Sized {
         let _ = job;
         Err(self)
     }
+}
+
+/// What the body returns: the function's value, and the tags it rendered from the arguments
+/// before running (`tags("product:{id}")`; none for a function without them).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Computed<R> {
+    pub value: R,
+    pub tags: Vec<String>,
 }
 
 /// A refresh of an entry that is still served: where, and why.
@@ -46,7 +55,7 @@ pub struct Refresh<'a, T> {
 #[derive(Debug)]
 pub struct Inline<F>(pub F);
 
-impl<R, T, F: Future<Output = R>> Body<R, T> for Inline<F> {
+impl<R, T, F: Future<Output = Computed<R>>> Body<R, T> for Inline<F> {
     type Run = F;
 
     fn run(self) -> F {
@@ -74,7 +83,7 @@ impl<M, F, T: 'static> std::fmt::Debug for Background<M, F, T> {
 impl<R, T: 'static, M, F> Body<R, T> for Background<M, F, T>
 where
     M: FnOnce() -> F,
-    F: Future<Output = R>,
+    F: Future<Output = Computed<R>>,
 {
     type Run = F;
 

@@ -33,7 +33,7 @@ use tokio::task::JoinHandle;
 
 mod body;
 
-pub use body::{Background, Body, Inline};
+pub use body::{Background, Body, Computed, Inline};
 
 use crate::cache::Cache;
 use crate::codec::ActiveCodec;
@@ -206,9 +206,9 @@ where
 }
 
 /// Runs the function without the cache.
-async fn bypass<R>(site: &Site, body: impl Future<Output = R>) -> (R, Outcome) {
+async fn bypass<R>(site: &Site, body: impl Future<Output = Computed<R>>) -> (R, Outcome) {
     let started = Instant::now();
-    let value = body.await;
+    let value = body.await.value;
     site.executed(started.elapsed());
     (value, Outcome::Fallback)
 }
@@ -302,15 +302,15 @@ where
     async fn fall_back(
         self,
         leader: Leader<'_>,
-        body: impl Future<Output = R>,
+        body: impl Future<Output = Computed<R>>,
         err: CommandError,
     ) -> (R, Outcome) {
         self.site
             .command_failed("lookup failed; the call ran uncached", &err);
-        let (value, took) = self.execute(body, None).await;
+        let (value, ran) = self.execute(body, None).await;
         if let Some(keep) = self.keep {
             // Redis is unreachable: the local tier memoizes alone, for `local_ttl` at most.
-            let sealed = self.seal(&value, took);
+            let sealed = self.seal(&value, &ran);
             if let (Some(Envelope { bytes, .. }), Some((stored, ttl))) =
                 (&sealed, self.lifetime(&value))
                 && self.keeps(&value)
@@ -322,14 +322,18 @@ where
             return (value, Outcome::Fallback);
         }
         // Nothing is stored: encode only if someone waits for this value.
-        leader.publish_with(|| self.handoff(&value, &self.seal(&value, took)));
+        leader.publish_with(|| self.handoff(&value, &self.seal(&value, &ran)));
         (value, Outcome::Fallback)
     }
 
     /// No usable entry: take the key's lock, or wait for the process that holds it, then
     /// compute. Without the lock this call computes anyway but does not store (see
     /// `crate::stampede::lock`).
-    async fn compute(self, leader: Leader<'_>, body: impl Future<Output = R>) -> (R, Outcome) {
+    async fn compute(
+        self,
+        leader: Leader<'_>,
+        body: impl Future<Output = Computed<R>>,
+    ) -> (R, Outcome) {
         let site = self.site;
         if !site.spec.wait_for_lock {
             return self.compute_unlocked(leader, body).await;
@@ -349,12 +353,12 @@ where
                 None
             }
         };
-        let (value, took) = self.execute(body, lock.as_ref()).await;
+        let (value, ran) = self.execute(body, lock.as_ref()).await;
         let Some(lock) = lock else {
-            leader.publish_with(|| self.handoff(&value, &self.seal(&value, took)));
+            leader.publish_with(|| self.handoff(&value, &self.seal(&value, &ran)));
             return (value, Outcome::Miss);
         };
-        let sealed = self.share(leader, &value, took);
+        let sealed = self.share(leader, &value, &ran);
         // Until the store lands the lock stays held, so a caller arriving meanwhile (in any
         // process) finds the entry with the lock, or waits for the release that comes with it.
         self.landed(self.spawn_store(sealed, lock)).await;
@@ -369,7 +373,7 @@ where
     async fn compute_unlocked(
         self,
         leader: Leader<'_>,
-        body: impl Future<Output = R>,
+        body: impl Future<Output = Computed<R>>,
     ) -> (R, Outcome) {
         let site = self.site;
         let (hand_over, value_ready) = oneshot::channel::<Sealed>();
@@ -391,8 +395,8 @@ where
                 Err(_) => lock.release().await,
             }
         });
-        let (value, took) = self.execute(body, None).await;
-        let sealed = self.share(leader, &value, took);
+        let (value, ran) = self.execute(body, None).await;
+        let sealed = self.share(leader, &value, &ran);
         // The spawned task stores it, once it knows whether it holds the lock.
         let _ = hand_over.send(sealed);
         self.landed(storing).await;
@@ -404,7 +408,7 @@ where
     async fn write_through(
         self,
         leader: Leader<'_>,
-        body: impl Future<Output = R>,
+        body: impl Future<Output = Computed<R>>,
     ) -> (R, Outcome) {
         let site = self.site;
         let lock = match site.redis(self.locks.take_over(self.key)).await {
@@ -417,8 +421,8 @@ where
                 None
             }
         };
-        let (value, took) = self.execute(body, lock.as_ref()).await;
-        let sealed = self.share(leader, &value, took);
+        let (value, ran) = self.execute(body, lock.as_ref()).await;
+        let sealed = self.share(leader, &value, &ran);
         let Some(lock) = lock else {
             return (value, Outcome::Fallback);
         };
@@ -478,7 +482,7 @@ where
     async fn refreshed(
         self,
         meta: Meta,
-        body: impl Future<Output = R>,
+        body: impl Future<Output = Computed<R>>,
         why: Refresh,
     ) -> Refreshed<P, R> {
         let site = self.site;
@@ -499,8 +503,8 @@ where
             lock.release().await;
             return Refreshed::Newer(value);
         }
-        let (value, took) = self.execute(body, Some(&lock)).await;
-        let sealed = self.seal(&value, took);
+        let (value, ran) = self.execute(body, Some(&lock)).await;
+        let sealed = self.seal(&value, &ran);
         let encoded = sealed.is_some();
         let sealed = self.storable(&value, sealed);
         if encoded && sealed.is_none() {
@@ -531,20 +535,30 @@ where
         Refreshed::NotHere
     }
 
-    /// Runs the function (renewing `lock` meanwhile); returns its value and how long it took.
-    async fn execute(&self, body: impl Future<Output = R>, lock: Option<&Lock>) -> (R, Duration) {
+    /// Runs the function (renewing `lock` meanwhile); returns its value, how long it took and
+    /// the tags it rendered.
+    async fn execute(
+        &self,
+        body: impl Future<Output = Computed<R>>,
+        lock: Option<&Lock>,
+    ) -> (R, Ran) {
         let started = Instant::now();
-        let value = match lock {
+        let computed = match lock {
             Some(lock) => lock.hold_while(body).await,
             None => body.await,
         };
         let took = started.elapsed();
         self.site.executed(took);
-        (value, took)
+        let ran = Ran {
+            started,
+            took,
+            tags: computed.tags,
+        };
+        (computed.value, ran)
     }
 
     /// The envelope of `value` and how long Redis should keep it, if the policy stores it.
-    fn seal(&self, value: &R, took: Duration) -> Sealed {
+    fn seal(&self, value: &R, ran: &Ran) -> Sealed {
         let spec = &self.site.spec;
         let (stored, ttl) = self.lifetime(value)?;
         // Only a `ttl` or `none_ttl` expression or closure can be that short.
@@ -553,15 +567,13 @@ where
             return None;
         }
         let (fresh, keep) = freshness::lifetimes(ttl.as_secs(), spec, fastrand::f64());
-        let meta = Meta::new(SystemTime::now(), fresh, took);
+        let meta = Meta::new(SystemTime::now(), fresh, ran.took);
         match envelope::seal::<ActiveCodec, _>(stored, meta, self.cache.limits().compress_above) {
             Ok(bytes) => Some(Envelope {
                 bytes: Arc::new(bytes),
                 keep,
-                tags: self.rules.tags_for(P::value(value)),
-                started: Instant::now()
-                    .checked_sub(took)
-                    .unwrap_or_else(Instant::now),
+                tags: self.rules.tags_for(&ran.tags, P::value(value)),
+                started: ran.started,
             }),
             Err(err) => {
                 self.site.problem(
@@ -591,8 +603,8 @@ where
     }
 
     /// Seals `value`, hands it to the followers, and returns what may be stored.
-    fn share(&self, leader: Leader<'_>, value: &R, took: Duration) -> Sealed {
-        let sealed = self.seal(value, took);
+    fn share(&self, leader: Leader<'_>, value: &R, ran: &Ran) -> Sealed {
+        let sealed = self.seal(value, ran);
         leader.publish(self.handoff(value, &sealed));
         self.storable(value, sealed)
     }
@@ -633,6 +645,14 @@ where
     }
 }
 
+/// How the function ran: when it began, how long it took, and the tags it rendered from its
+/// arguments (`tags("product:{id}")`, rendered only when the body runs, so a hit renders none).
+struct Ran {
+    started: Instant,
+    took: Duration,
+    tags: Vec<String>,
+}
+
 /// How a refresh ended, for the caller that ran it.
 enum Refreshed<P: Policy<R>, R> {
     /// The function ran: its value, and how the call counts.
@@ -650,7 +670,7 @@ impl<M, F, T> Background<M, F, T> {
         P: Policy<R, Value = T> + 'static,
         P::Stored: CacheValue + Send + Sync + 'static,
         M: FnOnce() -> F,
-        F: Future<Output = R> + Send + 'static,
+        F: Future<Output = Computed<R>> + Send + 'static,
         R: Send + 'static,
         T: 'static,
     {
@@ -671,7 +691,7 @@ fn spawn_refresh<P, R, M, F>(
 ) where
     P: Policy<R> + 'static,
     M: FnOnce() -> F,
-    F: Future<Output = R> + Send + 'static,
+    F: Future<Output = Computed<R>> + Send + 'static,
     R: Send + 'static,
     P::Stored: CacheValue + Send + Sync + 'static,
 {

@@ -6,6 +6,7 @@
 //! cargo run --release -p redis-cache-examples --example bench -- --soak          # memory over 10M calls
 //! cargo run --release -p redis-cache-examples --example bench -- --soak-local    # the same with `local`
 //! cargo run --release -p redis-cache-examples --example bench -- --invalidation 10000
+//! cargo run --release -p redis-cache-examples --example bench -- --tags
 //! ```
 //!
 //! It starts its own `redis-server` on a free loopback port and measures, with the same ~200-byte
@@ -13,7 +14,8 @@
 //!
 //! - `raw GET`: redis-rs `GET` of a pre-stored value plus its bincode decode, on a multiplexed
 //!   connection: the floor every other case is compared with;
-//! - `hit`: an annotated function whose keys are all present;
+//! - `hit`: an annotated function whose keys are all present; `tagged hit`: the same with
+//!   `tags("product:{id}", "catalog")`;
 //! - `miss`: an annotated function called with fresh arguments every time (with and without the
 //!   cross-process lock, the store awaited or in the background), next to `fn + GET + SET` done
 //!   by hand;
@@ -24,7 +26,10 @@
 //! - with `--features peers`: the `cached` crate's Redis store, `cachekit-rs` (L1 off, and L1
 //!   on), and `moka::future::Cache::get_with` of the decoded value;
 //! - with `--invalidation N`: how long after another process's `_invalidate` returns this process
-//!   stops serving its local copy, over N invalidations under load (p50, p99).
+//!   stops serving its local copy, over N invalidations under load (p50, p99);
+//! - with `--tags`: `invalidate_tag` of tags with 1, 100 and 10,000 entries in a database of
+//!   1,000,000 keys, and the memory of tag structures before and after 100,000 tagged entries
+//!   expire.
 //!
 //! Raw and hit alternate in rounds so that drift (CPU frequency, the other process on the two
 //! cores) falls on both alike. Options: `--secs S` per case (default 3), `--warmup S` (default 1),
@@ -35,6 +40,7 @@ mod measure;
 #[cfg(feature = "peers")]
 mod peers;
 mod soak;
+mod tags;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +56,12 @@ use measure::{Flush, Sample, Untimed};
 /// A hit for every key the benchmark reads (they are stored before it starts).
 #[redis_cache(ttl = 3600, skip(cache), cache = cache)]
 async fn product(cache: &Cache, id: u64) -> Product {
+    Product::sample(id)
+}
+
+/// [`product`] with two tags: the hit path is the same (tags cost only on a store).
+#[redis_cache(ttl = 3600, tags("product:{id}", "catalog"), skip(cache), cache = cache)]
+async fn product_tagged(cache: &Cache, id: u64) -> Product {
     Product::sample(id)
 }
 
@@ -93,6 +105,8 @@ struct Options {
     soak_local: bool,
     /// `--invalidation N`: measure invalidation latency over N invalidations instead.
     invalidation: Option<u64>,
+    /// `--tags`: the tag figures instead.
+    tags: bool,
     /// Concurrencies to measure.
     tasks: Vec<usize>,
     /// Only these cases (names separated by `/`), for profiling.
@@ -109,6 +123,7 @@ impl Options {
             soak: false,
             soak_local: false,
             invalidation: None,
+            tags: false,
             only: None,
             tasks: vec![1, 64],
         };
@@ -131,11 +146,12 @@ impl Options {
                 "--soak" => options.soak = true,
                 "--soak-local" => options.soak_local = true,
                 "--invalidation" => options.invalidation = Some(value("--invalidation") as u64),
+                "--tags" => options.tags = true,
                 "--tasks" => options.tasks = vec![value("--tasks") as usize],
                 "--only" => options.only = Some(args.next().expect("--only takes a case name")),
                 other => panic!(
                     "unknown option {other}; expected --secs S, --warmup S, --keys N, --quick, \
-                     --soak, --soak-local, --invalidation N, --tasks N or --only CASE/CASE..."
+                     --soak, --soak-local, --invalidation N, --tags, --tasks N or --only CASE/CASE..."
                 ),
             }
         }
@@ -226,6 +242,9 @@ fn cores() -> usize {
 async fn async_main(options: Options) {
     // Redis's main thread on the last core.
     let last_core = (cores() - 1).to_string();
+    if options.tags {
+        return tags::run(&last_core).await;
+    }
     let redis = RedisServer::start_with(&["--server_cpulist", &last_core]);
     let cache = Cache::builder()
         .url(redis.url())
@@ -290,6 +309,13 @@ async fn async_main(options: Options) {
                 .case(HIT, tasks, move |rng| {
                     let (cache, id) = (b.cache.clone(), rng.u64(0..b.keys));
                     async move { assert_eq!(product(&cache, id).await.id, id) }
+                })
+                .await;
+            let b = bench.clone();
+            suite
+                .case(TAGGED_HIT, tasks, move |rng| {
+                    let (cache, id) = (b.cache.clone(), rng.u64(0..b.keys));
+                    async move { assert_eq!(product_tagged(&cache, id).await.id, id) }
                 })
                 .await;
         }
@@ -416,6 +442,7 @@ async fn prepare(bench: &Bench) {
             .await
             .expect("SET");
         product(&bench.cache, id).await;
+        product_tagged(&bench.cache, id).await;
     }
     // The local tier: one call starts its invalidation channel; once it is up, a miss then a
     // Redis hit per key leaves a copy of each in the process.
@@ -435,6 +462,7 @@ async fn prepare(bench: &Bench) {
 
 const RAW: &str = "raw GET + decode";
 const HIT: &str = "hit";
+const TAGGED_HIT: &str = "tagged hit";
 #[cfg(feature = "peers")]
 const PEER_CACHED: &str = "peer: cached (redis)";
 #[cfg(feature = "peers")]
@@ -537,6 +565,13 @@ impl Suite {
                 format!("hit / raw GET, {tasks} tasks"),
                 self.ratio(HIT, RAW, tasks),
                 ">= 0.97",
+            );
+        }
+        for tasks in [1, 64] {
+            show(
+                format!("tagged hit / hit, {tasks} tasks"),
+                self.ratio(TAGGED_HIT, HIT, tasks),
+                "1.0: no extra command",
             );
         }
         for tasks in [1, 64] {

@@ -24,7 +24,11 @@ async fn listing(query: Query) -> Vec<u64> {
     tags = |ids: &Vec<u64>| ids.iter().map(|id| format!("product:{id}"))
 )]
 async fn search(text: String) -> Result<Vec<u64>, String> {
-    Ok(vec![text.len() as u64])
+    if text.is_empty() {
+        return Err("empty".into());
+    }
+    let n: u64 = text.len().try_into().map_err(|_| "long".to_string())?;
+    Ok(vec![n])
 }
 
 #[derive(Clone)]
