@@ -9,9 +9,10 @@
 //!
 //! `invalidate_tag` marks the tag (`{prefix}:#tag:{<tag>}:at`, Redis's time, kept
 //! [`TAG_FENCE_WINDOW`]), takes the set's members and deletes the set in one script, then
-//! deletes those entries' locks, then the entries, with `UNLINK`. Nothing here needs two slots at once, so
-//! it works the same on a cluster, where the tag and its entries live on different nodes. No
-//! resurrection, for a computation that started before the invalidation, either way it falls:
+//! deletes those entries' locks, then the entries, with `UNLINK`. Nothing here needs two slots
+//! at once, so it works the same on a cluster, where the tag and its entries live on different
+//! nodes. No resurrection, for a computation that started before the invalidation, either way
+//! it falls:
 //! - its key was added to the set before the invalidation's script: the invalidation deletes the
 //!   key's lock, so its store (fenced by that lock) stores nothing, or, if it landed before the
 //!   lock went, is deleted with the entries right after;
