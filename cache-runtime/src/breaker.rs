@@ -64,6 +64,8 @@ pub(crate) struct Breaker {
     settings: BreakerSettings,
     /// The cache's key prefix, naming the cache in logs and metrics.
     cache: String,
+    /// Where Redis is (no password), for the messages.
+    address: String,
     open: AtomicBool,
     /// While open: when the next probe may go, in nanoseconds since [`epoch`].
     probe_at: AtomicU64,
@@ -87,10 +89,11 @@ fn nanos_since_epoch(at: Instant) -> u64 {
 }
 
 impl Breaker {
-    pub(crate) fn new(settings: BreakerSettings, cache: String) -> Self {
+    pub(crate) fn new(settings: BreakerSettings, cache: String, address: String) -> Self {
         Breaker {
             settings,
             cache,
+            address,
             open: AtomicBool::new(false),
             probe_at: AtomicU64::new(0),
             interval: AtomicU64::new(nanos(settings.min_open)),
@@ -189,11 +192,14 @@ impl Breaker {
             self.opened.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 cache = self.cache,
+                address = self.address,
                 error = %why,
-                "redis_cache: Redis is not answering; circuit breaker open, calls run uncached and \
-                 Redis is probed at growing intervals (up to {:?})",
+                "redis_cache: Redis at {} is not answering; circuit breaker open, calls run \
+                 uncached and Redis is probed at growing intervals (up to {:?})",
+                self.address,
                 self.settings.max_open
             );
+            say_unreachable(&self.address, why);
             #[cfg(feature = "metrics")]
             crate::stats::metrics::breaker_open(&self.cache, true);
         }
@@ -212,6 +218,26 @@ impl Breaker {
     }
 }
 
+/// The first time any cache of this process finds Redis unreachable, with no `tracing`
+/// subscriber to show the warning: one line on stderr, so that a service (or a first try) that
+/// runs uncached does not do so silently. [`ENV_QUIET`](crate::ENV_QUIET) silences it.
+fn say_unreachable(address: &str, why: &dyn std::fmt::Display) {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if tracing::dispatcher::has_been_set()
+        || std::env::var_os(crate::ENV_QUIET).is_some()
+        || SAID.swap(true, Ordering::Relaxed)
+    {
+        return;
+    }
+    eprintln!(
+        "redis_cache: cannot reach Redis at {address} ({why}); cached functions run uncached \
+         until it answers. Set {} to your Redis, install a `tracing` subscriber for details, or \
+         set {}=1 to silence this line.",
+        crate::ENV_URL,
+        crate::ENV_QUIET,
+    );
+}
+
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -228,6 +254,7 @@ mod tests {
                 max_open: open_for * 4,
             },
             "test".into(),
+            "redis://127.0.0.1:1".into(),
         )
     }
 

@@ -184,3 +184,34 @@ async fn a_problem_on_every_call_is_warned_once_per_interval() {
     // And one `debug` event per call, whatever its outcome.
     assert_eq!(logs.count(Level::DEBUG, "redis_cache call"), 40);
 }
+
+/// Runs `unreachable_default` with `env`, returns its stderr.
+fn stderr_of_unreachable_default(env: &[(&str, &str)]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_unreachable_default"))
+        .env_remove("REDIS_CACHE_QUIET")
+        .envs(env.iter().copied())
+        .output()
+        .expect("the helper runs");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stderr).expect("UTF-8")
+}
+
+#[test]
+fn without_a_subscriber_an_unreachable_redis_is_one_line_on_stderr_naming_it() {
+    let port = redis_cache_tests::free_port();
+    let url = format!("redis://:hunter2@127.0.0.1:{port}");
+    let stderr = stderr_of_unreachable_default(&[("REDIS_URL", &url)]);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line for three calls: {stderr}");
+    let expected = format!("redis_cache: cannot reach Redis at redis://:***@127.0.0.1:{port} (");
+    assert!(lines[0].starts_with(&expected), "{stderr}");
+    assert!(lines[0].contains("Set REDIS_URL"), "{stderr}");
+    assert!(lines[0].contains("REDIS_CACHE_QUIET=1"), "{stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password is not shown: {stderr}"
+    );
+
+    let quiet = stderr_of_unreachable_default(&[("REDIS_URL", &url), ("REDIS_CACHE_QUIET", "1")]);
+    assert_eq!(quiet, "", "REDIS_CACHE_QUIET silences it");
+}

@@ -37,6 +37,9 @@ pub const ENV_CONNECT_TIMEOUT_MS: &str = "REDIS_CONNECT_TIMEOUT_MS";
 pub const ENV_COMMAND_TIMEOUT_MS: &str = "REDIS_COMMAND_TIMEOUT_MS";
 /// Environment variable holding the key prefix.
 pub const ENV_PREFIX: &str = "REDIS_CACHE_PREFIX";
+/// Environment variable that, set to anything, silences the one line printed on stderr when
+/// Redis cannot be reached and no `tracing` subscriber is installed.
+pub const ENV_QUIET: &str = "REDIS_CACHE_QUIET";
 
 impl CacheBuilder {
     /// The defaults, overridden by the environment:

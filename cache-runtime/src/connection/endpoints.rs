@@ -46,6 +46,28 @@ impl fmt::Debug for Endpoints {
     }
 }
 
+impl Endpoints {
+    /// Where the servers are, for messages: the URLs without passwords.
+    pub(crate) fn describe(&self) -> String {
+        let urls = |urls: &[String]| {
+            urls.iter()
+                .map(|u| redact(u))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match &self.servers {
+            Servers::Single(url) => redact(url),
+            Servers::Cluster(nodes) => format!("the cluster of {}", urls(nodes)),
+            Servers::Sentinel { sentinels, master } => {
+                format!(
+                    "the primary {master:?} of the sentinels {}",
+                    urls(sentinels)
+                )
+            }
+        }
+    }
+}
+
 /// Certificates for TLS, as PEM bytes.
 #[cfg(feature = "tls")]
 #[derive(Clone, Default)]

@@ -187,7 +187,7 @@ impl Connection {
             target: Target::open(endpoints, &timeouts)?,
             reader,
             timeouts,
-            breaker: Breaker::new(breaker, cache.to_string()),
+            breaker: Breaker::new(breaker, cache.to_string(), endpoints.describe()),
             refusals_logged: AtomicU8::new(0),
             link: LazyLink::new(Duration::ZERO),
         })
