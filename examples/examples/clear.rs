@@ -10,6 +10,7 @@
 use std::time::Instant;
 
 use cache_runtime::{Cache, redis_cache};
+use redis_cache_examples::cli::Cli;
 use redis_cache_tests::RedisServer;
 
 const TOTAL: u64 = 1_000_000;
@@ -20,8 +21,17 @@ async fn price(cache: &Cache, id: u64) -> u64 {
     id * 3
 }
 
+const USAGE: &str = "\
+How long clearing one function takes in a keyspace of 1,000,000 keys.
+
+usage: cargo run --release --example clear
+
+Starts its own redis-server (on PATH) on a free loopback port; reads no environment variable.
+";
+
 #[tokio::main]
 async fn main() {
+    Cli::parse("clear", USAGE, &[]);
     let redis = RedisServer::start();
     let cache = redis.cache("shop");
     // One real entry gives the key's shape; the others differ only in the argument hash.

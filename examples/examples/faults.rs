@@ -10,11 +10,22 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use cache_runtime::{BreakerState, Cache, redis_cache};
+use redis_cache_examples::cli::Cli;
 use redis_cache_tests::RedisServer;
 use redis_cache_tests::faults::{self, COMMAND_TIMEOUT, FaultReport, HOLD, TASKS};
 
+const USAGE: &str = "\
+The fault-injection figures: each fault done to a real redis-server under 64 tasks of load.
+
+usage: cargo run --release --example faults
+
+Starts its own redis-server processes (on PATH) on free loopback ports; reads no environment
+variable.
+";
+
 #[tokio::main]
 async fn main() {
+    Cli::parse("faults", USAGE, &[]);
     println!(
         "{TASKS} tasks, fault held {} s, command timeout {} ms, breaker: 5 failures, probes from 10 ms doubling to 100 ms\n",
         HOLD.as_secs(),

@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use cache_runtime::{CacheBuilder, redis_cache};
+use redis_cache_examples::cli::Cli;
 use serde::{Deserialize, Serialize};
 
 /// Keys of this example live under their own prefix, so it never touches anything else.
@@ -61,8 +62,21 @@ async fn word_count(text: String) -> usize {
     text.split_whitespace().count()
 }
 
+const USAGE: &str = "\
+Quickstart: a few cached functions, called twice, against your Redis.
+
+usage: cargo run --example quickstart
+
+environment:
+  REDIS_URL            the Redis to use (default redis://127.0.0.1:6379); without one the
+                       functions still answer, uncached
+  REDIS_CACHE_PREFIX   and the other REDIS_* variables of CacheBuilder::from_env
+  REDIS_CACHE_QUIET    set to silence the line printed when Redis cannot be reached
+";
+
 #[tokio::main]
 async fn main() {
+    Cli::parse("quickstart", USAGE, &[]);
     let builder = match CacheBuilder::from_env() {
         Ok(builder) => builder.prefix(PREFIX),
         Err(err) => {

@@ -18,21 +18,36 @@
 
 use std::time::Duration;
 
+use redis_cache_examples::cli::Cli;
+
 use axum::body::Body;
 use axum::http::{Request, header};
 use cache_runtime::Cache;
 use redis_cache_examples::catalog::{self, Db};
 use tower::ServiceExt;
 
+const USAGE: &str = "\
+The example service: an axum catalog over SQLite whose handlers call #[redis_cache] functions.
+
+usage: cargo run --release --example service [-- OPTIONS]
+
+options:
+  --load SECS   first send SECS seconds of traffic through the app (64 tasks), printing the hit
+                ratio as it climbs, then print GET /admin/cache/stats
+  --exit        stop after --load instead of serving
+  -h, --help    print this
+
+environment:
+  REDIS_URL     the Redis to use (default redis://127.0.0.1:6379); without one it serves uncached
+  PORT          the port to listen on, on 127.0.0.1 (default 3000)
+  ADMIN_TOKEN   the bearer token of /admin/cache/... (default dev-token)
+";
+
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let load_secs = args
-        .iter()
-        .position(|a| a == "--load")
-        .and_then(|i| args.get(i + 1))
-        .map(|s| s.parse::<u64>().expect("--load takes seconds"));
-    let exit = args.iter().any(|a| a == "--exit");
+    let cli = Cli::parse("service", USAGE, &[("--load", true), ("--exit", false)]);
+    let load_secs: Option<u64> = cli.value("--load");
+    let exit = cli.flag("--exit");
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let token = std::env::var("ADMIN_TOKEN").unwrap_or_else(|_| "dev-token".into());
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());

@@ -52,6 +52,7 @@ use redis_cache_tests::RedisServer;
 use redis_cache_tests::fixtures::Product;
 
 use measure::{Flush, Sample, Untimed};
+use redis_cache_examples::cli::Cli;
 
 /// A hit for every key the benchmark reads (they are stored before it starts).
 #[redis_cache(ttl = 3600, skip(cache), cache = cache)]
@@ -95,6 +96,27 @@ fn fresh_id() -> u64 {
     FRESH.fetch_add(1, Ordering::Relaxed)
 }
 
+const USAGE: &str = "\
+The benchmark suite: what #[redis_cache] costs next to the round trip it cannot avoid.
+
+usage: cargo run --release -p redis-cache-examples --example bench [--features peers] [-- OPTIONS]
+
+options:
+  --secs S            seconds per case (default 3)
+  --warmup S          seconds of warm-up per case (default 1)
+  --keys N            keys read (default 1000)
+  --tasks N           only this concurrency (default: 1 and 64)
+  --only A/B/...      only these cases, by name
+  --quick             a smoke run: 0.2 s per case, one round
+  --soak              memory over 10M calls
+  --soak-local        the same through a function with `local`
+  --invalidation N    local-tier invalidation latency over N invalidations
+  --tags              invalidate_tag in a 1M-key database, and tag memory before and after expiry
+  -h, --help          print this
+
+Starts its own redis-server (on PATH) on a free loopback port; reads no environment variable.
+";
+
 struct Options {
     time: Duration,
     warmup: Duration,
@@ -127,34 +149,42 @@ impl Options {
             only: None,
             tasks: vec![1, 64],
         };
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            let mut value = |name: &str| -> f64 {
-                args.next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or_else(|| panic!("{name} takes a number"))
-            };
-            match arg.as_str() {
-                "--secs" => options.time = Duration::from_secs_f64(value("--secs")),
-                "--warmup" => options.warmup = Duration::from_secs_f64(value("--warmup")),
-                "--keys" => options.keys = value("--keys") as u64,
-                "--quick" => {
-                    options.time = Duration::from_millis(200);
-                    options.warmup = Duration::from_millis(50);
-                    options.rounds = 1;
-                }
-                "--soak" => options.soak = true,
-                "--soak-local" => options.soak_local = true,
-                "--invalidation" => options.invalidation = Some(value("--invalidation") as u64),
-                "--tags" => options.tags = true,
-                "--tasks" => options.tasks = vec![value("--tasks") as usize],
-                "--only" => options.only = Some(args.next().expect("--only takes a case name")),
-                other => panic!(
-                    "unknown option {other}; expected --secs S, --warmup S, --keys N, --quick, \
-                     --soak, --soak-local, --invalidation N, --tags, --tasks N or --only CASE/CASE..."
-                ),
-            }
+        let cli = Cli::parse(
+            "bench",
+            USAGE,
+            &[
+                ("--secs", true),
+                ("--warmup", true),
+                ("--keys", true),
+                ("--quick", false),
+                ("--soak", false),
+                ("--soak-local", false),
+                ("--invalidation", true),
+                ("--tags", false),
+                ("--tasks", true),
+                ("--only", true),
+            ],
+        );
+        if cli.flag("--quick") {
+            options.time = Duration::from_millis(200);
+            options.warmup = Duration::from_millis(50);
+            options.rounds = 1;
         }
+        if let Some(secs) = cli.value("--secs") {
+            options.time = Duration::from_secs_f64(secs);
+        }
+        if let Some(secs) = cli.value("--warmup") {
+            options.warmup = Duration::from_secs_f64(secs);
+        }
+        options.keys = cli.value("--keys").unwrap_or(options.keys);
+        options.soak = cli.flag("--soak");
+        options.soak_local = cli.flag("--soak-local");
+        options.invalidation = cli.value("--invalidation");
+        options.tags = cli.flag("--tags");
+        if let Some(tasks) = cli.value("--tasks") {
+            options.tasks = vec![tasks];
+        }
+        options.only = cli.value("--only");
         options
     }
 }
