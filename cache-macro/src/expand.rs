@@ -28,9 +28,10 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         ..
     } = func;
     let block = func.block();
+    let body_span = block.span();
     let rt = quote!(::cache_runtime::__private);
     let spec = site_spec(fn_sig, args);
-    let key = call_key(args, sig);
+    let key = call_key(args, sig, true);
     // `condition = EXPR`: evaluated first; `false` skips the key and the cache (spanned on the
     // expression, so a non-`bool` points at it).
     let self_type = match sig.has_receiver {
@@ -140,9 +141,18 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
     }
 
     // With `local`, the value must also be `Clone` (the tier hands out copies).
+    // Spanned on the return type: a value that cannot be stored (not `Serialize`, not
+    // `Deserialize`, not `Clone` with `local`) is reported there.
+    let ret_span = match &fn_sig.output {
+        ReturnType::Default => fn_sig.ident.span(),
+        ReturnType::Type(_, ty) => ty.span(),
+    };
+    let rt_at_ret = quote_spanned!(ret_span=> ::cache_runtime::__private);
     let entry = match &args.local {
-        Some(_) => quote!(#rt::cached_local::<#rt::#policy, #ret, _>),
-        None => quote!(#rt::cached::<#rt::#policy, #ret, _>),
+        Some(_) => {
+            quote_spanned!(ret_span=> #rt_at_ret::cached_local::<#rt_at_ret::#policy, #ret, _>)
+        }
+        None => quote_spanned!(ret_span=> #rt_at_ret::cached::<#rt_at_ret::#policy, #ret, _>),
     };
     let tags = listed_tags(sig);
     let (checks, body) = match background {
@@ -158,29 +168,39 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         ),
         true => background_body(fn_sig, sig, &ret, &policy, tags, block),
     };
+    let call = quote_spanned! {ret_span=>
+        #entry(
+            &__REDIS_CACHE_SITE,
+            __redis_cache,
+            __redis_cache_key,
+            #rules,
+            #body,
+        )
+        .await
+    };
+    let statements = quote! {
+        #(#inner_attrs)*
+        static __REDIS_CACHE_SITE: #rt::Site = #rt::Site::new(#spec);
+        #checks
+        let __redis_cache_key = #guarded_key;
+        #cache
+        #rule_bindings
+        #call
+    };
+    // The body's braces keep the user's: what rustc reports about the body as a whole (a value
+    // that cannot be stored, a future that is not `Send`) points at the function, not the
+    // attribute.
+    let mut body_block = proc_macro2::Group::new(Delimiter::Brace, statements);
+    body_block.set_span(body_span);
     let function = quote! {
         #(#attrs)*
-        #vis #fn_sig {
-            #(#inner_attrs)*
-            static __REDIS_CACHE_SITE: #rt::Site = #rt::Site::new(#spec);
-            #checks
-            let __redis_cache_key = #guarded_key;
-            #cache
-            #rule_bindings
-            #entry(
-                &__REDIS_CACHE_SITE,
-                __redis_cache,
-                __redis_cache_key,
-                #rules,
-                #body,
-            )
-            .await
-        }
+        #vis #fn_sig #body_block
     };
     if !args.companions {
         return function;
     }
 
+    let companion_key = call_key(args, sig, false);
     let shown = fn_sig.ident.to_string();
     let cfgs = cfgs(attrs);
     let (invalidate_sig, refresh_sig) = companion_sigs(fn_sig);
@@ -207,7 +227,7 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         #[allow(unused_variables, clippy::too_many_arguments, clippy::used_underscore_binding)]
         #vis #invalidate_sig {
             static __REDIS_CACHE_SPEC: #rt::SiteSpec = #spec;
-            let __redis_cache_key = #key;
+            let __redis_cache_key = #companion_key;
             #cache
             #rt::invalidate(&__REDIS_CACHE_SPEC, __redis_cache, __redis_cache_key).await
         }
@@ -449,7 +469,11 @@ fn site_spec(fn_sig: &Signature, args: &Args) -> TokenStream {
 }
 
 /// A block evaluating to the call's `CallKey`: the hash of its key arguments.
-fn call_key(args: &Args, sig: &Analysis) -> TokenStream {
+///
+/// `checked`: the function itself checks that each key argument is `Serialize`, with an error
+/// that names the parameter. The companions derive the same key without the checks, so a
+/// mistake is one error, not one per function generated from it.
+fn call_key(args: &Args, sig: &Analysis, checked: bool) -> TokenStream {
     let rt = quote!(::cache_runtime::__private);
     let self_type = sig
         .has_receiver
@@ -459,16 +483,29 @@ fn call_key(args: &Args, sig: &Analysis) -> TokenStream {
         .iter()
         .map(|t| quote!(__key.type_param(::core::any::type_name::<#t>());));
     let const_params = sig.const_params.iter().map(|c| quote!(__key.arg(&#c);));
-    let include_self = args
-        .include_self
-        .map(|span| quote_spanned!(span=> __key.arg(self);));
+    let unchecked = |span: proc_macro2::Span, value: TokenStream| {
+        quote_spanned! {span=>
+            {
+                #[allow(unused_imports)]
+                use #rt::{AddSerialized as _, AddUnkeyable as _};
+                #[allow(clippy::needless_borrow)]
+                let () = (&&#rt::KeyPart(&#value)).add_to(&mut __key);
+            }
+        }
+    };
+    let include_self = args.include_self.map(|span| match checked {
+        true => quote_spanned!(span=> __key.arg(self);),
+        false => unchecked(span, quote!(*self)),
+    });
     // Spanned on the parameter (or the `key` expression), so "not Serialize" points at it.
     let key_params: Vec<TokenStream> = match &args.key {
-        Some(expr) => vec![quote_spanned!(expr.span()=> __key.key(&(#expr));)],
+        Some(expr) if checked => vec![quote_spanned!(expr.span()=> __key.key(&(#expr));)],
+        Some(expr) => vec![unchecked(expr.span(), quote!((#expr)))],
+        None if checked => sig.key_params.iter().map(checked_param).collect(),
         None => sig
             .key_params
             .iter()
-            .map(|p| quote_spanned!(p.span()=> __key.arg(&#p);))
+            .map(|p| unchecked(p.span(), quote!(#p)))
             .collect(),
     };
     quote! {
@@ -480,6 +517,36 @@ fn call_key(args: &Args, sig: &Analysis) -> TokenStream {
             #include_self
             #(#key_params)*
             __key.finish()
+        }
+    }
+}
+
+/// Adds parameter `p` to `__key`, through a trait of its own whose error names `p`: a type that
+/// is not `Serialize` is one error on the parameter, saying which `skip(...)` would leave it out.
+fn checked_param(p: &Ident) -> TokenStream {
+    let rt = quote!(::cache_runtime::__private);
+    let label = format!("`{p}` is hashed into the cache key");
+    let note = format!(
+        "derive `serde::Serialize` for its type, or leave `{p}` out of the key: \
+         `#[redis_cache(..., skip({p}))]`"
+    );
+    quote_spanned! {p.span()=>
+        {
+            #[diagnostic::on_unimplemented(
+                message = "`{Self}` cannot be part of the cache key: it does not implement `serde::Serialize`",
+                label = #label,
+                note = #note
+            )]
+            trait __RedisCacheKeyArg: #rt::KeyArg {}
+            #[diagnostic::do_not_recommend]
+            impl<T: #rt::KeyArg + ?::core::marker::Sized> __RedisCacheKeyArg for T {}
+            fn __redis_cache_arg<T: __RedisCacheKeyArg + ?::core::marker::Sized>(
+                key: &mut #rt::KeyBuilder,
+                value: &T,
+            ) {
+                key.arg(value);
+            }
+            __redis_cache_arg(&mut __key, &#p);
         }
     }
 }

@@ -51,11 +51,12 @@ pub struct CallKey {
 
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be part of the cache key: it does not implement `serde::Serialize`",
-    label = "this argument is hashed into the cache key",
-    note = "leave the argument out of the key with `#[redis_cache(..., skip(<argument name>))]`, or derive `serde::Serialize` for its type"
+    label = "`include_self` hashes `self` into the cache key",
+    note = "derive `serde::Serialize` for it, or remove `include_self` (the key is then the other arguments), or key on some of its fields with `key = (self.tenant, id)`"
 )]
 #[doc(hidden)]
 pub trait KeyArg: Serialize {}
+#[diagnostic::do_not_recommend]
 impl<T: Serialize + ?Sized> KeyArg for T {}
 
 #[diagnostic::on_unimplemented(
@@ -65,7 +66,39 @@ impl<T: Serialize + ?Sized> KeyArg for T {}
 )]
 #[doc(hidden)]
 pub trait KeyValue: Serialize {}
+#[diagnostic::do_not_recommend]
 impl<T: Serialize + ?Sized> KeyValue for T {}
+
+/// A key argument as the companions add it: serialized if its type is `Serialize`, and otherwise
+/// (only in code that does not compile, since the function itself requires it) marking the key
+/// unkeyable. Chosen by method resolution: `(&&KeyPart(&v)).add_to(&mut key)` finds
+/// [`AddSerialized`] (implemented for `&KeyPart<T>`, so taking `&&KeyPart<T>`) when
+/// `T: Serialize`, and otherwise, one dereference later, [`AddUnkeyable`] (for `KeyPart<T>`).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct KeyPart<'a, T: ?Sized>(pub &'a T);
+
+#[doc(hidden)]
+pub trait AddSerialized {
+    fn add_to(&self, key: &mut KeyBuilder);
+}
+
+impl<T: Serialize + ?Sized> AddSerialized for &KeyPart<'_, T> {
+    fn add_to(&self, key: &mut KeyBuilder) {
+        key.arg(self.0);
+    }
+}
+
+#[doc(hidden)]
+pub trait AddUnkeyable {
+    fn add_to(&self, key: &mut KeyBuilder);
+}
+
+impl<T: ?Sized> AddUnkeyable for KeyPart<'_, T> {
+    fn add_to(&self, key: &mut KeyBuilder) {
+        key.failed = true;
+    }
+}
 
 impl KeyBuilder {
     #[allow(clippy::new_without_default)]
@@ -299,6 +332,30 @@ fn push_hex(out: &mut String, value: u128, digits: usize) {
     }
     // One append of ASCII digits, instead of a UTF-8 encoding per character.
     out.push_str(std::str::from_utf8(&buf[..digits]).expect("hex digits are ASCII"));
+}
+
+#[cfg(test)]
+#[allow(clippy::needless_borrow)]
+mod key_part_tests {
+    use super::*;
+
+    struct Opaque;
+
+    #[test]
+    fn key_parts_serialize_when_they_can_and_mark_the_key_unkeyable_otherwise() {
+        let mut direct = KeyBuilder::new();
+        direct.arg(&7u64);
+        let mut via_part = KeyBuilder::new();
+        (&&KeyPart(&7u64)).add_to(&mut via_part);
+        assert_eq!(direct.finish().args(), via_part.finish().args());
+        assert!(via_part_of(&Opaque).args().is_none());
+    }
+
+    fn via_part_of(value: &Opaque) -> CallKey {
+        let mut key = KeyBuilder::new();
+        (&&KeyPart(value)).add_to(&mut key);
+        key.finish()
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use crate::spec::SiteSpec;
 )]
 #[doc(hidden)]
 pub trait CacheValue: Serialize + DeserializeOwned {}
+#[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned> CacheValue for T {}
 
 #[diagnostic::on_unimplemented(
@@ -23,6 +24,7 @@ impl<T: Serialize + DeserializeOwned> CacheValue for T {}
 )]
 #[doc(hidden)]
 pub trait LocalValue: Clone + Send + Sync + 'static {}
+#[diagnostic::do_not_recommend]
 impl<T: Clone + Send + Sync + 'static> LocalValue for T {}
 
 /// Decides, per return value, what goes to Redis and for how long.

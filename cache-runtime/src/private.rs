@@ -3,7 +3,7 @@
 pub use crate::cache::{Cache, default_cache};
 pub use crate::flow::{Background, Computed, Inline, cached, cached_local};
 pub use crate::invalidation::{invalidate, write_through};
-pub use crate::key::{CallKey, KeyArg, KeyBuilder, KeyValue};
+pub use crate::key::{AddSerialized, AddUnkeyable, CallKey, KeyArg, KeyBuilder, KeyPart, KeyValue};
 pub use crate::policy::{
     CacheValue, IntoTtl, LocalValue, OkOnly, Plain, Policy, Rules, SomeOnly, SomeOrNone,
     collect_tags,

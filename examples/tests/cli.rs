@@ -39,14 +39,20 @@ fn help_prints_usage_and_exits_zero() {
     let service = Command::new(example("service")).arg("-h").output().unwrap();
     let usage = String::from_utf8(service.stdout).unwrap();
     for variable in ["REDIS_URL", "PORT", "ADMIN_TOKEN", "--load"] {
-        assert!(usage.contains(variable), "service documents {variable}: {usage}");
+        assert!(
+            usage.contains(variable),
+            "service documents {variable}: {usage}"
+        );
     }
 }
 
 #[test]
 fn an_unknown_option_is_one_line_and_status_two() {
     for name in EXAMPLES {
-        let output = Command::new(example(name)).arg("--frobnicate").output().unwrap();
+        let output = Command::new(example(name))
+            .arg("--frobnicate")
+            .output()
+            .unwrap();
         let stderr = String::from_utf8(output.stderr).unwrap();
         assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
         assert_eq!(
