@@ -1,4 +1,4 @@
-//! The `#[redis_cache]` attribute macro.
+//! The `#[redis_cache]` attribute macro of **redis_cache**.
 //!
 //! Do not depend on this crate directly: depend on `cache-runtime`, which re-exports the attribute
 //! and holds everything the generated code calls. The macro only parses, validates and expands:

@@ -1,4 +1,4 @@
-//! Memoize `async fn`s in Redis with one attribute.
+//! **redis_cache**: memoize `async fn`s in Redis with one attribute.
 //!
 //! ```no_run
 //! use cache_runtime::redis_cache;
@@ -17,7 +17,7 @@
 //! stored for `ttl` seconds. `Err` and `None` are not stored. When Redis is unreachable, slow or
 //! holds garbage, the body simply runs: callers never see a cache error.
 //!
-//! The README has the full contract; in short:
+//! The repository's README and its `docs/` have the full contract; in short:
 //!
 //! | option | meaning |
 //! |---|---|
