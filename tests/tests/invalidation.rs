@@ -3,6 +3,8 @@
 //! value back.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
@@ -237,52 +239,60 @@ async fn balance(cache: &Cache, db: &Db, id: u64) -> u64 {
     value
 }
 
-/// The race: readers miss and compute from the old row while a writer changes the row and
-/// invalidates (or refreshes, or clears) the entry. Whatever the interleaving, once everyone is
-/// done the cache must not hold the old value. Readers use two caches (two connections and two
-/// in-process flight tables, as two processes would).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_invalidation_racing_a_computation_is_never_undone() {
-    let iterations: u64 = std::env::var("RACE_ITERATIONS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(2000);
+/// One race, `iterations` times: four readers (on two caches: two connections and two
+/// in-process flight tables, as two processes would) call `read` for a fresh id while `write`
+/// changes the row to 2 and invalidates; then `read` on each cache must give 2. Returns the
+/// stale reads.
+async fn race<R, RF, W, WF>(prefix: &str, iterations: u64, read: R, write: W) -> Vec<(u64, u64)>
+where
+    R: Fn(Cache, Arc<Db>, u64) -> RF + Clone + Send + 'static,
+    RF: Future<Output = u64> + Send,
+    W: Fn(Cache, Arc<Db>, u64) -> WF + Clone + Send + 'static,
+    WF: Future<Output = ()> + Send,
+{
     let redis = RedisServer::start();
-    let caches = [redis.cache("race"), redis.cache("race")];
-    let db = std::sync::Arc::new(Db::default());
+    let caches = [redis.cache(prefix), redis.cache(prefix)];
+    let db = Arc::new(Db::default());
     let mut stale = Vec::new();
     for id in 0..iterations {
         db.set(id, 1);
         let mut tasks = Vec::new();
         for reader in 0..4 {
-            let (cache, db) = (caches[reader % 2].clone(), db.clone());
+            let (cache, db, read) = (caches[reader % 2].clone(), db.clone(), read.clone());
             tasks.push(tokio::spawn(async move {
-                balance(&cache, &db, id).await;
+                read(cache, db, id).await;
             }));
         }
-        let (cache, db_w) = (caches[(id % 2) as usize].clone(), db.clone());
+        let (cache, db_w, write) = (caches[(id % 2) as usize].clone(), db.clone(), write.clone());
         tasks.push(tokio::spawn(async move {
             yield_randomly().await;
             db_w.set(id, 2);
-            match id % 10 {
-                0..=4 => drop(balance_invalidate(&cache, &db_w, id).await.unwrap()),
-                5..=8 => assert_eq!(balance_refresh(&cache, &db_w, id).await, 2),
-                _ => drop(cache.clear_function("invalidation::balance").await.unwrap()),
-            }
+            write(cache, db_w, id).await;
         }));
         for task in tasks {
             task.await.unwrap();
         }
         for cache in &caches {
-            let seen = balance(cache, &db, id).await;
+            let seen = read(cache.clone(), db.clone(), id).await;
             if seen != 2 {
                 stale.push((id, seen));
             }
         }
-        // Keep the keyspace small, so the clears stay fast.
-        balance_invalidate(&caches[0], &db, id).await.unwrap();
     }
-    let stats = stats_for("invalidation::balance").expect("registered");
+    stale
+}
+
+fn race_iterations() -> u64 {
+    std::env::var("RACE_ITERATIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000)
+}
+
+/// What a race left behind: no stale value, and some computation fenced off (else the race was
+/// never exercised).
+fn assert_race_held(function: &str, iterations: u64, stale: &[(u64, u64)]) {
+    let stats = stats_for(function).expect("registered");
     eprintln!(
         "{iterations} iterations: {} stale, {} writes fenced off, {} executions",
         stale.len(),
@@ -292,9 +302,30 @@ async fn an_invalidation_racing_a_computation_is_never_undone() {
     assert!(stale.is_empty(), "old values written back: {stale:?}");
     assert!(
         stats.fenced > 0,
-        "the race was never exercised: no computation lost its lock to a write"
+        "the race was never exercised: no computation was fenced off"
     );
     assert_eq!(stats.errors, 0);
+}
+
+/// The race with `_invalidate`, `_refresh` and `clear_function`: whatever the interleaving, once
+/// everyone is done the cache must not hold the old value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_invalidation_racing_a_computation_is_never_undone() {
+    let iterations = race_iterations();
+    let read = |cache: Cache, db: Arc<Db>, id| async move { balance(&cache, &db, id).await };
+    let write = |cache: Cache, db: Arc<Db>, id: u64| async move {
+        match id % 10 {
+            0..=4 => drop(balance_invalidate(&cache, &db, id).await.unwrap()),
+            5..=8 => assert_eq!(balance_refresh(&cache, &db, id).await, 2),
+            _ => drop(cache.clear_function("invalidation::balance").await.unwrap()),
+        }
+        // Keep the keyspace small, so the clears stay fast: the entry of the id before goes.
+        if id > 0 {
+            balance_invalidate(&cache, &db, id - 1).await.unwrap();
+        }
+    };
+    let stale = race("race", iterations, read, write).await;
+    assert_race_held("invalidation::balance", iterations, &stale);
 }
 
 #[redis_cache(
@@ -316,60 +347,14 @@ async fn tagged_balance(cache: &Cache, db: &Db, id: u64) -> u64 {
 /// (the invalidation deletes its lock) or after (the tag's mark fences it off).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tag_invalidation_racing_a_computation_is_never_undone() {
-    let iterations: u64 = std::env::var("RACE_ITERATIONS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(2000);
-    let redis = RedisServer::start();
-    let caches = [redis.cache("tag-race"), redis.cache("tag-race")];
-    let db = std::sync::Arc::new(Db::default());
-    let mut stale = Vec::new();
-    let mut removed = 0;
-    for id in 0..iterations {
-        db.set(id, 1);
-        let mut tasks = Vec::new();
-        for reader in 0..4 {
-            let (cache, db) = (caches[reader % 2].clone(), db.clone());
-            tasks.push(tokio::spawn(async move {
-                tagged_balance(&cache, &db, id).await;
-            }));
-        }
-        let (cache, db_w) = (caches[(id % 2) as usize].clone(), db.clone());
-        let writer = tokio::spawn(async move {
-            yield_randomly().await;
-            db_w.set(id, 2);
-            cache
-                .invalidate_tag(&format!("account:{id}"))
-                .await
-                .unwrap()
-        });
-        for task in tasks {
-            task.await.unwrap();
-        }
-        removed += writer.await.unwrap();
-        for cache in &caches {
-            let seen = tagged_balance(cache, &db, id).await;
-            if seen != 2 {
-                stale.push((id, seen));
-            }
-        }
-        caches[0]
+    let iterations = race_iterations();
+    let read = |cache: Cache, db: Arc<Db>, id| async move { tagged_balance(&cache, &db, id).await };
+    let write = |cache: Cache, _db: Arc<Db>, id: u64| async move {
+        cache
             .invalidate_tag(&format!("account:{id}"))
             .await
             .unwrap();
-    }
-    let stats = stats_for("invalidation::tagged_balance").expect("registered");
-    eprintln!(
-        "{iterations} iterations: {} stale, {} writes fenced off, {removed} entries removed by the \
-         racing invalidations, {} executions",
-        stale.len(),
-        stats.fenced,
-        stats.executions
-    );
-    assert!(stale.is_empty(), "old values written back: {stale:?}");
-    assert!(
-        stats.fenced > 0,
-        "the race was never exercised: no computation was fenced off"
-    );
-    assert_eq!(stats.errors, 0);
+    };
+    let stale = race("tag-race", iterations, read, write).await;
+    assert_race_held("invalidation::tagged_balance", iterations, &stale);
 }
