@@ -270,6 +270,7 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_dir_all(scratch_dir(self.port));
     }
 }
 
@@ -371,9 +372,20 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral loopback port")
 }
 
+/// The working directory of the server on `port` started by this process: where a replica
+/// writes the RDB it receives (even with `--save ""`), so it is a scratch directory of its own,
+/// never the checkout. Removed when the server is dropped.
+pub fn scratch_dir(port: u16) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("redis-cache-tests-{}-{port}", std::process::id()))
+}
+
 /// Spawns the server and waits for its readiness line; on failure returns what it printed.
 fn spawn(port: u16, extra: &[String]) -> Result<Child, String> {
+    let dir = scratch_dir(port);
+    std::fs::create_dir_all(&dir).map_err(|err| format!("create {}: {err}", dir.display()))?;
     let mut args: Vec<String> = [
+        "--dir",
+        &dir.display().to_string(),
         "--port",
         &port.to_string(),
         "--bind",
