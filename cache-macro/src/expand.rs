@@ -98,10 +98,11 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         let tags_of = match closure {
             Expr::Closure(c) if c.inputs.len() == 1 => {
                 let (input, body) = (&c.inputs[0], &c.body);
+                // In a closure of its own, so `return` in it returns the tags.
                 quote_spanned! {closure.span()=>
                     |__redis_cache_value: &#stored| {
                         let #input = __redis_cache_value;
-                        #rt::collect_tags(#body)
+                        #rt::collect_tags((move || #body)())
                     }
                 }
             }
@@ -109,14 +110,14 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         };
         if background {
             rule_bindings.extend(quote_spanned! {closure.span()=>
-                #[allow(clippy::type_complexity)]
+                #[allow(clippy::type_complexity, clippy::redundant_closure_call)]
                 let __redis_cache_tags_of: fn(&#stored) -> ::std::vec::Vec<::std::string::String> =
                     #tags_of;
             });
             rules.extend(quote!(.tags_of_fn(__redis_cache_tags_of)));
         } else {
             rule_bindings.extend(quote_spanned! {closure.span()=>
-                #[allow(clippy::type_complexity)]
+                #[allow(clippy::type_complexity, clippy::redundant_closure_call)]
                 let __redis_cache_tags_of: &(dyn ::core::ops::Fn(&#stored)
                     -> ::std::vec::Vec<::std::string::String> + ::core::marker::Sync) = &#tags_of;
             });
@@ -449,6 +450,12 @@ fn site_spec(fn_sig: &Signature, args: &Args) -> TokenStream {
         ReturnType::Default => "()".to_string(),
         ReturnType::Type(_, ty) => normalized(&quote!(#ty)),
     };
+    // The tags as written (part of the fingerprint): templates, then the closure's tokens.
+    let mut tags: Vec<String> = args.tags.iter().map(|lit| lit.value()).collect();
+    if let Some(closure) = &args.tags_of {
+        tags.push(normalized(&quote!(#closure)));
+    }
+    let tags_text = tags.join("|");
     quote! {
         #rt::SiteSpec {
             module: ::core::module_path!(),
@@ -464,6 +471,7 @@ fn site_spec(fn_sig: &Signature, args: &Args) -> TokenStream {
             wait_for_lock: #lock,
             local_entries: #local,
             local_ttl_secs: #local_ttl,
+            tags: #tags_text,
         }
     }
 }

@@ -55,15 +55,22 @@ impl Analysis {
             match input {
                 FnArg::Receiver(recv) => {
                     has_receiver = true;
-                    borrows_self = recv.reference.is_some();
-                    if let (Some(_), None, Type::Reference(r)) =
-                        (args.background_refresh, &recv.reference, &*recv.ty)
+                    // `&self`, and `self: &Self` written out.
+                    let typed_ref_self = matches!(
+                        &*recv.ty,
+                        Type::Reference(r) if r.mutability.is_none()
+                            && matches!(&*r.elem, Type::Path(p) if p.path.is_ident("Self"))
+                    );
+                    borrows_self = recv.reference.is_some() || typed_ref_self;
+                    if let (Some(_), false, Type::Reference(r)) =
+                        (args.background_refresh, borrows_self, &*recv.ty)
                     {
                         errors.push_spanned(
                             r,
                             "`refresh = \"background\"` refreshes in a spawned task that outlives \
-                             the call, so `self` cannot be a reference: take `&self` (the task gets \
-                             a clone of `self`) or `self` by value (`self: Arc<Self>`)",
+                             the call, so it cannot borrow `self` through another reference: take \
+                             `&self` (the task gets a clone of `self`) or `self` by value \
+                             (`self: Arc<Self>`)",
                         );
                     }
                     if recv.mutability.is_some() && recv.reference.is_some() {
@@ -214,7 +221,11 @@ impl Analysis {
 /// than `'static`. (A reference nested without a name, as in `Vec<&str>`, is left to the
 /// compiler: `dyn Fn(&str)` is no borrow.)
 fn borrowed_part(ty: &Type) -> Option<&'static str> {
-    if let Type::Reference(_) = ty {
+    if let Type::Reference(r) = ty {
+        // `&'static str` and the like live as long as the task.
+        if r.lifetime.as_ref().is_some_and(|l| l.ident == "static") {
+            return borrowed_part(&r.elem);
+        }
         return Some("a reference");
     }
     fn has_lifetime(tokens: proc_macro2::TokenStream) -> bool {

@@ -106,6 +106,7 @@ mod tests {
             wait_for_lock: true,
             local_entries: 0,
             local_ttl_secs: 0,
+            tags: "",
         }
     }
 

@@ -226,7 +226,7 @@ impl CallKey {
 impl SiteSpec {
     /// What makes this function's stored bytes unreadable to another build: see [`fingerprint`].
     pub(crate) fn fingerprint(&self) -> u32 {
-        fingerprint(self.value_type, self.version)
+        fingerprint(self.value_type, self.version, self.tags)
     }
 
     /// Identifies the function's key space within one process: its key segment's ingredients
@@ -313,13 +313,19 @@ fn type_segment(type_name: &str) -> String {
     }
 }
 
-/// What makes stored bytes unreadable: the return type as written, `version`, and the codec.
-pub(crate) fn fingerprint(value_type: &str, version: u32) -> u32 {
+/// What makes stored bytes unreadable: the return type as written, `version`, the codec, and
+/// (for a tagged function) its tags as written.
+pub(crate) fn fingerprint(value_type: &str, version: u32, tags: &str) -> u32 {
     let mut hasher = Xxh3::new();
     hasher.update(value_type.as_bytes());
     hasher.update(&[0]);
     hasher.update(&version.to_le_bytes());
     hasher.update(&[ActiveCodec::ID]);
+    // Only when there are tags, so the keys of functions without them did not change.
+    if !tags.is_empty() {
+        hasher.update(b"tags\0");
+        hasher.update(tags.as_bytes());
+    }
     (hasher.digest() >> 32) as u32
 }
 

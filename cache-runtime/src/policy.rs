@@ -138,6 +138,14 @@ impl<T> Policy<Option<T>> for SomeOrNone {
     fn from_stored(stored: Option<T>) -> Option<T> {
         stored
     }
+    /// A `None` that could not be stored (its `none_ttl` came out under a second) is still
+    /// handed to the followers, as without `none_ttl`.
+    fn is_absent(value: &Option<T>) -> bool {
+        value.is_none()
+    }
+    fn absent() -> Option<Option<T>> {
+        Some(None)
+    }
 }
 
 /// The attribute's per-call rules for storing: `ttl = EXPR` and `none_ttl = EXPR` (evaluated on each call),

@@ -29,4 +29,8 @@ pub struct SiteSpec {
     /// `local_ttl = S`: seconds a local copy may be served without Redis's confirmation; 0:
     /// [`DEFAULT_LOCAL_TTL`](crate::DEFAULT_LOCAL_TTL).
     pub local_ttl_secs: u64,
+    /// The `tags(...)` templates and the `tags = |v| ...` closure as written (`""`: none). Part of
+    /// the fingerprint: entries written before a function had tags are not in its tags' sets, so
+    /// adding or changing tags moves the function to new keys.
+    pub tags: &'static str,
 }

@@ -8,9 +8,10 @@
 //! follows its entries' TTLs. A hit reads nothing more than an untagged one.
 //!
 //! `invalidate_tag` marks the tag (`{prefix}:#tag:{<tag>}:at`, Redis's time, kept
-//! [`TAG_FENCE_WINDOW`]), takes the set's members and deletes the set in one script, then
-//! deletes those entries' locks, then the entries, with `UNLINK`. Nothing here needs two slots
-//! at once, so it works the same on a cluster, where the tag and its entries live on different
+//! [`TAG_FENCE_WINDOW`]) and reads the set's members in one script, then deletes those entries'
+//! locks, then the entries, with `UNLINK`, then removes them from the set (unless added again
+//! meanwhile), so an invalidation that fails half-way can be run again. Nothing here needs two
+//! slots at once, so it works the same on a cluster, where the tag and its entries live on different
 //! nodes. No resurrection, for a computation that started before the invalidation, either way
 //! it falls:
 //! - its key was added to the set before the invalidation's script: the invalidation deletes the
@@ -20,6 +21,7 @@
 //!   clock puts it (bounded from below with the add's round trip, so no two clocks are compared):
 //!   the computation stores nothing.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use crate::cache::Cache;
@@ -27,16 +29,22 @@ use crate::connection::{Connection, Lua, millis};
 use crate::error::CacheError;
 use crate::stampede::lock;
 
-/// How long a tag's invalidation fences off computations that started before it. A computation
-/// of a tagged entry running longer than this stores nothing.
+/// How long a tag's invalidation fences off computations that started before it (its mark is
+/// kept that long). A computation of a tagged entry running longer than this stores nothing,
+/// mark or not.
 pub(crate) const TAG_FENCE_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Entries deleted per `UNLINK` by an invalidation.
 const UNLINK_BATCH: usize = 1000;
 
-/// `KEYS`: tag set, mark. `ARGV`: entry key, ms the entry lives. Adds the entry (scored by its
-/// expiry), drops expired members, keeps the set as long as its last member; returns the mark
-/// (or false) and Redis's time, both in microseconds.
+/// Added to a member's score (its entry's expiry): the entry is stored right after its tags are
+/// added (a round trip or two, each bounded by the command timeout), so its expiry comes a
+/// little later too, and the member must not go first.
+const SCORE_SLACK: Duration = Duration::from_secs(5);
+
+/// `KEYS`: tag set, mark. `ARGV`: entry key, ms the entry lives (with [`SCORE_SLACK`]). Adds
+/// the entry (scored by its expiry), drops expired members, keeps the set as long as its last
+/// member; returns the mark (or false) and Redis's time, both in microseconds.
 static ADD: Lua = Lua::new(
     r"local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -48,15 +56,24 @@ redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(last[2]) - now_ms))
 return {redis.call('GET', KEYS[2]), t[1] .. string.format('%06d', tonumber(t[2]))}",
 );
 
-/// `KEYS`: tag set, mark. `ARGV`: ms the mark lives. Marks the tag with Redis's time (µs),
-/// returns the set's live members and deletes the set.
+/// `KEYS`: tag set, mark. `ARGV`: ms the mark lives. Marks the tag with Redis's time (µs) and
+/// returns the set's live members with their scores. The set keeps them until they are deleted
+/// ([`FORGET`]), so an invalidation that fails half-way can be run again.
 static TAKE: Lua = Lua::new(
     r"local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('SET', KEYS[2], t[1] .. string.format('%06d', tonumber(t[2])), 'PX', ARGV[1])
-local members = redis.call('ZRANGEBYSCORE', KEYS[1], now_ms, '+inf')
-redis.call('DEL', KEYS[1])
-return members",
+return redis.call('ZRANGEBYSCORE', KEYS[1], now_ms, '+inf', 'WITHSCORES')",
+);
+
+/// `KEYS`: tag set. `ARGV`: member, score, member, score... Removes each member still at the
+/// score [`TAKE`] read: one added again since (a computation that began after the mark) keeps
+/// its place, so a later invalidation finds it.
+static FORGET: Lua = Lua::new(
+    r"for i = 1, #ARGV, 2 do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) == ARGV[i + 1] then redis.call('ZREM', KEYS[1], ARGV[i]) end
+end
+return 0",
 );
 
 /// A tag as it appears in keys: ASCII letters, digits and `_ - . : /` as they are, every other
@@ -81,8 +98,10 @@ fn tag_keys(prefix: &str, tag: &str) -> (String, String) {
     (set, mark)
 }
 
-/// Adds `key` to each of `tags` before its store; `false` if one of them was invalidated after
-/// the computation began (at `started`, the body's start): then nothing may be stored.
+/// Adds `key` to each of `tags` before its store (all at once: one round trip, whatever their
+/// number); `false` if one of them was invalidated after the computation began (at `started`,
+/// the body's start), or the computation ran longer than the marks are kept: then nothing may
+/// be stored.
 pub(crate) async fn add(
     conn: &Connection,
     prefix: &str,
@@ -91,21 +110,28 @@ pub(crate) async fn add(
     keep: Duration,
     started: Instant,
 ) -> Result<bool, crate::connection::CommandError> {
-    let keep_ms = millis(keep).to_string();
-    for tag in tags {
-        let (set, mark) = tag_keys(prefix, tag);
-        let sent = Instant::now();
-        let (marked, now_us): (Option<String>, String) = conn
-            .eval(&ADD, &[&set, &mark], &[key.as_bytes(), keep_ms.as_bytes()])
-            .await?;
-        let round_trip = sent.elapsed();
-        let Some(marked) = marked else { continue };
+    let keep_ms = millis(keep.saturating_add(SCORE_SLACK)).to_string();
+    let adds = tags.iter().map(|tag| {
+        let keep_ms = &keep_ms;
+        async move {
+            let (set, mark) = tag_keys(prefix, tag);
+            let sent = Instant::now();
+            let reply: (Option<String>, String) = conn
+                .eval(&ADD, &[&set, &mark], &[key.as_bytes(), keep_ms.as_bytes()])
+                .await?;
+            Ok::<_, crate::connection::CommandError>((sent, sent.elapsed(), reply))
+        }
+    });
+    for reply in join_all(adds.collect()).await {
+        let (sent, round_trip, (marked, now_us)) = reply?;
         // The computation's start on Redis's clock, at the earliest: the script ran at `now_us`,
         // no earlier than `sent`, which came `sent - started` after the start.
         let since_start = sent.duration_since(started) + round_trip;
+        // A mark lives `TAG_FENCE_WINDOW`: past that, an invalidation may have left no trace.
         if since_start >= TAG_FENCE_WINDOW {
             return Ok(false);
         }
+        let Some(marked) = marked else { continue };
         let (Ok(marked), Ok(now_us)) = (marked.parse::<u64>(), now_us.parse::<u64>()) else {
             return Ok(false);
         };
@@ -115,6 +141,32 @@ pub(crate) async fn add(
         }
     }
     Ok(true)
+}
+
+/// Runs `futures` concurrently; their outputs in order.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        match pending {
+            true => std::task::Poll::Pending,
+            false => std::task::Poll::Ready(()),
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|o| o.expect("polled to completion"))
+        .collect()
 }
 
 impl Cache {
@@ -136,15 +188,25 @@ impl Cache {
         let mut removed = 0;
         for tag in tags {
             let (set, mark) = tag_keys(self.prefix(), tag);
-            let members: Vec<String> = conn
+            let members: Vec<(String, String)> = conn
                 .eval(&TAKE, &[&set, &mark], &[window.as_bytes()])
                 .await?;
             for batch in members.chunks(UNLINK_BATCH) {
+                let keys: Vec<String> = batch.iter().map(|(key, _)| key.clone()).collect();
                 // Locks first: a store that lands before its lock goes is deleted with the
                 // entries; one after finds its lock gone and stores nothing.
-                let locks: Vec<String> = batch.iter().map(|key| lock::lock_key(key)).collect();
+                let locks: Vec<String> = keys.iter().map(|key| lock::lock_key(key)).collect();
                 conn.unlink(&locks).await?;
-                removed += conn.unlink(batch).await?;
+                removed += conn.unlink(&keys).await?;
+                // This process's copies go now (the others' when Redis announces it).
+                if let Some(local) = self.local() {
+                    local.invalidate_keys(&keys);
+                }
+                let pairs: Vec<&[u8]> = batch
+                    .iter()
+                    .flat_map(|(key, score)| [key.as_bytes(), score.as_bytes()])
+                    .collect();
+                conn.eval::<i64>(&FORGET, &[&set], &pairs).await?;
             }
             crate::stats::tag_invalidated();
         }

@@ -42,6 +42,7 @@ static SPEC: SiteSpec = SiteSpec {
     wait_for_lock: true,
     local_entries: 0,
     local_ttl_secs: 0,
+    tags: "",
 };
 
 mod key {

@@ -24,6 +24,7 @@ static SPEC: SiteSpec = SiteSpec {
     wait_for_lock: true,
     local_entries: 0,
     local_ttl_secs: 0,
+    tags: "",
 };
 
 fn derive(args: &[Value]) -> Option<String> {

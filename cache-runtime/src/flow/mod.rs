@@ -49,6 +49,9 @@ use crate::stampede::single_flight::{self, Handoff, Join, Leader};
 use crate::stampede::{self, Waited};
 use crate::stats::{Count, Outcome};
 
+/// The longest TTL an expression or closure can give: ten years.
+const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// After a refresh in the stale window fails, the stale value is served for this long before the
 /// next caller tries again, so a failing database is not hammered once per call.
 const FAILED_REFRESH_BACKOFF: Duration = Duration::from_secs(1);
@@ -594,7 +597,10 @@ where
             Some(value) => self.rules.ttl_for(value),
             None => self.rules.none_ttl_for(),
         };
-        Some((stored, rule.unwrap_or(Duration::from_secs(ttl_secs))))
+        // An expression or closure may say anything: `u64::MAX` seconds is kept as long as a TTL
+        // can be (and does not overflow the arithmetic that follows).
+        let ttl = rule.map_or(Duration::from_secs(ttl_secs), |ttl| ttl.min(MAX_TTL));
+        Some((stored, ttl))
     }
 
     /// Whether `unless` lets `value` be stored (a `None` or an `Err` it does not judge).
@@ -763,7 +769,8 @@ async fn store(site: &'static Site, cache: &Cache, sealed: Sealed, mut lock: Loc
             envelope.keep,
             envelope.started,
         );
-        match site.redis(added).await {
+        // The lock is renewed meanwhile: many tags on a slow link must not let it lapse.
+        match lock.hold_while(site.redis(added)).await {
             Ok(true) => {}
             Ok(false) => {
                 site.count(Count::Fenced);

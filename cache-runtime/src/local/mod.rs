@@ -223,6 +223,12 @@ impl LocalTier {
         self.inner.invalidate(spec.namespace(), args);
     }
 
+    /// Drops the copies of these Redis keys (a tag's entries, invalidated by this process).
+    pub(crate) fn invalidate_keys(&self, keys: &[String]) {
+        let keys = keys.iter().map(|key| key.as_bytes().to_vec()).collect();
+        self.inner.invalidated(Some(keys));
+    }
+
     /// Drops every copy of the functions whose namespaces are given.
     pub(crate) fn clear_namespaces(&self, namespaces: &[u64]) {
         let stores = crate::sync::read(&self.inner.stores);

@@ -215,6 +215,7 @@ mod tests {
         wait_for_lock: true,
         local_entries: 4,
         local_ttl_secs: 0,
+        tags: "",
     });
 
     fn store(max_bytes: u64) -> (LocalStore<u64>, Arc<Budget>) {

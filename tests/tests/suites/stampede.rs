@@ -229,6 +229,36 @@ async fn failing_lookup(cache: &Cache, id: u64) -> Result<u64, String> {
     Err(format!("no row {id}"))
 }
 
+static ZERO_NONE_EXECUTIONS: AtomicU64 = AtomicU64::new(0);
+static ZERO_NONE_ARRIVED: Gate = Gate::new();
+
+/// `none_ttl` from configuration that comes out as zero: the `None` is not stored.
+fn no_missing_ttl() -> Duration {
+    Duration::ZERO
+}
+
+#[redis_cache(ttl = 60, none_ttl = no_missing_ttl(), skip(cache), cache = cache)]
+async fn missing_user_zero_ttl(cache: &Cache, id: u64) -> Option<String> {
+    ZERO_NONE_EXECUTIONS.fetch_add(1, SeqCst);
+    ZERO_NONE_ARRIVED.until(20).await;
+    (id == 0).then(|| "root".to_string())
+}
+
+#[tokio::test]
+async fn a_none_that_cannot_be_stored_is_still_shared_with_the_followers() {
+    let redis = start();
+    let cache = redis.cache("zero-none");
+    let callers: Vec<_> = spawn_callers(20, &cache, |cache| async move {
+        ZERO_NONE_ARRIVED.arrive();
+        missing_user_zero_ttl(&cache, 5).await
+    });
+    for caller in callers {
+        assert_eq!(caller.await.unwrap(), None);
+    }
+    assert_eq!(ZERO_NONE_EXECUTIONS.load(SeqCst), 1, "one execution for 20 callers");
+    assert!(redis.keys().await.is_empty(), "a zero none_ttl stores nothing");
+}
+
 #[tokio::test]
 async fn followers_share_a_none_but_run_the_function_themselves_after_an_err() {
     let redis = start();

@@ -3,6 +3,11 @@
 use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, redis_cache, snapshot};
+
+/// A function's name as stats show it: this module's path, then the function.
+fn name(function: &str) -> String {
+    format!("{}::{function}", module_path!())
+}
 use redis_cache_tests::Runs;
 
 #[redis_cache(ttl = 300, tags("product:{id}", "catalog"), skip(cache, runs), cache = cache)]
@@ -124,4 +129,29 @@ async fn tag_structures_expire_with_their_entries() {
         assert!(Instant::now() < deadline, "still there after a minute: {} keys", keys.len());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[redis_cache(ttl = 300, local = 100, tags("item:{id}"), skip(cache, runs), cache = cache)]
+async fn local_tagged(cache: &Cache, runs: &Runs, id: u64) -> u64 {
+    runs.tick();
+    id * 1000 + runs.count()
+}
+
+#[tokio::test]
+async fn this_process_drops_its_local_copies_of_a_tag_before_invalidate_tag_returns() {
+    let redis = start();
+    let cache = redis.cache("tag-local");
+    let runs = Runs::default();
+    // The first call starts the local tier's channel; copies are kept once it is up.
+    let first = local_tagged(&cache, &runs, 1).await;
+    redis_cache_tests::local::coherent(&cache).await;
+    // A copy in this process (the Redis hit that keeps one may come a call later).
+    let copied = redis_cache_tests::local::local_hit(&name("local_tagged"), || {
+        local_tagged(&cache, &runs, 1)
+    })
+    .await;
+    assert_eq!(copied, first);
+    assert_eq!(cache.invalidate_tag("item:1").await.unwrap(), 1);
+    // No waiting for Redis's announcement: the copy went with the entry.
+    assert_ne!(local_tagged(&cache, &runs, 1).await, first);
 }

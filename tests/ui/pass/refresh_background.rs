@@ -21,6 +21,12 @@ async fn token(user: String) -> Result<(String, u64), String> {
     Ok((user, 60))
 }
 
+/// A `&'static` parameter lives as long as the refresh.
+#[redis_cache(ttl = 60, refresh = "background")]
+async fn region(name: &'static str) -> String {
+    name.to_uppercase()
+}
+
 #[redis_cache(ttl = 60, refresh = "inline")]
 async fn inline(id: u64) -> u64 {
     id
@@ -41,6 +47,12 @@ impl Service {
     async fn name(&self, id: usize) -> Option<String> {
         let _ = self::helper(self);
         self.lookup(id).or_else(|| self.names.first().cloned())
+    }
+
+    /// `self: &Self` written out is `&self`.
+    #[redis_cache(ttl = 60, refresh = "background")]
+    async fn first(self: &Self, extra: u64) -> Option<String> {
+        self.names.first().map(|n| format!("{n}{extra}"))
     }
 
     /// By value: the refresh owns `self`.
@@ -70,6 +82,8 @@ fn main() {
     let _ = product(Arc::new(Vec::new()), 1);
     let _ = token("u".into());
     let _ = inline(1);
+    let _ = region("eu");
+    let _ = service.first(1);
     let _ = service.name(0);
     let _ = service.describe(3u8);
     let _ = service.clone().count(1);

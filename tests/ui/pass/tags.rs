@@ -43,7 +43,22 @@ impl Shop {
     }
 }
 
+/// `return` in the closure returns the tags.
+#[redis_cache(
+    ttl = 60,
+    tags = |ids: &Vec<u64>| {
+        if ids.is_empty() {
+            return vec!["empty".to_string()];
+        }
+        ids.iter().map(|id| format!("product:{id}")).collect::<Vec<_>>()
+    }
+)]
+async fn page(text: String) -> Vec<u64> {
+    vec![text.len() as u64]
+}
+
 fn main() {
+    let _ = page("x".into());
     let _ = product(1, "en".into());
     let _ = listing(Query {
         user: 1,
