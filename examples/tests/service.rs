@@ -88,9 +88,18 @@ async fn the_service_starts_and_serves() {
         (200, Some(4321))
     );
     assert_eq!(executions(SUMMARY), 3);
+    // The page the write recomputed is then served from the cache. (On a loaded machine its
+    // store may be dropped instead: it began right after the tag's invalidation, within the
+    // round-trip margin of the fence, which errs toward dropping; the next read stores it.)
     let (_, read) = http(port, "GET", "/products/1", &[], "").await;
     assert_eq!(json(&read)["price_cents"], 4321);
-    assert_eq!(executions(SUMMARY), 3, "served from the cache");
+    let (_, read) = http(port, "GET", "/products/1", &[], "").await;
+    assert_eq!(json(&read)["price_cents"], 4321);
+    assert!(
+        (3..=4).contains(&executions(SUMMARY)),
+        "served from the cache: {} executions",
+        executions(SUMMARY)
+    );
 
     let (status, _) = http(port, "GET", "/products/999999", &[], "").await;
     assert_eq!(status, 404);

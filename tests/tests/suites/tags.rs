@@ -67,13 +67,22 @@ async fn a_tag_removes_its_entries_in_every_function_and_nothing_else() {
     assert!(snapshot().tag_invalidations > before);
     all().await;
     assert_eq!(runs.count(), 14, "exactly the four entries of product 1 were recomputed");
+    // A recomputation that began right after the invalidation may not have been stored (the
+    // fence errs toward dropping, see docs/invalidation.md): the next calls store it.
+    all().await;
+    let settled = runs.count();
+    assert!((14..=18).contains(&settled), "{settled}");
     assert_eq!(cache.invalidate_tag("product:1").await.unwrap(), 4, "tagged again");
 
     // What is left of `locale:fr` and `catalog` once product 1 is gone: product 2's.
     assert_eq!(cache.invalidate_tags(&["locale:fr", "catalog"]).await.unwrap(), 2);
     assert_eq!(cache.invalidate_tag("nothing:here").await.unwrap(), 0);
     all().await;
-    assert_eq!(runs.count(), 20, "the 4 of product 1, product 2's fr page and summary");
+    assert_eq!(
+        runs.count(),
+        settled + 6,
+        "the 4 of product 1, product 2's fr page and summary"
+    );
 }
 
 #[redis_cache(ttl = 300, tags("user:{name}"), skip(cache, runs), cache = cache)]
