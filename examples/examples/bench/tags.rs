@@ -64,23 +64,26 @@ pub(crate) async fn run(core: &str) {
         expiring(&cache, item % 100, item).await;
     })
     .await;
-    let (tags, bytes) = tag_memory(&mut conn).await;
+    let (tags, members, bytes) = tag_memory(&mut conn).await;
     let used = used_memory(&mut conn).await;
     println!(
         "\n{EXPIRING} entries with a 3 s TTL, tagged `shard:{{0..100}}` and `expiring`:\n  \
-         before they expire: {tags} tag sets, {bytes} bytes (MEMORY USAGE ... SAMPLES 0), used_memory {used}"
+         before they expire: {tags} tag sets, {members} members, {bytes} bytes (MEMORY USAGE ... \
+         SAMPLES 0), used_memory {used}"
     );
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let (tags, _) = tag_memory(&mut conn).await;
+        let (tags, _, _) = tag_memory(&mut conn).await;
         if tags == 0 || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let (tags, bytes) = tag_memory(&mut conn).await;
+    let (tags, members, bytes) = tag_memory(&mut conn).await;
     let used = used_memory(&mut conn).await;
-    println!("  after they expire:  {tags} tag sets, {bytes} bytes, used_memory {used}");
+    println!(
+        "  after they expire:  {tags} tag sets, {members} members, {bytes} bytes, used_memory {used}"
+    );
 }
 
 /// Calls `call(cache, item)` for `count` items from 32 tasks.
@@ -104,11 +107,11 @@ where
     }
 }
 
-/// How many tag sets there are, and their `MEMORY USAGE` in total (the marks of invalidated tags,
-/// kept an hour, are not counted).
-async fn tag_memory(conn: &mut MultiplexedConnection) -> (u64, u64) {
+/// How many tag sets there are, their members, and their `MEMORY USAGE` in total (the marks of
+/// invalidated tags, kept an hour, are not counted).
+async fn tag_memory(conn: &mut MultiplexedConnection) -> (u64, u64, u64) {
     let mut cursor = 0u64;
-    let (mut count, mut bytes) = (0, 0);
+    let (mut count, mut members, mut bytes) = (0, 0, 0);
     loop {
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
@@ -129,12 +132,18 @@ async fn tag_memory(conn: &mut MultiplexedConnection) -> (u64, u64) {
                 .query_async(conn)
                 .await
                 .expect("MEMORY USAGE");
+            let cardinality: u64 = redis::cmd("ZCARD")
+                .arg(&key)
+                .query_async(conn)
+                .await
+                .expect("ZCARD");
             count += 1;
+            members += cardinality;
             bytes += usage.unwrap_or(0);
         }
         cursor = next;
         if cursor == 0 {
-            return (count, bytes);
+            return (count, members, bytes);
         }
     }
 }
