@@ -169,11 +169,17 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         ),
         true => background_body(fn_sig, sig, &ret, &policy, tags, block),
     };
+    // The value type is checked once, here, on the return type: the call itself has no bound
+    // that could report it a second time.
+    let codec = quote_spanned! {ret_span=>
+        #rt_at_ret::value_codec::<<#rt_at_ret::#policy as #rt_at_ret::Policy<#ret>>::Stored>()
+    };
     let call = quote_spanned! {ret_span=>
         #entry(
             &__REDIS_CACHE_SITE,
             __redis_cache,
             __redis_cache_key,
+            #codec,
             #rules,
             #body,
         )

@@ -5,6 +5,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::codec::{ActiveCodec, CodecError};
+use crate::envelope::{self, Invalid, Meta};
 use crate::spec::SiteSpec;
 
 #[diagnostic::on_unimplemented(
@@ -26,6 +28,65 @@ impl<T: Serialize + DeserializeOwned> CacheValue for T {}
 pub trait LocalValue: Clone + Send + Sync + 'static {}
 #[diagnostic::do_not_recommend]
 impl<T: Clone + Send + Sync + 'static> LocalValue for T {}
+
+/// How a cached function's values become envelopes and back: made once per call by
+/// [`value_codec`], where the value type is checked (one error, on the function's return type),
+/// so the flow itself puts no bound on it.
+#[doc(hidden)]
+pub struct ValueCodec<T> {
+    seal: fn(&T, Meta, usize) -> Result<Vec<u8>, CodecError>,
+    open: OpenFn<T>,
+}
+
+/// Reads an envelope: its header and the value.
+type OpenFn<T> = fn(&[u8]) -> Result<(Meta, T), Invalid>;
+
+impl<T> Clone for ValueCodec<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for ValueCodec<T> {}
+
+impl<T> std::fmt::Debug for ValueCodec<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ValueCodec")
+    }
+}
+
+impl<T: CacheValue> ValueCodec<T> {
+    pub(crate) fn new() -> Self {
+        ValueCodec {
+            seal: |value, meta, compress_above| {
+                envelope::seal::<ActiveCodec, T>(value, meta, compress_above)
+            },
+            open: envelope::open::<ActiveCodec, T>,
+        }
+    }
+}
+
+impl<T> ValueCodec<T> {
+    pub(crate) fn seal(
+        &self,
+        value: &T,
+        meta: Meta,
+        compress_above: usize,
+    ) -> Result<Vec<u8>, CodecError> {
+        (self.seal)(value, meta, compress_above)
+    }
+
+    pub(crate) fn open(&self, bytes: &[u8]) -> Result<(Meta, T), Invalid> {
+        (self.open)(bytes)
+    }
+}
+
+/// The codec of a function's stored values; the generated code calls it spanned on the return
+/// type, so a type that cannot be cached is reported there, once.
+#[doc(hidden)]
+pub fn value_codec<T: CacheValue>() -> ValueCodec<T> {
+    ValueCodec::new()
+}
 
 /// Decides, per return value, what goes to Redis and for how long.
 ///

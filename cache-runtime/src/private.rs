@@ -6,7 +6,7 @@ pub use crate::invalidation::{invalidate, write_through};
 pub use crate::key::{AddSerialized, AddUnkeyable, CallKey, KeyArg, KeyBuilder, KeyPart, KeyValue};
 pub use crate::policy::{
     CacheValue, IntoTtl, LocalValue, OkOnly, Plain, Policy, Rules, SomeOnly, SomeOrNone,
-    collect_tags,
+    ValueCodec, collect_tags, value_codec,
 };
 pub use crate::site::Site;
 pub use crate::spec::SiteSpec;

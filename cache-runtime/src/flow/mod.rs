@@ -36,13 +36,12 @@ mod body;
 pub use body::{Background, Body, Computed, Inline};
 
 use crate::cache::Cache;
-use crate::codec::ActiveCodec;
 use crate::connection::{CommandError, Connection};
-use crate::envelope::{self, Meta, unix_ms};
+use crate::envelope::{Meta, unix_ms};
 use crate::freshness::{self, Freshness};
 use crate::key::CallKey;
 use crate::local::{Keep, KeepLocal};
-use crate::policy::{CacheValue, LocalValue, Policy, Rules};
+use crate::policy::{CacheValue, LocalValue, Policy, Rules, ValueCodec};
 use crate::site::Site;
 use crate::stampede::lock::{Attempt, Lock, Locks};
 use crate::stampede::single_flight::{self, Handoff, Join, Leader};
@@ -65,16 +64,16 @@ pub async fn cached<P, R, B>(
     site: &'static Site,
     cache: &Cache,
     call: CallKey,
+    codec: ValueCodec<P::Stored>,
     rules: Rules<'_, P::Value>,
     body: B,
 ) -> R
 where
     P: Policy<R>,
-    P::Stored: CacheValue,
     B: Body<R, P::Value>,
 {
     site.register(call.self_type());
-    let (value, outcome) = answer::<P, R>(site, cache, call, &rules, body, None).await;
+    let (value, outcome) = answer::<P, R>(site, cache, call, codec, &rules, body, None).await;
     site.answered(outcome);
     value
 }
@@ -86,12 +85,13 @@ pub async fn cached_local<P, R, B>(
     site: &'static Site,
     cache: &Cache,
     call: CallKey,
+    codec: ValueCodec<P::Stored>,
     rules: Rules<'_, P::Value>,
     body: B,
 ) -> R
 where
     P: Policy<R>,
-    P::Stored: CacheValue + LocalValue,
+    P::Stored: LocalValue,
     B: Body<R, P::Value>,
 {
     site.register(call.self_type());
@@ -103,7 +103,7 @@ where
         _ => None,
     };
     let Some((tier, store, args)) = store else {
-        let (value, outcome) = answer::<P, R>(site, cache, call, &rules, body, None).await;
+        let (value, outcome) = answer::<P, R>(site, cache, call, codec, &rules, body, None).await;
         site.answered(outcome);
         return value;
     };
@@ -121,7 +121,8 @@ where
         watch: store.get().watch(args),
         local_ttl: freshness::local_ttl(&site.spec),
     };
-    let (value, outcome) = answer::<P, R>(site, cache, call, &rules, body, Some(&keep)).await;
+    let (value, outcome) =
+        answer::<P, R>(site, cache, call, codec, &rules, body, Some(&keep)).await;
     site.answered(outcome);
     value
 }
@@ -130,13 +131,13 @@ async fn answer<P, R>(
     site: &'static Site,
     cache: &Cache,
     call: CallKey,
+    codec: ValueCodec<P::Stored>,
     rules: &Rules<'_, P::Value>,
     body: impl Body<R, P::Value>,
     keep: Option<&(dyn KeepLocal<P::Stored> + Sync)>,
 ) -> (R, Outcome)
 where
     P: Policy<R>,
-    P::Stored: CacheValue,
 {
     // Asked for by a `_refresh` companion around this call; taken here, so calls made by the
     // function's body are ordinary calls.
@@ -168,6 +169,7 @@ where
         conn,
         locks,
         key: &key,
+        codec,
         rules,
         keep,
         types: PhantomData,
@@ -187,7 +189,7 @@ where
         };
         match follower.handoff().await {
             Some(Handoff::Entry(bytes)) => {
-                if let Ok((_, value)) = envelope::open::<ActiveCodec, P::Stored>(&bytes) {
+                if let Ok((_, value)) = codec.open(&bytes) {
                     return (P::from_stored(value), Outcome::Coalesced);
                 }
             }
@@ -223,6 +225,8 @@ struct Call<'a, P: Policy<R>, R> {
     conn: &'a Connection,
     locks: &'a Locks,
     key: &'a str,
+    /// How values are sealed into envelopes and opened from them.
+    codec: ValueCodec<P::Stored>,
     /// The attribute's `ttl = EXPR` / `ttl = |v| ...` / `unless = |v| ...`.
     rules: &'a Rules<'a, P::Value>,
     /// Where values read from Redis are copied, for a function with `local = N`.
@@ -250,7 +254,6 @@ enum Refresh {
 impl<P, R> Call<'_, P, R>
 where
     P: Policy<R>,
-    P::Stored: CacheValue,
 {
     /// The lookup, and what follows it. Only the hit is handled in place: everything else
     /// (fallback, refresh, lock and computation) runs in a boxed future, so the future every
@@ -267,7 +270,7 @@ where
         };
 
         if let Some(bytes) = found {
-            match envelope::open::<ActiveCodec, P::Stored>(&bytes) {
+            match self.codec.open(&bytes) {
                 Ok((meta, value)) => {
                     let now = unix_ms(SystemTime::now());
                     let why = match freshness::judge(&meta, now, &site.spec, freshness::draw_open())
@@ -436,9 +439,9 @@ where
 
     /// Takes the key's lock or waits for its holder; an entry found comes with its freshness.
     async fn lock_or_wait(&self) -> Result<Waited<(u64, P::Stored)>, CommandError> {
-        let spec = &self.site.spec;
+        let (spec, codec) = (&self.site.spec, self.codec);
         stampede::lock_or_wait(self.locks, self.site, self.key, |bytes| {
-            let (meta, value) = envelope::open::<ActiveCodec, P::Stored>(bytes).ok()?;
+            let (meta, value) = codec.open(bytes).ok()?;
             let now = unix_ms(SystemTime::now());
             // Anything servable ends the wait: the holder just stored it.
             (freshness::judge(&meta, now, spec, 1.0) != Freshness::Expired)
@@ -499,8 +502,7 @@ where
             return Refreshed::NotHere;
         };
         // Someone refreshed between our read and our lock (and released it): serve theirs.
-        if let Some(Ok((newer, value))) =
-            entry.map(|bytes| envelope::open::<ActiveCodec, P::Stored>(&bytes))
+        if let Some(Ok((newer, value))) = entry.map(|bytes| self.codec.open(&bytes))
             && newer.computed_at_ms > meta.computed_at_ms
         {
             lock.release().await;
@@ -571,7 +573,10 @@ where
         }
         let (fresh, keep) = freshness::lifetimes(ttl.as_secs(), spec, fastrand::f64());
         let meta = Meta::new(SystemTime::now(), fresh, ran.took);
-        match envelope::seal::<ActiveCodec, _>(stored, meta, self.cache.limits().compress_above) {
+        match self
+            .codec
+            .seal(stored, meta, self.cache.limits().compress_above)
+        {
             Ok(bytes) => Some(Envelope {
                 bytes: Arc::new(bytes),
                 keep,
@@ -725,6 +730,7 @@ fn spawn_refresh<P, R, M, F>(
             conn,
             locks,
             key: &key,
+            codec: ValueCodec::new(),
             rules: &rules,
             keep: None,
             types: PhantomData,
