@@ -90,7 +90,7 @@ pub fn value_codec<T: CacheValue>() -> ValueCodec<T> {
 
 /// Decides, per return value, what goes to Redis and for how long.
 ///
-/// The impls put no bound on the stored type: `cached` requires `Stored: CacheValue` itself, so a
+/// The impls put no bound on the stored type: [`value_codec`] requires `Stored: CacheValue`, so a
 /// type that cannot be stored is reported as such, once, with [`CacheValue`]'s message.
 #[doc(hidden)]
 pub trait Policy<R> {
