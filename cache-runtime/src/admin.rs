@@ -80,6 +80,7 @@ async fn stats(State(cache): State<Cache>) -> Response {
     Json(json!({
         "cache": { "prefix": cache.prefix(), "enabled": cache.is_enabled() },
         "breaker": cache.breaker(),
+        "breakers": cache.breakers(),
         "tag_invalidations": snapshot.tag_invalidations,
         "redis": redis,
         "total": WithRatio::from(&snapshot.total),

@@ -43,6 +43,34 @@ pub struct BreakerStats {
     pub closed: u64,
 }
 
+impl BreakerStats {
+    /// Several breakers as one: open while any is, their openings and closings added up.
+    pub(crate) fn sum(all: &[BreakerStats]) -> BreakerStats {
+        BreakerStats {
+            state: if all.iter().any(|b| b.state == BreakerState::Open) {
+                BreakerState::Open
+            } else {
+                BreakerState::Closed
+            },
+            opened: all.iter().map(|b| b.opened).sum(),
+            closed: all.iter().map(|b| b.closed).sum(),
+        }
+    }
+}
+
+/// One circuit breaker of a cache, from [`Cache::breakers`](crate::Cache::breakers): the
+/// server's (or the Sentinel primary's), or on a Redis Cluster the deployment's (connecting, and
+/// keys of slots no known primary serves) and one per primary.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct NodeBreaker {
+    /// What it guards: the server's URL (without password), a cluster primary's `host:port`,
+    /// or a description of the deployment.
+    pub node: String,
+    #[serde(flatten)]
+    pub stats: BreakerStats,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BreakerSettings {
     pub threshold: u32,
@@ -128,6 +156,11 @@ impl Breaker {
         }
     }
 
+    /// Where the Redis this breaker guards is (no password): a server, or a cluster's primary.
+    pub(crate) fn address(&self) -> &str {
+        &self.address
+    }
+
     /// Whether calls skip Redis now (probes aside).
     pub(crate) fn is_open(&self) -> bool {
         self.open.load(Ordering::Acquire)
@@ -150,7 +183,7 @@ impl Breaker {
                 "redis_cache: Redis answers again; circuit breaker closed, caching resumes"
             );
             #[cfg(feature = "metrics")]
-            crate::stats::metrics::breaker_open(&self.cache, false);
+            crate::stats::metrics::breaker_open(&self.cache, &self.address, false);
         }
     }
 
@@ -201,7 +234,7 @@ impl Breaker {
             );
             say_unreachable(&self.address, why);
             #[cfg(feature = "metrics")]
-            crate::stats::metrics::breaker_open(&self.cache, true);
+            crate::stats::metrics::breaker_open(&self.cache, &self.address, true);
         }
     }
 

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use crate::background::Background;
-use crate::breaker::{BreakerState, BreakerStats};
+use crate::breaker::{BreakerStats, NodeBreaker};
 use crate::config::{CacheBuilder, ConfigError, ValueLimits};
 use crate::connection::Connection;
 use crate::health::{HealthError, RedisHealth};
@@ -102,17 +102,28 @@ impl Cache {
         self.inner.connection.is_some()
     }
 
-    /// The circuit breaker's state and how often it opened and closed. A disabled cache's is
-    /// always closed.
+    /// The circuit breakers summed up: open while any is (on a Redis Cluster, while one
+    /// primary's is, only that primary's keys skip Redis), and how often they opened and closed.
+    /// A disabled cache's is always closed. [`Cache::breakers`] has each one.
     pub fn breaker(&self) -> BreakerStats {
         match self.connection() {
-            Some(conn) => conn.breaker().stats(),
-            None => BreakerStats {
-                state: BreakerState::Closed,
-                opened: 0,
-                closed: 0,
-            },
+            Some(conn) => conn.breaker_totals(),
+            None => BreakerStats::sum(&[]),
         }
+    }
+
+    /// Each circuit breaker: one for a single server or a Sentinel primary (and one for the
+    /// reader endpoint, when configured); on a Redis Cluster, one per primary, by the address
+    /// the cluster announces, after the deployment's own (which guards connecting and keys of
+    /// slots no known primary serves). Empty for a disabled cache.
+    pub fn breakers(&self) -> Vec<NodeBreaker> {
+        let Some(conn) = self.connection() else {
+            return Vec::new();
+        };
+        conn.breakers()
+            .into_iter()
+            .map(|(node, stats)| NodeBreaker { node, stats })
+            .collect()
     }
 
     /// Memory, eviction policy and evictions of the server behind this cache, read with `INFO`

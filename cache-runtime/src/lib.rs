@@ -112,8 +112,8 @@
 //! | `codec`, `envelope` | the stored bytes: payload codec, header, compression |
 //! | `policy` | what is stored for each return shape (`Ok`, `Some`, everything) |
 //! | `freshness` | fresh, stale or due for early refresh (XFetch); TTL jitter |
-//! | `connection` | Redis: endpoints, one server/cluster/Sentinel, the lazily connected link, deadlines, refused commands |
-//! | `breaker` | the circuit breaker |
+//! | `connection` | Redis: endpoints, one server/cluster/Sentinel, the lazily connected link, deadlines, refused commands; a cluster's slot map and routing per primary (`cluster`, `shards`) |
+//! | `breaker` | the circuit breaker (one per server, or per cluster primary) |
 //! | `health` | the start-up check of memory and eviction policy |
 //! | `stampede` | single-flight, the per-key Redis lock, pub/sub wake-ups of its waiters |
 //! | `flow` | the cache-aside flow of one call |
@@ -155,7 +155,7 @@ mod stats;
 mod sync;
 mod tags;
 
-pub use breaker::{BreakerState, BreakerStats};
+pub use breaker::{BreakerState, BreakerStats, NodeBreaker};
 pub use cache::{Cache, default_cache, set_default};
 pub use cache_macro::redis_cache;
 pub use config::{

@@ -33,11 +33,17 @@ impl RedisCluster {
 
     /// [`RedisCluster::start`] with another `cluster-node-timeout`.
     pub fn start_with_node_timeout(node_timeout_ms: u64) -> RedisCluster {
+        Self::start_with(node_timeout_ms, &[])
+    }
+
+    /// [`RedisCluster::start_with_node_timeout`] with more `redis-server` arguments for every
+    /// node.
+    pub fn start_with(node_timeout_ms: u64, extra: &[&str]) -> RedisCluster {
         let dir = ScratchDir::new("cluster");
         let timeout = node_timeout_ms.to_string();
         let nodes: Vec<RedisServer> = (0..6)
             .map(|_| {
-                RedisServer::start_cluster_node(&[
+                let mut args = vec![
                     "--cluster-enabled",
                     "yes",
                     "--cluster-node-timeout",
@@ -47,7 +53,9 @@ impl RedisCluster {
                     "0",
                     "--dir",
                     dir.as_str(),
-                ])
+                ];
+                args.extend_from_slice(extra);
+                RedisServer::start_cluster_node(&args)
             })
             .collect();
         let addresses: Vec<String> = nodes

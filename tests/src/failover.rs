@@ -186,3 +186,182 @@ pub async fn under_load(
         recovered_after,
     }
 }
+
+/// Entries the per-shard load spreads over a cluster's primaries.
+pub const SHARD_IDS: usize = 192;
+/// The per-shard load counts hits in windows of this length.
+pub const WINDOW: Duration = Duration::from_millis(100);
+
+static SHARDED_RUNS: [AtomicU64; SHARD_IDS] = [const { AtomicU64::new(0) }; SHARD_IDS];
+
+/// The per-shard load's function: counts its runs per id, so a call that did not run it was
+/// served from Redis.
+#[redis_cache(ttl = 300, skip(cache), cache = cache, name = "failover::sharded")]
+pub async fn sharded(cache: &Cache, id: u64) -> u64 {
+    SHARDED_RUNS[id as usize].fetch_add(1, Ordering::SeqCst);
+    id * 3
+}
+
+/// What the calls for each shard saw while one shard failed over.
+#[derive(Debug, Clone)]
+pub struct ShardReport {
+    /// Per shard, the calls served from Redis in each [`WINDOW`] after the kill.
+    pub hits: Vec<Vec<u64>>,
+    /// The killed shard.
+    pub victim: usize,
+    /// Calls made, and those that returned a wrong value.
+    pub calls: u64,
+    pub errors: u64,
+    /// From the kill until a call for the killed shard's keys was served from Redis again.
+    pub recovered_after: Duration,
+}
+
+impl ShardReport {
+    /// The windows after the first (the kill's own) until the killed shard served again.
+    pub fn windows(&self) -> std::ops::Range<usize> {
+        1..self.hits[self.victim].len()
+    }
+
+    /// Per shard, the fewest hits in one of [`ShardReport::windows`].
+    pub fn fewest(&self) -> Vec<u64> {
+        self.hits
+            .iter()
+            .map(|per_window| {
+                per_window[self.windows()]
+                    .iter()
+                    .copied()
+                    .min()
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Display for ShardReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "calls {}, errors {}, killed shard {} served again {:.2?} after the kill; hits per \
+             {WINDOW:?} window after the first, fewest per shard {:?}",
+            self.calls,
+            self.errors,
+            self.victim,
+            self.recovered_after,
+            self.fewest()
+        )?;
+        for (shard, per_window) in self.hits.iter().enumerate() {
+            write!(f, "\n  shard {shard}: {per_window:?}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `tasks` tasks call [`sharded`], each on ids of one shard (`shard_of[id]`, shards numbered
+/// from 0), counting the calls served from Redis per shard and [`WINDOW`]; after `kill` (of
+/// shard `victim`), the load runs until a call for the victim's keys is served from Redis again
+/// (or `deadline`).
+pub async fn per_shard(
+    cache: &Cache,
+    shard_of: &[usize],
+    victim: usize,
+    tasks: usize,
+    kill: impl FnOnce(),
+    deadline: Duration,
+) -> ShardReport {
+    let shards = shard_of.iter().max().map_or(0, |max| max + 1);
+    let max_windows = (deadline.as_millis() / WINDOW.as_millis()) as usize + 2;
+    let hits: Arc<Vec<Vec<AtomicU64>>> = Arc::new(
+        (0..shards)
+            .map(|_| (0..max_windows).map(|_| AtomicU64::new(0)).collect())
+            .collect(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let killed_at: Arc<std::sync::OnceLock<Instant>> = Arc::default();
+    // Each id belongs to one task, so a run of the function during a call is that call's.
+    let mut handles = Vec::new();
+    for task in 0..tasks {
+        let shard = task % shards;
+        let (rank, of) = (task / shards, tasks.div_ceil(shards));
+        let ids: Vec<u64> = (0..shard_of.len())
+            .filter(|&id| shard_of[id] == shard)
+            .enumerate()
+            .filter(|(nth, _)| nth % of == rank)
+            .map(|(_, id)| id as u64)
+            .collect();
+        let (cache, stop, calls, errors, hits, killed_at) = (
+            cache.clone(),
+            stop.clone(),
+            calls.clone(),
+            errors.clone(),
+            hits.clone(),
+            killed_at.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            for &id in ids.iter().cycle() {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let runs = SHARDED_RUNS[id as usize].load(Ordering::SeqCst);
+                let value = sharded(&cache, id).await;
+                calls.fetch_add(1, Ordering::Relaxed);
+                if value != id * 3 {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+                let served = SHARDED_RUNS[id as usize].load(Ordering::SeqCst) == runs;
+                if let Some(killed) = killed_at.get()
+                    && served
+                {
+                    let window = (killed.elapsed().as_millis() / WINDOW.as_millis()) as usize;
+                    if let Some(count) = hits[shard].get(window) {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    // Warm: every task has served a hit (so every shard is in use) before the kill.
+    let warm = Instant::now();
+    while calls.load(Ordering::Relaxed) < 10 * tasks as u64 {
+        assert!(warm.elapsed() < deadline, "the load did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let killed = Instant::now();
+    killed_at.set(killed).expect("one kill");
+    kill();
+    // The killed shard is served again once its replica is promoted: a cluster event no
+    // client hears of, so poll the counts, a window at a time.
+    let last = loop {
+        let now = (killed.elapsed().as_millis() / WINDOW.as_millis()) as usize;
+        if let Some(window) = (1..now).find(|&w| hits[victim][w].load(Ordering::Relaxed) > 0) {
+            break window;
+        }
+        assert!(
+            killed.elapsed() < deadline,
+            "the killed shard was not served again within {deadline:?}; breakers {:?}",
+            cache.breakers()
+        );
+        tokio::time::sleep(WINDOW / 2).await;
+    };
+    stop.store(true, Ordering::Relaxed);
+    for handle in handles {
+        handle.await.expect("a load task panicked");
+    }
+    ShardReport {
+        hits: hits
+            .iter()
+            .map(|per_window| {
+                per_window[..=last]
+                    .iter()
+                    .map(|c| c.load(Ordering::Relaxed))
+                    .collect()
+            })
+            .collect(),
+        victim,
+        calls: calls.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        recovered_after: WINDOW * last as u32,
+    }
+}

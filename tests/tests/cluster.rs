@@ -96,6 +96,83 @@ async fn a_primary_killed_under_load_fails_over_with_no_errors_and_the_cache_com
     cluster.wait_until_healthy(3);
 }
 
+/// One breaker per primary: while one shard fails over, the keys of the other two keep being
+/// served from Redis, in every 100 ms window.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_primary_sends_only_its_own_keys_to_the_function() {
+    // With the default (`yes`), every node refuses every key (CLUSTERDOWN) from the moment the
+    // cluster agrees a primary failed until its replica is promoted: no client could hit then.
+    let mut cluster = RedisCluster::start_with(
+        NODE_TIMEOUT_UNDER_LOAD_MS,
+        &["--cluster-require-full-coverage", "no"],
+    );
+    let cache = failover::cache(cluster.builder(), "shards");
+    // Which primary holds each id's entry: store it, and see whose key count grew.
+    let primaries: Vec<usize> = (0..cluster.nodes().len())
+        .filter(|&i| cluster.nodes()[i].cli(&["ROLE"]).starts_with("master"))
+        .collect();
+    let sizes = |cluster: &RedisCluster| {
+        primaries
+            .iter()
+            .map(|&i| {
+                cluster.nodes()[i]
+                    .cli(&["DBSIZE"])
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap()
+            })
+            .collect::<Vec<u64>>()
+    };
+    let mut shard_of = Vec::new();
+    for id in 0..failover::SHARD_IDS as u64 {
+        let before = sizes(&cluster);
+        failover::sharded(&cache, id).await;
+        cache.flush().await;
+        let after = sizes(&cluster);
+        let shard = (0..primaries.len())
+            .find(|&s| after[s] > before[s])
+            .expect("the entry landed on a primary");
+        shard_of.push(shard);
+    }
+    assert_eq!(
+        cache.breakers().len(),
+        1 + primaries.len(),
+        "the cluster's, then one per primary: {:?}",
+        cache.breakers()
+    );
+    let victim = 0;
+    let watchdog = cluster.report_after(Duration::from_secs(60));
+    let report = failover::per_shard(
+        &cache,
+        &shard_of,
+        victim,
+        64,
+        || cluster.nodes_mut()[primaries[victim]].kill(),
+        Duration::from_secs(120),
+    )
+    .await;
+    drop(watchdog);
+    println!("per-shard failover: {report}");
+    assert_eq!(report.errors, 0, "{report}");
+    let fewest = report.fewest();
+    for shard in (0..primaries.len()).filter(|&s| s != victim) {
+        assert!(
+            fewest[shard] > 0,
+            "shard {shard} had a window without hits: {report}"
+        );
+    }
+    // The killed primary's breaker opened (it is no longer listed: its replica serves the
+    // slots now); the others' never did.
+    let breakers = cache.breakers();
+    println!("breakers: {breakers:?}");
+    assert!(cache.breaker().opened >= 1, "{breakers:?}");
+    assert_eq!(breakers.len(), 1 + primaries.len(), "{breakers:?}");
+    for breaker in &breakers {
+        assert_eq!(breaker.stats.opened, 0, "{breakers:?}");
+    }
+    cluster.wait_until_healthy(3);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_process_holds_one_connection_per_primary_and_one_for_pub_sub_whatever_the_load() {
     let cluster = RedisCluster::start();

@@ -191,8 +191,12 @@ async fn stats_and_metrics_match_a_counted_workload_exactly() {
     // The breaker's gauge, for a cache whose Redis is not there.
     let down = redis_cache_tests::unreachable_cache("metrics-down");
     counted(&down, 1).await;
+    let [breaker] = <[_; 1]>::try_from(down.breakers()).expect("one breaker for one server");
     assert_eq!(
-        recorded.gauge("redis_cache_breaker_open{prefix=metrics-down}"),
+        recorded.gauge(&format!(
+            "redis_cache_breaker_open{{prefix=metrics-down,node={}}}",
+            breaker.node
+        )),
         Some(1.0)
     );
 

@@ -1,42 +1,48 @@
-//! Talking to Redis: connecting lazily, deadlines on every command, the circuit breaker's
-//! verdicts, and reconnecting when its probe finds no connection.
+//! Talking to Redis: connecting lazily, deadlines on every command, the circuit breakers'
+//! verdicts, and reconnecting when a probe finds no connection.
 //!
 //! The flow only sees [`Connection::get`] and [`Connection::set`] and a [`CommandError`]; which kind
-//! of deployment sits behind them (one server, a cluster, Sentinel: [`target`]) is not its
-//! business.
+//! of deployment sits behind them (one server, a cluster, Sentinel: [`target`], [`cluster`]) is
+//! not its business.
 //!
 //! # Connection budget
 //!
 //! Each [`Cache`](crate::Cache) opens, at most:
-//! - one multiplexed command connection (a cluster: one per primary, from redis-rs's cluster
-//!   connection), shared by every call of every function;
+//! - one multiplexed command connection (a cluster: one per primary), shared by every call of
+//!   every function;
 //! - one pub/sub connection, from the first time a call waits on another process's lock;
 //! - one more command connection to the reader endpoint, when one is configured;
 //! - with a local tier (a function with `local = N`), one RESP3 connection per primary for its
 //!   invalidation channel (`crate::local`);
 //! - with Sentinel, one connection to each sentinel asked for the primary, kept for the next
-//!   failover.
+//!   failover;
+//! - on a cluster, a short-lived connection to a configured node when no primary it knows can
+//!   say where the slots are (at start, or when all of them failed).
 //!
 //! Calls never open connections of their own, so the count does not grow with load.
 
+mod cluster;
 mod endpoints;
 mod lazy;
+mod server;
+mod shards;
 mod target;
 
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use redis::{Cmd, FromRedisValue, RedisError};
 
-use crate::breaker::{Allow, Breaker, BreakerSettings};
+use crate::breaker::{Allow, BreakerSettings, BreakerStats};
 use crate::health::RedisHealth;
+use cluster::Cluster;
 #[cfg(feature = "tls")]
 pub(crate) use endpoints::TlsFiles;
 pub(crate) use endpoints::{Endpoints, Servers, redact, with_scheme};
 pub(crate) use lazy::{LazyLink, Linked, Unlinked};
+use server::Server;
 pub(crate) use target::Node;
-use target::{Link, Target};
+use target::Target;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timeouts {
@@ -147,17 +153,22 @@ impl Lua {
 }
 
 pub(crate) struct Connection {
-    target: Target,
+    /// How commands reach the servers.
+    route: Route,
     /// The replica endpoint lookups go to, if configured: a connection of its own, with its
     /// own breaker.
     reader: Option<Box<Connection>>,
     timeouts: Timeouts,
-    breaker: Breaker,
-    /// Refusals already logged (bits of [`Refusal`]), re-armed by a successful write.
-    refusals_logged: AtomicU8,
-    /// Connected at the first command; numbered, so a failure only discards the link it
-    /// happened on. No backoff of its own: the breaker decides when to try again.
-    link: LazyLink<Link>,
+}
+
+// One per cache: the single server inline saves an indirection on each of its commands.
+#[allow(clippy::large_enum_variant)]
+enum Route {
+    /// One server, or the primary Sentinel names: one link, one breaker.
+    Direct(Server),
+    /// A Redis Cluster: each key's commands go to the primary serving its slot, each primary
+    /// with its own link and breaker.
+    Cluster(Arc<Cluster>),
 }
 
 impl Connection {
@@ -183,13 +194,18 @@ impl Connection {
             }
             None => None,
         };
+        let target = Target::open(endpoints)?;
+        let address = endpoints.describe();
+        let route = match target {
+            Target::Cluster { .. } => Route::Cluster(Arc::new(Cluster::new(
+                target, address, timeouts, breaker, cache,
+            ))),
+            target => Route::Direct(Server::new(target, address, timeouts, breaker, cache, true)),
+        };
         Ok(Connection {
-            target: Target::open(endpoints, &timeouts)?,
+            route,
             reader,
             timeouts,
-            breaker: Breaker::new(breaker, cache.to_string(), endpoints.describe()),
-            refusals_logged: AtomicU8::new(0),
-            link: LazyLink::new(Duration::ZERO),
         })
     }
 
@@ -197,15 +213,12 @@ impl Connection {
     /// breaker is closed.
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CommandError> {
         if let Some(reader) = &self.reader
-            && reader.breaker.allow() != Allow::Skip
+            && let Route::Direct(server) = &reader.route
+            && server.breaker().allow() != Allow::Skip
         {
-            return reader.run_allowed(redis::cmd("GET").arg(key)).await;
+            return server.run_allowed(redis::cmd("GET").arg(key)).await;
         }
-        // While the breaker is open, a call does not even build the command.
-        if self.breaker.allow() == Allow::Skip {
-            return Err(CommandError::Unavailable);
-        }
-        self.run_allowed(redis::cmd("GET").arg(key)).await
+        self.run(key.as_bytes(), redis::cmd("GET").arg(key)).await
     }
 
     /// `SET key value PX ttl`.
@@ -216,6 +229,7 @@ impl Connection {
         ttl: Duration,
     ) -> Result<(), CommandError> {
         self.run(
+            key.as_bytes(),
             redis::cmd("SET")
                 .arg(key)
                 .arg(value)
@@ -226,14 +240,12 @@ impl Connection {
     }
 
     /// The primaries holding the keyspace: [`Node::Any`] for one server, each primary of a
-    /// cluster.
+    /// cluster (from a slot map read now).
     pub(crate) async fn primaries(&self) -> Result<Vec<Node>, CommandError> {
-        if self.breaker.allow() == Allow::Skip {
-            return Err(CommandError::Unavailable);
+        match &self.route {
+            Route::Direct(_) => Ok(vec![Node::Any]),
+            Route::Cluster(cluster) => cluster.primaries().await,
         }
-        let (mut link, generation) = self.link().await?;
-        let primaries = link.primaries().await;
-        self.judge(primaries, generation)
     }
 
     /// One `SCAN` step on `node`: the next cursor (0 at the end) and the keys matching
@@ -256,9 +268,15 @@ impl Connection {
     }
 
     /// `UNLINK keys...`: deletes them (freeing memory off the main thread); how many existed. A
-    /// cluster splits the command by slot.
+    /// cluster deletes each slot's keys with a command of their own.
     pub(crate) async fn unlink(&self, keys: &[String]) -> Result<u64, CommandError> {
-        self.run(redis::cmd("UNLINK").arg(keys)).await
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        match &self.route {
+            Route::Direct(server) => server.run(redis::cmd("UNLINK").arg(keys)).await,
+            Route::Cluster(cluster) => cluster.unlink(keys).await,
+        }
     }
 
     /// Runs a Lua script: by hash, and by source the first time a server does not know it.
@@ -273,9 +291,10 @@ impl Connection {
             cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
             cmd
         };
-        match self.run(&command("EVALSHA", lua.hash())).await {
+        let first = keys.first().map_or(&b""[..], |k| k.as_bytes());
+        match self.run(first, &command("EVALSHA", lua.hash())).await {
             Err(CommandError::Redis(err)) if err.code() == Some("NOSCRIPT") => {
-                self.run(&command("EVAL", lua.source)).await
+                self.run(first, &command("EVAL", lua.source)).await
             }
             other => other,
         }
@@ -287,10 +306,14 @@ impl Connection {
     /// attempt ask the sentinels for the new primary).
     pub(crate) async fn tracking_clients(&self) -> Result<Vec<redis::Client>, CommandError> {
         let primaries = self.primaries().await?;
-        if matches!(primaries.as_slice(), [Node::Any]) {
-            let _: String = self.run(&redis::cmd("PING")).await?;
-        }
-        self.target
+        let target = match &self.route {
+            Route::Direct(server) => {
+                let _: String = server.run(&redis::cmd("PING")).await?;
+                server.target()
+            }
+            Route::Cluster(cluster) => cluster.target(),
+        };
+        target
             .tracking_clients(&primaries)
             .map_err(CommandError::Redis)
     }
@@ -298,138 +321,51 @@ impl Connection {
     /// Clients for the pub/sub connection, to try in order: the server, the configured nodes of
     /// a cluster, or the primary the sentinels named last.
     pub(crate) fn pubsub_clients(&self) -> Vec<redis::Client> {
-        self.target.pubsub_clients()
+        match &self.route {
+            Route::Direct(server) => server.target().pubsub_clients(),
+            Route::Cluster(cluster) => cluster.target().pubsub_clients(),
+        }
     }
 
     pub(crate) fn timeouts(&self) -> &Timeouts {
         &self.timeouts
     }
 
-    pub(crate) fn breaker(&self) -> &Breaker {
-        &self.breaker
-    }
-
-    /// Runs one command within the connect and command deadlines, unless the breaker is open.
-    async fn run<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, CommandError> {
-        if self.breaker.allow() == Allow::Skip {
-            return Err(CommandError::Unavailable);
-        }
-        self.run_allowed(cmd).await
-    }
-
-    /// [`Connection::run`] for a command that is not about a key, on one node.
-    async fn run_on<T: FromRedisValue>(&self, cmd: &Cmd, node: &Node) -> Result<T, CommandError> {
-        if self.breaker.allow() == Allow::Skip {
-            return Err(CommandError::Unavailable);
-        }
-        let (mut link, generation) = self.link().await?;
-        let reply = link.query_node(cmd, node).await;
-        self.judge(reply, generation)
-    }
-
-    /// [`Connection::run`] once the breaker has let the command through.
-    async fn run_allowed<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, CommandError> {
-        let (mut link, generation) = self.link().await?;
-        // The command deadline is the connection's response timeout (set when it was opened):
-        // one timer per command, covering the send and the reply.
-        let reply = link.query(cmd).await;
-        self.judge(reply, generation)
-    }
-
-    /// What a reply tells the breaker and the link, and the caller.
-    fn judge<T>(&self, reply: Result<T, RedisError>, generation: u64) -> Result<T, CommandError> {
-        match reply {
-            Ok(value) => {
-                self.breaker.success();
-                Ok(value)
+    /// Every breaker of this connection and of the reader's, by what it guards: the server's
+    /// (its URL without password); on a cluster, the slot map's (the configured nodes) and each
+    /// primary's (`host:port`).
+    pub(crate) fn breakers(&self) -> Vec<(String, BreakerStats)> {
+        let mut all = match &self.route {
+            Route::Direct(server) => {
+                let breaker = server.breaker();
+                vec![(breaker.address().to_string(), breaker.stats())]
             }
-            Err(err) if err.is_timeout() => {
-                self.breaker.failure(&"command timed out");
-                self.rebuild_if_stuck(generation);
-                Err(CommandError::Timeout)
-            }
-            Err(err) => {
-                if err.is_unrecoverable_error() || err.is_connection_dropped() || err.is_io_error()
-                {
-                    self.breaker.failure(&err);
-                    self.discard(generation);
-                    self.rebuild_if_stuck(generation);
-                } else {
-                    // An error reply: the server is alive and answering.
-                    self.breaker.success();
-                    self.log_refusal(&err);
-                    if err.code() == Some("READONLY") {
-                        // A primary demoted by a failover (behind Sentinel, or a managed
-                        // endpoint whose DNS name moved): reconnecting finds the new one.
-                        self.discard(generation);
-                    }
-                }
-                if err.code() == Some("WRONGTYPE") {
-                    return Err(CommandError::WrongType);
-                }
-                Err(CommandError::Redis(err))
-            }
-        }
-    }
-
-    /// Logs, once until a write succeeds again, why Redis refuses the cache's commands.
-    fn log_refusal(&self, err: &RedisError) {
-        let Some(refusal) = Refusal::of(err) else {
-            return;
+            Route::Cluster(cluster) => cluster.breakers(),
         };
-        let bit = 1 << refusal as u8;
-        if self.refusals_logged.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
-            tracing::warn!(code = err.code(), error = %err, "redis_cache: {}", refusal.explain());
+        if let Some(reader) = &self.reader {
+            all.extend(reader.breakers());
         }
+        all
+    }
+
+    /// The breakers summed up: open while any is, with the openings and closings of every
+    /// breaker this connection ever had (a cluster's primaries come and go).
+    pub(crate) fn breaker_totals(&self) -> BreakerStats {
+        let mut all = match &self.route {
+            Route::Direct(server) => vec![server.breaker().stats()],
+            Route::Cluster(cluster) => cluster.all_breakers(),
+        };
+        if let Some(reader) = &self.reader {
+            all.push(reader.breaker_totals());
+        }
+        BreakerStats::sum(&all)
     }
 
     /// A write went through: refusals are logged again if they come back.
     pub(crate) fn write_succeeded(&self) {
-        if self.refusals_logged.load(Ordering::Relaxed) != 0 {
-            self.refusals_logged.store(0, Ordering::Relaxed);
-        }
-    }
-
-    /// The live link, connecting first if there is none. A failed attempt trips the breaker,
-    /// whose probes then make the next attempts. One deadline covers waiting for another
-    /// caller's attempt and making our own: a call never spends more than the connect timeout
-    /// on connecting.
-    async fn link(&self) -> Result<(Link, u64), CommandError> {
-        let deadline = tokio::time::Instant::now() + self.timeouts.connect;
-        let connecting = |_generation| async move {
-            match tokio::time::timeout_at(deadline, self.target.connect(&self.timeouts)).await {
-                Ok(Ok(link)) => Ok(link),
-                Ok(Err(err)) => Err(CommandError::Redis(err)),
-                Err(_elapsed) => Err(CommandError::Timeout),
-            }
-        };
-        match self.link.get(deadline, connecting).await {
-            Ok(Linked {
-                mut link,
-                generation,
-                fresh,
-            }) => {
-                if fresh && generation == 1 {
-                    // Boxed: once per cache, and every command's future would carry it.
-                    Box::pin(self.log_health(&mut link)).await;
-                }
-                Ok((link, generation))
-            }
-            Err(Unlinked::TimedOut) => Err(CommandError::Timeout),
-            Err(Unlinked::Recently) => Err(CommandError::Unavailable),
-            Err(Unlinked::Failed(CommandError::Redis(err))) => {
-                self.breaker.trip(&err);
-                // Wrong credentials or certificates do not heal by waiting: say what to fix.
-                self.log_refusal(&err);
-                Err(CommandError::Redis(err))
-            }
-            Err(Unlinked::Failed(err)) => {
-                self.breaker.trip(&format_args!(
-                    "no connection within {:?}",
-                    self.timeouts.connect
-                ));
-                Err(err)
-            }
+        match &self.route {
+            Route::Direct(server) => server.write_succeeded(),
+            Route::Cluster(cluster) => cluster.write_succeeded(),
         }
     }
 
@@ -439,44 +375,22 @@ impl Connection {
         Ok(RedisHealth::parse(&info))
     }
 
-    /// The start-up check, once per cache: memory, eviction policy, and what to fix.
-    async fn log_health(&self, link: &mut Link) {
-        let cmd = redis::cmd("INFO");
-        let info = tokio::time::timeout(
-            self.timeouts.command,
-            link.query_node::<String>(&cmd, &Node::Any),
-        );
-        let health = match info.await {
-            Ok(Ok(info)) => RedisHealth::parse(&info),
-            // INFO may be renamed or forbidden on managed services: nothing to report then.
-            _ => return,
-        };
-        tracing::info!(%health, "redis_cache: connected");
-        for warning in health.warnings() {
-            tracing::warn!(%health, "redis_cache: {warning}");
+    /// Runs one command about `key` within the connect and command deadlines, unless a breaker
+    /// is open: the server's, or on a cluster the one of the primary serving the key's slot.
+    async fn run<T: FromRedisValue>(&self, key: &[u8], cmd: &Cmd) -> Result<T, CommandError> {
+        match &self.route {
+            Route::Direct(server) => server.run(cmd).await,
+            // Boxed: inline, the routing would grow every call's future, a single server's
+            // too; one allocation is nothing next to a round trip.
+            Route::Cluster(cluster) => Box::pin(cluster.run(key, cmd)).await,
         }
     }
 
-    /// Forgets a broken link (if it is still the current one); the next call reconnects. A
-    /// cluster connection is kept: it reconnects nodes and refreshes its slot map by itself.
-    fn discard(&self, generation: u64) {
-        self.forget(generation, |link| !link.reconnects_itself());
-    }
-
-    /// A command failed while the breaker is open (a probe, or a call in flight when it opened):
-    /// Redis has not answered through this link for a whole breaker interval. A link that
-    /// reconnects by itself (a cluster connection) is dropped too, then: redis-rs's cluster
-    /// connection can stay stuck after a failover, every request timing out against a cluster
-    /// that is healthy again, and a new one finds the topology from the configured nodes.
-    fn rebuild_if_stuck(&self, generation: u64) {
-        if self.breaker.is_open() {
-            self.forget(generation, |_| true);
-        }
-    }
-
-    fn forget(&self, generation: u64, applies: impl Fn(&Link) -> bool) {
-        if self.link.forget(generation, applies) {
-            tracing::debug!("redis_cache: connection lost; reconnecting on next call");
+    /// [`Connection::run`] for a command that is not about a key, on one node.
+    async fn run_on<T: FromRedisValue>(&self, cmd: &Cmd, node: &Node) -> Result<T, CommandError> {
+        match &self.route {
+            Route::Direct(server) => server.run(cmd).await,
+            Route::Cluster(cluster) => cluster.run_on(cmd, node).await,
         }
     }
 }

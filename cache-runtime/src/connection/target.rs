@@ -1,18 +1,15 @@
 //! Which Redis deployment the cache talks to, and how each one is connected: one server, a Redis
 //! Cluster, or a primary found through Sentinel, each optionally over TLS with ACL credentials.
 //!
-//! Everything deployment-specific lives here. The rest of the crate sends commands through a
-//! [`Link`], which routes a key's commands to the node that owns the key; a key and its lock
-//! share a hash tag (`{...}`), so scripts touching both run on one node of a cluster.
+//! Connecting is deployment-specific and lives here; routing a cluster's commands to the primary
+//! serving each key is [`super::cluster`]'s. A key and its lock share a hash tag (`{...}`), so
+//! scripts touching both run on one node of a cluster.
 
 use redis::aio::MultiplexedConnection;
-use redis::cluster::{ClusterClient, ClusterClientBuilder};
-use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, FromRedisValue,
-    IntoConnectionInfo, ProtocolVersion, RedisError, RedisResult,
+    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
+    ProtocolVersion, RedisError, RedisResult,
 };
 
 use super::{Endpoints, Servers, Timeouts, redact};
@@ -30,129 +27,40 @@ pub(crate) enum Node {
 pub(super) enum Target {
     Standalone(Client),
     Cluster {
-        client: ClusterClient,
-        /// One client per configured node, for pub/sub: a cluster forwards every `PUBLISH` to
-        /// all its nodes, so a subscription on any node hears every lock's release.
+        /// One client per configured node: where the slot map is first read, and the pub/sub
+        /// connection (a cluster forwards every `PUBLISH` to all its nodes, so a subscription
+        /// on any node hears every lock's release). Each primary gets its own client, with
+        /// these settings ([`client_at`]).
         nodes: Vec<Client>,
     },
     Sentinel {
-        sentinel: tokio::sync::Mutex<SentinelClient>,
+        /// Boxed: every primary of a cluster holds a `Target` too.
+        sentinel: Box<tokio::sync::Mutex<SentinelClient>>,
         /// The primary the sentinels named last, for pub/sub.
         primary: std::sync::Mutex<Option<Client>>,
     },
 }
 
-/// An established connection; cloning it shares the underlying sockets.
-#[derive(Clone)]
-pub(super) enum Link {
-    Single(MultiplexedConnection),
-    /// redis-rs's cluster connection: one multiplexed connection per primary, following `MOVED`
-    /// and `ASK` redirections and refreshing the slot map on failover by itself.
-    Cluster(ClusterConnection),
-}
-
-impl Link {
-    /// Sends a command about keys; a cluster routes it by its key.
-    pub(super) async fn query<T: FromRedisValue>(&mut self, cmd: &Cmd) -> Result<T, RedisError> {
-        match self {
-            Link::Single(conn) => cmd.query_async(conn).await,
-            Link::Cluster(conn) => cmd.query_async(conn).await,
-        }
-    }
-
-    /// Sends a command to one node (on a single server, to it).
-    pub(super) async fn query_node<T: FromRedisValue>(
-        &mut self,
-        cmd: &Cmd,
-        node: &Node,
-    ) -> Result<T, RedisError> {
-        let Link::Cluster(conn) = self else {
-            return self.query(cmd).await;
-        };
-        let route = match node {
-            Node::Any => SingleNodeRoutingInfo::RandomPrimary,
-            Node::At { host, port } => SingleNodeRoutingInfo::ByAddress {
-                host: host.clone(),
-                port: *port,
-            },
-        };
-        let value = conn
-            .route_command(cmd.clone(), RoutingInfo::SingleNode(route))
-            .await?;
-        Ok(redis::from_redis_value(value)?)
-    }
-
-    /// Whether a broken connection should be dropped and a new one opened by the next call.
-    /// A cluster connection reconnects its nodes and refreshes its slot map itself.
-    pub(super) fn reconnects_itself(&self) -> bool {
-        matches!(self, Link::Cluster(_))
-    }
-
-    /// The primaries to scan: the single server, or each primary of the cluster's slot map.
-    pub(super) async fn primaries(&mut self) -> Result<Vec<Node>, RedisError> {
-        let Link::Cluster(conn) = self else {
-            return Ok(vec![Node::Any]);
-        };
-        // `CLUSTER SLOTS`: [[start, end, [host, port, id, ...], replicas...], ...].
-        let slots: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
-        let mut primaries = Vec::new();
-        for range in slots {
-            let redis::Value::Array(fields) = range else {
-                continue;
-            };
-            let Some(redis::Value::Array(primary)) = fields.get(2) else {
-                continue;
-            };
-            let (Some(host), Some(port)) = (primary.first(), primary.get(1)) else {
-                continue;
-            };
-            let host: String = redis::from_redis_value_ref(host)?;
-            let port: u16 = redis::from_redis_value_ref(port)?;
-            let node = Node::At { host, port };
-            if !primaries.contains(&node) {
-                primaries.push(node);
-            }
-        }
-        Ok(primaries)
-    }
-}
+/// An established connection to one server; cloning it shares the socket. A cluster has one
+/// per primary ([`super::cluster`]).
+pub(super) type Link = MultiplexedConnection;
 
 impl Target {
     /// Checks the configuration and prepares the clients; nothing connects yet.
-    pub(super) fn open(endpoints: &Endpoints, timeouts: &Timeouts) -> Result<Target, String> {
+    pub(super) fn open(endpoints: &Endpoints) -> Result<Target, String> {
         #[cfg(feature = "tls")]
         install_crypto_provider();
         match &endpoints.servers {
             Servers::Single(url) => Ok(Target::Standalone(client(url, endpoints)?)),
             Servers::Cluster(nodes) => {
-                let infos = nodes
-                    .iter()
-                    .map(|url| info(url, endpoints))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let mut builder = ClusterClientBuilder::new(infos)
-                    .connection_timeout(timeouts.connect)
-                    .response_timeout(timeouts.command);
-                if let Some(username) = &endpoints.username {
-                    builder = builder.username(username);
-                }
-                if let Some(password) = &endpoints.password {
-                    builder = builder.password(password);
-                }
-                #[cfg(feature = "tls")]
-                if let Some(certs) = endpoints.tls.certificates() {
-                    builder = builder.certs(certs);
-                }
-                let cluster = builder
-                    .build()
-                    .map_err(|err| format!("invalid Redis Cluster configuration: {err}"))?;
                 let nodes = nodes
                     .iter()
                     .map(|url| client(url, endpoints))
-                    .collect::<Result<_, _>>()?;
-                Ok(Target::Cluster {
-                    client: cluster,
-                    nodes,
-                })
+                    .collect::<Result<Vec<_>, _>>()?;
+                if nodes.is_empty() {
+                    return Err("a Redis Cluster needs at least one node".to_string());
+                }
+                Ok(Target::Cluster { nodes })
             }
             Servers::Sentinel { sentinels, master } => {
                 let infos = sentinels
@@ -203,26 +111,29 @@ impl Target {
                     .build()
                     .map_err(|err| format!("invalid Sentinel configuration: {err}"))?;
                 Ok(Target::Sentinel {
-                    sentinel: tokio::sync::Mutex::new(sentinel),
+                    sentinel: Box::new(tokio::sync::Mutex::new(sentinel)),
                     primary: std::sync::Mutex::new(None),
                 })
             }
         }
     }
 
-    /// Opens the command connection: one multiplexed connection (a cluster: one per primary).
+    /// Opens the command connection: one multiplexed connection. A cluster has none of its own:
+    /// each primary has one.
     pub(super) async fn connect(&self, timeouts: &Timeouts) -> RedisResult<Link> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeouts.connect))
             .set_response_timeout(Some(timeouts.command));
         match self {
-            Target::Standalone(client) => client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-                .map(Link::Single),
-            Target::Cluster { client, .. } => {
-                client.get_async_connection().await.map(Link::Cluster)
+            Target::Standalone(client) => {
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
             }
+            Target::Cluster { .. } => Err(RedisError::from((
+                redis::ErrorKind::Client,
+                "a cluster connects to each primary, not to the cluster",
+            ))),
             Target::Sentinel { sentinel, primary } => {
                 // Asks the sentinels which server is the primary now: after a failover, the
                 // reconnect that follows the lost connection finds the new one.
@@ -231,7 +142,7 @@ impl Target {
                     .get_multiplexed_async_connection_with_config(&config)
                     .await?;
                 *crate::sync::guard(primary) = Some(found);
-                Ok(Link::Single(conn))
+                Ok(conn)
             }
         }
     }
@@ -240,27 +151,8 @@ impl Target {
     /// behind Sentinel, or each of `primaries` of a cluster (by the address the cluster
     /// announces, with the configured nodes' credentials and TLS settings).
     pub(super) fn tracking_clients(&self, primaries: &[Node]) -> RedisResult<Vec<Client>> {
-        let resp3 = |client: &Client, at: Option<(&str, u16)>| {
+        let resp3 = |client: Client| {
             let info = client.get_connection_info().clone();
-            let info = match (at, info.addr().clone()) {
-                (Some((host, port)), ConnectionAddr::Tcp(..)) => {
-                    info.set_addr(ConnectionAddr::Tcp(host.to_string(), port))
-                }
-                (
-                    Some((host, port)),
-                    ConnectionAddr::TcpTls {
-                        insecure,
-                        tls_params,
-                        ..
-                    },
-                ) => info.set_addr(ConnectionAddr::TcpTls {
-                    host: host.to_string(),
-                    port,
-                    insecure,
-                    tls_params,
-                }),
-                _ => info,
-            };
             let settings = info
                 .redis_settings()
                 .clone()
@@ -275,16 +167,14 @@ impl Target {
                 primaries
                     .iter()
                     .filter_map(|node| match node {
-                        Node::At { host, port } => Some(resp3(seed, Some((host, *port)))),
+                        Node::At { host, port } => {
+                            Some(client_at(seed, host, *port).and_then(resp3))
+                        }
                         Node::Any => None,
                     })
                     .collect()
             }
-            _ => self
-                .pubsub_clients()
-                .iter()
-                .map(|client| resp3(client, None))
-                .collect(),
+            _ => self.pubsub_clients().into_iter().map(resp3).collect(),
         }
     }
 
@@ -298,6 +188,26 @@ impl Target {
             }
         }
     }
+}
+
+/// A client for the cluster node at `host:port` (as the cluster announces it), with the settings
+/// of `seed`, a configured node: credentials, TLS and its certificates.
+pub(super) fn client_at(seed: &Client, host: &str, port: u16) -> RedisResult<Client> {
+    let info = seed.get_connection_info().clone();
+    let addr = match info.addr().clone() {
+        ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host: host.to_string(),
+            port,
+            insecure,
+            tls_params,
+        },
+        _ => ConnectionAddr::Tcp(host.to_string(), port),
+    };
+    Client::open(info.set_addr(addr))
 }
 
 /// The URL's connection settings, with the cache's username and password when it has them.

@@ -10,7 +10,7 @@
 //! | `redis_cache_local_bytes` | gauge | `function`: their estimated bytes |
 //! | `redis_cache_redis_seconds` | histogram | `function`: each Redis round trip made for a call |
 //! | `redis_cache_function_seconds` | histogram | `function`: each execution of the body |
-//! | `redis_cache_breaker_open` | gauge | `prefix`: 1 while the cache's circuit breaker is open |
+//! | `redis_cache_breaker_open` | gauge | `prefix`, `node`: 1 while that circuit breaker is open (one per cache, or per primary of a cluster: `node` is its `host:port`) |
 //!
 //! The handles are registered at a function's first call, so install the recorder before the
 //! first cached call (at start-up, as exporters expect anyway).
@@ -69,11 +69,12 @@ impl Handles {
     }
 }
 
-/// Sets the breaker gauge of the cache with this key prefix.
-pub(crate) fn breaker_open(prefix: &str, open: bool) {
-    metrics::gauge!("redis_cache_breaker_open", "prefix" => prefix.to_string()).set(if open {
-        1.0
-    } else {
-        0.0
-    });
+/// Sets the gauge of one breaker of the cache with this key prefix.
+pub(crate) fn breaker_open(prefix: &str, node: &str, open: bool) {
+    metrics::gauge!(
+        "redis_cache_breaker_open",
+        "prefix" => prefix.to_string(),
+        "node" => node.to_string()
+    )
+    .set(if open { 1.0 } else { 0.0 });
 }

@@ -1,0 +1,230 @@
+//! One server over one lazily connected, multiplexed link, behind its circuit breaker: a single
+//! server, the primary Sentinel names, or one primary of a cluster ([`super::cluster`]).
+//!
+//! Every command has the command deadline (the link's response timeout); connecting has the
+//! connect deadline, shared by the callers waiting for the same attempt. What a reply says goes
+//! to the breaker ([`Server::judge`]): an answer closes it, a timeout or a dropped connection
+//! counts toward opening it, a refused command is logged once with what to fix.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::time::Duration;
+
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError};
+
+use super::target::{Link, Target};
+use super::{CommandError, LazyLink, Linked, Refusal, Timeouts, Unlinked};
+use crate::breaker::{Allow, Breaker, BreakerSettings};
+use crate::health::RedisHealth;
+
+pub(super) struct Server {
+    target: Target,
+    timeouts: Timeouts,
+    breaker: Breaker,
+    /// Refusals already logged (bits of [`Refusal`]), re-armed by a successful write.
+    refusals_logged: AtomicU8,
+    /// The first connection logs the server's health (a cluster's primaries leave it to the
+    /// first one made).
+    announce: AtomicBool,
+    /// Connected at the first command; numbered, so a failure only discards the link it
+    /// happened on. No backoff of its own: the breaker decides when to try again.
+    link: LazyLink<Link>,
+}
+
+impl Server {
+    /// `address` names the server in the breaker's logs and metrics (no password in it).
+    pub(super) fn new(
+        target: Target,
+        address: String,
+        timeouts: Timeouts,
+        breaker: BreakerSettings,
+        cache: &str,
+        announce: bool,
+    ) -> Self {
+        Server {
+            target,
+            timeouts,
+            breaker: Breaker::new(breaker, cache.to_string(), address),
+            refusals_logged: AtomicU8::new(0),
+            announce: AtomicBool::new(announce),
+            link: LazyLink::new(Duration::ZERO),
+        }
+    }
+
+    pub(super) fn target(&self) -> &Target {
+        &self.target
+    }
+
+    pub(super) fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    /// Runs one command, unless the breaker is open.
+    pub(super) async fn run<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, CommandError> {
+        // While the breaker is open, a call does not even connect.
+        if self.breaker.allow() == Allow::Skip {
+            return Err(CommandError::Unavailable);
+        }
+        self.run_allowed(cmd).await
+    }
+
+    /// [`Server::run`] once the breaker has let the command through.
+    pub(super) async fn run_allowed<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+    ) -> Result<T, CommandError> {
+        let (mut link, generation) = self.link().await?;
+        // The command deadline is the connection's response timeout (set when it was opened):
+        // one timer per command, covering the send and the reply.
+        let reply = cmd.query_async(&mut link).await;
+        self.judge(reply, generation)
+    }
+
+    /// Sends a pipeline, through the breaker: one round trip.
+    pub(super) async fn run_pipeline<T: FromRedisValue>(
+        &self,
+        pipe: &Pipeline,
+    ) -> Result<T, CommandError> {
+        if self.breaker.allow() == Allow::Skip {
+            return Err(CommandError::Unavailable);
+        }
+        let (mut link, generation) = self.link().await?;
+        let reply = pipe.query_async(&mut link).await;
+        self.judge(reply, generation)
+    }
+
+    /// Runs `ASKING` and then `cmd` (a cluster primary to which the key's slot is being
+    /// migrated, and the key has moved already).
+    pub(super) async fn run_asking<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, CommandError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("ASKING").ignore().add_command(cmd.clone());
+        let (value,): (T,) = self.run_pipeline(&pipe).await?;
+        Ok(value)
+    }
+
+    /// What a reply tells the breaker and the link, and the caller.
+    fn judge<T>(&self, reply: Result<T, RedisError>, generation: u64) -> Result<T, CommandError> {
+        match reply {
+            Ok(value) => {
+                self.breaker.success();
+                Ok(value)
+            }
+            Err(err) if err.is_timeout() => {
+                self.breaker.failure(&"command timed out");
+                self.rebuild_if_stuck(generation);
+                Err(CommandError::Timeout)
+            }
+            Err(err) => {
+                if err.is_unrecoverable_error() || err.is_connection_dropped() || err.is_io_error()
+                {
+                    self.breaker.failure(&err);
+                    self.forget(generation);
+                } else {
+                    // An error reply: the server is alive and answering.
+                    self.breaker.success();
+                    self.log_refusal(&err);
+                    if err.code() == Some("READONLY") {
+                        // A primary demoted by a failover (behind Sentinel, or a managed
+                        // endpoint whose DNS name moved): reconnecting finds the new one.
+                        self.forget(generation);
+                    }
+                }
+                if err.code() == Some("WRONGTYPE") {
+                    return Err(CommandError::WrongType);
+                }
+                Err(CommandError::Redis(err))
+            }
+        }
+    }
+
+    /// Logs, once until a write succeeds again, why Redis refuses the cache's commands.
+    fn log_refusal(&self, err: &RedisError) {
+        let Some(refusal) = Refusal::of(err) else {
+            return;
+        };
+        let bit = 1 << refusal as u8;
+        if self.refusals_logged.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+            tracing::warn!(code = err.code(), error = %err, "redis_cache: {}", refusal.explain());
+        }
+    }
+
+    /// A write went through: refusals are logged again if they come back.
+    pub(super) fn write_succeeded(&self) {
+        if self.refusals_logged.load(Ordering::Relaxed) != 0 {
+            self.refusals_logged.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The live link, connecting first if there is none. A failed attempt trips the breaker,
+    /// whose probes then make the next attempts. One deadline covers waiting for another
+    /// caller's attempt and making our own: a call never spends more than the connect timeout
+    /// on connecting.
+    async fn link(&self) -> Result<(Link, u64), CommandError> {
+        let deadline = tokio::time::Instant::now() + self.timeouts.connect;
+        let connecting = |_generation| async move {
+            match tokio::time::timeout_at(deadline, self.target.connect(&self.timeouts)).await {
+                Ok(Ok(link)) => Ok(link),
+                Ok(Err(err)) => Err(CommandError::Redis(err)),
+                Err(_elapsed) => Err(CommandError::Timeout),
+            }
+        };
+        match self.link.get(deadline, connecting).await {
+            Ok(Linked {
+                mut link,
+                generation,
+                fresh,
+            }) => {
+                if fresh && self.announce.swap(false, Ordering::Relaxed) {
+                    // Boxed: once per cache, and every command's future would carry it.
+                    Box::pin(self.log_health(&mut link)).await;
+                }
+                Ok((link, generation))
+            }
+            Err(Unlinked::TimedOut) => Err(CommandError::Timeout),
+            Err(Unlinked::Recently) => Err(CommandError::Unavailable),
+            Err(Unlinked::Failed(CommandError::Redis(err))) => {
+                self.breaker.trip(&err);
+                // Wrong credentials or certificates do not heal by waiting: say what to fix.
+                self.log_refusal(&err);
+                Err(CommandError::Redis(err))
+            }
+            Err(Unlinked::Failed(err)) => {
+                self.breaker.trip(&format_args!(
+                    "no connection within {:?}",
+                    self.timeouts.connect
+                ));
+                Err(err)
+            }
+        }
+    }
+
+    /// The start-up check, once per cache: memory, eviction policy, and what to fix.
+    async fn log_health(&self, link: &mut Link) {
+        let cmd = redis::cmd("INFO");
+        let info = tokio::time::timeout(self.timeouts.command, cmd.query_async::<String>(link));
+        let health = match info.await {
+            Ok(Ok(info)) => RedisHealth::parse(&info),
+            // INFO may be renamed or forbidden on managed services: nothing to report then.
+            _ => return,
+        };
+        tracing::info!(%health, "redis_cache: connected");
+        for warning in health.warnings() {
+            tracing::warn!(%health, "redis_cache: {warning}");
+        }
+    }
+
+    /// A command failed while the breaker is open (a probe, or a call in flight when it opened):
+    /// Redis has not answered through this link for a whole breaker interval, so the next call
+    /// connects anew (behind Sentinel, asking the sentinels where the primary is now).
+    fn rebuild_if_stuck(&self, generation: u64) {
+        if self.breaker.is_open() {
+            self.forget(generation);
+        }
+    }
+
+    /// Forgets a broken link (if it is still the current one); the next call reconnects.
+    fn forget(&self, generation: u64) {
+        if self.link.forget(generation, |_| true) {
+            tracing::debug!("redis_cache: connection lost; reconnecting on next call");
+        }
+    }
+}
