@@ -115,7 +115,10 @@ impl RedisCluster {
             .iter()
             .map(|a| format!("redis://{a}"))
             .collect();
-        redis::cluster::ClusterClient::new(urls)
+        redis::cluster::ClusterClientBuilder::new(urls)
+            .response_timeout(crate::INSPECTION_TIMEOUT)
+            .connection_timeout(crate::INSPECTION_TIMEOUT)
+            .build()
             .expect("cluster client")
             .get_async_connection()
             .await
@@ -232,6 +235,30 @@ impl RedisCluster {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+impl RedisCluster {
+    /// Makes sure this cluster's servers stop and its directories go when this process ends,
+    /// however it ends (even killed, when no `Drop` runs): a watcher process reads a pipe only
+    /// this process holds, and cleans up at its end of file. For a cluster that lives in a
+    /// `static`, which is never dropped: keep the returned child for as long as the cluster.
+    pub fn reap_at_exit(&self) -> std::process::Child {
+        let mut script = String::from("read _; kill -9");
+        for pid in self.nodes.iter().filter_map(RedisServer::pid) {
+            script.push_str(&format!(" {pid}"));
+        }
+        script.push_str(" 2>/dev/null; rm -rf");
+        let dirs = std::iter::once(self._dir.path().to_path_buf())
+            .chain(self.nodes.iter().map(|n| crate::scratch_dir(n.port())));
+        for dir in dirs {
+            script.push_str(&format!(" '{}'", dir.display()));
+        }
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn the cluster's reaper")
     }
 }
 

@@ -1,6 +1,15 @@
-//! One test suite, several deployments: the behaviour and stampede suites (in
-//! `tests/tests/suites/`) run against a single server and against a cluster, through this one
-//! handle.
+//! One test suite, several deployments: the suites in `tests/tests/suites/` run against a single
+//! server and against a cluster, through this one handle.
+//!
+//! A single server is started per test. A cluster takes seconds to form, so the tests of one test
+//! binary share one ([`shared_cluster`]), each in a namespace of its own: its caches' prefixes
+//! (and so its keys, lock channels and tags) begin with it, and the inspection methods see only
+//! it. A test that kills, freezes or restarts servers, or reads their global counters, asks for
+//! a deployment of its own (`start_own()` in a suite).
+
+use std::process::Child;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use cache_runtime::{Cache, CacheBuilder};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -17,35 +26,89 @@ pub enum Topology {
     Cluster,
 }
 
-/// A server or a cluster the test owns.
+/// A server or a cluster the test owns, or its namespace on the shared cluster.
 #[derive(Debug)]
 pub enum Deployment {
     Single(RedisServer),
     Cluster(RedisCluster),
+    Shared {
+        cluster: Arc<RedisCluster>,
+        /// Begins every prefix and key of this test: `t<n>-`.
+        namespace: String,
+    },
+}
+
+/// The cluster the tests of this process share, started by the first one that asks. It lives in
+/// a `static` (never dropped): its reaper stops it when the process ends.
+pub fn shared_cluster() -> Arc<RedisCluster> {
+    static SHARED: Mutex<Option<(Arc<RedisCluster>, Child)>> = Mutex::new(None);
+    let mut shared = SHARED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((cluster, _)) = shared.as_ref() {
+        return cluster.clone();
+    }
+    let cluster = Arc::new(RedisCluster::start());
+    let reaper = cluster.reap_at_exit();
+    *shared = Some((cluster.clone(), reaper));
+    cluster
 }
 
 impl Deployment {
+    /// A deployment for one test: its own server, or a namespace on the shared cluster.
     pub fn start(topology: Topology) -> Deployment {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        match topology {
+            Topology::Single => Deployment::Single(RedisServer::start()),
+            Topology::Cluster => Deployment::Shared {
+                cluster: shared_cluster(),
+                namespace: format!("t{}-", NEXT.fetch_add(1, Ordering::Relaxed)),
+            },
+        }
+    }
+
+    /// Servers of the test's own, to kill, freeze or restart, or whose counters it reads.
+    pub fn start_own(topology: Topology) -> Deployment {
         match topology {
             Topology::Single => Deployment::Single(RedisServer::start()),
             Topology::Cluster => Deployment::Cluster(RedisCluster::start()),
         }
     }
 
-    /// A builder for this deployment with the test timeouts.
+    /// A builder for this deployment with the test timeouts (and, on the shared cluster, a
+    /// prefix in the test's namespace: give it another with [`Deployment::prefix`]).
     pub fn builder(&self) -> CacheBuilder {
         match self {
             Deployment::Single(server) => server.builder(),
             Deployment::Cluster(cluster) => cluster.builder(),
+            Deployment::Shared { cluster, .. } => cluster.builder().prefix(self.prefix("rcache")),
+        }
+    }
+
+    /// The prefix [`Deployment::cache`] gives a cache asked for with `prefix`: the same, in the
+    /// test's namespace on the shared cluster.
+    pub fn prefix(&self, prefix: &str) -> String {
+        match self {
+            Deployment::Shared { namespace, .. } => format!("{namespace}{prefix}"),
+            _ => prefix.to_string(),
         }
     }
 
     /// A cache with its own prefix and the test timeouts.
     pub fn cache(&self, prefix: &str) -> Cache {
         self.builder()
-            .prefix(prefix)
+            .prefix(self.prefix(prefix))
             .build()
             .expect("valid test cache")
+    }
+
+    /// The cluster (shared or not), to reach its nodes.
+    pub fn cluster(&self) -> Option<&RedisCluster> {
+        match self {
+            Deployment::Single(_) => None,
+            Deployment::Cluster(cluster) => Some(cluster),
+            Deployment::Shared { cluster, .. } => Some(cluster),
+        }
     }
 
     /// A connection routing each command by its key.
@@ -53,15 +116,18 @@ impl Deployment {
         match self {
             Deployment::Single(server) => AnyConnection::Single(server.connection().await),
             Deployment::Cluster(cluster) => AnyConnection::Cluster(cluster.connection().await),
+            Deployment::Shared { cluster, .. } => {
+                AnyConnection::Cluster(cluster.connection().await)
+            }
         }
     }
 
-    /// Every key, sorted.
+    /// Every key (of the test's namespace), sorted.
     pub async fn keys(&self) -> Vec<String> {
         self.keys_matching("*").await
     }
 
-    /// The keys matching a glob pattern, sorted.
+    /// The keys matching a glob pattern (in the test's namespace), sorted.
     pub async fn keys_matching(&self, pattern: &str) -> Vec<String> {
         match self {
             Deployment::Single(server) => {
@@ -70,6 +136,9 @@ impl Deployment {
                 keys
             }
             Deployment::Cluster(cluster) => cluster.keys_matching(pattern).await,
+            Deployment::Shared { cluster, .. } => {
+                cluster.keys_matching(&self.prefix(pattern)).await
+            }
         }
     }
 
@@ -114,6 +183,9 @@ impl Deployment {
         match self {
             Deployment::Single(server) => vec![server],
             Deployment::Cluster(cluster) => cluster.nodes().iter().collect(),
+            Deployment::Shared { .. } => {
+                panic!("the shared cluster's servers are not this test's: use start_own()")
+            }
         }
     }
 
@@ -132,6 +204,9 @@ impl Deployment {
         match self {
             Deployment::Single(server) => server.kill(),
             Deployment::Cluster(cluster) => cluster.nodes_mut().iter_mut().for_each(|n| n.kill()),
+            Deployment::Shared { .. } => {
+                panic!("the shared cluster's servers are not this test's: use start_own()")
+            }
         }
     }
 
@@ -143,6 +218,9 @@ impl Deployment {
             Deployment::Cluster(cluster) => {
                 cluster.nodes_mut().iter_mut().for_each(|n| n.restart());
                 cluster.wait_until_healthy(3);
+            }
+            Deployment::Shared { .. } => {
+                panic!("the shared cluster's servers are not this test's: use start_own()")
             }
         }
     }
@@ -194,16 +272,24 @@ impl ConnectionLike for AnyConnection {
 
 /// Runs a suite of `tests/suites/` against a deployment: `suite!(behaviour, Topology::Single)`
 /// declares module `behaviour` holding `tests/suites/behaviour.rs`, whose tests call `start()`
-/// for a fresh deployment of that topology. The same suite runs against one server
-/// (`tests/behaviour.rs`) and a cluster (`tests/cluster.rs`) without reaching up for a constant.
+/// for a deployment of that topology (a namespace on the shared cluster), or `start_own()` for
+/// servers of their own. The same suite runs against one server (`tests/behaviour.rs`) and a
+/// cluster (`tests/cluster.rs`) without reaching up for a constant.
 #[macro_export]
 macro_rules! suite {
     ($suite:ident, $topology:expr) => {
         mod $suite {
-            /// A fresh deployment of the topology this suite runs against.
+            /// A deployment of the topology this suite runs against (on a cluster, a namespace
+            /// on the one the test binary shares).
             #[allow(dead_code)]
             fn start() -> $crate::deployment::Deployment {
                 $crate::deployment::Deployment::start($topology)
+            }
+
+            /// Servers of the test's own, to kill, freeze, restart or count commands on.
+            #[allow(dead_code)]
+            fn start_own() -> $crate::deployment::Deployment {
+                $crate::deployment::Deployment::start_own($topology)
             }
 
             include!(concat!(

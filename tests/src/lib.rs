@@ -40,6 +40,10 @@ impl Runs {
     }
 }
 
+/// The deadline of the tests' own connections, which inspect and tamper with what the cache
+/// stored: only a hung server should trip it.
+pub const INSPECTION_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A `redis-server` child process on `127.0.0.1:port`.
 #[derive(Debug)]
 pub struct RedisServer {
@@ -161,9 +165,14 @@ impl RedisServer {
         redis::Client::open(self.url()).expect("valid url")
     }
 
+    /// A connection for inspecting and tampering with the contents. Its deadline is long: a
+    /// `KEYS` over 100,000 keys on a loaded machine is slower than redis-rs's default 500 ms.
     pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(INSPECTION_TIMEOUT))
+            .set_connection_timeout(Some(INSPECTION_TIMEOUT));
         self.client()
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .expect("connect to test redis")
     }
@@ -212,6 +221,11 @@ impl RedisServer {
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|child| child.id())
     }
 
     /// Freezes the process (SIGSTOP): connections stay open, nothing answers.

@@ -1,14 +1,22 @@
-//! Redis Cluster: the behaviour and stampede suites against a 6-node cluster (3 primaries, 3
-//! replicas) per test, and what only a cluster has: clearing across primaries and failover.
+//! Redis Cluster: the behaviour, stampede, tags and invalidation suites against one 6-node
+//! cluster (3 primaries, 3 replicas) this binary shares, a namespace per test; and what only a
+//! cluster has, each on a cluster of its own: clearing across primaries, failover (of the whole
+//! shard, and of one primary while the others keep serving), slots moving under load, the
+//! connection budget, the local tier's channels.
 
 redis_cache_tests::suite!(behaviour, redis_cache_tests::deployment::Topology::Cluster);
 redis_cache_tests::suite!(stampede, redis_cache_tests::deployment::Topology::Cluster);
 redis_cache_tests::suite!(tags, redis_cache_tests::deployment::Topology::Cluster);
+redis_cache_tests::suite!(
+    invalidation,
+    redis_cache_tests::deployment::Topology::Cluster
+);
 
 use std::time::Duration;
 
 use cache_runtime::{Cache, redis_cache};
 use redis_cache_tests::cluster::{FAILOVER_NODE_TIMEOUT_MS, RedisCluster};
+use redis_cache_tests::deployment::{Deployment, Topology};
 use redis_cache_tests::failover;
 
 #[redis_cache(ttl = 300, skip(cache), cache = cache, name = "cluster::cleared")]
@@ -23,9 +31,9 @@ async fn kept(cache: &Cache, id: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn clearing_a_function_removes_exactly_its_keys_on_every_primary() {
-    let cluster = RedisCluster::start();
-    let cache = cluster.cache("clr");
-    let other = cluster.cache("clr-other");
+    let redis = Deployment::start(Topology::Cluster);
+    let cache = redis.cache("clr");
+    let other = redis.cache("clr-other");
     for id in 0..300 {
         cleared(&cache, id).await;
         kept(&cache, id).await;
@@ -33,40 +41,35 @@ async fn clearing_a_function_removes_exactly_its_keys_on_every_primary() {
     }
     cache.flush().await;
     other.flush().await;
-    let mut conn = cluster.connection().await;
+    let mut conn = redis.connection().await;
     for id in 0..100 {
         let _: () = redis::cmd("SET")
-            .arg(format!("unrelated:{{{id}}}"))
+            .arg(redis.prefix(&format!("unrelated:{{{id}}}")))
             .arg(id)
             .query_async(&mut conn)
             .await
             .unwrap();
     }
     // The function's keys are spread over all three primaries, so one node's scan would miss some.
-    let primaries = cluster.primaries();
+    let primaries = redis.cluster().expect("a cluster").primaries();
     assert_eq!(primaries.len(), 3);
+    let pattern = redis.prefix("clr:cluster::cleared:*");
     for node in &primaries {
-        let on_node: Vec<String> = node
-            .command(&["KEYS", "clr:cluster::cleared:*"])
-            .await
-            .unwrap();
+        let on_node: Vec<String> = node.command(&["KEYS", &pattern]).await.unwrap();
         assert!(!on_node.is_empty(), "every primary holds some of the keys");
     }
 
     let removed = cache.clear_function("cluster::cleared").await.unwrap();
     assert_eq!(removed, 300);
     assert!(
-        cluster
+        redis
             .keys_matching("clr:cluster::cleared:*")
             .await
             .is_empty()
     );
-    assert_eq!(
-        cluster.keys_matching("clr:cluster::kept:*").await.len(),
-        300
-    );
-    assert_eq!(cluster.keys_matching("clr-other:*").await.len(), 300);
-    assert_eq!(cluster.keys_matching("unrelated:*").await.len(), 100);
+    assert_eq!(redis.keys_matching("clr:cluster::kept:*").await.len(), 300);
+    assert_eq!(redis.keys_matching("clr-other:*").await.len(), 300);
+    assert_eq!(redis.keys_matching("unrelated:*").await.len(), 100);
 }
 
 /// Twice the examples' node timeout: on a CPU-starved machine a 1 s timeout can also mark a

@@ -335,7 +335,8 @@ async fn a_new_version_moves_to_new_keys() {
     let split: Vec<Vec<&str>> = keys.iter().map(|k| k.rsplitn(3, ':').collect()).collect();
     assert_eq!(split[0][0], split[1][0], "same arguments hash");
     assert_ne!(split[0][1], split[1][1], "different fingerprints");
-    assert!(keys.iter().all(|k| k.starts_with("ver:pricing::quote:")));
+    let start = format!("{}:pricing::quote:", redis.prefix("ver"));
+    assert!(keys.iter().all(|k| k.starts_with(&start)), "{keys:?}");
 }
 
 struct Repo {
@@ -372,7 +373,7 @@ async fn methods_are_keyed_by_type_and_arguments_not_self() {
     assert_eq!(REPO_RUNS.load(SeqCst), 1);
     let keys = redis.keys().await;
     assert!(
-        keys[0].starts_with(&format!("method:{}:", name("Repo::scaled"))),
+        keys[0].starts_with(&format!("{}:{}:", redis.prefix("method"), name("Repo::scaled"))),
         "{keys:?}"
     );
 }
@@ -499,7 +500,7 @@ async fn across_restart(cache: &Cache, runs: &Runs, x: u64) -> u64 {
 #[tokio::test]
 async fn a_redis_restart_is_survived_and_the_cache_is_used_again() {
     let restart_runs = Runs::default();
-    let mut redis = start();
+    let mut redis = start_own();
     // A breaker that probes at once: every call while Redis is down tries to connect (and is
     // refused at once), so the first call after the restart must find Redis again, no waiting.
     let cache = redis
@@ -619,7 +620,7 @@ async fn freezes_redis(cache: &Cache, redis: &Deployment, id: u64) -> u64 {
 
 #[tokio::test]
 async fn with_background_stores_a_miss_returns_its_value_before_the_store_lands() {
-    let redis = start();
+    let redis = start_own();
     // A command deadline far longer than the test: a store the caller waited for could only
     // end by timing out, with Redis still frozen, and nothing would be stored.
     let cache = redis
@@ -718,7 +719,8 @@ async fn dashboard(cache: &Cache, runs: &Runs, account: &Account) -> String {
 
 #[tokio::test]
 async fn a_false_condition_runs_the_function_without_the_cache() {
-    let redis = start();
+    // Its own servers: it counts every command they executed.
+    let redis = start_own();
     let cache = redis.cache("condition");
     let runs = Runs::default();
     let (user, admin) = (
