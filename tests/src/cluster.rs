@@ -181,6 +181,35 @@ impl RedisCluster {
             .expect("a primary serves the slot")
     }
 
+    /// The cluster node id of node `index`.
+    pub fn node_id(&self, index: usize) -> String {
+        self.nodes[index]
+            .cli(&["CLUSTER", "MYID"])
+            .trim()
+            .to_string()
+    }
+
+    /// Moves `slots` slots from the primary `from` to the primary `to` (indices into
+    /// [`RedisCluster::nodes`]) with `redis-cli --cluster reshard`, keys and all (`MIGRATE`):
+    /// blocks until done.
+    pub fn reshard(&self, from: usize, to: usize, slots: u16) {
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "reshard"])
+            .arg(format!("127.0.0.1:{}", self.nodes[from].port()))
+            .args(["--cluster-from", &self.node_id(from)])
+            .args(["--cluster-to", &self.node_id(to)])
+            .args(["--cluster-slots", &slots.to_string()])
+            .arg("--cluster-yes")
+            .output()
+            .expect("run redis-cli --cluster reshard");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster reshard failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// Prints every node's view of the cluster (`CLUSTER INFO` state and `CLUSTER NODES`) after
     /// `delay`, unless the returned guard is dropped first: for a test that is slow to see the
     /// cluster recover, so that its captured output shows what the cluster thought.

@@ -331,3 +331,141 @@ async fn the_local_tier_hears_every_primary_and_drops_its_copies_after_a_failove
         local()
     );
 }
+
+/// Entries the resharding test works on: the first half stored before the slots move, the other
+/// half computed while they move.
+const RESHARD_IDS: usize = 2048;
+
+static RESHARDED_RUNS: [std::sync::atomic::AtomicU64; RESHARD_IDS] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; RESHARD_IDS];
+
+#[redis_cache(
+    ttl = 300,
+    early_refresh = false,
+    skip(cache),
+    cache = cache,
+    name = "cluster::resharded"
+)]
+async fn resharded(cache: &Cache, id: u64) -> u64 {
+    RESHARDED_RUNS[id as usize].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    id * 5
+}
+
+/// `redis-cli --cluster reshard` moves 2,000 slots (and their keys, with `MIGRATE`) from one
+/// primary to another while 64 tasks call: the cache follows `ASK` and `MOVED`, no call gets a
+/// wrong value, no stored entry is missed, and no lock is left behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn slots_moving_under_load_lose_no_entry_and_leave_no_lock() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+
+    let cluster = RedisCluster::start();
+    let cache = cluster.cache("reshard");
+    let warm = RESHARD_IDS as u64 / 2;
+    for id in 0..warm {
+        resharded(&cache, id).await;
+    }
+    cache.flush().await;
+    let primaries: Vec<usize> = (0..cluster.nodes().len())
+        .filter(|&i| cluster.nodes()[i].cli(&["ROLE"]).starts_with("master"))
+        .collect();
+    let (from, to) = (primaries[0], primaries[1]);
+    let stored_on = |node: usize| -> std::collections::HashSet<String> {
+        let keys = cluster.nodes()[node].cli(&["KEYS", "reshard:*"]);
+        keys.lines().map(str::to_string).collect()
+    };
+    let from_before = stored_on(from);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let moving = Arc::new(AtomicBool::new(false));
+    let (calls, wrong, hits_while_moving) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let mut tasks = Vec::new();
+    for task in 0..64u64 {
+        let (cache, stop, moving) = (cache.clone(), stop.clone(), moving.clone());
+        let (calls, wrong, hits) = (calls.clone(), wrong.clone(), hits_while_moving.clone());
+        tasks.push(tokio::spawn(async move {
+            // Each task owns the ids congruent to it: a run during its call is its call's.
+            let ids: Vec<u64> = (task..RESHARD_IDS as u64).step_by(64).collect();
+            for &id in ids.iter().cycle() {
+                if stop.load(SeqCst) {
+                    break;
+                }
+                let runs = RESHARDED_RUNS[id as usize].load(SeqCst);
+                if resharded(&cache, id).await != id * 5 {
+                    wrong.fetch_add(1, SeqCst);
+                }
+                calls.fetch_add(1, SeqCst);
+                if moving.load(SeqCst) && RESHARDED_RUNS[id as usize].load(SeqCst) == runs {
+                    hits.fetch_add(1, SeqCst);
+                }
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    moving.store(true, SeqCst);
+    let started = std::time::Instant::now();
+    tokio::task::block_in_place(|| cluster.reshard(from, to, 2000));
+    let took = started.elapsed();
+    moving.store(false, SeqCst);
+    // Some more calls after the move, on the new owner.
+    let after = calls.load(SeqCst);
+    while calls.load(SeqCst) < after + 64 * 32 {
+        tokio::task::yield_now().await;
+    }
+    stop.store(true, SeqCst);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    cache.flush().await;
+
+    let left = stored_on(from).intersection(&from_before).count();
+    let stats = cache_runtime::stats_for("cluster::resharded").unwrap();
+    let recomputed = (0..warm as usize)
+        .filter(|&id| RESHARDED_RUNS[id].load(SeqCst) != 1)
+        .count();
+    let cold_runs: u64 = (warm as usize..RESHARD_IDS)
+        .map(|id| RESHARDED_RUNS[id].load(SeqCst))
+        .sum();
+    println!(
+        "resharding: 2000 slots moved in {took:.2?}, of the {} entries on the source, it kept \
+         {left} of them; calls {}, wrong {}, hits while moving {}, fallbacks {}, errors {}; \
+         stored entries recomputed {recomputed}; {} cold ids computed {cold_runs} times",
+        from_before.len(),
+        calls.load(SeqCst),
+        wrong.load(SeqCst),
+        hits_while_moving.load(SeqCst),
+        stats.fallbacks,
+        stats.errors,
+        RESHARD_IDS as u64 - warm,
+    );
+    assert!(left < from_before.len(), "live keys moved with their slots");
+    assert_eq!(wrong.load(SeqCst), 0);
+    assert!(hits_while_moving.load(SeqCst) > 0);
+    assert_eq!(
+        recomputed, 0,
+        "every entry stored before the move was found during and after it"
+    );
+    assert!(
+        cluster.keys_matching("reshard:*:lock").await.is_empty(),
+        "no lock left behind"
+    );
+    // An entry and its lock share a slot (the hash tag), so they always move together.
+    let keys = cluster.keys_matching("reshard:*").await;
+    let node = &cluster.nodes()[primaries[2]];
+    for key in keys.iter().step_by(16) {
+        let slot = |key: &str| node.cli(&["CLUSTER", "KEYSLOT", key]);
+        assert_eq!(slot(key), slot(&format!("{key}:lock")));
+    }
+    // And every entry is served from where it lives now.
+    for id in 0..RESHARD_IDS as u64 {
+        assert_eq!(resharded(&cache, id).await, id * 5);
+    }
+    let executions = cache_runtime::stats_for("cluster::resharded")
+        .unwrap()
+        .executions;
+    assert_eq!(executions, stats.executions, "all were hits");
+}
