@@ -69,16 +69,17 @@ impl<L: Clone> LazyLink<L> {
         self.state().link.clone()
     }
 
-    /// The live link, connecting with `connect` first if there is none. `connect` is given the
-    /// generation its link will have, and bounds its own time; waiting for another caller's
-    /// attempt is bounded by `deadline`. `fresh` in the answer: this call connected it.
+    /// The live link, connecting with `connect` first if there is none. Waiting for another
+    /// caller's attempt and making our own share one deadline, `timeout` from now: `connect` is
+    /// given it, with the generation its link will have. The clock is read only when there is
+    /// no link (not on every command). `fresh` in the answer: this call connected it.
     pub(crate) async fn get<E, F, Fut>(
         &self,
-        deadline: Instant,
+        timeout: Duration,
         connect: F,
     ) -> Result<Linked<L>, Unlinked<E>>
     where
-        F: FnOnce(u64) -> Fut,
+        F: FnOnce(u64, Instant) -> Fut,
         Fut: Future<Output = Result<L, E>>,
     {
         let seen = {
@@ -92,7 +93,7 @@ impl<L: Clone> LazyLink<L> {
             state.attempts
         };
         // Boxed: the connecting future is large, and every command's future would carry it.
-        Box::pin(self.connect(seen, deadline, connect)).await
+        Box::pin(self.connect(seen, Instant::now() + timeout, connect)).await
     }
 
     async fn connect<E, F, Fut>(
@@ -102,7 +103,7 @@ impl<L: Clone> LazyLink<L> {
         connect: F,
     ) -> Result<Linked<L>, Unlinked<E>>
     where
-        F: FnOnce(u64) -> Fut,
+        F: FnOnce(u64, Instant) -> Fut,
         Fut: Future<Output = Result<L, E>>,
     {
         let _gate = tokio::time::timeout_at(deadline, self.connecting.lock())
@@ -119,7 +120,7 @@ impl<L: Clone> LazyLink<L> {
             }
             state.generation + 1
         };
-        let attempt = connect(generation).await;
+        let attempt = connect(generation, deadline).await;
         let mut state = self.state();
         state.attempts += 1;
         match attempt {
@@ -181,9 +182,7 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    fn far() -> Instant {
-        Instant::now() + Duration::from_secs(10)
-    }
+    const FAR: Duration = Duration::from_secs(10);
 
     #[tokio::test]
     async fn concurrent_callers_share_one_attempt() {
@@ -195,7 +194,7 @@ mod tests {
                 let (link, attempts, mut released) =
                     (link.clone(), attempts.clone(), released.clone());
                 tokio::spawn(async move {
-                    link.get(far(), |generation| async move {
+                    link.get(FAR, |generation, _| async move {
                         attempts.fetch_add(1, Ordering::SeqCst);
                         let _ = released.wait_for(|r| *r).await;
                         Ok::<_, ()>(generation as u32 * 10)
@@ -216,17 +215,17 @@ mod tests {
     #[tokio::test]
     async fn a_failure_is_not_repeated_during_the_backoff_and_generations_fence_forgetting() {
         let link = LazyLink::<u32>::new(Duration::from_secs(60));
-        let failed = link.get(far(), |_| async { Err::<u32, _>("down") }).await;
+        let failed = link.get(FAR, |_, _| async { Err::<u32, _>("down") }).await;
         assert!(matches!(failed, Err(Unlinked::Failed("down"))));
-        let again = link.get(far(), |_| async { Ok::<_, &str>(1) }).await;
+        let again = link.get(FAR, |_, _| async { Ok::<_, &str>(1) }).await;
         assert!(matches!(again, Err(Unlinked::Recently)));
 
         let link = LazyLink::<u32>::new(Duration::ZERO);
-        let first = link.get(far(), |g| async move { Ok::<_, ()>(g as u32) });
+        let first = link.get(FAR, |g, _| async move { Ok::<_, ()>(g as u32) });
         let first = first.await.unwrap();
         assert!(first.fresh);
         assert!(link.forget(first.generation, |_| true));
-        let second = link.get(far(), |g| async move { Ok::<_, ()>(g as u32) });
+        let second = link.get(FAR, |g, _| async move { Ok::<_, ()>(g as u32) });
         let second = second.await.unwrap();
         assert_eq!(second.generation, 2);
         // A late failure report about the first link leaves the second in place.

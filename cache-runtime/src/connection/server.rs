@@ -159,15 +159,14 @@ impl Server {
     /// caller's attempt and making our own: a call never spends more than the connect timeout
     /// on connecting.
     async fn link(&self) -> Result<(Link, u64), CommandError> {
-        let deadline = tokio::time::Instant::now() + self.timeouts.connect;
-        let connecting = |_generation| async move {
+        let connecting = |_generation, deadline| async move {
             match tokio::time::timeout_at(deadline, self.target.connect(&self.timeouts)).await {
                 Ok(Ok(link)) => Ok(link),
                 Ok(Err(err)) => Err(CommandError::Redis(err)),
                 Err(_elapsed) => Err(CommandError::Timeout),
             }
         };
-        match self.link.get(deadline, connecting).await {
+        match self.link.get(self.timeouts.connect, connecting).await {
             Ok(Linked {
                 mut link,
                 generation,

@@ -113,7 +113,7 @@ impl Shared {
     /// The live sink, connecting (and starting the reader task) if needed and allowed.
     async fn sink(self: &Arc<Self>, conn: &Connection) -> Option<(PubSubSink, u64)> {
         let timeout = self.connect_timeout;
-        let connecting = |generation| async move {
+        let connecting = |generation, _deadline| async move {
             for client in conn.pubsub_clients() {
                 let connecting = tokio::time::timeout(timeout, client.get_async_pubsub());
                 if let Ok(Ok(pubsub)) = connecting.await {
@@ -127,8 +127,7 @@ impl Shared {
             tracing::debug!("redis_cache: no pub/sub connection; lock waiters poll instead");
             Err(())
         };
-        let deadline = tokio::time::Instant::now() + timeout;
-        let linked = self.link.get(deadline, connecting).await.ok()?;
+        let linked = self.link.get(timeout, connecting).await.ok()?;
         Some((linked.link, linked.generation))
     }
 
