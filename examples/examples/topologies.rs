@@ -4,10 +4,14 @@
 //!
 //! ```text
 //! cargo run --release -p redis-cache-examples --example topologies [-- --secs 3]
+//! cargo run --release -p redis-cache-examples --example topologies -- --hits 3
 //! ```
 //!
 //! Every server runs on loopback, started and stopped by this program (`redis-server` and
-//! `redis-cli` on PATH). The caches use the default timeouts and circuit breaker.
+//! `redis-cli` on PATH). The caches use the default timeouts and circuit breaker. `--hits N`
+//! compares hit throughput only, one server against a cluster, N rounds of each in turn, with
+//! every server's main thread pinned to the last core (`--server_cpulist`), away from the
+//! client's one worker thread.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,10 +37,11 @@ const USAGE: &str = "\
 The same cached function on one server, a Redis Cluster and Sentinel: hit throughput at 64
 tasks, connections held, and a primary killed under load.
 
-usage: cargo run --release --example topologies [-- --secs S]
+usage: cargo run --release --example topologies [-- --secs S] [--hits N]
 
 options:
   --secs S     seconds of load per measurement (default 3)
+  --hits N     only hit throughput, one server against a cluster, N rounds, servers pinned
   -h, --help   print this
 
 Starts its own servers (redis-server and redis-cli on PATH) on loopback; reads no environment
@@ -45,9 +50,12 @@ variable.
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
-    let cli = Cli::parse("topologies", USAGE, &[("--secs", true)]);
+    let cli = Cli::parse("topologies", USAGE, &[("--secs", true), ("--hits", true)]);
     let secs: f64 = cli.value("--secs").unwrap_or(3.0);
     let measure = Duration::from_secs_f64(secs);
+    if let Some(rounds) = cli.value::<usize>("--hits") {
+        return hits_only(rounds, measure).await;
+    }
     let mut rows = Vec::new();
 
     {
@@ -161,6 +169,41 @@ async fn main() {
     }
     println!(
         "\n(connections: with one pub/sub connection more once a call has waited on another process's lock)"
+    );
+}
+
+/// Hit throughput of one server and of a cluster, `rounds` rounds alternating, every server
+/// pinned to the last core.
+async fn hits_only(rounds: usize, measure: Duration) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let last = (cores - 1).to_string();
+    let pinned = ["--server_cpulist", last.as_str()];
+    let server = RedisServer::start_with(&pinned);
+    let cluster = RedisCluster::start_with(redis_cache_tests::cluster::NODE_TIMEOUT_MS, &pinned);
+    let single = Cache::builder()
+        .url(server.url())
+        .prefix("topologies")
+        .build()
+        .expect("valid cache");
+    let clustered = Cache::builder()
+        .cluster(cluster.addresses())
+        .prefix("topologies")
+        .build()
+        .expect("valid cache");
+    println!("hits/s at {TASKS} tasks, one Tokio worker, servers pinned to core {last} of {cores}");
+    println!("| round | one server | cluster (3 primaries) | cluster / one server |");
+    println!("|---:|---:|---:|---:|");
+    let mut ratios = Vec::new();
+    for round in 1..=rounds {
+        let one = hit_rate(&single, measure).await;
+        let many = hit_rate(&clustered, measure).await;
+        ratios.push(many / one);
+        println!("| {round} | {one:.0} | {many:.0} | {:.3} |", many / one);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "median cluster / one server: {:.3}",
+        ratios[ratios.len() / 2]
     );
 }
 
