@@ -71,11 +71,24 @@ pub struct NodeBreaker {
     pub stats: BreakerStats,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub(crate) struct BreakerSettings {
     pub threshold: u32,
     pub min_open: Duration,
     pub max_open: Duration,
+    /// Told when a breaker opens, with the address and why: the configuration's notice for
+    /// a process that would otherwise run uncached silently (`config::env::say_unreachable`).
+    pub on_open: fn(&str, &dyn std::fmt::Display),
+}
+
+impl std::fmt::Debug for BreakerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BreakerSettings")
+            .field("threshold", &self.threshold)
+            .field("min_open", &self.min_open)
+            .field("max_open", &self.max_open)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a call may do.
@@ -232,7 +245,7 @@ impl Breaker {
                 self.address,
                 self.settings.max_open
             );
-            say_unreachable(&self.address, why);
+            (self.settings.on_open)(&self.address, why);
             #[cfg(feature = "metrics")]
             crate::stats::metrics::breaker_open(&self.cache, &self.address, true);
         }
@@ -251,26 +264,6 @@ impl Breaker {
     }
 }
 
-/// The first time any cache of this process finds Redis unreachable, with no `tracing`
-/// subscriber to show the warning: one line on stderr, so that a service (or a first try) that
-/// runs uncached does not do so silently. [`ENV_QUIET`](crate::ENV_QUIET) silences it.
-fn say_unreachable(address: &str, why: &dyn std::fmt::Display) {
-    static SAID: AtomicBool = AtomicBool::new(false);
-    if tracing::dispatcher::has_been_set()
-        || std::env::var_os(crate::ENV_QUIET).is_some()
-        || SAID.swap(true, Ordering::Relaxed)
-    {
-        return;
-    }
-    eprintln!(
-        "redis_cache: cannot reach Redis at {address} ({why}); cached functions run uncached \
-         until it answers. Set {} to your Redis, install a `tracing` subscriber for details, or \
-         set {}=1 to silence this line.",
-        crate::ENV_URL,
-        crate::ENV_QUIET,
-    );
-}
-
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -285,6 +278,7 @@ mod tests {
                 threshold: 3,
                 min_open: open_for,
                 max_open: open_for * 4,
+                on_open: |_, _| {},
             },
             "test".into(),
             "redis://127.0.0.1:1".into(),

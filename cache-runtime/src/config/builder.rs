@@ -85,6 +85,7 @@ impl Default for CacheBuilder {
                 threshold: DEFAULT_BREAKER_THRESHOLD,
                 min_open: DEFAULT_BREAKER_MIN_OPEN,
                 max_open: DEFAULT_BREAKER_MAX_OPEN,
+                on_open: super::env::say_unreachable,
             },
             limits: ValueLimits {
                 max_bytes: DEFAULT_MAX_VALUE_BYTES,
@@ -220,6 +221,7 @@ impl CacheBuilder {
             threshold: failures.max(1),
             min_open,
             max_open: max_open.max(min_open),
+            on_open: self.breaker.on_open,
         };
         self
     }
