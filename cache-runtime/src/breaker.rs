@@ -59,8 +59,8 @@ impl BreakerStats {
 }
 
 /// One circuit breaker of a cache, from [`Cache::breakers`](crate::Cache::breakers): the
-/// server's (or the Sentinel primary's), or on a Redis Cluster the deployment's (connecting, and
-/// keys of slots no known primary serves) and one per primary.
+/// server's (or the Sentinel primary's), or on a Redis Cluster the slot map's (reading
+/// `CLUSTER SLOTS` from the configured nodes) and one per primary.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct NodeBreaker {
@@ -248,6 +248,19 @@ impl Breaker {
             (self.settings.on_open)(&self.address, why);
             #[cfg(feature = "metrics")]
             crate::stats::metrics::breaker_open(&self.cache, &self.address, true);
+        }
+    }
+
+    /// The node it guards left the deployment (a cluster primary replaced by its replica):
+    /// nothing will probe it, so it stops reporting open. Not counted as a closing.
+    pub(crate) fn retire(&self) {
+        if self.open.swap(false, Ordering::AcqRel) {
+            self.probing.store(false, Ordering::Relaxed);
+            self.failures.store(0, Ordering::Relaxed);
+            self.interval
+                .store(nanos(self.settings.min_open), Ordering::Relaxed);
+            #[cfg(feature = "metrics")]
+            crate::stats::metrics::breaker_open(&self.cache, &self.address, false);
         }
     }
 

@@ -102,9 +102,11 @@ impl Cache {
         self.inner.connection.is_some()
     }
 
-    /// The circuit breakers summed up: open while any is (on a Redis Cluster, while one
-    /// primary's is, only that primary's keys skip Redis), and how often they opened and closed.
-    /// A disabled cache's is always closed. [`Cache::breakers`] has each one.
+    /// The circuit breakers summed up: open while the server's is (on a Redis Cluster, while
+    /// the slot map's or one current primary's is; then only that primary's keys skip Redis),
+    /// and how often they opened and closed. The reader endpoint's is not in it (while it is
+    /// open, lookups go to the primary). A disabled cache's is always closed.
+    /// [`Cache::breakers`] has each one.
     pub fn breaker(&self) -> BreakerStats {
         match self.connection() {
             Some(conn) => conn.breaker_totals(),
@@ -113,9 +115,9 @@ impl Cache {
     }
 
     /// Each circuit breaker: one for a single server or a Sentinel primary (and one for the
-    /// reader endpoint, when configured); on a Redis Cluster, one per primary, by the address
-    /// the cluster announces, after the deployment's own (which guards connecting and keys of
-    /// slots no known primary serves). Empty for a disabled cache.
+    /// reader endpoint, when configured); on a Redis Cluster, one per current primary, by the
+    /// address the cluster announces, after the slot map's (reading `CLUSTER SLOTS` from the
+    /// configured nodes, named after them). Empty for a disabled cache.
     pub fn breakers(&self) -> Vec<NodeBreaker> {
         let Some(conn) = self.connection() else {
             return Vec::new();

@@ -22,15 +22,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::{AsyncConnectionConfig, Client, Cmd, FromRedisValue, RedisError, Value};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, FromRedisValue, RedisError, Value,
+};
 
 use super::server::Server;
 use super::shards::{Primary, SlotMap, SlotRange, slot_of};
 use super::target::{Node, Target, client_at};
-use super::{CommandError, Timeouts};
+use super::{CommandError, Refusal, Timeouts};
 use crate::breaker::{Allow, Breaker, BreakerSettings, BreakerStats};
 
 /// The cache's view of one Redis Cluster.
@@ -54,6 +56,8 @@ pub(super) struct Cluster {
     reseed: Pacer,
     /// The first primary made logs the server's health.
     announced: AtomicBool,
+    /// Refusals of the slot map's reads already logged (bits of [`Refusal`]).
+    refusals_logged: AtomicU8,
 }
 
 /// One primary: its address as the cluster announces it, and its connection and breaker.
@@ -92,9 +96,10 @@ impl Cluster {
             settings,
             cache: cache.to_string(),
             reading: tokio::sync::Mutex::new(()),
-            refresh: Pacer::new(settings.min_open),
-            reseed: Pacer::new(settings.max_open),
+            refresh: Pacer::new(settings.min_open, timeouts),
+            reseed: Pacer::new(settings.max_open, timeouts),
             announced: AtomicBool::new(false),
+            refusals_logged: AtomicU8::new(0),
         }
     }
 
@@ -112,7 +117,7 @@ impl Cluster {
         match shard.server.run(cmd).await {
             Ok(value) => Ok(value),
             // Boxed: rare, and every command's future would carry it.
-            Err(err) => Box::pin(self.after_failure(err, cmd)).await,
+            Err(err) => Box::pin(self.after_failure(&shard, err, cmd)).await,
         }
     }
 
@@ -120,6 +125,7 @@ impl Cluster {
     /// topology may have changed.
     async fn after_failure<T: FromRedisValue>(
         self: &Arc<Self>,
+        from: &Shard,
         err: CommandError,
         cmd: &Cmd,
     ) -> Result<T, CommandError> {
@@ -127,7 +133,12 @@ impl Cluster {
             && let Some((address, slot)) = redis.redirect_node()
         {
             let ask = redis.code() == Some("ASK");
-            let Some(target) = self.shard(address) else {
+            // A node that does not know its own address names it `:port`: the same host.
+            let address = match address.rsplit_once(':') {
+                Some((host, port)) if unannounced(host) => format!("{}:{port}", from.host),
+                _ => address.to_string(),
+            };
+            let Some(target) = self.shard(&address) else {
                 return Err(err);
             };
             if ask {
@@ -233,6 +244,24 @@ impl Cluster {
         Ok(removed)
     }
 
+    /// The breakers summed up: open while the slot map's or a current primary's is, with the
+    /// openings and closings of every primary this cache has known.
+    pub(super) fn breaker_totals(&self) -> BreakerStats {
+        let current = std::iter::once(self.topology.stats())
+            .chain(
+                self.map
+                    .serving()
+                    .iter()
+                    .map(|s| s.server.breaker().stats()),
+            )
+            .collect::<Vec<_>>();
+        let all = self.all_breakers();
+        BreakerStats {
+            state: BreakerStats::sum(&current).state,
+            ..BreakerStats::sum(&all)
+        }
+    }
+
     /// The slot map's breaker, then each current primary's, by address.
     pub(super) fn breakers(&self) -> Vec<(String, BreakerStats)> {
         let topology = (self.topology.address().to_string(), self.topology.stats());
@@ -264,6 +293,11 @@ impl Cluster {
         if let Some(shard) = self.map.owner(slot) {
             return Ok(shard);
         }
+        if self.map.is_known() {
+            // A map read while the cluster was forming, or a slot no primary serves right now.
+            self.refresh_soon();
+            return Err(CommandError::Unavailable);
+        }
         Box::pin(self.read(false)).await?;
         self.map.owner(slot).ok_or(CommandError::Unavailable)
     }
@@ -273,9 +307,6 @@ impl Cluster {
     /// timeout.
     async fn read(self: &Arc<Self>, again: bool) -> Result<(), CommandError> {
         let topology = &self.topology;
-        if topology.allow() == Allow::Skip {
-            return Err(CommandError::Unavailable);
-        }
         let deadline = tokio::time::Instant::now() + self.timeouts.connect;
         let Ok(_gate) = tokio::time::timeout_at(deadline, self.reading.lock()).await else {
             return Err(CommandError::Timeout);
@@ -283,12 +314,18 @@ impl Cluster {
         if !again && self.map.is_known() {
             return Ok(());
         }
+        // Asked after the gate: the callers that waited for a failed read do not each repeat
+        // it, the breaker (now open) sends them away.
+        if topology.allow() == Allow::Skip {
+            return Err(CommandError::Unavailable);
+        }
         match tokio::time::timeout_at(deadline, self.read_map(true)).await {
-            Ok(Ok(())) => {
-                topology.success();
-                Ok(())
-            }
+            Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => {
+                if let CommandError::Redis(err) = &err {
+                    // Wrong credentials or certificates: say what to fix.
+                    Refusal::log_once(&self.refusals_logged, err);
+                }
                 topology.trip(&format_args!("no node says where the slots are: {err}"));
                 Err(err)
             }
@@ -303,7 +340,8 @@ impl Cluster {
     }
 
     /// Reads `CLUSTER SLOTS` from a current primary whose breaker is closed, else (if `seeds`)
-    /// from the configured nodes, and installs it.
+    /// from the configured nodes, all at once (the first answer wins: one node that hangs does
+    /// not hold the others up), and installs it.
     async fn read_map(&self, seeds: bool) -> Result<(), CommandError> {
         let mut last = CommandError::Unavailable;
         for shard in self.map.serving() {
@@ -311,7 +349,7 @@ impl Cluster {
                 continue;
             }
             match shard.server.run::<Value>(&slots_command()).await {
-                Ok(reply) => match self.install(reply) {
+                Ok(reply) => match self.install(reply, &shard.host) {
                     Ok(()) => return Ok(()),
                     Err(err) => last = err,
                 },
@@ -324,31 +362,48 @@ impl Cluster {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeouts.connect))
             .set_response_timeout(Some(self.timeouts.command));
+        let mut asking = tokio::task::JoinSet::new();
         for seed in &self.seeds {
+            let (seed, config) = (seed.clone(), config.clone());
             // A connection of its own, closed when done: the primaries' are kept instead.
-            let reply = async {
+            asking.spawn(async move {
                 let mut conn = seed
                     .get_multiplexed_async_connection_with_config(&config)
                     .await?;
-                slots_command().query_async::<Value>(&mut conn).await
-            };
-            match reply.await {
-                Ok(reply) => match self.install(reply) {
+                let reply = slots_command().query_async::<Value>(&mut conn).await?;
+                Ok::<_, RedisError>((reply, host_of(&seed)))
+            });
+        }
+        // Dropping the set (an answer, or the caller's deadline) aborts the other attempts.
+        while let Some(done) = asking.join_next().await {
+            match done {
+                Ok(Ok((reply, host))) => match self.install(reply, &host) {
                     Ok(()) => return Ok(()),
                     Err(err) => last = err,
                 },
-                Err(err) => last = CommandError::Redis(err),
+                Ok(Err(err)) => last = CommandError::Redis(err),
+                Err(_panicked_or_aborted) => {}
             }
         }
         Err(last)
     }
 
-    fn install(&self, reply: Value) -> Result<(), CommandError> {
-        let ranges = parse_slots(reply).map_err(CommandError::Redis)?;
+    /// Installs a `CLUSTER SLOTS` reply from the node at `host`. Primaries that left the map
+    /// (replaced by a promoted replica) are disconnected and their breakers retired.
+    fn install(&self, reply: Value, host: &str) -> Result<(), CommandError> {
+        let ranges = parse_slots(reply, host).map_err(CommandError::Redis)?;
         if ranges.is_empty() {
             return Err(CommandError::Unavailable);
         }
         self.map.install(&ranges, |address| self.make(address));
+        let serving = self.map.serving();
+        for shard in self.map.all() {
+            if !serving.iter().any(|s| Arc::ptr_eq(s, &shard)) {
+                shard.server.breaker().retire();
+                shard.server.disconnect();
+            }
+        }
+        self.topology.success();
         Ok(())
     }
 
@@ -420,8 +475,25 @@ fn slots_command() -> Cmd {
     redis::cmd("CLUSTER").arg("SLOTS").to_owned()
 }
 
-/// `CLUSTER SLOTS`: `[[first, last, [host, port, id, ...], replicas...], ...]`.
-fn parse_slots(reply: Value) -> Result<Vec<SlotRange>, RedisError> {
+/// Whether a node's announced host says nothing: empty or NULL (it does not know its own
+/// address: a cluster of one node, or `cluster-preferred-endpoint-type unknown-endpoint`), or a
+/// wildcard. Such a node is reached at the address the reply came from.
+fn unannounced(host: &str) -> bool {
+    matches!(host, "" | "0.0.0.0" | "::")
+}
+
+/// The host a client connects to.
+fn host_of(client: &Client) -> String {
+    match client.get_connection_info().addr() {
+        ConnectionAddr::Tcp(host, _) | ConnectionAddr::TcpTls { host, .. } => host.clone(),
+        _ => String::new(),
+    }
+}
+
+/// `CLUSTER SLOTS` from the node at `from`: `[[first, last, [host, port, id, ...], replicas...],
+/// ...]`. A range whose primary has no usable address (`?`: a hostname it does not have) is left
+/// out, as redis-rs does.
+fn parse_slots(reply: Value, from: &str) -> Result<Vec<SlotRange>, RedisError> {
     let Value::Array(ranges) = reply else {
         return Ok(Vec::new());
     };
@@ -438,7 +510,15 @@ fn parse_slots(reply: Value) -> Result<Vec<SlotRange>, RedisError> {
         let (Some(host), Some(port)) = (primary.first(), primary.get(1)) else {
             continue;
         };
-        let host: String = redis::from_redis_value_ref(host)?;
+        let host: String = match host {
+            Value::Nil => String::new(),
+            host => redis::from_redis_value_ref(host)?,
+        };
+        let host = match host.as_str() {
+            "?" => continue,
+            announced if unannounced(announced) => from.to_string(),
+            _ => host,
+        };
         let port: u16 = redis::from_redis_value_ref(port)?;
         parsed.push(SlotRange {
             first: redis::from_redis_value_ref(first)?,
@@ -449,9 +529,11 @@ fn parse_slots(reply: Value) -> Result<Vec<SlotRange>, RedisError> {
     Ok(parsed)
 }
 
-/// Lets something happen at most once per interval, and one at a time.
+/// Lets something happen at most once per interval, and one at a time (for at most a lease: a
+/// claim whose task never ran, on a runtime no longer driven, does not block the next forever).
 struct Pacer {
     interval: Duration,
+    lease: Duration,
     /// When the last claim was made, in nanoseconds since `origin` (0: never).
     last: AtomicU64,
     running: Arc<AtomicBool>,
@@ -468,9 +550,11 @@ impl Drop for Claim {
 }
 
 impl Pacer {
-    fn new(interval: Duration) -> Self {
+    fn new(interval: Duration, timeouts: Timeouts) -> Self {
         Pacer {
             interval,
+            // Twice what a read of the map may take (a primary, then the configured nodes).
+            lease: (timeouts.connect + timeouts.command) * 4 + interval,
             last: AtomicU64::new(0),
             running: Arc::new(AtomicBool::new(false)),
             origin: Instant::now(),
@@ -484,7 +568,8 @@ impl Pacer {
         if last != 0 && now.saturating_sub(last) < nanos(self.interval) {
             return None;
         }
-        if self.running.swap(true, Ordering::AcqRel) {
+        let expired = now.saturating_sub(last) >= nanos(self.lease);
+        if self.running.swap(true, Ordering::AcqRel) && !expired {
             return None;
         }
         self.last.store(now, Ordering::Relaxed);
@@ -496,19 +581,31 @@ impl Pacer {
 mod tests {
     use super::*;
 
+    fn timeouts(both: Duration) -> Timeouts {
+        Timeouts {
+            connect: both,
+            command: both,
+        }
+    }
+
     #[test]
     fn a_pacer_lets_one_through_per_interval() {
-        let pacer = Pacer::new(Duration::from_secs(60));
+        let pacer = Pacer::new(Duration::from_secs(60), timeouts(Duration::from_secs(1)));
         let claim = pacer.claim().expect("the first");
         assert!(pacer.claim().is_none(), "one at a time");
         drop(claim);
         assert!(pacer.claim().is_none(), "not again within the interval");
-        let pacer = Pacer::new(Duration::ZERO);
+        let pacer = Pacer::new(Duration::ZERO, timeouts(Duration::from_secs(1)));
         drop(pacer.claim().expect("the first"));
         assert!(
             pacer.claim().is_some(),
             "the interval passed, and the first ended"
         );
+        // A claim never dropped (its task never ran) blocks the next for its lease only.
+        let pacer = Pacer::new(Duration::ZERO, timeouts(Duration::ZERO));
+        let stuck = pacer.claim().expect("the first");
+        assert!(pacer.claim().is_some(), "the lease of the first ran out");
+        drop(stuck);
     }
 
     #[test]
@@ -529,7 +626,7 @@ mod tests {
             ]),
             Value::Array(vec![Value::Int(5461), Value::Int(16383), node("::1", 7001)]),
         ]);
-        let ranges = parse_slots(reply).unwrap();
+        let ranges = parse_slots(reply, "10.0.0.9").unwrap();
         assert_eq!(
             ranges,
             [
@@ -545,7 +642,32 @@ mod tests {
                 }
             ]
         );
-        assert!(parse_slots(Value::Nil).unwrap().is_empty());
+        assert!(parse_slots(Value::Nil, "10.0.0.9").unwrap().is_empty());
+        // A node that does not know its address (a cluster of one, unknown-endpoint) is where
+        // the reply came from; one with a hostname it does not have (`?`) is left out.
+        let unknown = |host: Value, first: i64| {
+            Value::Array(vec![
+                Value::Int(first),
+                Value::Int(first),
+                Value::Array(vec![
+                    host,
+                    Value::Int(7000),
+                    Value::BulkString(b"id".to_vec()),
+                ]),
+            ])
+        };
+        let reply = Value::Array(vec![
+            unknown(Value::Nil, 0),
+            unknown(Value::BulkString(Vec::new()), 1),
+            unknown(Value::BulkString(b"0.0.0.0".to_vec()), 2),
+            unknown(Value::BulkString(b"?".to_vec()), 3),
+        ]);
+        let primaries: Vec<String> = parse_slots(reply, "10.0.0.9")
+            .unwrap()
+            .into_iter()
+            .map(|r| r.primary)
+            .collect();
+        assert_eq!(primaries, ["10.0.0.9:7000"; 3]);
     }
 
     #[test]

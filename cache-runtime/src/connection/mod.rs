@@ -99,6 +99,18 @@ impl Refusal {
             .then_some(Refusal::Tls)
     }
 
+    /// Logs why `err` refuses the cache's commands, once until `logged` (bits of `Refusal`)
+    /// is cleared by a successful write.
+    fn log_once(logged: &std::sync::atomic::AtomicU8, err: &RedisError) {
+        let Some(refusal) = Refusal::of(err) else {
+            return;
+        };
+        let bit = 1 << refusal as u8;
+        if logged.fetch_or(bit, std::sync::atomic::Ordering::Relaxed) & bit == 0 {
+            tracing::warn!(code = err.code(), error = %err, "redis_cache: {}", refusal.explain());
+        }
+    }
+
     fn explain(self) -> &'static str {
         match self {
             Refusal::OutOfMemory => {
@@ -348,17 +360,15 @@ impl Connection {
         all
     }
 
-    /// The breakers summed up: open while any is, with the openings and closings of every
-    /// breaker this connection ever had (a cluster's primaries come and go).
+    /// The breakers summed up: open while the server's is (on a cluster, the slot map's or a
+    /// current primary's), with the openings and closings of every breaker the connection ever
+    /// had (a cluster's primaries come and go). The reader's is listed by
+    /// [`Connection::breakers`] only: while it is open, lookups go to the primary.
     pub(crate) fn breaker_totals(&self) -> BreakerStats {
-        let mut all = match &self.route {
-            Route::Direct(server) => vec![server.breaker().stats()],
-            Route::Cluster(cluster) => cluster.all_breakers(),
-        };
-        if let Some(reader) = &self.reader {
-            all.push(reader.breaker_totals());
+        match &self.route {
+            Route::Direct(server) => server.breaker().stats(),
+            Route::Cluster(cluster) => cluster.breaker_totals(),
         }
-        BreakerStats::sum(&all)
     }
 
     /// A write went through: refusals are logged again if they come back.

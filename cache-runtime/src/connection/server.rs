@@ -138,13 +138,7 @@ impl Server {
 
     /// Logs, once until a write succeeds again, why Redis refuses the cache's commands.
     fn log_refusal(&self, err: &RedisError) {
-        let Some(refusal) = Refusal::of(err) else {
-            return;
-        };
-        let bit = 1 << refusal as u8;
-        if self.refusals_logged.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
-            tracing::warn!(code = err.code(), error = %err, "redis_cache: {}", refusal.explain());
-        }
+        Refusal::log_once(&self.refusals_logged, err);
     }
 
     /// A write went through: refusals are logged again if they come back.
@@ -216,6 +210,14 @@ impl Server {
     /// connects anew (behind Sentinel, asking the sentinels where the primary is now).
     fn rebuild_if_stuck(&self, generation: u64) {
         if self.breaker.is_open() {
+            self.forget(generation);
+        }
+    }
+
+    /// Closes the link, if any (a primary that no longer serves slots); a later command would
+    /// connect again.
+    pub(super) fn disconnect(&self) {
+        if let Some((_, generation)) = self.link.current() {
             self.forget(generation);
         }
     }
