@@ -112,7 +112,7 @@
 //! | `codec`, `envelope` | the stored bytes: payload codec, header, compression |
 //! | `policy` | what is stored for each return shape (`Ok`, `Some`, everything) |
 //! | `freshness` | fresh, stale or due for early refresh (XFetch); TTL jitter |
-//! | `connection` | Redis: endpoints, one server/cluster/Sentinel, the lazily connected link, deadlines, refused commands; a cluster's slot map and routing per primary (`cluster`, `shards`) |
+//! | `connection` | Redis: endpoints, one server/cluster/Sentinel, the lazily connected link, deadlines, refused commands: `server` (one server's link and breaker), `cluster` and `shards` (a cluster's routing per primary and its slot map), `target` (connecting), `lazy`, `endpoints` |
 //! | `breaker` | the circuit breaker (one per server, or per cluster primary) |
 //! | `health` | the start-up check of memory and eviction policy |
 //! | `stampede` | single-flight, the per-key Redis lock, pub/sub wake-ups of its waiters |
