@@ -26,7 +26,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::{
-    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, FromRedisValue, RedisError, Value,
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, FromRedisValue, RedisError, RedisResult,
+    Value,
 };
 
 use super::server::Server;
@@ -201,8 +202,8 @@ impl Cluster {
     }
 
     /// `UNLINK` of keys of any slots: one command per slot, sent as one pipeline per primary;
-    /// how many existed. A primary whose pipeline meets a redirection (a slot on the move)
-    /// gets its commands one by one, each following it.
+    /// how many existed. A command that meets a redirection (its slot on the move) is sent
+    /// again on its own, following it.
     pub(super) async fn unlink(self: &Arc<Self>, keys: &[String]) -> Result<u64, CommandError> {
         let mut by_slot: BTreeMap<u16, Vec<&String>> = BTreeMap::new();
         for key in keys {
@@ -222,22 +223,32 @@ impl Cluster {
         let mut removed = 0;
         for (shard, groups) in by_shard {
             let mut pipe = redis::pipe();
+            pipe.ignore_errors();
             for keys in &groups {
                 pipe.cmd("UNLINK").arg(keys);
             }
-            match shard.server.run_pipeline::<Vec<u64>>(&pipe).await {
-                Ok(counts) => removed += counts.iter().sum::<u64>(),
-                Err(CommandError::Redis(err)) if err.code().is_some() => {
-                    for keys in &groups {
-                        let cmd = redis::cmd("UNLINK").arg(keys).to_owned();
-                        removed += self.run::<u64>(keys[0].as_bytes(), &cmd).await?;
-                    }
-                }
+            let replies = match shard
+                .server
+                .run_pipeline::<Vec<RedisResult<u64>>>(&pipe)
+                .await
+            {
+                Ok(replies) => replies,
                 Err(err) => {
                     if suggests_new_topology(&err) {
                         self.refresh_soon();
                     }
                     return Err(err);
+                }
+            };
+            for (keys, reply) in groups.iter().zip(replies) {
+                match reply {
+                    Ok(count) => removed += count,
+                    // The slot is on the move: this group again, following the redirection.
+                    Err(err) if err.redirect_node().is_some() => {
+                        let cmd = redis::cmd("UNLINK").arg(keys).to_owned();
+                        removed += self.run::<u64>(keys[0].as_bytes(), &cmd).await?;
+                    }
+                    Err(err) => return Err(CommandError::Redis(err)),
                 }
             }
         }
