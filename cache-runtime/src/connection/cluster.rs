@@ -683,16 +683,30 @@ mod tests {
 
     #[test]
     fn only_failures_that_hint_at_a_move_read_the_map_again() {
-        let reply = |code: &str| {
-            CommandError::Redis(RedisError::from((
-                redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
-                "reply",
-                code.to_string(),
-            )))
+        // An error reply as a server sends it.
+        let reply = |line: &str| {
+            let value = redis::parse_redis_value(format!("-{line}\r\n").as_bytes()).unwrap();
+            CommandError::Redis(value.extract_error().unwrap_err())
         };
+        assert_eq!(
+            match reply("TRYAGAIN Multiple keys request during rehashing of slot") {
+                CommandError::Redis(err) => err.code().map(str::to_string),
+                _ => None,
+            },
+            Some("TRYAGAIN".to_string()),
+            "the helper makes real error replies"
+        );
         assert!(suggests_new_topology(&CommandError::Timeout));
+        assert!(suggests_new_topology(&CommandError::Unavailable));
+        assert!(suggests_new_topology(&reply(
+            "CLUSTERDOWN The cluster is down"
+        )));
+        assert!(suggests_new_topology(&reply(
+            "TRYAGAIN Multiple keys request"
+        )));
+        assert!(suggests_new_topology(&reply("READONLY You can't write")));
         assert!(!suggests_new_topology(&CommandError::WrongType));
-        assert!(!suggests_new_topology(&reply("OOM")));
-        let _ = reply;
+        assert!(!suggests_new_topology(&reply("OOM command not allowed")));
+        assert!(!suggests_new_topology(&reply("NOPERM no permissions")));
     }
 }
