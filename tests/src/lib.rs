@@ -198,6 +198,14 @@ impl RedisServer {
         keys
     }
 
+    /// Every key but the tags' sets and marks (`{prefix}:#tag:{...}`), sorted: the entries and
+    /// locks.
+    pub async fn keys_but_tags(&self) -> Vec<String> {
+        let mut keys = self.keys().await;
+        keys.retain(|k| !k.contains(":#tag:"));
+        keys
+    }
+
     /// Ends the server abruptly (SIGKILL): connections drop, nothing is saved.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -158,12 +158,7 @@ async fn invalidate_by_tag() {
         (status, json["removed"].as_u64()),
         (StatusCode::OK, Some(4))
     );
-    let entries: Vec<String> = redis
-        .keys()
-        .await
-        .into_iter()
-        .filter(|k| !k.contains(":#tag:"))
-        .collect();
+    let entries = redis.keys_but_tags().await;
     assert!(entries.is_empty(), "{entries:?}");
     let (_, stats) = send(&app, Method::GET, "/cache/stats", "").await;
     assert!(stats["tag_invalidations"].as_u64().unwrap() >= 2);
