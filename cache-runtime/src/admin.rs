@@ -92,14 +92,14 @@ async fn stats(State(cache): State<Cache>) -> Response {
 /// What `POST /cache/invalidate` removes: exactly one of the three.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Target {
+struct InvalidateRequest {
     function: Option<String>,
     prefix: Option<String>,
     tag: Option<String>,
 }
 
 async fn invalidate(State(cache): State<Cache>, body: Bytes) -> Response {
-    let target: Target = match serde_json::from_slice(&body) {
+    let target: InvalidateRequest = match serde_json::from_slice(&body) {
         Ok(target) => target,
         Err(err) => {
             return error(

@@ -3,14 +3,16 @@
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use crate::background::Background;
 use crate::breaker::{BreakerStats, NodeBreaker};
-use crate::config::{CacheBuilder, ConfigError, ValueLimits};
+use crate::config::{CacheBuilder, ConfigError, DEFAULT_CONNECT_TIMEOUT, ValueLimits};
 use crate::connection::Connection;
 use crate::health::{HealthError, RedisHealth};
 use crate::local::LocalTier;
 use crate::stampede::lock::{LockSettings, Locks};
+use crate::stampede::notify::Notifier;
+use crate::stampede::refreshing::Refreshing;
 use crate::stampede::single_flight::Flights;
+use crate::tasks::Tasks;
 
 /// A handle to one Redis cache: cheap to clone (an `Arc`), shared by every function that uses it.
 ///
@@ -26,12 +28,17 @@ struct Inner {
     prefix: String,
     /// `None`: caching is disabled (bad configuration); every call runs the function.
     connection: Option<Arc<Connection>>,
-    /// The per-key locks, with the pub/sub wake-ups of their waiters; `None` when disabled.
+    /// The per-key locks; `None` when disabled.
     locks: Option<Locks>,
+    /// The pub/sub wake-ups of the callers waiting for another process's lock (connected at
+    /// the first wait).
+    notifier: Notifier,
+    /// The keys this process refreshes in the background (`refresh = "background"`).
+    refreshing: Refreshing,
     limits: ValueLimits,
     flights: Flights,
-    /// Stores, and releases of abandoned locks, running in spawned tasks.
-    background: Background,
+    /// Stores, refreshes and releases of abandoned locks, running in spawned tasks.
+    tasks: Tasks,
     /// A miss returns before its store lands ([`CacheBuilder::background_stores`]).
     background_stores: bool,
     /// Decoded copies of the entries of functions with `local = N`; `None` when disabled.
@@ -71,11 +78,16 @@ impl Cache {
         background_stores: bool,
         local_max_bytes: usize,
     ) -> Cache {
-        let background = Background::default();
+        let tasks = Tasks::default();
         let connection = connection.map(Arc::new);
         let locks = connection
             .as_ref()
-            .map(|conn| Locks::new(conn.clone(), locks, background.clone()));
+            .map(|conn| Locks::new(conn.clone(), locks, tasks.clone()));
+        let notifier = Notifier::new(
+            connection
+                .as_ref()
+                .map_or(DEFAULT_CONNECT_TIMEOUT, |conn| conn.timeouts().connect),
+        );
         let local = (connection.is_some() && local_max_bytes > 0)
             .then(|| LocalTier::new(&prefix, local_max_bytes));
         Cache {
@@ -83,9 +95,11 @@ impl Cache {
                 prefix,
                 connection,
                 locks,
+                notifier,
+                refreshing: Refreshing::default(),
                 limits,
                 flights: Flights::default(),
-                background,
+                tasks,
                 background_stores,
                 local,
             }),
@@ -180,8 +194,16 @@ impl Cache {
         &self.inner.flights
     }
 
-    pub(crate) fn background(&self) -> &Background {
-        &self.inner.background
+    pub(crate) fn tasks(&self) -> &Tasks {
+        &self.inner.tasks
+    }
+
+    pub(crate) fn notifier(&self) -> &Notifier {
+        &self.inner.notifier
+    }
+
+    pub(crate) fn refreshing(&self) -> &Refreshing {
+        &self.inner.refreshing
     }
 
     pub(crate) fn background_stores(&self) -> bool {
@@ -198,7 +220,7 @@ impl Cache {
     /// needs no flush. With `background_stores(true)`, await this at shutdown, after the last
     /// calls, or their values are lost with the process.
     pub async fn flush(&self) {
-        self.inner.background.settled().await;
+        self.inner.tasks.settled().await;
     }
 
     /// Calls of this cache currently in flight in this process (single-flight leaders); zero

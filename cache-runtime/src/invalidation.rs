@@ -1,5 +1,6 @@
-//! Removing entries on purpose: one call's entry (the `_invalidate` companion), a write-through
-//! refresh (the `_refresh` companion), and clearing a whole function or key prefix.
+//! Removing entries on purpose: one call's entry (the `_invalidate` companion), and clearing a
+//! whole function or key prefix. (The `_refresh` companion, a write-through refresh, is a call
+//! through the flow: `crate::flow::write_through`.)
 //!
 //! None of them may be undone by a computation that was already running when they happened (it
 //! may have read the data from before the write): they delete or take over the key's lock, and
@@ -12,9 +13,6 @@
 //! first pass by a computation that started before the clear is removed by the second. On a
 //! cluster, each pass scans every primary (the slot map is read again for each pass, so a
 //! failover in between is followed).
-
-use std::cell::Cell;
-use std::future::Future;
 
 use crate::cache::Cache;
 use crate::connection::{Connection, Lua};
@@ -35,31 +33,6 @@ static INVALIDATE: Lua = Lua::new(
 if redis.call('DEL', KEYS[2]) == 1 then redis.call('PUBLISH', KEYS[2], '1') end
 return removed",
 );
-
-tokio::task_local! {
-    /// Set by [`write_through`] around one call of a cached function.
-    static WRITE_THROUGH: Cell<bool>;
-}
-
-/// Runs `call` (a call of a `#[redis_cache]` function) as a write-through refresh: it does not
-/// read the cache, it runs the function and stores the result, fencing off any computation of
-/// the same key that started earlier. Calls the function's body makes are ordinary calls.
-#[doc(hidden)]
-pub async fn write_through<F: Future>(call: F) -> F::Output {
-    WRITE_THROUGH.scope(Cell::new(true), call).await
-}
-
-/// Whether this call was asked to refresh, without taking the request.
-pub(crate) fn write_through_requested() -> bool {
-    WRITE_THROUGH.try_with(Cell::get).unwrap_or(false)
-}
-
-/// For the flow: whether this call was asked to refresh. Taken, so it applies to one call.
-pub(crate) fn take_write_through_request() -> bool {
-    WRITE_THROUGH
-        .try_with(|asked| asked.replace(false))
-        .unwrap_or(false)
-}
 
 /// Removes one call's entry (what the `_invalidate` companion does). `Ok(true)`: an entry was
 /// there.

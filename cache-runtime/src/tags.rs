@@ -5,7 +5,8 @@
 //! Each tag is a sorted set, `{prefix}:#tag:{<tag>}`, of the keys of its entries, scored by when
 //! each expires (Redis's clock). A tagged store adds its key first, dropping members that have
 //! expired, and keeps the set alive as long as its longest-lived member: the set's memory
-//! follows its entries' TTLs. A hit reads nothing more than an untagged one.
+//! follows its entries' TTLs (that half is part of the store protocol, `crate::flow::store`).
+//! A hit reads nothing more than an untagged one.
 //!
 //! `invalidate_tag` marks the tag (`{prefix}:#tag:{<tag>}:at`, Redis's time, kept
 //! [`TAG_FENCE_WINDOW`]) and reads the set's members in one script, then deletes those entries'
@@ -21,11 +22,10 @@
 //!   clock puts it (bounded from below with the add's round trip, so no two clocks are compared):
 //!   the computation stores nothing.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::cache::Cache;
-use crate::connection::{Connection, Lua, millis};
+use crate::connection::{Lua, millis};
 use crate::error::CacheError;
 use crate::stampede::lock;
 
@@ -36,25 +36,6 @@ pub(crate) const TAG_FENCE_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Entries deleted per `UNLINK` by an invalidation.
 const UNLINK_BATCH: usize = 1000;
-
-/// Added to a member's score (its entry's expiry): the entry is stored right after its tags are
-/// added (a round trip or two, each bounded by the command timeout), so its expiry comes a
-/// little later too, and the member must not go first.
-const SCORE_SLACK: Duration = Duration::from_secs(5);
-
-/// `KEYS`: tag set, mark. `ARGV`: entry key, ms the entry lives (with [`SCORE_SLACK`]). Adds
-/// the entry (scored by its expiry), drops expired members, keeps the set as long as its last
-/// member; returns the mark (or false) and Redis's time, both in microseconds.
-static ADD: Lua = Lua::new(
-    r"local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local expires = now_ms + tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
-redis.call('ZADD', KEYS[1], expires, ARGV[1])
-local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(last[2]) - now_ms))
-return {redis.call('GET', KEYS[2]), t[1] .. string.format('%06d', tonumber(t[2]))}",
-);
 
 /// `KEYS`: tag set, mark. `ARGV`: ms the mark lives. Marks the tag with Redis's time (µs) and
 /// returns the set's live members with their scores. The set keeps them until they are deleted
@@ -92,81 +73,10 @@ pub(crate) fn encode(tag: &str) -> String {
 }
 
 /// The sorted set of `tag`'s entries, and its invalidation mark.
-fn tag_keys(prefix: &str, tag: &str) -> (String, String) {
+pub(crate) fn tag_keys(prefix: &str, tag: &str) -> (String, String) {
     let set = format!("{prefix}:#tag:{{{}}}", encode(tag));
     let mark = format!("{set}:at");
     (set, mark)
-}
-
-/// Adds `key` to each of `tags` before its store (all at once: one round trip, whatever their
-/// number); `false` if one of them was invalidated after the computation began (at `started`,
-/// the body's start), or the computation ran longer than the marks are kept: then nothing may
-/// be stored.
-pub(crate) async fn add(
-    conn: &Connection,
-    prefix: &str,
-    tags: &[String],
-    key: &str,
-    keep: Duration,
-    started: Instant,
-) -> Result<bool, crate::connection::CommandError> {
-    let keep_ms = millis(keep.saturating_add(SCORE_SLACK)).to_string();
-    let adds = tags.iter().map(|tag| {
-        let keep_ms = &keep_ms;
-        async move {
-            let (set, mark) = tag_keys(prefix, tag);
-            let sent = Instant::now();
-            let reply: (Option<String>, String) = conn
-                .eval(&ADD, &[&set, &mark], &[key.as_bytes(), keep_ms.as_bytes()])
-                .await?;
-            Ok::<_, crate::connection::CommandError>((sent, sent.elapsed(), reply))
-        }
-    });
-    for reply in join_all(adds.collect()).await {
-        let (sent, round_trip, (marked, now_us)) = reply?;
-        // The computation's start on Redis's clock, at the earliest: the script ran at `now_us`,
-        // no earlier than `sent`, which came `sent - started` after the start.
-        let since_start = sent.duration_since(started) + round_trip;
-        // A mark lives `TAG_FENCE_WINDOW`: past that, an invalidation may have left no trace.
-        if since_start >= TAG_FENCE_WINDOW {
-            return Ok(false);
-        }
-        let Some(marked) = marked else { continue };
-        let (Ok(marked), Ok(now_us)) = (marked.parse::<u64>(), now_us.parse::<u64>()) else {
-            return Ok(false);
-        };
-        let started_us = now_us.saturating_sub(since_start.as_micros() as u64);
-        if marked >= started_us {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// Runs `futures` concurrently; their outputs in order.
-async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => *output = Some(value),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        match pending {
-            true => std::task::Poll::Pending,
-            false => std::task::Poll::Ready(()),
-        }
-    })
-    .await;
-    outputs
-        .into_iter()
-        .map(|o| o.expect("polled to completion"))
-        .collect()
 }
 
 impl Cache {

@@ -18,14 +18,14 @@ use tokio::time::Instant;
 /// A lazily connected, shared link of type `L` (a cheap-to-clone connection handle).
 #[derive(Debug)]
 pub(crate) struct LazyLink<L> {
-    state: Mutex<State<L>>,
+    state: Mutex<LinkState<L>>,
     /// One connection attempt at a time.
     connecting: tokio::sync::Mutex<()>,
     backoff: Duration,
 }
 
 #[derive(Debug)]
-struct State<L> {
+struct LinkState<L> {
     link: Option<(L, u64)>,
     generation: u64,
     /// Connection attempts made: a caller that waited for another's attempt does not repeat it.
@@ -49,7 +49,7 @@ pub(crate) enum Unlinked<E> {
 impl<L: Clone> LazyLink<L> {
     pub(crate) fn new(backoff: Duration) -> Self {
         LazyLink {
-            state: Mutex::new(State {
+            state: Mutex::new(LinkState {
                 link: None,
                 generation: 0,
                 attempts: 0,
@@ -60,7 +60,7 @@ impl<L: Clone> LazyLink<L> {
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, State<L>> {
+    fn state(&self) -> MutexGuard<'_, LinkState<L>> {
         crate::sync::guard(&self.state)
     }
 

@@ -2,8 +2,9 @@
 //! verdicts, and reconnecting when a probe finds no connection.
 //!
 //! The flow only sees [`Connection::get`] and [`Connection::set`] and a [`CommandError`]; which kind
-//! of deployment sits behind them (one server, a cluster, Sentinel: [`target`], [`cluster`]) is
-//! not its business.
+//! of deployment sits behind them (one server, a cluster, Sentinel: [`deployment`], [`cluster`])
+//! is not its business. [`server`] is one server's link and breaker, [`lazy`] connecting on first
+//! use, [`refusal`] the refused commands and what to do about them, [`script`] the Lua scripts.
 //!
 //! # Connection budget
 //!
@@ -22,13 +23,14 @@
 //! Calls never open connections of their own, so the count does not grow with load.
 
 mod cluster;
+mod deployment;
 mod endpoints;
 mod lazy;
+mod refusal;
+mod script;
 mod server;
-mod shards;
-mod target;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::{Cmd, FromRedisValue, RedisError};
@@ -36,13 +38,14 @@ use redis::{Cmd, FromRedisValue, RedisError};
 use crate::breaker::{Allow, BreakerSettings, BreakerStats};
 use crate::health::RedisHealth;
 use cluster::Cluster;
+use deployment::Deployment;
+pub(crate) use deployment::Node;
 #[cfg(feature = "tls")]
 pub(crate) use endpoints::TlsFiles;
 pub(crate) use endpoints::{Endpoints, Servers, redact, with_scheme};
 pub(crate) use lazy::{LazyLink, Linked, Unlinked};
+pub(crate) use script::Lua;
 use server::Server;
-pub(crate) use target::Node;
-use target::Target;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timeouts {
@@ -73,95 +76,9 @@ impl std::fmt::Display for CommandError {
     }
 }
 
-/// Why a live Redis refuses the cache's commands; each is logged once, with what to do.
-#[derive(Debug, Clone, Copy)]
-enum Refusal {
-    OutOfMemory,
-    ReadOnly,
-    Auth,
-    Tls,
-}
-
-impl Refusal {
-    fn of(err: &RedisError) -> Option<Refusal> {
-        match err.code() {
-            Some("OOM") => return Some(Refusal::OutOfMemory),
-            Some("READONLY") => return Some(Refusal::ReadOnly),
-            Some("NOAUTH" | "WRONGPASS" | "NOPERM") => return Some(Refusal::Auth),
-            _ => {}
-        }
-        if err.kind() == redis::ErrorKind::AuthenticationFailed {
-            return Some(Refusal::Auth);
-        }
-        // rustls's verdicts reach us as I/O errors; their text is all there is to go by.
-        let text = err.to_string();
-        (text.contains("certificate") || text.contains("TLS") || text.contains("tls"))
-            .then_some(Refusal::Tls)
-    }
-
-    /// Logs why `err` refuses the cache's commands, once until `logged` (bits of `Refusal`)
-    /// is cleared by a successful write.
-    fn log_once(logged: &std::sync::atomic::AtomicU8, err: &RedisError) {
-        let Some(refusal) = Refusal::of(err) else {
-            return;
-        };
-        let bit = 1 << refusal as u8;
-        if logged.fetch_or(bit, std::sync::atomic::Ordering::Relaxed) & bit == 0 {
-            tracing::warn!(code = err.code(), error = %err, "redis_cache: {}", refusal.explain());
-        }
-    }
-
-    fn explain(self) -> &'static str {
-        match self {
-            Refusal::OutOfMemory => {
-                "Redis refuses writes: maxmemory is reached and the eviction policy does not evict \
-                 (noeviction); values are not cached until memory frees up. For a cache, set \
-                 maxmemory-policy to allkeys-lru or allkeys-lfu"
-            }
-            Refusal::ReadOnly => {
-                "Redis refuses writes: this is a read-only replica; values are not cached. Point \
-                 the cache at the primary"
-            }
-            Refusal::Auth => {
-                "Redis refuses the cache's commands (authentication or ACL permissions); calls \
-                 run uncached. Check the user and password (URL, REDIS_USERNAME/REDIS_PASSWORD \
-                 or `credentials`) and that the user's ACL allows the cache's prefix (~prefix:*), \
-                 its lock channels (&prefix:*) and EVALSHA, EVAL, GET, SET, SCAN, UNLINK, \
-                 SUBSCRIBE, INFO"
-            }
-            Refusal::Tls => {
-                "The TLS handshake with Redis failed; calls run uncached. Check that the CA \
-                 (REDIS_TLS_CA_FILE or `tls_ca_pem`) signed the server's certificate, that the \
-                 certificate names the host in the URL, and the client certificate if the \
-                 server asks for one"
-            }
-        }
-    }
-}
-
 /// A duration as Redis's `PX` milliseconds: at least 1 (0 is an error to Redis), saturating.
 pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
-/// A Lua script the cache runs atomically on the server.
-pub(crate) struct Lua {
-    source: &'static str,
-    hash: OnceLock<String>,
-}
-
-impl Lua {
-    pub(crate) const fn new(source: &'static str) -> Self {
-        Lua {
-            source,
-            hash: OnceLock::new(),
-        }
-    }
-
-    fn hash(&self) -> &str {
-        self.hash
-            .get_or_init(|| redis::Script::new(self.source).get_hash().to_string())
-    }
 }
 
 pub(crate) struct Connection {
@@ -206,13 +123,15 @@ impl Connection {
             }
             None => None,
         };
-        let target = Target::open(endpoints)?;
+        let deployment = Deployment::open(endpoints)?;
         let address = endpoints.describe();
-        let route = match target {
-            Target::Cluster { .. } => Route::Cluster(Arc::new(Cluster::new(
-                target, address, timeouts, breaker, cache,
+        let route = match deployment {
+            Deployment::Cluster { .. } => Route::Cluster(Arc::new(Cluster::new(
+                deployment, address, timeouts, breaker, cache,
             ))),
-            target => Route::Direct(Server::new(target, address, timeouts, breaker, cache, true)),
+            deployment => Route::Direct(Server::new(
+                deployment, address, timeouts, breaker, cache, true,
+            )),
         };
         Ok(Connection {
             route,
@@ -318,14 +237,14 @@ impl Connection {
     /// attempt ask the sentinels for the new primary).
     pub(crate) async fn tracking_clients(&self) -> Result<Vec<redis::Client>, CommandError> {
         let primaries = self.primaries().await?;
-        let target = match &self.route {
+        let deployment = match &self.route {
             Route::Direct(server) => {
                 let _: String = server.run(&redis::cmd("PING")).await?;
-                server.target()
+                server.deployment()
             }
-            Route::Cluster(cluster) => cluster.target(),
+            Route::Cluster(cluster) => cluster.deployment(),
         };
-        target
+        deployment
             .tracking_clients(&primaries)
             .map_err(CommandError::Redis)
     }
@@ -334,8 +253,8 @@ impl Connection {
     /// a cluster, or the primary the sentinels named last.
     pub(crate) fn pubsub_clients(&self) -> Vec<redis::Client> {
         match &self.route {
-            Route::Direct(server) => server.target().pubsub_clients(),
-            Route::Cluster(cluster) => cluster.target().pubsub_clients(),
+            Route::Direct(server) => server.deployment().pubsub_clients(),
+            Route::Cluster(cluster) => cluster.deployment().pubsub_clients(),
         }
     }
 

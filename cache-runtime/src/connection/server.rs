@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError};
 
-use super::target::{Link, Target};
-use super::{CommandError, LazyLink, Linked, Refusal, Timeouts, Unlinked};
+use super::deployment::{Deployment, Link};
+use super::refusal::Refusal;
+use super::{CommandError, LazyLink, Linked, Timeouts, Unlinked};
 use crate::breaker::{Allow, Breaker, BreakerSettings};
 use crate::health::RedisHealth;
 
 pub(super) struct Server {
-    target: Target,
+    deployment: Deployment,
     timeouts: Timeouts,
     breaker: Breaker,
     /// Refusals already logged (bits of [`Refusal`]), re-armed by a successful write.
@@ -33,7 +34,7 @@ pub(super) struct Server {
 impl Server {
     /// `address` names the server in the breaker's logs and metrics (no password in it).
     pub(super) fn new(
-        target: Target,
+        deployment: Deployment,
         address: String,
         timeouts: Timeouts,
         breaker: BreakerSettings,
@@ -41,7 +42,7 @@ impl Server {
         announce: bool,
     ) -> Self {
         Server {
-            target,
+            deployment,
             timeouts,
             breaker: Breaker::new(breaker, cache.to_string(), address),
             refusals_logged: AtomicU8::new(0),
@@ -50,8 +51,8 @@ impl Server {
         }
     }
 
-    pub(super) fn target(&self) -> &Target {
-        &self.target
+    pub(super) fn deployment(&self) -> &Deployment {
+        &self.deployment
     }
 
     pub(super) fn breaker(&self) -> &Breaker {
@@ -154,7 +155,7 @@ impl Server {
     /// on connecting.
     async fn link(&self) -> Result<(Link, u64), CommandError> {
         let connecting = |_generation, deadline| async move {
-            match tokio::time::timeout_at(deadline, self.target.connect(&self.timeouts)).await {
+            match tokio::time::timeout_at(deadline, self.deployment.connect(&self.timeouts)).await {
                 Ok(Ok(link)) => Ok(link),
                 Ok(Err(err)) => Err(CommandError::Redis(err)),
                 Err(_elapsed) => Err(CommandError::Timeout),

@@ -21,7 +21,7 @@ pub trait Body<R, T>: Sized {
 
     /// Starts the refresh `job` in a spawned task, if this body can outlive the call (otherwise
     /// it is handed back, to refresh in the call).
-    fn detach(self, job: Refresh<'_, T>) -> Result<(), Self> {
+    fn detach(self, job: RefreshJob<'_, T>) -> Result<(), Self> {
         let _ = job;
         Err(self)
     }
@@ -39,7 +39,7 @@ pub struct Computed<R> {
 /// A refresh of an entry that is still served: where, and why.
 #[doc(hidden)]
 #[derive(Debug)]
-pub struct Refresh<'a, T> {
+pub struct RefreshJob<'a, T> {
     pub(crate) site: &'static Site,
     pub(crate) cache: &'a Cache,
     pub(crate) key: &'a str,
@@ -70,7 +70,7 @@ pub struct Background<M, F, T: 'static> {
     pub(crate) make: M,
     /// Spawns the refresh, making the body only if this process is not refreshing the key
     /// already (`flow::spawn_refresh` for the function's types).
-    pub(crate) spawn: fn(Refresh<'_, T>, Rules<'static, T>, M),
+    pub(crate) spawn: fn(RefreshJob<'_, T>, Rules<'static, T>, M),
     pub(crate) future: PhantomData<fn() -> F>,
 }
 
@@ -91,7 +91,7 @@ where
         (self.make)()
     }
 
-    fn detach(self, job: Refresh<'_, T>) -> Result<(), Self> {
+    fn detach(self, job: RefreshJob<'_, T>) -> Result<(), Self> {
         // A closure borrowing from the call (not possible from the macro) refreshes in the call.
         let Some(rules) = job.rules.detached() else {
             return Err(self);

@@ -5,7 +5,8 @@
 //! - Bounded: the lease is short and the holder renews it while its function runs, so a slow
 //!   function keeps its lock but a crashed holder blocks the key for one lease at most.
 //! - Released by compare-and-delete (only the holder's token deletes it), in the same script that
-//!   stores the value, which then publishes on the lock's channel to wake the waiters at once.
+//!   stores the value (`crate::flow::store`, where the store protocol lives), which then
+//!   publishes on the lock's channel to wake the waiters at once.
 //! - The fence against stale writes: a value is stored only while its computation's lock is still
 //!   held. Invalidating or clearing a key deletes its lock, and a write-through refresh takes it
 //!   over, so a computation that started before them (and may have read the old data) finds its
@@ -21,10 +22,8 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use super::notify::Notifier;
-use super::refreshing::{Claim, Refreshing};
-use crate::background::Background;
 use crate::connection::{CommandError, Connection, Lua, millis};
+use crate::tasks::Tasks;
 
 /// `KEYS`: entry, lock. `ARGV`: token, lease ms. Returns `{taken, entry or false}`; the entry
 /// only if it is a string (another type is an unreadable entry, overwritten later).
@@ -40,17 +39,6 @@ return {0, entry}",
 static EXTEND: Lua = Lua::new(
     r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0",
-);
-
-/// `KEYS`: entry, lock. `ARGV`: envelope, PX ms, token. If the lock is still ours: stores,
-/// releases, wakes the waiters and returns 1. Otherwise (invalidated, taken over, lapsed) stores
-/// nothing and returns 0.
-static STORE_AND_RELEASE: Lua = Lua::new(
-    r"if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('DEL', KEYS[2])
-redis.call('PUBLISH', KEYS[2], '1')
-return 1",
 );
 
 /// `KEYS`: lock. `ARGV`: token. Releases if ours and wakes waiters.
@@ -73,37 +61,22 @@ pub(crate) struct LockSettings {
     pub wait: Duration,
 }
 
-/// What the locks of one cache share: its connection, its settings, where the release of an
-/// abandoned lock runs, and the pub/sub wake-ups of the processes waiting for one. Cheap to
-/// clone; a cache without Redis has none.
+/// What the locks of one cache share: its connection, its settings, and where the release of an
+/// abandoned lock runs. Cheap to clone; a cache without Redis has none.
 #[derive(Clone)]
 pub(crate) struct Locks {
     conn: Arc<Connection>,
     settings: LockSettings,
-    background: Background,
-    notifier: Notifier,
-    refreshing: Refreshing,
+    tasks: Tasks,
 }
 
 impl Locks {
-    pub(crate) fn new(
-        conn: Arc<Connection>,
-        settings: LockSettings,
-        background: Background,
-    ) -> Self {
-        let notifier = Notifier::new(conn.timeouts().connect);
+    pub(crate) fn new(conn: Arc<Connection>, settings: LockSettings, tasks: Tasks) -> Self {
         Locks {
             conn,
             settings,
-            background,
-            notifier,
-            refreshing: Refreshing::default(),
+            tasks,
         }
-    }
-
-    /// Claims `key` for a background refresh in this process (`None`: one runs already).
-    pub(crate) fn claim_refresh(&self, key: &str) -> Option<Claim> {
-        self.refreshing.claim(key)
     }
 
     pub(crate) fn settings(&self) -> LockSettings {
@@ -112,10 +85,6 @@ impl Locks {
 
     pub(crate) fn connection(&self) -> &Connection {
         &self.conn
-    }
-
-    pub(crate) fn notifier(&self) -> &Notifier {
-        &self.notifier
     }
 
     /// Takes `key`'s lock whoever holds it: the holder's store is then fenced off. For a
@@ -174,7 +143,8 @@ pub(crate) struct Attempt {
     pub entry: Option<Vec<u8>>,
 }
 
-/// A held lock. Use [`Lock::store`] or [`Lock::release`]; dropping it releases in the background.
+/// A held lock. Store with it (`crate::flow::store`) or [`Lock::release`] it; dropping it
+/// releases in the background.
 pub(crate) struct Lock {
     locks: Locks,
     key: String,
@@ -213,33 +183,30 @@ impl Lock {
         }
     }
 
-    /// Stores `envelope` for `keep`, releases the lock and wakes the waiters, in one round trip, if
-    /// the lock is still ours. `Ok(false)`: it was not (the key was invalidated, cleared or
-    /// refreshed meanwhile, or the lease lapsed), and nothing was stored.
-    pub(crate) async fn store(
-        &mut self,
-        envelope: &[u8],
-        keep: Duration,
-    ) -> Result<bool, CommandError> {
-        self.done = true;
-        self.locks
-            .conn
-            .eval::<i64>(
-                &STORE_AND_RELEASE,
-                &[&self.key, &self.lock_key],
-                &[
-                    envelope,
-                    millis(keep).to_string().as_bytes(),
-                    self.token.as_bytes(),
-                ],
-            )
-            .await
-            .map(|stored| stored == 1)
-    }
-
     /// The key of the entry this lock guards.
     pub(crate) fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The lock's own key (also the channel its release is announced on).
+    pub(crate) fn lock_key(&self) -> &str {
+        &self.lock_key
+    }
+
+    /// This holder's token: a fenced store checks the lock still holds it.
+    pub(crate) fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The connection the lock was taken on.
+    pub(crate) fn connection(&self) -> &Arc<Connection> {
+        &self.locks.conn
+    }
+
+    /// The lock was released by a script that checked its token (a fenced store, see
+    /// `crate::flow::store`), or will lapse: dropping it must not release it again.
+    pub(crate) fn hand_over(mut self) {
+        self.done = true;
     }
 
     /// Releases without storing and wakes the waiters (they will try to take the lock).
@@ -285,7 +252,7 @@ impl Drop for Lock {
             let lock_key = std::mem::take(&mut self.lock_key);
             let token = std::mem::take(&mut self.token);
             let releasing = async move { release(&conn, &lock_key, &token).await };
-            self.locks.background.spawn_on(&runtime, releasing);
+            self.locks.tasks.spawn_on(&runtime, releasing);
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::connection::CommandError;
 use crate::site::Site;
 use crate::stats::Count;
 use lock::{Lock, Locks};
-use notify::Subscription;
+use notify::{Notifier, Subscription};
 
 /// A waiter with a pub/sub subscription still looks this often, in case a message was lost.
 const POLL_SUBSCRIBED: Duration = Duration::from_millis(200);
@@ -46,6 +46,7 @@ pub(crate) enum Waited<T> {
 /// come here: the flow takes the lock alongside the function, see `compute_unlocked`.)
 pub(crate) async fn lock_or_wait<T>(
     locks: &Locks,
+    notifier: &Notifier,
     site: &Site,
     key: &str,
     usable: impl Fn(&[u8]) -> Option<T>,
@@ -86,10 +87,7 @@ pub(crate) async fn lock_or_wait<T>(
         if !waiting {
             waiting = true;
             site.count(Count::LockWaits);
-            subscription = locks
-                .notifier()
-                .subscribe(&lock_key, locks.connection())
-                .await;
+            subscription = notifier.subscribe(&lock_key, locks.connection()).await;
             // Look again at once: the holder may have finished while we subscribed.
             continue;
         }

@@ -27,25 +27,25 @@ const RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
 /// Opens and shares the pub/sub connection of one cache.
 #[derive(Clone)]
 pub(crate) struct Notifier {
-    shared: Arc<Shared>,
+    shared: Arc<Hub>,
 }
 
-struct Shared {
+struct Hub {
     connect_timeout: Duration,
     /// The pub/sub connection, opened at the first wait.
     link: LazyLink<PubSubSink>,
-    state: Mutex<State>,
+    state: Mutex<Subscribed>,
 }
 
 #[derive(Default)]
-struct State {
+struct Subscribed {
     /// Channel -> (its waiters' wake-up, how many subscriptions hold it).
     channels: HashMap<String, (Arc<Notify>, usize)>,
 }
 
 /// A subscription to one lock's channel; unsubscribes when the last holder drops it.
 pub(crate) struct Subscription {
-    shared: Arc<Shared>,
+    shared: Arc<Hub>,
     channel: String,
     notify: Arc<Notify>,
 }
@@ -60,10 +60,10 @@ impl Subscription {
 impl Notifier {
     pub(crate) fn new(connect_timeout: Duration) -> Self {
         Notifier {
-            shared: Arc::new(Shared {
+            shared: Arc::new(Hub {
                 connect_timeout,
                 link: LazyLink::new(RECONNECT_BACKOFF),
-                state: Mutex::new(State::default()),
+                state: Mutex::new(Subscribed::default()),
             }),
         }
     }
@@ -105,8 +105,8 @@ impl Notifier {
     }
 }
 
-impl Shared {
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+impl Hub {
+    fn state(&self) -> std::sync::MutexGuard<'_, Subscribed> {
         crate::sync::guard(&self.state)
     }
 
@@ -149,7 +149,7 @@ impl Shared {
 }
 
 /// Delivers messages to waiters until the connection closes.
-async fn read(shared: Weak<Shared>, mut stream: PubSubStream, generation: u64) {
+async fn read(shared: Weak<Hub>, mut stream: PubSubStream, generation: u64) {
     while let Some(msg) = poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await {
         let Some(shared) = shared.upgrade() else {
             return;

@@ -55,23 +55,23 @@ struct Flight {
     slot: Slot,
 }
 
-/// Shards of the flight table: callers of different keys rarely take the same lock, so the
+/// Stripes of the flight table: callers of different keys rarely take the same lock, so the
 /// worker threads do not queue on one mutex on every call.
-const SHARDS: usize = 16;
+const STRIPES: usize = 16;
 
 /// The calls in flight in one [`Cache`](crate::Cache).
 #[derive(Debug, Default)]
 pub(crate) struct Flights {
-    shards: [Shard; SHARDS],
+    stripes: [Stripe; STRIPES],
     serials: AtomicU64,
 }
 
 type Table = HashMap<FlightId, Flight, PreHashed>;
 
-/// One shard, alone on its cache lines (two, for the adjacent-line prefetcher).
+/// One stripe, alone on its cache lines (two, for the adjacent-line prefetcher).
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct Shard(Mutex<Table>);
+struct Stripe(Mutex<Table>);
 
 /// The caller's role for one attempt.
 pub(crate) enum Join<'a> {
@@ -117,16 +117,16 @@ impl Flights {
 
     /// Detaches every flight of a function (`namespace`), or every flight when `None`.
     pub(crate) fn detach_all(&self, namespace: Option<u64>) {
-        for shard in &self.shards {
+        for stripe in &self.stripes {
             let mut detached = Vec::new();
-            table(shard).retain(|id, flight| {
+            table(stripe).retain(|id, flight| {
                 let keep = namespace.is_some_and(|ns| id.0 != ns);
                 if !keep {
                     detached.push(flight.slot.take());
                 }
                 keep
             });
-            // Channels close outside the shard's lock.
+            // Channels close outside the stripe's lock.
             drop(detached);
         }
     }
@@ -142,12 +142,12 @@ impl Flights {
 
     /// Flights in the air; zero when the process is idle.
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|shard| table(shard).len()).sum()
+        self.stripes.iter().map(|stripe| table(stripe).len()).sum()
     }
 
-    /// The shard of `id`.
+    /// The stripe of `id`.
     fn table(&self, id: FlightId) -> MutexGuard<'_, Table> {
-        table(&self.shards[id.1 as usize % SHARDS])
+        table(&self.stripes[id.1 as usize % STRIPES])
     }
 
     /// Ends flight `serial` of `id`, unless it was detached; its channel, if any follower opened
@@ -161,8 +161,8 @@ impl Flights {
     }
 }
 
-fn table(shard: &Shard) -> MutexGuard<'_, Table> {
-    crate::sync::guard(&shard.0)
+fn table(stripe: &Stripe) -> MutexGuard<'_, Table> {
+    crate::sync::guard(&stripe.0)
 }
 
 /// The caller doing the work for a key. Dropping it without [`Leader::publish`] (cancellation,

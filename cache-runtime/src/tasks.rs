@@ -14,13 +14,13 @@ use tokio::task::JoinHandle;
 
 /// The spawned tasks of one cache that have not ended yet. Clones share them.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct Background {
-    shared: Arc<Shared>,
+pub(crate) struct Tasks {
+    shared: Arc<TaskTable>,
 }
 
 #[derive(Debug, Default)]
-struct Shared {
-    state: Mutex<State>,
+struct TaskTable {
+    state: Mutex<Numbering>,
     ended: Notify,
 }
 
@@ -28,18 +28,18 @@ struct Shared {
 /// it and not for a stream of new ones: under steady load there may never be a moment with no
 /// task running.
 #[derive(Debug, Default)]
-struct State {
+struct Numbering {
     next: u64,
     running: BTreeSet<u64>,
 }
 
-impl Shared {
-    fn state(&self) -> MutexGuard<'_, State> {
+impl TaskTable {
+    fn state(&self) -> MutexGuard<'_, Numbering> {
         crate::sync::guard(&self.state)
     }
 }
 
-impl Background {
+impl Tasks {
     /// Spawns `work` on the current Tokio runtime, counted until its task ends however it ends
     /// (finished, panicked, or dropped with the runtime). Panics outside a runtime, like
     /// `tokio::spawn`: a cached call checks for one before it touches Redis.
@@ -50,7 +50,7 @@ impl Background {
         self.spawn_on(&tokio::runtime::Handle::current(), work)
     }
 
-    /// [`Background::spawn`] on `runtime`, for code that may run outside a runtime's context (a
+    /// [`Tasks::spawn`] on `runtime`, for code that may run outside a runtime's context (a
     /// `Drop`).
     pub(crate) fn spawn_on<F>(&self, runtime: &tokio::runtime::Handle, work: F) -> JoinHandle<()>
     where
@@ -96,7 +96,7 @@ impl Background {
 
 /// Marks its task as ended when dropped, so a panic or a runtime shutdown counts too.
 struct Running {
-    shared: Arc<Shared>,
+    shared: Arc<TaskTable>,
     number: u64,
 }
 
@@ -114,7 +114,7 @@ mod tests {
 
     #[tokio::test]
     async fn settled_waits_for_the_tasks_spawned_before_it_and_only_those() {
-        let background = Background::default();
+        let background = Tasks::default();
         let (finish_first, first_may_end) = oneshot::channel::<()>();
         background.spawn(async move {
             let _ = first_may_end.await;
@@ -136,7 +136,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_task_counts_as_ended() {
-        let background = Background::default();
+        let background = Tasks::default();
         let handle = background.spawn(async { panic!("a store panicked") });
         assert!(handle.await.unwrap_err().is_panic());
         background.settled().await;

@@ -1,5 +1,5 @@
 //! A Redis Cluster's slot map: which primary serves each of the 16384 slots, and the key slot
-//! function the cluster uses. The routing ([`super::cluster`]) keeps one connection and one
+//! function the cluster uses. The routing ([`super`]) keeps one connection and one
 //! circuit breaker per primary in it.
 //!
 //! Primaries are kept by address for the cache's life, so the counters of a node's breaker
@@ -37,26 +37,26 @@ pub(crate) struct SlotRange {
 }
 
 /// What the map keeps per primary: anything that knows its `host:port`.
-pub(crate) trait Primary {
+pub(crate) trait Addressed {
     fn address(&self) -> &str;
 }
 
 /// Which primary serves each slot.
 pub(crate) struct SlotMap<P> {
-    inner: RwLock<Inner<P>>,
+    inner: RwLock<Owners<P>>,
 }
 
-struct Inner<P> {
+struct Owners<P> {
     /// Per slot, the index in `primaries` of its primary, or [`UNKNOWN`].
     owner: Box<[u16]>,
     /// Every primary seen so far.
     primaries: Vec<Arc<P>>,
 }
 
-impl<P: Primary> SlotMap<P> {
+impl<P: Addressed> SlotMap<P> {
     pub(crate) fn new() -> Self {
         SlotMap {
-            inner: RwLock::new(Inner {
+            inner: RwLock::new(Owners {
                 owner: vec![UNKNOWN; usize::from(SLOTS)].into_boxed_slice(),
                 primaries: Vec::new(),
             }),
@@ -151,7 +151,7 @@ impl<P: Primary> SlotMap<P> {
     }
 }
 
-impl<P: Primary> Inner<P> {
+impl<P: Addressed> Owners<P> {
     fn index_of(
         &mut self,
         address: &str,
@@ -177,7 +177,7 @@ mod tests {
     #[derive(Debug)]
     struct Named(String);
 
-    impl Primary for Named {
+    impl Addressed for Named {
         fn address(&self) -> &str {
             &self.0
         }

@@ -24,7 +24,7 @@ pub(crate) enum Node {
 }
 
 /// What to connect to.
-pub(super) enum Target {
+pub(super) enum Deployment {
     Standalone(Client),
     Cluster {
         /// One client per configured node: where the slot map is first read, and the pub/sub
@@ -34,7 +34,7 @@ pub(super) enum Target {
         nodes: Vec<Client>,
     },
     Sentinel {
-        /// Boxed: every primary of a cluster holds a `Target` too.
+        /// Boxed: every primary of a cluster holds a `Deployment` too.
         sentinel: Box<tokio::sync::Mutex<SentinelClient>>,
         /// The primary the sentinels named last, for pub/sub.
         primary: std::sync::Mutex<Option<Client>>,
@@ -45,13 +45,13 @@ pub(super) enum Target {
 /// per primary ([`super::cluster`]).
 pub(super) type Link = MultiplexedConnection;
 
-impl Target {
+impl Deployment {
     /// Checks the configuration and prepares the clients; nothing connects yet.
-    pub(super) fn open(endpoints: &Endpoints) -> Result<Target, String> {
+    pub(super) fn open(endpoints: &Endpoints) -> Result<Deployment, String> {
         #[cfg(feature = "tls")]
         install_crypto_provider();
         match &endpoints.servers {
-            Servers::Single(url) => Ok(Target::Standalone(client(url, endpoints)?)),
+            Servers::Single(url) => Ok(Deployment::Standalone(client(url, endpoints)?)),
             Servers::Cluster(nodes) => {
                 let nodes = nodes
                     .iter()
@@ -60,7 +60,7 @@ impl Target {
                 if nodes.is_empty() {
                     return Err("a Redis Cluster needs at least one node".to_string());
                 }
-                Ok(Target::Cluster { nodes })
+                Ok(Deployment::Cluster { nodes })
             }
             Servers::Sentinel { sentinels, master } => {
                 let infos = sentinels
@@ -110,7 +110,7 @@ impl Target {
                 let sentinel = builder
                     .build()
                     .map_err(|err| format!("invalid Sentinel configuration: {err}"))?;
-                Ok(Target::Sentinel {
+                Ok(Deployment::Sentinel {
                     sentinel: Box::new(tokio::sync::Mutex::new(sentinel)),
                     primary: std::sync::Mutex::new(None),
                 })
@@ -125,16 +125,16 @@ impl Target {
             .set_connection_timeout(Some(timeouts.connect))
             .set_response_timeout(Some(timeouts.command));
         match self {
-            Target::Standalone(client) => {
+            Deployment::Standalone(client) => {
                 client
                     .get_multiplexed_async_connection_with_config(&config)
                     .await
             }
-            Target::Cluster { .. } => Err(RedisError::from((
+            Deployment::Cluster { .. } => Err(RedisError::from((
                 redis::ErrorKind::Client,
                 "a cluster connects to each primary, not to the cluster",
             ))),
-            Target::Sentinel { sentinel, primary } => {
+            Deployment::Sentinel { sentinel, primary } => {
                 // Asks the sentinels which server is the primary now: after a failover, the
                 // reconnect that follows the lost connection finds the new one.
                 let found = sentinel.lock().await.async_get_client().await?;
@@ -160,7 +160,7 @@ impl Target {
             Client::open(info.set_redis_settings(settings))
         };
         match self {
-            Target::Cluster { nodes, .. } => {
+            Deployment::Cluster { nodes, .. } => {
                 let Some(seed) = nodes.first() else {
                     return Ok(Vec::new());
                 };
@@ -181,9 +181,9 @@ impl Target {
     /// Clients for the pub/sub connection, to try in order.
     pub(super) fn pubsub_clients(&self) -> Vec<Client> {
         match self {
-            Target::Standalone(client) => vec![client.clone()],
-            Target::Cluster { nodes, .. } => nodes.clone(),
-            Target::Sentinel { primary, .. } => {
+            Deployment::Standalone(client) => vec![client.clone()],
+            Deployment::Cluster { nodes, .. } => nodes.clone(),
+            Deployment::Sentinel { primary, .. } => {
                 crate::sync::guard(primary).iter().cloned().collect()
             }
         }

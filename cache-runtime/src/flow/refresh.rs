@@ -1,0 +1,195 @@
+//! Refreshing an entry that is still served: early (XFetch chose this call, the entry is fresh)
+//! or in the stale window. One refresh per key at a time across processes (whoever takes the
+//! key's lock); in the call, or in a spawned task with `refresh = "background"`.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use super::body::{self, Background};
+use super::{Body, Call, Computed};
+use crate::envelope::Meta;
+use crate::policy::{CacheValue, Policy, Rules, ValueCodec};
+use crate::stampede::lock::Attempt;
+use crate::stats::{Count, Outcome};
+
+/// After a refresh in the stale window fails, the stale value is served for this long before the
+/// next caller tries again, so a failing database is not hammered once per call.
+const FAILED_REFRESH_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Why a leader recomputes an entry it could serve.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum RefreshReason {
+    /// Fresh, but XFetch chose this call to refresh it ahead of expiry.
+    Early,
+    /// Past its TTL, inside the stale window.
+    Stale,
+}
+
+impl<P, R> Call<'_, P, R>
+where
+    P: Policy<R>,
+{
+    /// Recomputes an entry that can still be served (`current`), if no one else is doing so:
+    /// in a spawned task when the body can outlive the call (`refresh = "background"`), the
+    /// caller served `current` at once; otherwise in this call.
+    pub(super) async fn refresh(
+        self,
+        meta: Meta,
+        current: P::Stored,
+        body: impl Body<R, P::Value>,
+        why: RefreshReason,
+    ) -> (R, Outcome) {
+        let served = match why {
+            RefreshReason::Early => Outcome::Hit,
+            RefreshReason::Stale => Outcome::Stale,
+        };
+        let job = body::RefreshJob {
+            site: self.site,
+            cache: self.cache,
+            key: self.key,
+            meta,
+            early: why == RefreshReason::Early,
+            rules: self.rules,
+        };
+        let body = match body.detach(job) {
+            Ok(()) => return (P::from_stored(current), served),
+            Err(body) => body,
+        };
+        match self.refreshed(meta, body.run(), why).await {
+            Refreshed::Value(value, outcome) => (value, outcome),
+            Refreshed::Newer(value) => (P::from_stored(value), Outcome::Hit),
+            Refreshed::NotHere => (P::from_stored(current), served),
+        }
+    }
+
+    /// Takes the key's lock (or leaves the refresh to its holder), runs the function and stores
+    /// its value; a failed function (`Err`) leaves the served entry in place.
+    async fn refreshed(
+        self,
+        meta: Meta,
+        body: impl Future<Output = Computed<R>>,
+        why: RefreshReason,
+    ) -> Refreshed<P, R> {
+        let site = self.site;
+        // One refresh per key at a time, across processes: whoever takes the lock.
+        let attempt = site.redis(self.locks.try_acquire(self.key)).await;
+        let Ok(Attempt {
+            lock: Some(lock),
+            entry,
+        }) = attempt
+        else {
+            return Refreshed::NotHere;
+        };
+        // Someone refreshed between our read and our lock (and released it): serve theirs.
+        if let Some(Ok((newer, value))) = entry.map(|bytes| self.codec.open(&bytes))
+            && newer.computed_at_ms > meta.computed_at_ms
+        {
+            lock.release().await;
+            return Refreshed::Newer(value);
+        }
+        let (value, ran) = self.execute(body, Some(&lock)).await;
+        let sealed = self.seal(&value, &ran);
+        let encoded = sealed.is_some();
+        let sealed = self.storable(&value, sealed);
+        if encoded && sealed.is_none() {
+            // `unless` said no: the new value is returned, nothing is stored.
+            lock.release().await;
+            return Refreshed::Value(value, Outcome::Miss);
+        }
+        if sealed.is_some() || P::is_absent(&value) {
+            self.landed(self.spawn_store(sealed, lock)).await;
+            return match why {
+                // An early refresh served a fresh entry: a hit, that also recomputed it.
+                RefreshReason::Early => {
+                    site.count(Count::EarlyRefreshes);
+                    Refreshed::Value(value, Outcome::Hit)
+                }
+                RefreshReason::Stale => Refreshed::Value(value, Outcome::Miss),
+            };
+        }
+        // The function failed: keep serving what we have (fail-safe).
+        tracing::debug!(
+            key = self.key,
+            "redis_cache: refresh failed; serving the entry still in the cache"
+        );
+        match why {
+            RefreshReason::Early => lock.release().await,
+            RefreshReason::Stale => lock.keep_for(FAILED_REFRESH_BACKOFF).await,
+        }
+        Refreshed::NotHere
+    }
+}
+
+/// How a refresh ended, for the caller that ran it.
+enum Refreshed<P: Policy<R>, R> {
+    /// The function ran: its value, and how the call counts.
+    Value(R, Outcome),
+    /// Another caller had just refreshed it: its value.
+    Newer(P::Stored),
+    /// Another caller refreshes it, or the function failed: the served entry stays.
+    NotHere,
+}
+
+impl<M, F, T> Background<M, F, T> {
+    /// The body of a function with `refresh = "background"` returning `R`, stored as `P` says.
+    pub fn new<P, R>(make: M) -> Self
+    where
+        P: Policy<R, Value = T> + 'static,
+        P::Stored: CacheValue + Send + Sync + 'static,
+        M: FnOnce() -> F,
+        F: Future<Output = Computed<R>> + Send + 'static,
+        R: Send + 'static,
+        T: 'static,
+    {
+        Background {
+            make,
+            spawn: spawn_refresh::<P, R, M, F>,
+            future: PhantomData,
+        }
+    }
+}
+
+/// Runs `job` in a spawned task ([`Cache::flush`](crate::Cache::flush) waits for it), unless this process refreshes
+/// the key already. The body is made (the arguments moved, `self` cloned) only if it runs.
+fn spawn_refresh<P, R, M, F>(
+    job: body::RefreshJob<'_, P::Value>,
+    rules: Rules<'static, P::Value>,
+    make: M,
+) where
+    P: Policy<R> + 'static,
+    M: FnOnce() -> F,
+    F: Future<Output = Computed<R>> + Send + 'static,
+    R: Send + 'static,
+    P::Stored: CacheValue + Send + Sync + 'static,
+{
+    let Some(claim) = job.cache.refreshing().claim(job.key) else {
+        return;
+    };
+    let body = make();
+    let (site, cache, key, meta) = (job.site, job.cache.clone(), job.key.to_owned(), job.meta);
+    let why = if job.early {
+        RefreshReason::Early
+    } else {
+        RefreshReason::Stale
+    };
+    job.cache.tasks().spawn(async move {
+        let _claim = claim;
+        let (Some(conn), Some(locks)) = (cache.connection(), cache.locks()) else {
+            return;
+        };
+        let call = Call::<P, R> {
+            site,
+            cache: &cache,
+            conn,
+            locks,
+            key: &key,
+            codec: ValueCodec::new(),
+            rules: &rules,
+            keep: None,
+            types: PhantomData,
+        };
+        // Its value goes to Redis; the callers were served the entry it replaces.
+        let _ = call.refreshed(meta, body, why).await;
+    });
+}

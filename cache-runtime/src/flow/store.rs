@@ -1,0 +1,308 @@
+//! The store protocol, in one place: a value is sealed into an envelope (header, payload, how
+//! long Redis keeps it), its tags are added (each tag's set gains the key, and a tag invalidated
+//! since the computation began fences the store off), then it is stored and the key's lock
+//! released in one script that stores only while the lock is still this computation's (an
+//! invalidation, a clear or a write-through deletes or takes over the lock, fencing the store
+//! off). The release wakes the processes waiting for the lock.
+//!
+//! A store runs in a spawned task ([`crate::Cache::flush`] waits for it), so a caller cancelled
+//! while it waits for its store does not lose it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::task::JoinHandle;
+
+use super::{Call, Ran};
+use crate::cache::Cache;
+use crate::connection::{CommandError, Connection, Lua, millis};
+use crate::envelope::Meta;
+use crate::freshness;
+use crate::policy::Policy;
+use crate::site::Site;
+use crate::stampede::lock::Lock;
+use crate::stampede::single_flight::{Handoff, Leader};
+use crate::stats::Count;
+use crate::tags::{TAG_FENCE_WINDOW, tag_keys};
+
+/// The longest TTL an expression or closure can give: ten years.
+const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// `KEYS`: entry, lock. `ARGV`: envelope, PX ms, token. If the lock is still ours: stores,
+/// releases, wakes the waiters and returns 1. Otherwise (invalidated, taken over, lapsed) stores
+/// nothing and returns 0.
+static STORE_AND_RELEASE: Lua = Lua::new(
+    r"if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', KEYS[2], '1')
+return 1",
+);
+
+/// `KEYS`: tag set, mark. `ARGV`: entry key, ms the entry lives (with [`SCORE_SLACK`]). Adds
+/// the entry (scored by its expiry), drops expired members, keeps the set as long as its last
+/// member; returns the mark (or false) and Redis's time, both in microseconds.
+static ADD_TO_TAG: Lua = Lua::new(
+    r"local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expires = now_ms + tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+redis.call('ZADD', KEYS[1], expires, ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(last[2]) - now_ms))
+return {redis.call('GET', KEYS[2]), t[1] .. string.format('%06d', tonumber(t[2]))}",
+);
+
+/// Added to a tag member's score (its entry's expiry): the entry is stored right after its tags
+/// are added (a round trip or two, each bounded by the command timeout), so its expiry comes a
+/// little later too, and the member must not go first.
+const SCORE_SLACK: Duration = Duration::from_secs(5);
+
+/// An encoded value and how long Redis should keep it; `None` when the policy stores nothing.
+pub(super) type Sealed = Option<Envelope>;
+
+pub(super) struct Envelope {
+    pub(super) bytes: Arc<Vec<u8>>,
+    /// Redis's `PX`: the TTL and the stale window.
+    keep: Duration,
+    /// The entry's tags (`tags(...)`, `tags = |v| ...`), added before it is stored.
+    tags: Vec<String>,
+    /// When the function began: a tag invalidated after it fences the store off.
+    started: Instant,
+}
+
+impl<P, R> Call<'_, P, R>
+where
+    P: Policy<R>,
+{
+    /// The envelope of `value` and how long Redis should keep it, if the policy stores it.
+    pub(super) fn seal(&self, value: &R, ran: &Ran) -> Sealed {
+        let spec = &self.site.spec;
+        let (stored, ttl) = self.lifetime(value)?;
+        // Only a `ttl` or `none_ttl` expression or closure can be that short.
+        if ttl < Duration::from_secs(1) {
+            self.site.warn_short_ttl(ttl);
+            return None;
+        }
+        let (fresh, keep) = freshness::lifetimes(ttl.as_secs(), spec, fastrand::f64());
+        let meta = Meta::new(SystemTime::now(), fresh, ran.took);
+        match self
+            .codec
+            .seal(stored, meta, self.cache.limits().compress_above)
+        {
+            Ok(bytes) => Some(Envelope {
+                bytes: Arc::new(bytes),
+                keep,
+                tags: self.rules.tags_for(&ran.tags, P::value(value)),
+                started: ran.started,
+            }),
+            Err(err) => {
+                self.site.problem(
+                    Count::Errors,
+                    "value could not be encoded; not stored",
+                    &err,
+                );
+                None
+            }
+        }
+    }
+
+    /// What of `value` the policy stores, and for how long: the attribute's `ttl` (or
+    /// `none_ttl`), or what its expression or closure says for this call.
+    pub(super) fn lifetime<'v>(&self, value: &'v R) -> Option<(&'v P::Stored, Duration)> {
+        let (stored, ttl_secs) = P::to_store(value, &self.site.spec)?;
+        let rule = match P::value(value) {
+            Some(value) => self.rules.ttl_for(value),
+            None => self.rules.none_ttl_for(),
+        };
+        // An expression or closure may say anything: `u64::MAX` seconds is kept as long as a TTL
+        // can be (and does not overflow the arithmetic that follows).
+        let ttl = rule.map_or(Duration::from_secs(ttl_secs), |ttl| ttl.min(MAX_TTL));
+        Some((stored, ttl))
+    }
+
+    /// Whether `unless` lets `value` be stored (a `None` or an `Err` it does not judge).
+    pub(super) fn keeps(&self, value: &R) -> bool {
+        P::value(value).is_none_or(|value| self.rules.keeps(value))
+    }
+
+    /// Seals `value`, hands it to the followers, and returns what may be stored.
+    pub(super) fn share(&self, leader: Leader<'_>, value: &R, ran: &Ran) -> Sealed {
+        let sealed = self.seal(value, ran);
+        leader.publish(self.handoff(value, &sealed));
+        self.storable(value, sealed)
+    }
+
+    /// `sealed`, unless the attribute's `unless` says `value` is not to be stored (its
+    /// followers still get it, from `sealed`).
+    pub(super) fn storable(&self, value: &R, sealed: Sealed) -> Sealed {
+        match self.keeps(value) {
+            true => sealed,
+            false => None,
+        }
+    }
+
+    /// What a leader's followers get for `value`, given its envelope (if any).
+    pub(super) fn handoff(&self, value: &R, sealed: &Sealed) -> Handoff {
+        match sealed {
+            Some(envelope) => Handoff::Entry(envelope.bytes.clone()),
+            None if P::is_absent(value) => Handoff::Absent,
+            None => Handoff::RunYourself,
+        }
+    }
+
+    /// Stores in a spawned task, so that the store lands even if this caller is cancelled.
+    pub(super) fn spawn_store(&self, sealed: Sealed, lock: Lock) -> JoinHandle<()> {
+        let (site, cache) = (self.site, self.cache.clone());
+        self.cache
+            .tasks()
+            .spawn(async move { store(site, &cache, sealed, lock).await })
+    }
+
+    /// Waits for a spawned store, unless the cache stores in the background. Dropping the
+    /// handle (this caller cancelled) leaves the store running.
+    pub(super) async fn landed(&self, storing: JoinHandle<()>) {
+        if !self.cache.background_stores() {
+            // A panic in the store task is not the caller's: it has its value.
+            let _ = storing.await;
+        }
+    }
+}
+
+/// Stores an envelope and releases `lock` in one round trip (if the lock is still held), or just
+/// releases `lock`.
+pub(super) async fn store(site: &'static Site, cache: &Cache, sealed: Sealed, lock: Lock) {
+    let max_bytes = cache.limits().max_bytes;
+    let envelope = match sealed {
+        Some(envelope) if envelope.bytes.len() > max_bytes => {
+            site.count(Count::Oversize);
+            site.warn_oversize(envelope.bytes.len(), max_bytes);
+            return lock.release().await;
+        }
+        Some(envelope) => envelope,
+        None => return lock.release().await,
+    };
+    if !envelope.tags.is_empty() {
+        let added = add_tags(
+            lock.connection(),
+            cache.prefix(),
+            &envelope.tags,
+            lock.key(),
+            envelope.keep,
+            envelope.started,
+        );
+        // The lock is renewed meanwhile: many tags on a slow link must not let it lapse.
+        match lock.hold_while(site.redis(added)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                site.count(Count::Fenced);
+                tracing::debug!(
+                    key = lock.key(),
+                    "redis_cache: a tag of this entry was invalidated while it was computed; \
+                     not stored"
+                );
+                return lock.release().await;
+            }
+            Err(err) => {
+                site.command_failed(
+                    "tagging failed; the value was returned but not cached",
+                    &err,
+                );
+                return lock.release().await;
+            }
+        }
+    }
+    let (bytes, keep) = (envelope.bytes, envelope.keep);
+    match site.redis(store_and_release(&lock, &bytes, keep)).await {
+        Ok(true) => {
+            site.count(Count::Writes);
+            lock.connection().write_succeeded();
+        }
+        Ok(false) => {
+            site.count(Count::Fenced);
+            tracing::debug!(
+                key = lock.key(),
+                "redis_cache: the key was invalidated or refreshed while this value was computed; \
+                 not stored"
+            );
+        }
+        Err(err) => {
+            site.command_failed("store failed; the value was returned but not cached", &err)
+        }
+    }
+    // Released by the script if it ran, or else by its lease.
+    lock.hand_over();
+}
+
+/// Stores `envelope` for `keep` under `lock`'s key, releases the lock and wakes its waiters, in
+/// one round trip, if the lock is still `lock`'s. `Ok(false)`: it was not (the key was
+/// invalidated, cleared or refreshed meanwhile, or the lease lapsed), and nothing was stored.
+async fn store_and_release(
+    lock: &Lock,
+    envelope: &[u8],
+    keep: Duration,
+) -> Result<bool, CommandError> {
+    lock.connection()
+        .eval::<i64>(
+            &STORE_AND_RELEASE,
+            &[lock.key(), lock.lock_key()],
+            &[
+                envelope,
+                millis(keep).to_string().as_bytes(),
+                lock.token().as_bytes(),
+            ],
+        )
+        .await
+        .map(|stored| stored == 1)
+}
+
+/// Adds `key` to each of `tags` before its store (all at once: one round trip, whatever their
+/// number); `false` if one of them was invalidated after the computation began (at `started`,
+/// the body's start), or the computation ran longer than the marks are kept: then nothing may
+/// be stored.
+///
+/// The invalidation's mark is compared with the computation's start on Redis's clock, bounded
+/// from below with the add's round trip, so no two clocks are compared: the script ran at
+/// `now_us`, no earlier than the add was sent, which came `sent - started` after the start.
+async fn add_tags(
+    conn: &Connection,
+    prefix: &str,
+    tags: &[String],
+    key: &str,
+    keep: Duration,
+    started: Instant,
+) -> Result<bool, CommandError> {
+    let keep_ms = millis(keep.saturating_add(SCORE_SLACK)).to_string();
+    let adds = tags.iter().map(|tag| {
+        let keep_ms = &keep_ms;
+        async move {
+            let (set, mark) = tag_keys(prefix, tag);
+            let sent = Instant::now();
+            let reply: (Option<String>, String) = conn
+                .eval(
+                    &ADD_TO_TAG,
+                    &[&set, &mark],
+                    &[key.as_bytes(), keep_ms.as_bytes()],
+                )
+                .await?;
+            Ok::<_, CommandError>((sent, sent.elapsed(), reply))
+        }
+    });
+    for reply in crate::sync::join_all(adds.collect()).await {
+        let (sent, round_trip, (marked, now_us)) = reply?;
+        let since_start = sent.duration_since(started) + round_trip;
+        // A mark lives `TAG_FENCE_WINDOW`: past that, an invalidation may have left no trace.
+        if since_start >= TAG_FENCE_WINDOW {
+            return Ok(false);
+        }
+        let Some(marked) = marked else { continue };
+        let (Ok(marked), Ok(now_us)) = (marked.parse::<u64>(), now_us.parse::<u64>()) else {
+            return Ok(false);
+        };
+        let started_us = now_us.saturating_sub(since_start.as_micros() as u64);
+        if marked >= started_us {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
