@@ -67,7 +67,7 @@ async fn main() {
             .build()
             .expect("valid cache");
         let hits_per_sec = hit_rate(&cache, measure).await;
-        let held = settled(1, || server.connected_clients() - baseline);
+        let held = settled(1, || server.connected_clients() - baseline).await;
         // One server has nothing to fail over to: the figure is the outage and the recovery
         // once it is back (killed, then started again on its port a second later).
         let port = server.port();
@@ -100,7 +100,7 @@ async fn main() {
             .build()
             .expect("valid cache");
         let hits_per_sec = hit_rate(&cache, measure).await;
-        let held = settled(3, || count(&cluster) - baseline);
+        let held = settled(3, || count(&cluster) - baseline).await;
         let victim = cluster.primary_of("topologies");
         let report = failover::under_load(
             &cache,
@@ -133,7 +133,7 @@ async fn main() {
             .build()
             .expect("valid cache");
         let hits_per_sec = hit_rate(&cache, measure).await;
-        let held = settled(1, || data(&group) - data_before);
+        let held = settled(1, || data(&group) - data_before).await;
         let to_sentinels = sentinels(&group) - sentinels_before;
         let report = failover::under_load(
             &cache,

@@ -335,17 +335,34 @@ pub fn unreachable_cache(prefix: &str) -> Cache {
         .expect("a valid configuration")
 }
 
-/// Polls `count` until it equals `expected` (for counts that settle asynchronously, like the
-/// clients a server sees after a connection is dropped), for at most 30 s; returns the last
-/// count.
-pub fn settled(expected: usize, count: impl Fn() -> usize) -> usize {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+/// How long [`settled`] and [`eventually`] poll before giving up: far above what any of the
+/// states they wait for takes on a loaded machine.
+pub const POLL_BOUND: Duration = Duration::from_secs(30);
+
+/// Polls `count` until it equals `expected`, for at most [`POLL_BOUND`]; returns the last count.
+/// For counts that nothing announces and that settle asynchronously, like the clients a server
+/// sees after a connection is dropped. Sleeps the task, not the thread.
+pub async fn settled(expected: usize, count: impl Fn() -> usize) -> usize {
+    let deadline = tokio::time::Instant::now() + POLL_BOUND;
     loop {
         let now = count();
-        if now == expected || std::time::Instant::now() > deadline {
+        if now == expected || tokio::time::Instant::now() > deadline {
             return now;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls `done` until it holds, for at most [`POLL_BOUND`], then panics naming `what`: for a
+/// state that nothing announces (a server's client list, a breaker's probe).
+pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + POLL_BOUND;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {POLL_BOUND:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -205,7 +205,8 @@ async fn a_process_holds_one_connection_per_primary_and_one_for_pub_sub_whatever
             .map(|n| n.connected_clients())
             .sum::<usize>()
             .saturating_sub(baseline)
-    });
+    })
+    .await;
     println!("cluster: this process holds {held} connections");
     assert_eq!(held, 3 + 1, "one per primary, one pub/sub");
 }

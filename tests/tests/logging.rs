@@ -43,13 +43,18 @@ async fn the_breaker_logs_each_opening_and_closing_once() {
     }
     assert_eq!(cache.breaker().state, BreakerState::Open);
     redis.resume();
-    // Calls until a probe finds Redis answering again.
-    let mut id = 1000;
-    while cache.breaker().state == BreakerState::Open {
-        assert_eq!(logged(&cache, id).await, id + 1);
-        id += 1;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // Calls until a probe finds Redis answering again (nothing announces it: poll, bounded).
+    let probed = async {
+        let mut id = 1000;
+        while cache.breaker().state == BreakerState::Open {
+            assert_eq!(logged(&cache, id).await, id + 1);
+            id += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(redis_cache_tests::POLL_BOUND, probed)
+        .await
+        .expect("a probe closes the breaker once Redis answers");
     assert_eq!(logs.count(Level::WARN, "circuit breaker open"), 1);
     assert_eq!(logs.count(Level::INFO, "circuit breaker closed"), 1);
     assert_eq!((cache.breaker().opened, cache.breaker().closed), (1, 1));

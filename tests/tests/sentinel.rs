@@ -69,7 +69,8 @@ async fn a_process_holds_one_command_connection_and_one_per_sentinel() {
             .map(|s| s.connected_clients())
             .sum::<usize>()
             .saturating_sub(baseline)
-    });
+    })
+    .await;
     // At most one per sentinel once the test's own look-ups have closed.
     let to_sentinels = redis_cache_tests::settled(3, || {
         group
@@ -78,7 +79,8 @@ async fn a_process_holds_one_command_connection_and_one_per_sentinel() {
             .map(|s| s.connected_clients())
             .sum::<usize>()
             .saturating_sub(sentinels_before)
-    });
+    })
+    .await;
     println!(
         "sentinel: this process holds {held} connection(s) to the data nodes and \
          {to_sentinels} to the sentinels"
