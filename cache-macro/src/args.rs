@@ -28,6 +28,7 @@ mod kw {
     syn::custom_keyword!(unless);
     syn::custom_keyword!(refresh);
     syn::custom_keyword!(tags);
+    syn::custom_keyword!(batch);
 }
 
 /// Every option, in the order the error messages list them.
@@ -51,6 +52,7 @@ const OPTIONS: &[&str] = &[
     "unless",
     "refresh",
     "tags",
+    "batch",
 ];
 
 /// The parsed and checked options of one `#[redis_cache(...)]`.
@@ -106,6 +108,8 @@ pub(crate) struct Args {
     /// `refresh = "background"`: early and stale refreshes run in a spawned task (where it was
     /// written, for the errors about parameters that cannot go there).
     pub background_refresh: Option<Span>,
+    /// `batch = ids`: the parameter holding the keys of a batch function.
+    pub batch: Option<Ident>,
 }
 
 enum Opt {
@@ -129,6 +133,7 @@ enum Opt {
     Refresh(LitStr),
     Tags(Span, Punctuated<LitStr, Token![,]>),
     TagsOf(Expr),
+    Batch(Ident),
 }
 
 /// How `ttl` was written.
@@ -231,6 +236,12 @@ impl Parse for Opt {
         } else if look.peek(kw::local) {
             assign::<kw::local>(input)?;
             Ok(Opt::Local(parse_int(input, "local", "local = 10_000")?))
+        } else if look.peek(kw::batch) {
+            assign::<kw::batch>(input)?;
+            let param = input
+                .parse::<Ident>()
+                .map_err(|err| syn::Error::new(err.span(), BATCH_MESSAGE))?;
+            Ok(Opt::Batch(param))
         } else if look.peek(kw::companions) {
             assign::<kw::companions>(input)?;
             Ok(Opt::Companions(parse_bool(input, "companions")?))
@@ -242,6 +253,10 @@ impl Parse for Opt {
         }
     }
 }
+
+const BATCH_MESSAGE: &str = "`batch` names the parameter holding the keys, e.g. `batch = ids` for \
+    `ids: Vec<u64>`: the function is called once with the keys that are not cached and returns \
+    a map from each key it found to its value";
 
 const TAGS_MESSAGE: &str = "`tags(...)` lists string templates over the arguments, e.g. \
     `tags(\"product:{id}\", \"catalog\")` (`{name}` or `{name.field}` is replaced by that \
@@ -390,6 +405,7 @@ impl Args {
             background_refresh: None,
             tags: Vec::new(),
             tags_of: None,
+            batch: None,
         };
         let mut ttl_given = false;
         for pair in opts.into_pairs() {
@@ -417,6 +433,7 @@ impl Args {
                 Opt::Refresh(v) => ("refresh", v.span()),
                 Opt::Tags(span, _) => ("tags(...)", *span),
                 Opt::TagsOf(v) => ("tags = ...", v.span()),
+                Opt::Batch(v) => ("batch", v.span()),
             };
             if seen.iter().any(|(k, _)| *k == key) {
                 errors.push(span, format!("`{key}` is given twice; keep one of them"));
@@ -515,6 +532,7 @@ impl Args {
                          arguments write `tags(\"product:{id}\")`",
                     ),
                 },
+                Opt::Batch(param) => args.batch = Some(param),
                 Opt::Refresh(lit) => match lit.value().as_str() {
                     "background" => args.background_refresh = Some(lit.span()),
                     "inline" => {}
@@ -535,6 +553,16 @@ impl Args {
                 skip,
                 "`skip` and `key` together: with `key = ...` only that expression is hashed, so no \
                  argument is part of the key and none needs skipping; remove `skip(...)`",
+            );
+        }
+        if let (Some(batch), Some(key)) = (&args.batch, &args.key) {
+            errors.push_spanned(
+                key,
+                format!(
+                    "`batch` and `key` together: with `batch = {batch}` each element of `{batch}` \
+                     is hashed into its own item's key, with the other arguments; remove \
+                     `key = ...` (leave arguments out of the keys with `skip(...)`)"
+                ),
             );
         }
         if let Some(span) = args.include_self.filter(|_| args.key.is_some()) {

@@ -17,6 +17,7 @@ use proc_macro::TokenStream;
 use quote::ToTokens;
 
 mod args;
+mod batch;
 mod errors;
 mod expand;
 mod item;

@@ -33,6 +33,8 @@ pub(crate) struct Analysis {
     pub policy: Policy,
     /// `tags(...)`, checked against the parameters.
     pub tags: Vec<crate::tags::Template>,
+    /// `batch = ids`: the function's keys and values.
+    pub batch: Option<crate::batch::BatchShape>,
 }
 
 impl Analysis {
@@ -92,7 +94,13 @@ impl Analysis {
                              would be skipped; pass a shared reference or a value",
                         );
                     }
+                    let is_batch = matches!(
+                        (&*pat_type.pat, &args.batch),
+                        (Pat::Ident(p), Some(batch)) if p.ident == *batch
+                    );
+                    // A batch's keys reach a background refresh as a `Vec` of their own.
                     if args.background_refresh.is_some()
+                        && !is_batch
                         && let Some(borrowed) = borrowed_part(&pat_type.ty)
                     {
                         let name = match &*pat_type.pat {
@@ -190,7 +198,13 @@ impl Analysis {
                 },
             },
         };
-        if let (Some((_, span)), false) = (args.none_ttl, matches!(policy, Policy::SomeOrNone)) {
+        let batch = match &args.batch {
+            Some(param) => crate::batch::shape(sig, param, &args.skip, &mut errors),
+            None => None,
+        };
+        // A batch function's `none_ttl` is its "not found" marker, whatever the map's values.
+        let stores_none = matches!(policy, Policy::SomeOrNone) || args.batch.is_some();
+        if let (Some((_, span)), false) = (args.none_ttl, stores_none) {
             errors.push(
                 span,
                 "`none_ttl` only applies to functions returning `Option<T>`; remove it",
@@ -198,14 +212,21 @@ impl Analysis {
         }
 
         let mut tags = Vec::new();
+        let tag_params = crate::tags::Params {
+            all: &param_names,
+            keyed: &key_params,
+            has_receiver,
+            batch: args.batch.as_ref(),
+        };
         for lit in &args.tags {
-            match crate::tags::parse(lit, &param_names, has_receiver) {
+            match crate::tags::parse(lit, &tag_params) {
                 Ok(template) => tags.push(template),
                 Err(err) => errors.add(err),
             }
         }
 
         errors.finish(Analysis {
+            batch,
             tags,
             key_params,
             has_receiver,

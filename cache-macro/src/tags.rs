@@ -9,14 +9,35 @@ use syn::{Ident, LitStr};
 pub(crate) struct Template {
     /// The literal parts, with `{}` where a placeholder was.
     pub format: String,
+    /// The template as the key's fingerprint sees it: a placeholder naming a key parameter is
+    /// written by its position among the key parameters (`product:{@0}`), so the fingerprint
+    /// does not depend on parameter names, and a batch function (whose key parameter is the
+    /// batch's element) writes what the single-item function with the same tags writes.
+    pub normalized: String,
     /// The placeholders' expressions (`id`, `self.tenant`, `query.page.0`), spanned on the
     /// template.
     pub parts: Vec<TokenStream>,
     pub span: Span,
 }
 
-/// Checks `lit` against the parameters (`params`, and `self` for a method).
-pub(crate) fn parse(lit: &LitStr, params: &[Ident], has_receiver: bool) -> syn::Result<Template> {
+/// What a template's placeholders may name.
+pub(crate) struct Params<'a> {
+    /// Every named parameter.
+    pub all: &'a [Ident],
+    /// The key parameters, in order.
+    pub keyed: &'a [Ident],
+    /// `self` may be named.
+    pub has_receiver: bool,
+    /// `batch = ids`: `{ids}` means the item's key (the element being tagged).
+    pub batch: Option<&'a Ident>,
+}
+
+/// The expression a placeholder naming the batch parameter stands for: the element of the item
+/// being tagged, bound by the generated code.
+pub(crate) const ITEM: &str = "__redis_cache_item";
+
+/// Checks `lit` against the parameters.
+pub(crate) fn parse(lit: &LitStr, params: &Params<'_>) -> syn::Result<Template> {
     let value = lit.value();
     let span = lit.span();
     let error = |message: String| syn::Error::new(span, message);
@@ -27,6 +48,7 @@ pub(crate) fn parse(lit: &LitStr, params: &[Ident], has_receiver: bool) -> syn::
         ));
     }
     let mut format = String::new();
+    let mut normalized = String::new();
     let mut parts = Vec::new();
     let mut chars = value.chars();
     while let Some(c) = chars.next() {
@@ -45,17 +67,22 @@ pub(crate) fn parse(lit: &LitStr, params: &[Ident], has_receiver: bool) -> syn::
                         }
                     }
                 }
-                parts.push(placeholder_expr(
-                    &placeholder,
-                    &value,
-                    params,
-                    has_receiver,
-                    span,
-                )?);
+                let (expr, position) = placeholder_expr(&placeholder, &value, params, span)?;
+                parts.push(expr);
                 format.push_str("{}");
+                normalized.push('{');
+                match position {
+                    Some((index, fields)) => {
+                        normalized.push_str(&format!("@{index}"));
+                        normalized.push_str(fields);
+                    }
+                    None => normalized.push_str(placeholder.trim()),
+                }
+                normalized.push('}');
             }
             c if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/') => {
                 format.push(c);
+                normalized.push(c);
             }
             c => {
                 return Err(error(format!(
@@ -68,25 +95,27 @@ pub(crate) fn parse(lit: &LitStr, params: &[Ident], has_receiver: bool) -> syn::
     }
     Ok(Template {
         format,
+        normalized,
         parts,
         span,
     })
 }
 
-/// `name` or `name.field.0`, as an expression spanned on the template.
-fn placeholder_expr(
-    placeholder: &str,
+/// `name` or `name.field.0`, as an expression spanned on the template; and, for a key
+/// parameter, its position among them and the fields after it (`.field.0`).
+fn placeholder_expr<'p>(
+    placeholder: &'p str,
     tag: &str,
-    params: &[Ident],
-    has_receiver: bool,
+    params: &Params<'_>,
     span: Span,
-) -> syn::Result<TokenStream> {
-    let mut segments = placeholder.split('.');
+) -> syn::Result<(TokenStream, Option<(usize, &'p str)>)> {
+    let trimmed = placeholder.trim();
+    let mut segments = trimmed.split('.');
     let name = segments.next().unwrap_or_default().trim();
-    let known = params.iter().any(|p| p == name) || (has_receiver && name == "self");
+    let known = params.all.iter().any(|p| p == name) || (params.has_receiver && name == "self");
     if !known {
-        let mut names: Vec<String> = params.iter().map(|p| format!("`{p}`")).collect();
-        if has_receiver {
+        let mut names: Vec<String> = params.all.iter().map(|p| format!("`{p}`")).collect();
+        if params.has_receiver {
             names.push("`self`".into());
         }
         let list = match names.is_empty() {
@@ -98,8 +127,17 @@ fn placeholder_expr(
             format!("`{{{placeholder}}}` in the tag {tag:?} names no parameter; {list}"),
         ));
     }
+    let position = params
+        .keyed
+        .iter()
+        .position(|p| p == name)
+        .map(|index| (index, &trimmed[name.len()..]));
     let mut expr = match name {
         "self" => quote_spanned!(span=> self),
+        name if params.batch.is_some_and(|batch| batch == name) => {
+            let item = Ident::new(ITEM, span);
+            quote_spanned!(span=> (*#item))
+        }
         name => {
             let ident = Ident::new(name, span);
             quote_spanned!(span=> #ident)
@@ -123,5 +161,5 @@ fn placeholder_expr(
             ));
         }
     }
-    Ok(expr)
+    Ok((expr, position))
 }

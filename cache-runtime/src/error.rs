@@ -50,7 +50,7 @@ impl From<CommandError> for CacheError {
             CommandError::Redis(err) if !err.is_io_error() && !err.is_connection_dropped() => {
                 CacheError::Redis(err.to_string())
             }
-            CommandError::WrongType => CacheError::Redis(err.to_string()),
+            CommandError::WrongType | CommandError::Malformed => CacheError::Redis(err.to_string()),
             other => CacheError::Unavailable(other.to_string()),
         }
     }

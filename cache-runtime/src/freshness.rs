@@ -107,6 +107,8 @@ mod tests {
             local_entries: 0,
             local_ttl_secs: 0,
             tags: "",
+            stores_none: false,
+            batch: false,
         }
     }
 

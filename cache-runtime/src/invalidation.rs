@@ -59,6 +59,48 @@ pub async fn invalidate(
     Ok(removed == 1)
 }
 
+/// Removes the entries of a batch call's keys (what a batch function's `_invalidate` companion
+/// does), in one round trip per server; how many were there.
+#[doc(hidden)]
+pub async fn invalidate_batch<K>(
+    spec: &'static SiteSpec,
+    cache: &Cache,
+    keys: Vec<(K, CallKey)>,
+) -> Result<u64, CacheError> {
+    let conn = usable(cache)?;
+    let fingerprint = spec.fingerprint();
+    let rendered = keys
+        .iter()
+        .map(|(_, call)| call.render(cache.prefix(), spec, fingerprint))
+        .collect::<Option<Vec<String>>>()
+        .ok_or(CacheError::Unkeyable)?;
+    for (_, call) in &keys {
+        if let Some(id) = single_flight::flight_id(spec.namespace(), call) {
+            cache.flights().detach(id);
+        }
+    }
+    let locks: Vec<String> = rendered.iter().map(|key| lock::lock_key(key)).collect();
+    let calls: Vec<(Vec<&str>, Vec<&[u8]>)> = rendered
+        .iter()
+        .zip(&locks)
+        .map(|(key, lock)| (vec![key.as_str(), lock.as_str()], Vec::new()))
+        .collect();
+    let removed = conn
+        .eval_many::<i64>(&INVALIDATE, &calls, cache.limits().batch_chunk)
+        .await;
+    if let Some(local) = cache.local() {
+        for (_, call) in &keys {
+            if let Some(args) = call.args() {
+                local.invalidate(spec, args);
+            }
+        }
+    }
+    if let Some(err) = removed.failures.into_iter().next() {
+        return Err(err.into());
+    }
+    Ok(removed.each.iter().filter(|r| **r == Some(1)).count() as u64)
+}
+
 impl Cache {
     /// Removes every entry of one function (all argument values, all versions), named as
     /// [`FunctionStats::function`](crate::FunctionStats::function) shows it: `module::fn`,

@@ -226,16 +226,22 @@ impl CallKey {
 impl SiteSpec {
     /// What makes this function's stored bytes unreadable to another build: see [`fingerprint`].
     pub(crate) fn fingerprint(&self) -> u32 {
-        fingerprint(self.value_type, self.version, self.tags)
+        fingerprint(self.value_type, self.version, self.tags, self.stores_none)
     }
 
     /// Identifies the function's key space within one process: its key segment's ingredients
     /// and fingerprint. Cheaper than the rendered function segment, and no less precise; the
     /// invalidation companion computes it from the same spec, so it finds the calls in flight
-    /// of the function it invalidates.
+    /// of the function it invalidates. Functions that share a `name` and a fingerprint share
+    /// their keys, and so their flights: a batch function and its single-item counterpart
+    /// coalesce.
     pub(crate) fn namespace(&self) -> u64 {
         let mut h = Xxh3::new();
-        for part in [self.module, self.function, self.name.unwrap_or("")] {
+        let parts = match self.name {
+            Some(name) => ["", "", name],
+            None => [self.module, self.function, ""],
+        };
+        for part in parts {
             h.update(&(part.len() as u64).to_le_bytes());
             h.update(part.as_bytes());
         }
@@ -313,9 +319,9 @@ fn type_segment(type_name: &str) -> String {
     }
 }
 
-/// What makes stored bytes unreadable: the return type as written, `version`, the codec, and
-/// (for a tagged function) its tags as written.
-pub(crate) fn fingerprint(value_type: &str, version: u32, tags: &str) -> u32 {
+/// What makes stored bytes unreadable: the return type as written, `version`, the codec,
+/// (for a tagged function) its tags as written, and whether `None` is stored too.
+pub(crate) fn fingerprint(value_type: &str, version: u32, tags: &str, stores_none: bool) -> u32 {
     let mut hasher = Xxh3::new();
     hasher.update(value_type.as_bytes());
     hasher.update(&[0]);
@@ -325,6 +331,10 @@ pub(crate) fn fingerprint(value_type: &str, version: u32, tags: &str) -> u32 {
     if !tags.is_empty() {
         hasher.update(b"tags\0");
         hasher.update(tags.as_bytes());
+    }
+    // Only with `none_ttl`, likewise: the stored type is `Option<T>` then, not `T`.
+    if stores_none {
+        hasher.update(b"\0none");
     }
     (hasher.digest() >> 32) as u32
 }

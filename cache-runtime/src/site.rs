@@ -22,11 +22,15 @@ pub struct Site {
     pub(crate) counters: Counters,
     /// Fingerprint and flight namespace, computed at the first call.
     ids: OnceLock<(u32, u64)>,
-    /// The function segment of the first call's key: how the site is named in stats.
+    /// How the site is named in stats: the function segment of the first call's key (with
+    /// ` (batch)` for a batch function).
     display: OnceLock<String>,
+    /// The function segment of the first call's key, which clears select functions by.
+    segment: OnceLock<String>,
     registered: Once,
     oversize_logged: AtomicBool,
     short_ttl_logged: AtomicBool,
+    unrequested_logged: AtomicBool,
     problems: Throttle,
     #[cfg(feature = "metrics")]
     metrics: OnceLock<crate::stats::metrics::Handles>,
@@ -42,9 +46,11 @@ impl Site {
             counters: Counters::new(),
             ids: OnceLock::new(),
             display: OnceLock::new(),
+            segment: OnceLock::new(),
             registered: Once::new(),
             oversize_logged: AtomicBool::new(false),
             short_ttl_logged: AtomicBool::new(false),
+            unrequested_logged: AtomicBool::new(false),
             problems: Throttle::new(),
             #[cfg(feature = "metrics")]
             metrics: OnceLock::new(),
@@ -69,10 +75,15 @@ impl Site {
     /// Called on every call; costs one atomic load after the first.
     pub(crate) fn register(&'static self, self_type: Option<&'static str>) {
         self.registered.call_once(|| {
-            let mut name = String::new();
-            key::push_function(&mut name, &self.spec, self_type);
+            let mut segment = String::new();
+            key::push_function(&mut segment, &self.spec, self_type);
+            let name = match self.spec.batch {
+                true => format!("{segment} (batch)"),
+                false => segment.clone(),
+            };
+            let segment: &'static str = self.segment.get_or_init(|| segment);
             let name: &'static str = self.display.get_or_init(|| name);
-            if !stats::register(name, &self.counters, self.namespace()) {
+            if !stats::register(name, segment, &self.counters, self.namespace()) {
                 tracing::warn!(
                     function = %name,
                     "two #[redis_cache] functions share the key namespace `{name}` and may read each \
@@ -100,6 +111,32 @@ impl Site {
         self.metrics().count(count);
     }
 
+    /// Counts `count` `n` times (a batch's items).
+    pub(crate) fn count_many(&self, count: Count, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.counters.add(count, n);
+        #[cfg(feature = "metrics")]
+        self.metrics().count_many(count, n);
+    }
+
+    /// Counts `outcomes` (one per item of a batch call), and traces the call at `debug`.
+    pub(crate) fn answered_items(&self, outcomes: &[Outcome]) {
+        let mut counts = [0u64; Outcome::ALL.len()];
+        for outcome in outcomes {
+            counts[*outcome as usize] += 1;
+        }
+        for (outcome, n) in Outcome::ALL.iter().zip(counts) {
+            self.count_many(outcome.count(), n);
+        }
+        tracing::debug!(
+            function = self.display(),
+            items = outcomes.len(),
+            "redis_cache batch call"
+        );
+    }
+
     /// Runs one Redis round trip made for a call, recording how long it took (unless the breaker
     /// skipped it).
     pub(crate) async fn redis<T>(
@@ -112,6 +149,18 @@ impl Site {
             self.took_redis(started.elapsed());
         }
         result
+    }
+
+    /// Records a round trip made for many keys (a batch step) that began at `started`, unless
+    /// every command of it was skipped by a breaker.
+    pub(crate) fn round_trip(&self, started: Instant, failures: &[CommandError]) {
+        let skipped = !failures.is_empty()
+            && failures
+                .iter()
+                .all(|err| matches!(err, CommandError::Unavailable));
+        if !skipped {
+            self.took_redis(started.elapsed());
+        }
     }
 
     fn took_redis(&self, took: Duration) {
@@ -195,6 +244,18 @@ impl Site {
         {
             self.metrics().local_entries.decrement(1.0);
             self.metrics().local_bytes.decrement(bytes as f64);
+        }
+    }
+
+    /// Logs, once per function, that a batch function returned keys it was not asked for.
+    pub(crate) fn warn_unrequested(&self, keys: usize) {
+        if !self.unrequested_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                function = self.display(),
+                keys,
+                "redis_cache: the batch function returned keys it was not asked for; they are \
+                 returned but not cached (logged once per function)"
+            );
         }
     }
 

@@ -31,6 +31,14 @@ pub struct SiteSpec {
     pub local_ttl_secs: u64,
     /// The `tags(...)` templates and the `tags = |v| ...` closure as written (`""`: none). Part of
     /// the fingerprint: entries written before a function had tags are not in its tags' sets, so
-    /// adding or changing tags moves the function to new keys.
+    /// adding or changing tags moves the function to new keys. A placeholder naming a key
+    /// parameter is written by its position among them (`{@0}`), so a batch function and a
+    /// single-item one with the same tags write the same text.
     pub tags: &'static str,
+    /// `None` is stored too (`none_ttl`): the stored type is then `Option<T>` rather than `T`,
+    /// so it is part of the fingerprint.
+    pub stores_none: bool,
+    /// A batch function (`batch = ...`): `value_type` is then what one item is stored as, and
+    /// the function is listed in stats as `{name} (batch)`.
+    pub batch: bool,
 }

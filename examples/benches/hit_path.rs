@@ -43,6 +43,8 @@ static SPEC: SiteSpec = SiteSpec {
     local_entries: 0,
     local_ttl_secs: 0,
     tags: "",
+    stores_none: false,
+    batch: false,
 };
 
 mod key {

@@ -40,6 +40,34 @@ impl Runs {
     }
 }
 
+/// Records what a batch function was called with: pass `&Keys` as a skipped argument and
+/// [`record`](Keys::record) the keys in the body. Tells how often each key was computed, and
+/// with which others.
+#[derive(Debug, Default)]
+pub struct Keys(std::sync::Mutex<Vec<Vec<u64>>>);
+
+impl Keys {
+    pub fn record<'a>(&self, keys: impl IntoIterator<Item = &'a u64>) {
+        let mut keys: Vec<u64> = keys.into_iter().copied().collect();
+        keys.sort_unstable();
+        self.0.lock().unwrap().push(keys);
+    }
+
+    /// Each call's keys, sorted, in the order the calls began.
+    pub fn calls(&self) -> Vec<Vec<u64>> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// How many times each key was computed.
+    pub fn per_key(&self) -> std::collections::BTreeMap<u64, u64> {
+        let mut counts = std::collections::BTreeMap::new();
+        for key in self.0.lock().unwrap().iter().flatten() {
+            *counts.entry(*key).or_default() += 1;
+        }
+        counts
+    }
+}
+
 /// The deadline of the tests' own connections, which inspect and tamper with what the cache
 /// stored: only a hung server should trip it.
 pub const INSPECTION_TIMEOUT: Duration = Duration::from_secs(60);

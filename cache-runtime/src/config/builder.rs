@@ -39,11 +39,13 @@ pub struct CacheBuilder {
     pub(super) local_max_bytes: usize,
 }
 
-/// Sizes of stored values.
+/// Sizes of stored values, and of the commands of a batch call.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ValueLimits {
     pub max_bytes: usize,
     pub compress_above: usize,
+    /// Keys per command (or pipeline) of a batch call.
+    pub batch_chunk: usize,
 }
 
 impl fmt::Debug for CacheBuilder {
@@ -90,6 +92,7 @@ impl Default for CacheBuilder {
             limits: ValueLimits {
                 max_bytes: DEFAULT_MAX_VALUE_BYTES,
                 compress_above: DEFAULT_COMPRESS_ABOVE,
+                batch_chunk: DEFAULT_BATCH_CHUNK,
             },
             background_stores: DEFAULT_BACKGROUND_STORES,
             local_max_bytes: DEFAULT_LOCAL_MAX_BYTES,
@@ -240,6 +243,14 @@ impl CacheBuilder {
         self
     }
 
+    /// How many keys one command of a batch call carries (default [`DEFAULT_BATCH_CHUNK`]): a
+    /// call for more keys sends several `MGET`s (or pipelines) at once, so none holds Redis for
+    /// long while other clients wait. At least 1.
+    pub fn batch_chunk(mut self, keys: usize) -> Self {
+        self.limits.batch_chunk = keys;
+        self
+    }
+
     /// Whether a miss returns before its value is stored (default
     /// [`DEFAULT_BACKGROUND_STORES`]: no).
     ///
@@ -274,6 +285,9 @@ impl CacheBuilder {
         check_prefix(&self.prefix)?;
         if self.timeouts.connect.is_zero() || self.timeouts.command.is_zero() {
             return Err(ConfigError::new("timeouts must be greater than zero"));
+        }
+        if self.limits.batch_chunk == 0 {
+            return Err(ConfigError::new("batch_chunk must be at least 1 key"));
         }
         if self.locks.lease < Duration::from_millis(30) {
             return Err(ConfigError::new(

@@ -26,6 +26,7 @@ mod cluster;
 mod deployment;
 mod endpoints;
 mod lazy;
+mod many;
 mod refusal;
 mod script;
 mod server;
@@ -44,6 +45,7 @@ pub(crate) use deployment::Node;
 pub(crate) use endpoints::TlsFiles;
 pub(crate) use endpoints::{Endpoints, Servers, redact, with_scheme};
 pub(crate) use lazy::{LazyLink, Linked, Unlinked};
+pub(crate) use many::{Answers, KeyedCmd};
 pub(crate) use script::Lua;
 use server::Server;
 
@@ -62,6 +64,8 @@ pub(crate) enum CommandError {
     Timeout,
     /// The key holds another type (a hash, a list...): for the cache, an unreadable entry.
     WrongType,
+    /// A reply of another shape than the command's (anything read from Redis is untrusted).
+    Malformed,
     Redis(RedisError),
 }
 
@@ -71,6 +75,7 @@ impl std::fmt::Display for CommandError {
             CommandError::Unavailable => f.write_str("redis unavailable (waiting to reconnect)"),
             CommandError::Timeout => f.write_str("redis command timed out"),
             CommandError::WrongType => f.write_str("key holds a value of another type"),
+            CommandError::Malformed => f.write_str("redis replied with an unexpected shape"),
             CommandError::Redis(err) => write!(f, "redis error: {err}"),
         }
     }

@@ -20,6 +20,8 @@
 //!    does not wait for it.
 //! 5. A write-through refresh ([`write_through`], the `_refresh` companion) skips the lookup,
 //!    takes the lock over, computes and stores.
+//! 6. A batch ([`batch`], `batch = ids`): the same steps for many keys at once, one round trip
+//!    per step, and one call of the function for the keys still missing.
 //!
 //! Fail open: whatever Redis does (down, slow, wrong type, garbage), the caller gets the
 //! function's own value. A panic or cancellation inside the function leaves nothing behind: the
@@ -29,6 +31,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant, SystemTime};
 
+mod batch;
 mod body;
 mod lookup;
 mod miss;
@@ -36,6 +39,11 @@ mod refresh;
 mod store;
 mod write_through;
 
+pub use batch::{
+    BatchBackground, BatchBody, BatchComputed, BatchKey, BatchMap, BatchReturn, FromBatchKeys,
+    ItemCodec, batch_keys, batch_param, batch_return, cached_batch, cached_batch_local, item_codec,
+    item_codec_with_absent,
+};
 pub use body::{Background, Body, Computed, Inline};
 pub use write_through::write_through;
 pub(crate) use write_through::{take_write_through_request, write_through_requested};
@@ -178,7 +186,7 @@ where
         types: PhantomData,
     };
     if write_through {
-        let leader = cache.flights().lead_anew(id);
+        let leader = cache.flights().lead_anew(id, false);
         return Box::pin(this.write_through(leader, body.run())).await;
     }
     let mut body = Some(body);

@@ -15,7 +15,7 @@ use crate::stats::{Count, Outcome};
 
 /// After a refresh in the stale window fails, the stale value is served for this long before the
 /// next caller tries again, so a failing database is not hammered once per call.
-const FAILED_REFRESH_BACKOFF: Duration = Duration::from_secs(1);
+pub(super) const FAILED_REFRESH_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Why a leader recomputes an entry it could serve.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::{Call, Ran};
 use crate::cache::Cache;
+use crate::codec::CodecError;
 use crate::connection::{CommandError, Connection, Lua, millis};
 use crate::envelope::Meta;
 use crate::freshness;
@@ -64,7 +65,7 @@ pub(super) type Sealed = Option<Envelope>;
 pub(super) struct Envelope {
     pub(super) bytes: Arc<Vec<u8>>,
     /// Redis's `PX`: the TTL and the stale window.
-    keep: Duration,
+    pub(super) keep: Duration,
     /// The entry's tags (`tags(...)`, `tags = |v| ...`), added before it is stored.
     tags: Vec<String>,
     /// When the function began: a tag invalidated after it fences the store off.
@@ -77,34 +78,10 @@ where
 {
     /// The envelope of `value` and how long Redis should keep it, if the policy stores it.
     pub(super) fn seal(&self, value: &R, ran: &Ran) -> Sealed {
-        let spec = &self.site.spec;
         let (stored, ttl) = self.lifetime(value)?;
-        // Only a `ttl` or `none_ttl` expression or closure can be that short.
-        if ttl < Duration::from_secs(1) {
-            self.site.warn_short_ttl(ttl);
-            return None;
-        }
-        let (fresh, keep) = freshness::lifetimes(ttl.as_secs(), spec, fastrand::f64());
-        let meta = Meta::new(SystemTime::now(), fresh, ran.took);
-        match self
-            .codec
-            .seal(stored, meta, self.cache.limits().compress_above)
-        {
-            Ok(bytes) => Some(Envelope {
-                bytes: Arc::new(bytes),
-                keep,
-                tags: self.rules.tags_for(&ran.tags, P::value(value)),
-                started: ran.started,
-            }),
-            Err(err) => {
-                self.site.problem(
-                    Count::Errors,
-                    "value could not be encoded; not stored",
-                    &err,
-                );
-                None
-            }
-        }
+        let tags = self.rules.tags_for(&ran.tags, P::value(value));
+        let encode = |meta, compress_above| self.codec.seal(stored, meta, compress_above);
+        seal(self.site, self.cache, ttl, tags, ran, encode)
     }
 
     /// What of `value` the policy stores, and for how long: the attribute's `ttl` (or
@@ -115,9 +92,7 @@ where
             Some(value) => self.rules.ttl_for(value),
             None => self.rules.none_ttl_for(),
         };
-        // An expression or closure may say anything: `u64::MAX` seconds is kept as long as a TTL
-        // can be (and does not overflow the arithmetic that follows).
-        let ttl = rule.map_or(Duration::from_secs(ttl_secs), |ttl| ttl.min(MAX_TTL));
+        let ttl = rule.map_or(Duration::from_secs(ttl_secs), bounded);
         Some((stored, ttl))
     }
 
@@ -167,6 +142,47 @@ where
             let _ = storing.await;
         }
     }
+}
+
+/// The envelope `encode` makes, to be kept `ttl` (with jitter, and the stale window) with
+/// `tags`; `None` if it cannot be stored.
+pub(super) fn seal(
+    site: &'static Site,
+    cache: &Cache,
+    ttl: Duration,
+    tags: Vec<String>,
+    ran: &Ran,
+    encode: impl FnOnce(Meta, usize) -> Result<Vec<u8>, CodecError>,
+) -> Sealed {
+    // Only a `ttl` or `none_ttl` expression or closure can be that short.
+    if ttl < Duration::from_secs(1) {
+        site.warn_short_ttl(ttl);
+        return None;
+    }
+    let (fresh, keep) = freshness::lifetimes(ttl.as_secs(), &site.spec, fastrand::f64());
+    let meta = Meta::new(SystemTime::now(), fresh, ran.took);
+    match encode(meta, cache.limits().compress_above) {
+        Ok(bytes) => Some(Envelope {
+            bytes: Arc::new(bytes),
+            keep,
+            tags,
+            started: ran.started,
+        }),
+        Err(err) => {
+            site.problem(
+                Count::Errors,
+                "value could not be encoded; not stored",
+                &err,
+            );
+            None
+        }
+    }
+}
+
+/// A TTL a `ttl` expression or closure gave: `u64::MAX` seconds is kept as long as a TTL can be
+/// (and does not overflow the arithmetic that follows).
+pub(super) fn bounded(ttl: Duration) -> Duration {
+    ttl.min(MAX_TTL)
 }
 
 /// Stores an envelope and releases `lock` in one round trip (if the lock is still held), or just
@@ -232,6 +248,104 @@ pub(super) async fn store(site: &'static Site, cache: &Cache, sealed: Sealed, lo
     }
     // Released by the script if it ran, or else by its lease.
     lock.hand_over();
+}
+
+/// [`store`] for the items of a batch: every tag added at once, then every entry stored with
+/// its lock's release in one pipeline per server (one round trip), whatever their number.
+pub(super) async fn store_many(site: &'static Site, cache: &Cache, items: Vec<(Sealed, Lock)>) {
+    let (Some(locks), chunk) = (cache.locks(), cache.limits().batch_chunk) else {
+        return;
+    };
+    let max_bytes = cache.limits().max_bytes;
+    let mut release = Vec::new();
+    let mut tagged = Vec::new();
+    let mut ready = Vec::new();
+    for (sealed, lock) in items {
+        match sealed {
+            Some(envelope) if envelope.bytes.len() > max_bytes => {
+                site.count(Count::Oversize);
+                site.warn_oversize(envelope.bytes.len(), max_bytes);
+                release.push(lock);
+            }
+            Some(envelope) if !envelope.tags.is_empty() => tagged.push((envelope, lock)),
+            Some(envelope) => ready.push((envelope, lock)),
+            None => release.push(lock),
+        }
+    }
+    if !tagged.is_empty() {
+        let adds = tagged.iter().map(|(envelope, lock)| {
+            let added = add_tags(
+                lock.connection(),
+                cache.prefix(),
+                &envelope.tags,
+                lock.key(),
+                envelope.keep,
+                envelope.started,
+            );
+            site.redis(added)
+        });
+        let held: Vec<&Lock> = tagged.iter().map(|(_, lock)| lock).collect();
+        let added = locks
+            .hold_all_while(&held, crate::sync::join_all(adds.collect()), chunk)
+            .await;
+        for ((envelope, lock), added) in tagged.into_iter().zip(added) {
+            match added {
+                Ok(true) => ready.push((envelope, lock)),
+                Ok(false) => {
+                    site.count(Count::Fenced);
+                    release.push(lock);
+                }
+                Err(err) => {
+                    site.command_failed(
+                        "tagging failed; the value was returned but not cached",
+                        &err,
+                    );
+                    release.push(lock);
+                }
+            }
+        }
+    }
+    let keeps: Vec<String> = ready
+        .iter()
+        .map(|(envelope, _)| millis(envelope.keep).to_string())
+        .collect();
+    let calls: Vec<(Vec<&str>, Vec<&[u8]>)> = ready
+        .iter()
+        .zip(&keeps)
+        .map(|((envelope, lock), keep)| {
+            (
+                vec![lock.key(), lock.lock_key()],
+                vec![
+                    envelope.bytes.as_slice(),
+                    keep.as_bytes(),
+                    lock.token().as_bytes(),
+                ],
+            )
+        })
+        .collect();
+    if !calls.is_empty() {
+        let started = Instant::now();
+        let stored = locks
+            .connection()
+            .eval_many::<i64>(&STORE_AND_RELEASE, &calls, chunk)
+            .await;
+        site.round_trip(started, &stored.failures);
+        for err in &stored.failures {
+            site.command_failed("store failed; the value was returned but not cached", err);
+        }
+        let writes = stored.each.iter().filter(|s| **s == Some(1)).count() as u64;
+        let fenced = stored.each.iter().filter(|s| **s == Some(0)).count() as u64;
+        site.count_many(Count::Writes, writes);
+        site.count_many(Count::Fenced, fenced);
+        if writes > 0 {
+            locks.connection().write_succeeded();
+        }
+    }
+    // Released by the script where it ran, or else by their leases.
+    for (_, lock) in ready {
+        lock.hand_over();
+    }
+    locks.release_many(release, chunk).await;
 }
 
 /// Stores `envelope` for `keep` under `lock`'s key, releases the lock and wakes its waiters, in

@@ -372,15 +372,82 @@ const ENTRY_OVERHEAD: u64 = 64;
 
 impl<T: Clone + Send + Sync + 'static> KeepLocal<T> for Keep<'_, T> {
     fn keep(&self, key: &str, value: &T, fresh_until_ms: u64, bytes: usize) {
-        let now = crate::envelope::unix_ms(std::time::SystemTime::now());
-        let ttl_ms = u64::try_from(self.local_ttl.as_millis()).unwrap_or(u64::MAX);
-        let until_ms = fresh_until_ms.min(now.saturating_add(ttl_ms));
-        if until_ms <= now {
-            return;
-        }
-        self.tier.route(key, self.site.namespace());
-        let bytes = bytes as u64 + ENTRY_OVERHEAD + std::mem::size_of::<T>() as u64;
-        self.store.get().insert(self.watch, value, until_ms, bytes);
+        keep_copy(
+            self.tier,
+            self.site,
+            self.store.get(),
+            self.watch,
+            self.local_ttl,
+            (key, value, fresh_until_ms, bytes),
+        );
+    }
+}
+
+/// Keeps a copy of `value` (read from `key`, fresh until `fresh_until_ms`, `bytes` stored) for
+/// at most `local_ttl`, unless an invalidation of its key came after `watch`.
+fn keep_copy<T: Clone + Send + Sync + 'static>(
+    tier: &LocalTier,
+    site: &'static Site,
+    store: &LocalStore<T>,
+    watch: Watch,
+    local_ttl: Duration,
+    (key, value, fresh_until_ms, bytes): (&str, &T, u64, usize),
+) {
+    let now = crate::envelope::unix_ms(std::time::SystemTime::now());
+    let ttl_ms = u64::try_from(local_ttl.as_millis()).unwrap_or(u64::MAX);
+    let until_ms = fresh_until_ms.min(now.saturating_add(ttl_ms));
+    if until_ms <= now {
+        return;
+    }
+    tier.route(key, site.namespace());
+    let bytes = bytes as u64 + ENTRY_OVERHEAD + std::mem::size_of::<T>() as u64;
+    store.insert(watch, value, until_ms, bytes);
+}
+
+/// A batch function's store in the local tier, for the keys of one call.
+pub(crate) struct LocalItems<'a, T: 'static> {
+    pub tier: &'a LocalTier,
+    pub site: &'static Site,
+    pub store: StoreRef<T>,
+    /// The function's `local_ttl`.
+    pub local_ttl: Duration,
+}
+
+/// What a batch call does with the local tier, whatever the value type (see [`LocalItems`]).
+pub(crate) trait LocalBatch<T> {
+    /// The copy of `args`, if one may be served at `now_ms`.
+    fn get(&self, args: u128, now_ms: u64) -> Option<T>;
+    /// What to check, after reading `args` from Redis, before keeping a copy of it.
+    fn watch(&self, args: u128) -> Watch;
+    /// Keeps a copy: see [`KeepLocal::keep`].
+    fn keep(&self, watch: Watch, key: &str, value: &T, fresh_until_ms: u64, bytes: usize);
+    /// Drops the copy of `args` (a write-through replaces it).
+    fn invalidate(&self, args: u128);
+}
+
+impl<T: Clone + Send + Sync + 'static> LocalBatch<T> for LocalItems<'_, T> {
+    fn get(&self, args: u128, now_ms: u64) -> Option<T> {
+        self.store.get().get(args, now_ms)
+    }
+
+    fn watch(&self, args: u128) -> Watch {
+        self.store.get().watch(args)
+    }
+
+    fn keep(&self, watch: Watch, key: &str, value: &T, fresh_until_ms: u64, bytes: usize) {
+        let copy = (key, value, fresh_until_ms, bytes);
+        keep_copy(
+            self.tier,
+            self.site,
+            self.store.get(),
+            watch,
+            self.local_ttl,
+            copy,
+        );
+    }
+
+    fn invalidate(&self, args: u128) {
+        self.store.get().invalidate(args);
     }
 }
 

@@ -216,6 +216,8 @@ mod tests {
         local_entries: 4,
         local_ttl_secs: 0,
         tags: "",
+        stores_none: false,
+        batch: false,
     });
 
     fn store(max_bytes: u64) -> (LocalStore<u64>, Arc<Budget>) {

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use crate::connection::{CommandError, Connection, Lua, millis};
+use crate::connection::{CommandError, Connection, KeyedCmd, Lua, millis};
 use crate::tasks::Tasks;
 
 /// `KEYS`: entry, lock. `ARGV`: token, lease ms. Returns `{taken, entry or false}`; the entry
@@ -113,6 +113,142 @@ impl Locks {
             .await?;
         let lock = (taken == 1).then(|| self.held(key, lock_key, token));
         Ok(Attempt { lock, entry })
+    }
+
+    /// [`Locks::try_acquire`] for many keys at once: one script per key, pipelined, one round
+    /// trip per server. Per key, the attempt (`None`: its command failed), and the failures.
+    pub(crate) async fn try_acquire_many(
+        &self,
+        keys: &[&str],
+        chunk: usize,
+    ) -> (Vec<Option<Attempt>>, Vec<CommandError>) {
+        let lease = millis(self.settings.lease).to_string();
+        let lock_keys: Vec<String> = keys.iter().map(|key| lock_key(key)).collect();
+        let tokens: Vec<String> = keys.iter().map(|_| new_token()).collect();
+        let calls: Vec<(Vec<&str>, Vec<&[u8]>)> = keys
+            .iter()
+            .zip(&lock_keys)
+            .zip(&tokens)
+            .map(|((key, lock), token)| {
+                (
+                    vec![*key, lock.as_str()],
+                    vec![token.as_bytes(), lease.as_bytes()],
+                )
+            })
+            .collect();
+        let answers = self
+            .conn
+            .eval_many::<(i64, Option<Vec<u8>>)>(&ACQUIRE, &calls, chunk)
+            .await;
+        let attempts = answers
+            .each
+            .into_iter()
+            .zip(keys.iter().zip(lock_keys).zip(tokens))
+            .map(|(answer, ((key, lock_key), token))| {
+                let (taken, entry) = answer?;
+                let lock = (taken == 1).then(|| self.held(key, lock_key, token));
+                Some(Attempt { lock, entry })
+            })
+            .collect();
+        (attempts, answers.failures)
+    }
+
+    /// [`Locks::take_over`] for many keys at once (a batch's write-through): pipelined, one
+    /// round trip per server. Per key, its lock (`None`: its command failed).
+    pub(crate) async fn take_over_many(
+        &self,
+        keys: &[&str],
+        chunk: usize,
+    ) -> (Vec<Option<Lock>>, Vec<CommandError>) {
+        let lease = millis(self.settings.lease);
+        let lock_keys: Vec<String> = keys.iter().map(|key| lock_key(key)).collect();
+        let tokens: Vec<String> = keys.iter().map(|_| new_token()).collect();
+        let cmds = lock_keys
+            .iter()
+            .zip(&tokens)
+            .map(|(lock, token)| KeyedCmd {
+                key: lock,
+                cmd: redis::cmd("SET")
+                    .arg(lock)
+                    .arg(token)
+                    .arg("PX")
+                    .arg(lease)
+                    .to_owned(),
+            })
+            .collect();
+        let answers = self.conn.run_each::<redis::Value>(cmds, chunk).await;
+        let locks = answers
+            .each
+            .into_iter()
+            .zip(keys.iter().zip(lock_keys).zip(tokens))
+            .map(|(answer, ((key, lock_key), token))| {
+                answer.map(|_| self.held(key, lock_key, token))
+            })
+            .collect();
+        (locks, answers.failures)
+    }
+
+    /// Releases `locks` (each if still its holder's) and wakes their waiters: one round trip
+    /// per server.
+    pub(crate) async fn release_many(&self, locks: Vec<Lock>, chunk: usize) {
+        if locks.is_empty() {
+            return;
+        }
+        let calls: Vec<(Vec<&str>, Vec<&[u8]>)> = locks
+            .iter()
+            .map(|lock| (vec![lock.lock_key.as_str()], vec![lock.token.as_bytes()]))
+            .collect();
+        let _ = self.conn.eval_many::<i64>(&RELEASE, &calls, chunk).await;
+        for lock in locks {
+            lock.hand_over();
+        }
+    }
+
+    /// Extends each of `locks` (if still its holder's) to `ttl` from now: one round trip per
+    /// server. For the renewal of a batch's locks, and a failed refresh's backoff.
+    pub(crate) async fn extend_many(&self, locks: &[&Lock], ttl: Duration, chunk: usize) {
+        let ttl = millis(ttl).to_string();
+        let calls: Vec<(Vec<&str>, Vec<&[u8]>)> = locks
+            .iter()
+            .map(|lock| {
+                (
+                    vec![lock.lock_key.as_str()],
+                    vec![lock.token.as_bytes(), ttl.as_bytes()],
+                )
+            })
+            .collect();
+        let _ = self.conn.eval_many::<i64>(&EXTEND, &calls, chunk).await;
+    }
+
+    /// Runs `body` while renewing each of `locks` every third of its lease (all in one round
+    /// trip per server), so a slow batch computation keeps its keys.
+    pub(crate) async fn hold_all_while<F: Future>(
+        &self,
+        locks: &[&Lock],
+        body: F,
+        chunk: usize,
+    ) -> F::Output {
+        if locks.is_empty() {
+            return body.await;
+        }
+        let mut body = pin!(body);
+        let mut renew = pin!(self.renew_all_forever(locks, chunk));
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(value) = body.as_mut().poll(cx) {
+                return Poll::Ready(value);
+            }
+            let Poll::Pending = renew.as_mut().poll(cx);
+            Poll::Pending
+        })
+        .await
+    }
+
+    async fn renew_all_forever(&self, locks: &[&Lock], chunk: usize) -> Infallible {
+        let lease = self.settings.lease;
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            self.extend_many(locks, lease, chunk).await;
+        }
     }
 
     fn held(&self, key: &str, lock_key: String, token: String) -> Lock {

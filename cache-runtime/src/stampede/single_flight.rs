@@ -48,11 +48,14 @@ pub(crate) enum Handoff {
 /// for (the common case, a hit) costs one map insert and one remove, nothing else.
 type Slot = Option<watch::Sender<Option<Handoff>>>;
 
-/// One flight: which one (a detached flight's leader must not end its successor) and its channel.
+/// One flight: which one (a detached flight's leader must not end its successor), its channel,
+/// and whether a batch call leads it.
 #[derive(Debug)]
 struct Flight {
     serial: u64,
     slot: Slot,
+    /// Led by a batch call: another batch call does not follow it (see [`Flights::join_batch`]).
+    batch: bool,
 }
 
 /// Stripes of the flight table: callers of different keys rarely take the same lock, so the
@@ -79,31 +82,67 @@ pub(crate) enum Join<'a> {
     Follow(Follower),
 }
 
+/// A batch call's role for one of its keys.
+pub(crate) enum BatchJoin<'a> {
+    Lead(Leader<'a>),
+    /// A single-key call leads the key: await it.
+    Follow(Follower),
+    /// Another batch call leads the key: do not wait for it here (see [`Flights::join_batch`]).
+    Beside,
+}
+
 impl Flights {
     /// Leads the flight for `id`, or follows the one already in the air.
     pub(crate) fn join(&self, id: FlightId) -> Join<'_> {
         match self.table(id).entry(id) {
-            Entry::Occupied(mut flight) => {
-                let tx = flight
-                    .get_mut()
-                    .slot
-                    .get_or_insert_with(|| watch::channel(None).0);
-                Join::Follow(Follower(tx.subscribe()))
-            }
+            Entry::Occupied(mut flight) => Join::Follow(follow(flight.get_mut())),
             Entry::Vacant(vacant) => {
                 let serial = self.serials.fetch_add(1, Relaxed);
-                vacant.insert(Flight { serial, slot: None });
+                vacant.insert(Flight {
+                    serial,
+                    slot: None,
+                    batch: false,
+                });
                 Join::Lead(self.leader(id, serial))
             }
         }
     }
 
+    /// [`Flights::join`] for one key of a batch call. A batch call follows only a single-key
+    /// call's flight: a single-key leader never waits for anything in this process while it
+    /// leads, so waiting for it cannot close a cycle. Two batch calls could each wait for a key
+    /// the other leads; so a key another batch call leads is left [`BatchJoin::Beside`] (the
+    /// call looks it up and locks it in Redis like any key, and waits there in a deadlock-free
+    /// order).
+    pub(crate) fn join_batch(&self, id: FlightId) -> BatchJoin<'_> {
+        match self.table(id).entry(id) {
+            Entry::Occupied(flight) if flight.get().batch => BatchJoin::Beside,
+            Entry::Occupied(mut flight) => BatchJoin::Follow(follow(flight.get_mut())),
+            Entry::Vacant(vacant) => {
+                let serial = self.serials.fetch_add(1, Relaxed);
+                vacant.insert(Flight {
+                    serial,
+                    slot: None,
+                    batch: true,
+                });
+                BatchJoin::Lead(self.leader(id, serial))
+            }
+        }
+    }
+
     /// Leads a new flight for `id`, detaching the one in the air: for a write-through refresh,
-    /// which must not hand anyone a value computed before it.
-    pub(crate) fn lead_anew(&self, id: FlightId) -> Leader<'_> {
+    /// which must not hand anyone a value computed before it (`batch`: a batch call's).
+    pub(crate) fn lead_anew(&self, id: FlightId, batch: bool) -> Leader<'_> {
         let serial = self.serials.fetch_add(1, Relaxed);
         // The old flight's channel is dropped here: its followers start over and follow us.
-        let old = self.table(id).insert(id, Flight { serial, slot: None });
+        let old = self.table(id).insert(
+            id,
+            Flight {
+                serial,
+                slot: None,
+                batch,
+            },
+        );
         drop(old);
         self.leader(id, serial)
     }
@@ -159,6 +198,12 @@ impl Flights {
             _ => None,
         }
     }
+}
+
+/// Follows `flight`, opening its channel if this is its first follower.
+fn follow(flight: &mut Flight) -> Follower {
+    let tx = flight.slot.get_or_insert_with(|| watch::channel(None).0);
+    Follower(tx.subscribe())
 }
 
 fn table(stripe: &Stripe) -> MutexGuard<'_, Table> {

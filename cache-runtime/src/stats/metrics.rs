@@ -5,7 +5,7 @@
 //! | metric | kind | labels |
 //! |---|---|---|
 //! | `redis_cache_calls_total` | counter | `function`, `outcome` = `local_hits`, `hits`, `stale`, `misses`, `coalesced`, `fallbacks`, `bypassed` |
-//! | `redis_cache_events_total` | counter | `function`, `event` = `executions`, `errors`, `invalid`, `writes`, `early_refreshes`, `lock_waits`, `lock_timeouts`, `oversize`, `fenced`, `local_evictions`, `local_invalidations` |
+//! | `redis_cache_events_total` | counter | `function`, `event` = `executions`, `errors`, `invalid`, `writes`, `early_refreshes`, `lock_waits`, `lock_timeouts`, `oversize`, `fenced`, `local_evictions`, `local_invalidations`, `batch_calls`, `batch_keys` (the distinct keys batch calls asked for) |
 //! | `redis_cache_local_entries` | gauge | `function`: copies in the local tier |
 //! | `redis_cache_local_bytes` | gauge | `function`: their estimated bytes |
 //! | `redis_cache_redis_seconds` | histogram | `function`: each Redis round trip made for a call |
@@ -66,6 +66,10 @@ impl Handles {
 
     pub(crate) fn count(&self, count: Count) {
         self.counts[count as usize].increment(1);
+    }
+
+    pub(crate) fn count_many(&self, count: Count, n: u64) {
+        self.counts[count as usize].increment(n);
     }
 }
 

@@ -22,8 +22,11 @@ use histogram::{Counts, Histogram};
 /// A function called at least once in this process.
 #[derive(Debug, Clone, Copy)]
 struct Registered {
-    /// Its key segment, which names it in [`FunctionStats::function`].
+    /// How [`FunctionStats::function`] names it: its key segment, followed by ` (batch)` for a
+    /// batch function.
     name: &'static str,
+    /// Its key segment, which clears select it by.
+    segment: &'static str,
     counters: &'static Counters,
     /// Its flight namespace ([`SiteSpec::namespace`](crate::spec::SiteSpec::namespace)).
     namespace: u64,
@@ -38,22 +41,28 @@ fn registry() -> std::sync::MutexGuard<'static, Vec<Registered>> {
 
 /// Lists a function at its first call. `false` if another function already has its name (they
 /// share keys; the caller warns).
-pub(crate) fn register(name: &'static str, counters: &'static Counters, namespace: u64) -> bool {
+pub(crate) fn register(
+    name: &'static str,
+    segment: &'static str,
+    counters: &'static Counters,
+    namespace: u64,
+) -> bool {
     let mut registry = registry();
     let unique = registry.iter().all(|r| r.name != name);
     registry.push(Registered {
         name,
+        segment,
         counters,
         namespace,
     });
     unique
 }
 
-/// The flight namespaces of the functions called so far whose names `selected` accepts.
+/// The flight namespaces of the functions called so far whose key segments `selected` accepts.
 pub(crate) fn namespaces(selected: impl Fn(&str) -> bool) -> Vec<u64> {
     registry()
         .iter()
-        .filter(|r| selected(r.name))
+        .filter(|r| selected(r.segment))
         .map(|r| r.namespace)
         .collect()
 }
@@ -74,6 +83,16 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
+    pub(crate) const ALL: [Outcome; 7] = [
+        Outcome::Hit,
+        Outcome::Stale,
+        Outcome::Miss,
+        Outcome::Coalesced,
+        Outcome::Fallback,
+        Outcome::LocalHit,
+        Outcome::Bypassed,
+    ];
+
     /// The counter it feeds.
     pub(crate) fn count(self) -> Count {
         match self {
@@ -109,10 +128,12 @@ pub(crate) enum Count {
     Fenced,
     LocalEvictions,
     LocalInvalidations,
+    BatchCalls,
+    BatchKeys,
 }
 
 impl Count {
-    pub(crate) const ALL: [Count; 18] = [
+    pub(crate) const ALL: [Count; 20] = [
         Count::Hits,
         Count::Stale,
         Count::Misses,
@@ -131,6 +152,8 @@ impl Count {
         Count::Fenced,
         Count::LocalEvictions,
         Count::LocalInvalidations,
+        Count::BatchCalls,
+        Count::BatchKeys,
     ];
 
     /// The field of [`FunctionStats`] (and the metric's label) it feeds.
@@ -154,6 +177,8 @@ impl Count {
             Count::Fenced => "fenced",
             Count::LocalEvictions => "local_evictions",
             Count::LocalInvalidations => "local_invalidations",
+            Count::BatchCalls => "batch_calls",
+            Count::BatchKeys => "batch_keys",
         }
     }
 
@@ -195,6 +220,10 @@ impl Counters {
 
     pub(crate) fn bump(&self, count: Count) {
         self.counts[count as usize].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn add(&self, count: Count, n: u64) {
+        self.counts[count as usize].fetch_add(n, Relaxed);
     }
 
     /// Every count, each read once.
@@ -264,6 +293,12 @@ pub struct FunctionStats {
     /// Copies dropped from the local tier because Redis's entry changed (announced by Redis, or
     /// invalidated or cleared in this process).
     pub local_invalidations: u64,
+    /// Calls of a batch function (`batch = ...`). Its outcomes above count items: a call for 100
+    /// ids of which 90 were cached adds 90 hits and 10 misses.
+    pub batch_calls: u64,
+    /// The distinct keys those calls asked for: `batch_keys / batch_calls` is the average batch
+    /// ([`FunctionStats::keys_per_batch`]).
+    pub batch_keys: u64,
     /// Copies in the local tier now (in every cache of this process).
     pub local_entries: u64,
     /// Their estimated size in bytes (see
@@ -291,8 +326,17 @@ impl FunctionStats {
         }
     }
 
+    /// The average number of distinct keys per call of a batch function (0 before any).
+    pub fn keys_per_batch(&self) -> f64 {
+        if self.batch_calls == 0 {
+            0.0
+        } else {
+            self.batch_keys as f64 / self.batch_calls as f64
+        }
+    }
+
     /// Calls so far: local hits, hits, stale serves, misses, coalesced calls, fallbacks and
-    /// bypassed calls.
+    /// bypassed calls (for a batch function, items: see [`FunctionStats::batch_calls`]).
     pub fn calls(&self) -> u64 {
         self.local_hits
             + self.hits
@@ -331,6 +375,8 @@ impl FunctionStats {
             bypassed: count(Count::Bypassed),
             local_evictions: count(Count::LocalEvictions),
             local_invalidations: count(Count::LocalInvalidations),
+            batch_calls: count(Count::BatchCalls),
+            batch_keys: count(Count::BatchKeys),
             local_entries,
             local_bytes,
             redis_latency: redis.summary(),

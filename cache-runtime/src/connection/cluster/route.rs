@@ -14,11 +14,17 @@ use std::sync::Arc;
 
 use redis::{Cmd, FromRedisValue, RedisResult};
 
+use redis::Value;
+
 use super::slot_map::slot_of;
 use super::topology::unannounced;
 use super::{Cluster, Primary};
-use crate::connection::CommandError;
 use crate::connection::deployment::Node;
+use crate::connection::{Answers, CommandError, KeyedCmd};
+use crate::sync::join_all;
+
+/// The commands of one primary, with their positions in the caller's list.
+type Group<'k> = (Arc<Primary>, Vec<(usize, KeyedCmd<'k>)>);
 
 impl Cluster {
     /// Runs a command about `key` on the primary serving its slot, following one redirection.
@@ -98,6 +104,87 @@ impl Cluster {
             self.refresh_soon();
         }
         reply
+    }
+
+    /// Runs each command on the primary serving its key's slot: one pipeline per primary and
+    /// chunk, all sent concurrently; per command, its reply. A command that meets a redirection
+    /// (its slot on the move) is sent again on its own, following it.
+    pub(in crate::connection) async fn run_each(
+        self: &Arc<Self>,
+        cmds: Vec<KeyedCmd<'_>>,
+        chunk: usize,
+    ) -> Answers<RedisResult<Value>> {
+        let n = cmds.len();
+        let mut groups: Vec<Group<'_>> = Vec::new();
+        let mut unrouted = None;
+        for (index, keyed) in cmds.into_iter().enumerate() {
+            match self.primary_for(keyed.key.as_bytes()).await {
+                Ok(primary) => match groups.iter_mut().find(|(p, _)| Arc::ptr_eq(p, &primary)) {
+                    Some((_, group)) => group.push((index, keyed)),
+                    None => groups.push((primary, vec![(index, keyed)])),
+                },
+                // Left unanswered (`None`); one failure for all of them.
+                Err(err) => unrouted = Some(err),
+            }
+        }
+        let parts = groups.iter().flat_map(|(primary, group)| {
+            group
+                .chunks(chunk.max(1))
+                .map(move |part| self.run_part(primary, part))
+        });
+        let mut answers = Answers::merge(join_all(parts.collect()).await, n);
+        answers.failures.extend(unrouted);
+        answers
+    }
+
+    /// One pipeline of [`Cluster::run_each`], on `primary`: each reply as the server sent it,
+    /// but for redirections, which are followed.
+    async fn run_part(
+        self: &Arc<Self>,
+        primary: &Primary,
+        part: &[(usize, KeyedCmd<'_>)],
+    ) -> (Vec<usize>, Answers<RedisResult<Value>>) {
+        let indices = part.iter().map(|(index, _)| *index).collect();
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for (_, keyed) in part {
+            pipe.add_command(keyed.cmd.clone());
+        }
+        let values = match primary.server.run_pipeline::<Vec<Value>>(&pipe).await {
+            Ok(values) if values.len() == part.len() => values,
+            Ok(_) => {
+                return (
+                    indices,
+                    Answers::failed(part.len(), CommandError::Malformed),
+                );
+            }
+            Err(err) => {
+                if suggests_new_topology(&err) {
+                    self.refresh_soon();
+                }
+                return (indices, Answers::failed(part.len(), err));
+            }
+        };
+        let mut each = Vec::with_capacity(part.len());
+        let mut failures = Vec::new();
+        for ((_, keyed), value) in part.iter().zip(values) {
+            let reply = value.extract_error();
+            if !matches!(&reply, Err(err) if err.redirect_node().is_some()) {
+                each.push(Some(reply));
+                continue;
+            }
+            // Rare (slots moving): sent again alone, following the redirection.
+            match self.run::<Value>(keyed.key.as_bytes(), &keyed.cmd).await {
+                Ok(value) => each.push(Some(Ok(value))),
+                // An error reply (NOSCRIPT on the new node...): the caller reads it.
+                Err(CommandError::Redis(err)) if err.code().is_some() => each.push(Some(Err(err))),
+                Err(err) => {
+                    failures.push(err);
+                    each.push(None);
+                }
+            }
+        }
+        (indices, Answers { each, failures })
     }
 
     /// `UNLINK` of keys of any slots: one command per slot, sent as one pipeline per primary;
@@ -180,7 +267,7 @@ impl Cluster {
 pub(super) fn suggests_new_topology(err: &CommandError) -> bool {
     match err {
         CommandError::Timeout | CommandError::Unavailable => true,
-        CommandError::WrongType => false,
+        CommandError::WrongType | CommandError::Malformed => false,
         // No code: not a server's reply (a dropped connection, I/O).
         CommandError::Redis(err) => {
             matches!(
