@@ -102,6 +102,20 @@ impl Deployment {
             .expect("valid test cache")
     }
 
+    /// The URLs a process of its own connects with: one server's, or every node of the cluster.
+    pub fn urls(&self) -> Vec<String> {
+        let cluster = match self {
+            Deployment::Single(server) => return vec![server.url()],
+            Deployment::Cluster(cluster) => cluster,
+            Deployment::Shared { cluster, .. } => cluster,
+        };
+        cluster
+            .addresses()
+            .iter()
+            .map(|address| format!("redis://{address}"))
+            .collect()
+    }
+
     /// The cluster (shared or not), to reach its nodes.
     pub fn cluster(&self) -> Option<&RedisCluster> {
         match self {

@@ -51,6 +51,36 @@ pub async fn local_value(cache: &Cache, id: u64) -> String {
     format!("id {id} generation {generation} pid {}", std::process::id())
 }
 
+/// The keys [`batch_item`]'s body computed in this process, in order.
+pub static BATCH_COMPUTED: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+
+/// The batch function of the cross-process tests, shared with the `batch_worker` helper
+/// binary. Its body takes a while, so concurrent calls overlap.
+#[redis_cache(ttl = 300, batch = ids, skip(cache), cache = cache, name = "fixtures::batch_item")]
+pub async fn batch_item(cache: &Cache, ids: Vec<u64>) -> std::collections::HashMap<u64, String> {
+    BATCH_COMPUTED.lock().unwrap().extend(&ids);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    ids.iter().map(|id| (*id, batch_item_value(*id))).collect()
+}
+
+/// What [`batch_item`] answers for `id`.
+pub fn batch_item_value(id: u64) -> String {
+    format!("item {id}")
+}
+
+/// The overlapping calls each process of the cross-process batch test makes at once: windows
+/// of 40 keys every 20 over 0..120, the process with `reversed` asking for them last first.
+pub fn batch_item_calls(reversed: bool) -> Vec<Vec<u64>> {
+    let mut calls: Vec<Vec<u64>> = (0..5u64).map(|c| (c * 20..c * 20 + 40).collect()).collect();
+    if reversed {
+        calls.reverse();
+        for call in &mut calls {
+            call.reverse();
+        }
+    }
+    calls
+}
+
 /// The value the examples measure with: a product record of about 200 bytes once encoded.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Product {

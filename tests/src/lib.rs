@@ -40,6 +40,72 @@ impl Runs {
     }
 }
 
+/// A point a test and the bodies it calls meet at, without sleeping: a body [`arrive`]s (or
+/// [`wait`]s: arrives, then holds until the test [`open`]s the gate); the test awaits
+/// [`until_arrived`].
+///
+/// [`arrive`]: Gate::arrive
+/// [`wait`]: Gate::wait
+/// [`open`]: Gate::open
+/// [`until_arrived`]: Gate::until_arrived
+#[derive(Debug)]
+pub struct Gate {
+    arrived: AtomicU64,
+    opened: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Gate {
+    pub const fn new() -> Self {
+        Gate {
+            arrived: AtomicU64::new(0),
+            opened: std::sync::atomic::AtomicBool::new(false),
+            notify: tokio::sync::Notify::const_new(),
+        }
+    }
+
+    pub fn arrive(&self) {
+        self.arrived.fetch_add(1, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Arrives, then holds until the gate is open.
+    pub async fn wait(&self) {
+        self.arrive();
+        self.until(|gate| gate.opened.load(Ordering::SeqCst)).await;
+    }
+
+    pub fn open(&self) {
+        self.opened.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Returns once `n` arrivals were counted.
+    pub async fn until_arrived(&self, n: u64) {
+        self.until(|gate| gate.arrived.load(Ordering::SeqCst) >= n)
+            .await;
+    }
+
+    async fn until(&self, done: impl Fn(&Gate) -> bool) {
+        loop {
+            let notified = self.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before looking, so a change in between is not missed.
+            notified.as_mut().enable();
+            if done(self) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate::new()
+    }
+}
+
 /// Records what a batch function was called with: pass `&Keys` as a skipped argument and
 /// [`record`](Keys::record) the keys in the body. Tells how often each key was computed, and
 /// with which others.

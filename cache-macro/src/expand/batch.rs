@@ -57,26 +57,17 @@ pub(super) fn expand(
     let (rule_bindings, rules) = rules(args, &quote!(#value));
     let background = args.background_refresh.is_some();
     let (checks, body) = body(fn_sig, sig, batch, &ret, (block, background));
-    // Spanned on the return type: a map not keyed by the elements, or a value that cannot be
-    // stored (or kept locally), is reported there, once.
-    let shape = quote_spanned!(ret_span=> #rt_at_ret::batch_return::<#ret, #elem>(););
+    // Spanned on the return type: a map not keyed by the elements (the call's bound), or a value
+    // that cannot be stored (or kept locally), is reported there, once.
     let codec = match args.none_ttl {
         Some(_) => quote_spanned!(ret_span=> #rt_at_ret::item_codec_with_absent::<#value>()),
         None => quote_spanned!(ret_span=> #rt_at_ret::item_codec::<#value>()),
     };
     let entry = match &args.local {
-        Some(_) => quote_spanned!(ret_span=> #rt_at_ret::cached_batch_local::<#ret, _>),
-        None => quote_spanned!(ret_span=> #rt_at_ret::cached_batch::<#ret, _>),
+        Some(_) => quote_spanned!(ret_span=> #rt_at_ret::cached_batch_local::<_, #elem, _>),
+        None => quote_spanned!(ret_span=> #rt_at_ret::cached_batch::<_, #elem, _>),
     };
-    let statements = quote! {
-        #(#inner_attrs)*
-        static __REDIS_CACHE_SITE: #rt::Site = #rt::Site::new(#spec);
-        #checks
-        #shape
-        let __redis_cache_bypassed: bool = #bypassed;
-        let __redis_cache_keys = #keys;
-        #cache
-        #rule_bindings
+    let call = quote_spanned! {ret_span=>
         #entry(
             &__REDIS_CACHE_SITE,
             __redis_cache,
@@ -87,6 +78,16 @@ pub(super) fn expand(
             #body,
         )
         .await
+    };
+    let statements = quote! {
+        #(#inner_attrs)*
+        static __REDIS_CACHE_SITE: #rt::Site = #rt::Site::new(#spec);
+        #checks
+        let __redis_cache_bypassed: bool = #bypassed;
+        let __redis_cache_keys = #keys;
+        #cache
+        #rule_bindings
+        #call
     };
     let mut body_block = proc_macro2::Group::new(Delimiter::Brace, statements);
     body_block.set_span(body_span);

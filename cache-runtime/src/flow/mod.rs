@@ -41,7 +41,7 @@ mod write_through;
 
 pub use batch::{
     BatchBackground, BatchBody, BatchComputed, BatchKey, BatchMap, BatchReturn, FromBatchKeys,
-    ItemCodec, batch_keys, batch_param, batch_return, cached_batch, cached_batch_local, item_codec,
+    ItemCodec, KeyedBy, batch_keys, batch_param, cached_batch, cached_batch_local, item_codec,
     item_codec_with_absent,
 };
 pub use body::{Background, Body, Computed, Inline};

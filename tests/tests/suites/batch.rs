@@ -317,3 +317,309 @@ async fn keys_not_asked_for_are_returned_but_not_stored() {
     assert_eq!(got.len(), 3);
     assert_eq!(redis.keys_matching("*batch-extra*").await.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_calls_from_two_processes_compute_each_key_once() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    let redis = start();
+    let prefix = redis.prefix("batch-procs");
+    let mut workers: Vec<_> = ["forward", "reversed"]
+        .into_iter()
+        .map(|order| {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_batch_worker"))
+                .arg(order)
+                .arg(&prefix)
+                .args(redis.urls())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start a worker");
+            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+            let ready = lines.next().expect("a line").expect("stdout");
+            assert_eq!(ready, "ready");
+            (child, lines)
+        })
+        .collect();
+    // Released together: the start line is an event.
+    for (child, _) in &mut workers {
+        let stdin = child.stdin.as_mut().unwrap();
+        stdin.write_all(b"go\n").unwrap();
+        stdin.flush().unwrap();
+    }
+    let mut per_key = BTreeMap::<u64, u64>::new();
+    for (mut child, mut lines) in workers {
+        let line = lines.next().expect("a report").expect("stdout");
+        let computed = line.strip_prefix("computed ").expect("computed ...");
+        for id in computed.split(',').filter(|id| !id.is_empty()) {
+            *per_key.entry(id.parse().unwrap()).or_default() += 1;
+        }
+        assert!(child.wait().unwrap().success(), "a worker failed");
+    }
+    assert_eq!(per_key.len(), 120, "keys 0..120: {per_key:?}");
+    assert!(
+        per_key.values().all(|&n| n == 1),
+        "each key computed once in both processes: {per_key:?}"
+    );
+}
+
+#[redis_cache(ttl = 300, batch = ids, skip(cache, runs), cache = cache, name = "suite::coalesced")]
+async fn slow_many(cache: &Cache, runs: &Runs, ids: Vec<u64>) -> HashMap<u64, u64> {
+    runs.tick();
+    GATE_MANY.wait().await;
+    ids.iter().map(|id| (*id, id + 100)).collect()
+}
+
+#[redis_cache(ttl = 300, skip(cache, runs), cache = cache, name = "suite::coalesced")]
+async fn slow_one(cache: &Cache, runs: &Runs, id: u64) -> Option<u64> {
+    runs.tick();
+    Some(id + 100)
+}
+
+static GATE_MANY: redis_cache_tests::Gate = redis_cache_tests::Gate::new();
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_item_call_awaits_a_batch_computing_its_key() {
+    let redis = start();
+    let cache = redis.cache("batch-coalesce");
+    let (runs, one_runs) = (Arc::new(Runs::default()), Runs::default());
+    let batch = {
+        let (cache, runs) = (cache.clone(), runs.clone());
+        tokio::spawn(async move { slow_many(&cache, &runs, vec![1, 2, 3]).await })
+    };
+    // The batch leads its keys once its body runs (it is held there).
+    GATE_MANY.until_arrived(1).await;
+    let single = slow_one(&cache, &one_runs, 2);
+    let opened = async {
+        tokio::task::yield_now().await;
+        GATE_MANY.open();
+    };
+    let (value, ()) = tokio::join!(single, opened);
+    assert_eq!(value, Some(102));
+    assert_eq!(batch.await.unwrap().len(), 3);
+    assert_eq!(runs.count(), 1);
+    assert_eq!(one_runs.count(), 0, "the single call shared the batch's value");
+}
+
+/// Moves the logical expiry of every entry matching `pattern` into the past (the envelope's
+/// "fresh until", bytes 16..24): they are then in their stale window, without waiting for it.
+async fn make_stale(redis: &redis_cache_tests::deployment::Deployment, pattern: &str) -> usize {
+    let mut conn = redis.connection().await;
+    let past = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 1_000;
+    let keys: Vec<String> = redis
+        .keys_matching(pattern)
+        .await
+        .into_iter()
+        .filter(|key| !key.ends_with(":lock"))
+        .collect();
+    for key in &keys {
+        let _: i64 = redis::cmd("SETRANGE")
+            .arg(key)
+            .arg(16)
+            .arg(past.to_le_bytes().as_slice())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    keys.len()
+}
+
+#[redis_cache(ttl = 300, stale = 300, batch = ids, skip(cache, runs), cache = cache)]
+async fn stale_inline(cache: &Cache, runs: &Runs, ids: Vec<u64>) -> HashMap<u64, u64> {
+    runs.tick();
+    ids.iter().map(|id| (*id, id * 1000 + runs.count())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_items_are_refreshed_in_the_same_call_as_the_misses() {
+    let redis = start();
+    let cache = redis.cache("batch-stale");
+    let runs = Runs::default();
+    assert_eq!(stale_inline(&cache, &runs, vec![1, 2]).await, [(1, 1001), (2, 2001)].into());
+    assert_eq!(make_stale(&redis, "*batch-stale*").await, 2);
+    // 1 and 2 are stale, 3 is missing: one call computes the three.
+    let got = stale_inline(&cache, &runs, vec![1, 2, 3]).await;
+    assert_eq!(got, [(1, 1002), (2, 2002), (3, 3002)].into());
+    assert_eq!(runs.count(), 2);
+    // Stored fresh: the next call is all hits.
+    assert_eq!(stale_inline(&cache, &runs, vec![1, 2, 3]).await, got);
+    assert_eq!(runs.count(), 2);
+}
+
+static BACKGROUND_GATE: redis_cache_tests::Gate = redis_cache_tests::Gate::new();
+
+#[redis_cache(
+    ttl = 300,
+    stale = 300,
+    refresh = "background",
+    batch = ids,
+    skip(cache, runs),
+    cache = cache
+)]
+async fn stale_background(cache: Cache, runs: Arc<Runs>, ids: Vec<u64>) -> HashMap<u64, u64> {
+    runs.tick();
+    if runs.count() > 1 {
+        BACKGROUND_GATE.wait().await;
+    }
+    ids.iter().map(|id| (*id, id * 1000 + runs.count())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_refresh_background_stale_items_are_served_at_once_and_refreshed_in_a_task() {
+    let redis = start();
+    let cache = redis.cache("batch-bg");
+    let runs = Arc::new(Runs::default());
+    let first = stale_background(cache.clone(), runs.clone(), vec![1, 2]).await;
+    assert_eq!(first, [(1, 1001), (2, 2001)].into());
+    assert_eq!(make_stale(&redis, "*batch-bg*").await, 2);
+    // Served the stale values while the refresh is held inside the function: an inline refresh
+    // would hang this call (bounded, so that would fail rather than hang the suite).
+    let served = tokio::time::timeout(
+        Duration::from_secs(60),
+        stale_background(cache.clone(), runs.clone(), vec![1, 2]),
+    )
+    .await
+    .expect("served without waiting for the refresh");
+    assert_eq!(served, first);
+    BACKGROUND_GATE.until_arrived(1).await;
+    BACKGROUND_GATE.open();
+    cache.flush().await;
+    assert_eq!(runs.count(), 2);
+    let refreshed = stale_background(cache.clone(), runs.clone(), vec![1, 2]).await;
+    assert_eq!(refreshed, [(1, 1002), (2, 2002)].into());
+    assert_eq!(runs.count(), 2, "the refreshed entries are hits");
+}
+
+#[redis_cache(ttl = 300, batch = ids, skip(cache, runs), cache = cache)]
+async fn written_through(cache: &Cache, runs: &Runs, ids: Vec<u64>) -> HashMap<u64, u64> {
+    runs.tick();
+    ids.iter().map(|id| (*id, id * 1000 + runs.count())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refresh_companion_recomputes_and_stores_every_key() {
+    let redis = start();
+    let cache = redis.cache("batch-wt");
+    let runs = Runs::default();
+    assert_eq!(written_through(&cache, &runs, vec![1, 2, 3]).await[&2], 2001);
+    let refreshed = written_through_refresh(&cache, &runs, vec![2, 3]).await;
+    assert_eq!(refreshed, [(2, 2002), (3, 3002)].into());
+    let all = written_through(&cache, &runs, vec![1, 2, 3]).await;
+    assert_eq!(all, [(1, 1001), (2, 2002), (3, 3002)].into());
+    assert_eq!(runs.count(), 2);
+}
+
+#[redis_cache(ttl = 300, batch = ids, skip(cache, keys), cache = cache)]
+async fn without_redis(cache: &Cache, keys: &Keys, ids: Vec<u64>) -> HashMap<u64, u64> {
+    keys.record(&ids);
+    ids.iter().map(|id| (*id, id * 3)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_the_function_runs_once_with_every_key() {
+    let cache = redis_cache_tests::unreachable_cache("batch-down");
+    let keys = Keys::default();
+    for _ in 0..3 {
+        let got = without_redis(&cache, &keys, vec![1, 2, 2, 3]).await;
+        assert_eq!(got, [(1, 3), (2, 6), (3, 9)].into());
+    }
+    assert_eq!(keys.calls(), vec![vec![1, 2, 3]; 3], "one call each, every key once");
+    let stats = stats_for(&batch_name("without_redis")).unwrap();
+    assert_eq!(stats.fallbacks, 9);
+    assert_eq!(stats.hits + stats.misses, 0);
+}
+
+#[redis_cache(ttl = 300, batch = ids, skip(cache), cache = cache)]
+async fn under_load(cache: &Cache, ids: Vec<u64>) -> HashMap<u64, u64> {
+    ids.iter().map(|id| (*id, id * 7)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_under_load_every_answer_stays_complete_and_right() {
+    let mut redis = start_own();
+    let cache = redis
+        .builder()
+        .prefix("batch-kill")
+        .command_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let load: Vec<_> = (0..8u64)
+        .map(|task| {
+            let (cache, stop, answered) = (cache.clone(), stop.clone(), answered.clone());
+            tokio::spawn(async move {
+                let mut round = 0u64;
+                while !stop.load(SeqCst) {
+                    let start = (task * 7 + round * 13) % 200;
+                    let ids: Vec<u64> = (start..start + 25).collect();
+                    let got = under_load(&cache, ids.clone()).await;
+                    assert_eq!(got, ids.iter().map(|id| (*id, id * 7)).collect());
+                    answered.fetch_add(1, SeqCst);
+                    round += 1;
+                }
+            })
+        })
+        .collect();
+    let until = |n: u64| {
+        let answered = answered.clone();
+        async move {
+            while answered.load(SeqCst) < n {
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), until(200)).await.unwrap();
+    redis.kill();
+    let after_kill = answered.load(SeqCst);
+    tokio::time::timeout(Duration::from_secs(60), until(after_kill + 200))
+        .await
+        .expect("answers go on while Redis is gone");
+    stop.store(true, SeqCst);
+    for task in load {
+        task.await.expect("every answer was complete and right");
+    }
+    let stats = stats_for(&batch_name("under_load")).unwrap();
+    assert!(stats.fallbacks > 0, "{stats:?}");
+}
+
+#[redis_cache(ttl = 300, local = 1000, batch = ids, skip(cache, keys), cache = cache)]
+async fn local_items(cache: &Cache, keys: &Keys, ids: Vec<u64>) -> HashMap<u64, Item> {
+    keys.record(&ids);
+    all(ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_local_a_batch_of_local_copies_sends_no_command() {
+    let redis = start_own();
+    let cache = redis.cache("batch-local");
+    let keys = Keys::default();
+    let ids: Vec<u64> = (1..=20).collect();
+    assert_eq!(local_items(&cache, &keys, ids.clone()).await, all(1..=20));
+    redis_cache_tests::local::coherent(&cache).await;
+    // A Redis hit per key copies it (a copy made by the first read may be removed by the late
+    // announcement of this process's own store; the next read copies it again).
+    let name = batch_name("local_items");
+    let local_hits = || stats_for(&name).unwrap().local_hits;
+    let mut rounds = 0;
+    while local_hits() < 20 {
+        let before = local_hits();
+        assert_eq!(local_items(&cache, &keys, ids.clone()).await, all(1..=20));
+        rounds += 1;
+        assert!(rounds < 100, "no full local answer in 100 calls");
+        if local_hits() - before == 20 {
+            break;
+        }
+    }
+    let sent = redis.cache_commands();
+    let before = local_hits();
+    assert_eq!(local_items(&cache, &keys, ids).await, all(1..=20));
+    assert_eq!(local_hits() - before, 20);
+    assert_eq!(redis.cache_commands(), sent, "no command for a batch of local copies");
+    assert_eq!(keys.calls().len(), 1);
+}

@@ -32,8 +32,8 @@ use std::time::{Instant, SystemTime};
 
 pub use body::{BatchBackground, BatchBody, BatchComputed};
 pub use shape::{
-    BatchKey, BatchMap, BatchReturn, FromBatchKeys, ItemCodec, batch_keys, batch_param,
-    batch_return, item_codec, item_codec_with_absent,
+    BatchKey, BatchMap, BatchReturn, FromBatchKeys, ItemCodec, KeyedBy, batch_keys, batch_param,
+    item_codec, item_codec_with_absent,
 };
 
 use super::in_tokio;
@@ -58,19 +58,19 @@ type ValueOf<R> = <<R as BatchReturn>::Map as BatchMap>::Value;
 
 /// Runs one call of a batch function through the cache.
 #[doc(hidden)]
-pub async fn cached_batch<R, B>(
+pub async fn cached_batch<R, K, B>(
     site: &'static Site,
     cache: &Cache,
-    keys: Vec<(KeyOf<R>, CallKey)>,
+    keys: Vec<(K, CallKey)>,
     bypassed: bool,
     codec: ItemCodec<ValueOf<R>>,
     rules: Rules<'_, ValueOf<R>>,
     body: B,
 ) -> R
 where
-    R: BatchReturn,
-    KeyOf<R>: Clone,
-    B: BatchBody<KeyOf<R>, R, ValueOf<R>>,
+    R: KeyedBy<K>,
+    K: Clone,
+    B: BatchBody<K, R, ValueOf<R>>,
 {
     register(site, &keys);
     let call = Call {
@@ -86,20 +86,20 @@ where
 
 /// [`cached_batch`] for a function with `local = N`.
 #[doc(hidden)]
-pub async fn cached_batch_local<R, B>(
+pub async fn cached_batch_local<R, K, B>(
     site: &'static Site,
     cache: &Cache,
-    keys: Vec<(KeyOf<R>, CallKey)>,
+    keys: Vec<(K, CallKey)>,
     bypassed: bool,
     codec: ItemCodec<ValueOf<R>>,
     rules: Rules<'_, ValueOf<R>>,
     body: B,
 ) -> R
 where
-    R: BatchReturn,
-    KeyOf<R>: Clone,
+    R: KeyedBy<K>,
+    K: Clone,
     ValueOf<R>: LocalValue,
-    B: BatchBody<KeyOf<R>, R, ValueOf<R>>,
+    B: BatchBody<K, R, ValueOf<R>>,
 {
     register(site, &keys);
     let local = match (cache.local(), cache.shared_connection()) {

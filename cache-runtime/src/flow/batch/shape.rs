@@ -172,13 +172,18 @@ impl<M: BatchReturn<Map = M, Error = Infallible> + BatchMap, E> BatchReturn for 
     }
 }
 
-/// Checks, spanned on the return type, that a batch function returns a map keyed by the batch
-/// parameter's elements.
+/// A batch function's return type, keyed by `K`, the elements of its batch parameter.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not keyed by the batch's elements: with `batch = ...` the function returns a map from each of its keys (`{K}`) to its value",
+    label = "must be `HashMap<{K}, V>` or `BTreeMap<{K}, V>`, optionally in `Result<_, E>`",
+    note = "a key absent from the map means \"not found\"; return the keys as the batch parameter holds them"
+)]
 #[doc(hidden)]
-pub fn batch_return<R, K>()
-where
-    R: BatchReturn,
-    R::Map: BatchMap<Key = K>,
+pub trait KeyedBy<K>: BatchReturn<Map: BatchMap<Key = K>> {}
+impl<K: Hash + Eq, V, S: BuildHasher + Default> KeyedBy<K> for HashMap<K, V, S> {}
+impl<K: Ord, V> KeyedBy<K> for BTreeMap<K, V> {}
+impl<M, E, K> KeyedBy<K> for Result<M, E> where
+    M: KeyedBy<K> + BatchReturn<Map = M, Error = Infallible> + BatchMap<Key = K>
 {
 }
 
