@@ -217,6 +217,30 @@ impl CallKey {
         Some(key)
     }
 
+    /// Everything of the key but the argument hash, `{prefix}:{function}:{fingerprint}:{`: the
+    /// same for every call of one function (and `Self`), so a batch renders it once.
+    pub(crate) fn stem(&self, prefix: &str, spec: &SiteSpec, fingerprint: u32) -> String {
+        let mut stem = String::with_capacity(prefix.len() + 64);
+        stem.push_str(prefix);
+        stem.push(':');
+        push_function(&mut stem, spec, self.self_type);
+        stem.push(':');
+        push_hex(&mut stem, fingerprint.into(), 8);
+        stem.push_str(":{");
+        stem
+    }
+
+    /// The full key under `stem` ([`CallKey::stem`] of a call of the same function), or `None`
+    /// when the arguments could not be hashed.
+    pub(crate) fn render_on(&self, stem: &str) -> Option<String> {
+        let args = self.args?;
+        let mut key = String::with_capacity(stem.len() + 33);
+        key.push_str(stem);
+        push_hex(&mut key, args, 32);
+        key.push('}');
+        Some(key)
+    }
+
     /// The hash of the call's arguments; `None` when they could not be serialized.
     pub(crate) fn args(&self) -> Option<u128> {
         self.args
@@ -387,6 +411,33 @@ mod tests {
         assert_eq!(type_segment("app::Plain"), "Plain");
         assert_eq!(type_segment("[u8]"), "u8");
         assert_eq!(type_segment("()"), "Self");
+    }
+
+    #[test]
+    fn a_key_rendered_on_its_stem_is_the_key() {
+        let spec = SiteSpec {
+            module: "m",
+            function: "f",
+            name: None,
+            ttl_secs: 1,
+            none_ttl_secs: 0,
+            version: 0,
+            value_type: "u8",
+            stale_secs: 0,
+            early_refresh: true,
+            jitter: None,
+            wait_for_lock: true,
+            local_entries: 0,
+            local_ttl_secs: 0,
+            tags: "",
+            stores_none: false,
+            batch: false,
+        };
+        let mut key = KeyBuilder::new();
+        key.arg(&7u64);
+        let call = key.finish();
+        let stem = call.stem("p", &spec, 0xabc);
+        assert_eq!(call.render_on(&stem), call.render("p", &spec, 0xabc));
     }
 
     #[test]

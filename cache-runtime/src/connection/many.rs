@@ -75,9 +75,10 @@ impl Connection {
             Route::Cluster(_) => {
                 let cmds = keys
                     .iter()
-                    .map(|key| KeyedCmd {
-                        key,
-                        cmd: redis::cmd("GET").arg(*key).to_owned(),
+                    .map(|key| {
+                        let mut cmd = redis::cmd("GET");
+                        cmd.arg(*key);
+                        KeyedCmd { key, cmd }
                     })
                     .collect();
                 self.run_each(cmds, chunk).await
@@ -186,28 +187,33 @@ impl Connection {
         let n = cmds.len();
         match &self.route {
             Route::Direct(server) => {
-                let indexed: Vec<(usize, KeyedCmd<'_>)> = cmds.into_iter().enumerate().collect();
-                let parts = indexed.chunks(chunk.max(1)).map(|part| async move {
-                    let indices: Vec<usize> = part.iter().map(|(i, _)| *i).collect();
-                    let mut pipe = redis::pipe();
-                    pipe.ignore_errors();
-                    for (_, keyed) in part {
-                        pipe.add_command(keyed.cmd.clone());
-                    }
-                    let answers = match server.run_pipeline::<Vec<Value>>(&pipe).await {
-                        Ok(values) if values.len() == part.len() => Answers {
-                            each: values
-                                .into_iter()
-                                .map(|value| Some(value.extract_error()))
-                                .collect(),
-                            failures: Vec::new(),
-                        },
-                        Ok(_) => Answers::failed(part.len(), CommandError::Malformed),
-                        Err(err) => Answers::failed(part.len(), err),
-                    };
-                    (indices, answers)
-                });
-                Answers::merge(join_all(parts.collect()).await, n)
+                let mut parts = Vec::new();
+                let mut cmds = cmds.into_iter().enumerate().peekable();
+                while cmds.peek().is_some() {
+                    let part: Vec<_> = cmds.by_ref().take(chunk.max(1)).collect();
+                    parts.push(async move {
+                        let mut pipe = redis::pipe();
+                        pipe.ignore_errors();
+                        let mut indices = Vec::with_capacity(part.len());
+                        for (index, keyed) in part {
+                            indices.push(index);
+                            pipe.add_command(keyed.cmd);
+                        }
+                        let answers = match server.run_pipeline::<Vec<Value>>(&pipe).await {
+                            Ok(values) if values.len() == indices.len() => Answers {
+                                each: values
+                                    .into_iter()
+                                    .map(|value| Some(value.extract_error()))
+                                    .collect(),
+                                failures: Vec::new(),
+                            },
+                            Ok(_) => Answers::failed(indices.len(), CommandError::Malformed),
+                            Err(err) => Answers::failed(indices.len(), err),
+                        };
+                        (indices, answers)
+                    });
+                }
+                Answers::merge(join_all(parts).await, n)
             }
             Route::Cluster(cluster) => Box::pin(cluster.run_each(cmds, chunk)).await,
         }
@@ -217,7 +223,8 @@ impl Connection {
 /// `MGET` of `keys` on `server` (its breaker consulted already), in chunks sent concurrently.
 async fn mget(server: &Server, keys: &[&str], chunk: usize) -> Answers<Option<Vec<u8>>> {
     let chunks = keys.chunks(chunk.max(1)).map(|part| async move {
-        let cmd = redis::cmd("MGET").arg(part).to_owned();
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(part);
         match server.run_allowed::<Vec<Value>>(&cmd).await {
             Ok(values) if values.len() == part.len() => Answers {
                 each: values.into_iter().map(parse::<Option<Vec<u8>>>).collect(),

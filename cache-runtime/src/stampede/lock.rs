@@ -166,14 +166,10 @@ impl Locks {
         let cmds = lock_keys
             .iter()
             .zip(&tokens)
-            .map(|(lock, token)| KeyedCmd {
-                key: lock,
-                cmd: redis::cmd("SET")
-                    .arg(lock)
-                    .arg(token)
-                    .arg("PX")
-                    .arg(lease)
-                    .to_owned(),
+            .map(|(lock, token)| {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(lock).arg(token).arg("PX").arg(lease);
+                KeyedCmd { key: lock, cmd }
             })
             .collect();
         let answers = self.conn.run_each::<redis::Value>(cmds, chunk).await;

@@ -46,7 +46,7 @@ pub(crate) enum Handoff {
 
 /// A flight's channel to its followers, created by the first follower: a leader nobody waits
 /// for (the common case, a hit) costs one map insert and one remove, nothing else.
-type Slot = Option<watch::Sender<Option<Handoff>>>;
+pub(crate) type Slot = Option<watch::Sender<Option<Handoff>>>;
 
 /// One flight: which one (a detached flight's leader must not end its successor), its channel,
 /// and whether a batch call leads it.
@@ -54,7 +54,8 @@ type Slot = Option<watch::Sender<Option<Handoff>>>;
 struct Flight {
     serial: u64,
     slot: Slot,
-    /// Led by a batch call: another batch call does not follow it (see [`Flights::join_batch`]).
+    /// Led by a batch call: another batch call does not follow it (see
+    /// [`Flights::join_batch_all`]).
     batch: bool,
 }
 
@@ -87,7 +88,8 @@ pub(crate) enum BatchJoin<'a> {
     Lead(Leader<'a>),
     /// A single-key call leads the key: await it.
     Follow(Follower),
-    /// Another batch call leads the key: do not wait for it here (see [`Flights::join_batch`]).
+    /// Another batch call leads the key: do not wait for it here (see
+    /// [`Flights::join_batch_all`]).
     Beside,
 }
 
@@ -108,26 +110,57 @@ impl Flights {
         }
     }
 
-    /// [`Flights::join`] for one key of a batch call. A batch call follows only a single-key
+    /// [`Flights::join`] for the keys of a batch call (each stripe of the table locked once). A batch call follows only a single-key
     /// call's flight: a single-key leader never waits for anything in this process while it
     /// leads, so waiting for it cannot close a cycle. Two batch calls could each wait for a key
     /// the other leads; so a key another batch call leads is left [`BatchJoin::Beside`] (the
     /// call looks it up and locks it in Redis like any key, and waits there in a deadlock-free
     /// order).
-    pub(crate) fn join_batch(&self, id: FlightId) -> BatchJoin<'_> {
-        match self.table(id).entry(id) {
-            Entry::Occupied(flight) if flight.get().batch => BatchJoin::Beside,
-            Entry::Occupied(mut flight) => BatchJoin::Follow(follow(flight.get_mut())),
-            Entry::Vacant(vacant) => {
-                let serial = self.serials.fetch_add(1, Relaxed);
-                vacant.insert(Flight {
-                    serial,
-                    slot: None,
-                    batch: true,
+    pub(crate) fn join_batch_all(&self, ids: &[FlightId]) -> Vec<BatchJoin<'_>> {
+        let mut joins: Vec<Option<BatchJoin<'_>>> = ids.iter().map(|_| None).collect();
+        for (stripe, indices) in by_stripe(ids.iter().copied()) {
+            let mut table = table(&self.stripes[stripe]);
+            for index in indices {
+                let id = ids[index];
+                joins[index] = Some(match table.entry(id) {
+                    Entry::Occupied(flight) if flight.get().batch => BatchJoin::Beside,
+                    Entry::Occupied(mut flight) => BatchJoin::Follow(follow(flight.get_mut())),
+                    Entry::Vacant(vacant) => {
+                        let serial = self.serials.fetch_add(1, Relaxed);
+                        vacant.insert(Flight {
+                            serial,
+                            slot: None,
+                            batch: true,
+                        });
+                        BatchJoin::Lead(self.leader(id, serial))
+                    }
                 });
-                BatchJoin::Lead(self.leader(id, serial))
             }
         }
+        joins
+            .into_iter()
+            .map(|join| join.expect("every id joined"))
+            .collect()
+    }
+
+    /// Ends the flights of `leaders` (each stripe locked once); for each, the channel of its
+    /// followers, if any follower opened one: send the handoff there.
+    pub(crate) fn land_all(&self, mut leaders: Vec<Leader<'_>>) -> Vec<Slot> {
+        let mut slots: Vec<Slot> = leaders.iter().map(|_| None).collect();
+        let ids = leaders.iter().map(|leader| leader.id);
+        for (stripe, indices) in by_stripe(ids) {
+            let mut table = table(&self.stripes[stripe]);
+            for index in indices {
+                let leader = &mut leaders[index];
+                leader.landed = true;
+                if let Entry::Occupied(flight) = table.entry(leader.id)
+                    && flight.get().serial == leader.serial
+                {
+                    slots[index] = flight.remove().slot;
+                }
+            }
+        }
+        slots
     }
 
     /// Leads a new flight for `id`, detaching the one in the air: for a write-through refresh,
@@ -186,7 +219,7 @@ impl Flights {
 
     /// The stripe of `id`.
     fn table(&self, id: FlightId) -> MutexGuard<'_, Table> {
-        table(&self.stripes[id.1 as usize % STRIPES])
+        table(&self.stripes[stripe_of(id)])
     }
 
     /// Ends flight `serial` of `id`, unless it was detached; its channel, if any follower opened
@@ -198,6 +231,23 @@ impl Flights {
             _ => None,
         }
     }
+}
+
+fn stripe_of(id: FlightId) -> usize {
+    id.1 as usize % STRIPES
+}
+
+/// The positions of `ids`, grouped by stripe.
+fn by_stripe(ids: impl Iterator<Item = FlightId>) -> Vec<(usize, Vec<usize>)> {
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (index, id) in ids.enumerate() {
+        let stripe = stripe_of(id);
+        match groups.iter_mut().find(|(s, _)| *s == stripe) {
+            Some((_, indices)) => indices.push(index),
+            None => groups.push((stripe, vec![index])),
+        }
+    }
+    groups
 }
 
 /// Follows `flight`, opening its channel if this is its first follower.
@@ -317,6 +367,45 @@ mod tests {
             new_follower.handoff().await,
             Some(Handoff::Absent)
         ));
+        assert_eq!(flights.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_batch_leads_what_is_free_follows_single_calls_and_leaves_other_batches_alone() {
+        let flights = Flights::default();
+        let Join::Lead(single) = flights.join((1, 2)) else {
+            panic!("a single call leads 2")
+        };
+        let first = flights.join_batch_all(&[(1, 1), (1, 2), (1, 17)]);
+        assert!(matches!(first[0], BatchJoin::Lead(_)));
+        assert!(
+            matches!(first[1], BatchJoin::Follow(_)),
+            "a single call's key"
+        );
+        assert!(matches!(first[2], BatchJoin::Lead(_)));
+        let second = flights.join_batch_all(&[(1, 1), (1, 3)]);
+        assert!(
+            matches!(second[0], BatchJoin::Beside),
+            "another batch's key"
+        );
+        assert!(matches!(second[1], BatchJoin::Lead(_)));
+        // A single call follows a batch's key.
+        let Join::Follow(follower) = flights.join((1, 17)) else {
+            panic!("follows the batch")
+        };
+        let mut leaders = Vec::new();
+        for join in first.into_iter().chain(second) {
+            if let BatchJoin::Lead(leader) = join {
+                leaders.push(leader);
+            }
+        }
+        let slots = flights.land_all(leaders);
+        assert_eq!(slots.iter().filter(|slot| slot.is_some()).count(), 1);
+        for slot in slots.into_iter().flatten() {
+            slot.send_replace(Some(Handoff::Absent));
+        }
+        assert!(matches!(follower.handoff().await, Some(Handoff::Absent)));
+        single.publish(Handoff::Absent);
         assert_eq!(flights.len(), 0);
     }
 

@@ -7,6 +7,7 @@
 //! cargo run --release -p redis-cache-examples --example bench -- --soak-local    # the same with `local`
 //! cargo run --release -p redis-cache-examples --example bench -- --invalidation 10000
 //! cargo run --release -p redis-cache-examples --example bench -- --tags
+//! cargo run --release -p redis-cache-examples --example bench -- --batch
 //! ```
 //!
 //! It starts its own `redis-server` on a free loopback port and measures, with the same ~200-byte
@@ -29,12 +30,15 @@
 //!   stops serving its local copy, over N invalidations under load (p50, p99);
 //! - with `--tags`: `invalidate_tag` of tags with 1, 100 and 10,000 entries in a database of
 //!   1,000,000 keys, and the memory of tag structures before and after 100,000 tagged entries
-//!   expire.
+//!   expire;
+//! - with `--batch`: a batch function of 100 ids against `MGET` + decode and against 100 single
+//!   hits, on one server and a cluster, and its round trips with 10 misses (see `batch.rs`).
 //!
 //! Raw and hit alternate in rounds so that drift (CPU frequency, the other process on the two
 //! cores) falls on both alike. Options: `--secs S` per case (default 3), `--warmup S` (default 1),
 //! `--keys N` (default 1000), `--quick` (a smoke run: 0.2 s per case).
 
+mod batch;
 mod invalidation;
 mod measure;
 #[cfg(feature = "peers")]
@@ -112,6 +116,7 @@ options:
   --soak-local        the same through a function with `local`
   --invalidation N    local-tier invalidation latency over N invalidations
   --tags              invalidate_tag in a 1M-key database, and tag memory before and after expiry
+  --batch             a batch of 100 ids: against MGET + decode, 100 single hits, a cluster
   -h, --help          print this
 
 Starts its own redis-server (on PATH) on a free loopback port; reads no environment variable.
@@ -127,6 +132,8 @@ struct Options {
     soak_local: bool,
     /// `--invalidation N`: measure invalidation latency over N invalidations instead.
     invalidation: Option<u64>,
+    /// `--batch`: the batch figures instead.
+    batch: bool,
     /// `--tags`: the tag figures instead.
     tags: bool,
     /// Concurrencies to measure.
@@ -146,6 +153,7 @@ impl Options {
             soak_local: false,
             invalidation: None,
             tags: false,
+            batch: false,
             only: None,
             tasks: vec![1, 64],
         };
@@ -161,6 +169,7 @@ impl Options {
                 ("--soak-local", false),
                 ("--invalidation", true),
                 ("--tags", false),
+                ("--batch", false),
                 ("--tasks", true),
                 ("--only", true),
             ],
@@ -181,6 +190,7 @@ impl Options {
         options.soak_local = cli.flag("--soak-local");
         options.invalidation = cli.value("--invalidation");
         options.tags = cli.flag("--tags");
+        options.batch = cli.flag("--batch");
         if let Some(tasks) = cli.value("--tasks") {
             options.tasks = vec![tasks];
         }
@@ -274,6 +284,9 @@ async fn async_main(options: Options) {
     let last_core = (cores() - 1).to_string();
     if options.tags {
         return tags::run(&last_core).await;
+    }
+    if options.batch {
+        return batch::run(&last_core, options.time, options.rounds.max(3)).await;
     }
     let redis = RedisServer::start_with(&["--server_cpulist", &last_core]);
     let cache = Cache::builder()

@@ -23,9 +23,6 @@ use crate::connection::deployment::Node;
 use crate::connection::{Answers, CommandError, KeyedCmd};
 use crate::sync::join_all;
 
-/// The commands of one primary, with their positions in the caller's list.
-type Group<'k> = (Arc<Primary>, Vec<(usize, KeyedCmd<'k>)>);
-
 impl Cluster {
     /// Runs a command about `key` on the primary serving its slot, following one redirection.
     pub(in crate::connection) async fn run<T: FromRedisValue>(
@@ -115,24 +112,43 @@ impl Cluster {
         chunk: usize,
     ) -> Answers<RedisResult<Value>> {
         let n = cmds.len();
-        let mut groups: Vec<Group<'_>> = Vec::new();
+        let slots: Vec<u16> = cmds.iter().map(|c| slot_of(c.key.as_bytes())).collect();
+        // One look at the map for every key; a key whose slot it does not know (no map yet, or
+        // a slot in flux) takes the slow path.
+        let (owners, mut primaries) = self.map.route(&slots);
+        let mut groups: Vec<Vec<(usize, KeyedCmd<'_>)>> =
+            primaries.iter().map(|_| Vec::new()).collect();
         let mut unrouted = None;
-        for (index, keyed) in cmds.into_iter().enumerate() {
-            match self.primary_for(keyed.key.as_bytes()).await {
-                Ok(primary) => match groups.iter_mut().find(|(p, _)| Arc::ptr_eq(p, &primary)) {
-                    Some((_, group)) => group.push((index, keyed)),
-                    None => groups.push((primary, vec![(index, keyed)])),
+        for ((index, keyed), owner) in cmds.into_iter().enumerate().zip(owners) {
+            let at = match owner {
+                Some(at) => at,
+                None => match self.primary_for(keyed.key.as_bytes()).await {
+                    Ok(primary) => match primaries.iter().position(|p| Arc::ptr_eq(p, &primary)) {
+                        Some(at) => at,
+                        None => {
+                            primaries.push(primary);
+                            groups.push(Vec::new());
+                            primaries.len() - 1
+                        }
+                    },
+                    // Left unanswered (`None`); one failure for all of them.
+                    Err(err) => {
+                        unrouted = Some(err);
+                        continue;
+                    }
                 },
-                // Left unanswered (`None`); one failure for all of them.
-                Err(err) => unrouted = Some(err),
+            };
+            groups[at].push((index, keyed));
+        }
+        let mut parts = Vec::new();
+        for (primary, group) in primaries.iter().zip(groups) {
+            let mut group = group.into_iter().peekable();
+            while group.peek().is_some() {
+                let part: Vec<_> = group.by_ref().take(chunk.max(1)).collect();
+                parts.push(self.run_part(primary, part));
             }
         }
-        let parts = groups.iter().flat_map(|(primary, group)| {
-            group
-                .chunks(chunk.max(1))
-                .map(move |part| self.run_part(primary, part))
-        });
-        let mut answers = Answers::merge(join_all(parts.collect()).await, n);
+        let mut answers = Answers::merge(join_all(parts).await, n);
         answers.failures.extend(unrouted);
         answers
     }
@@ -142,39 +158,40 @@ impl Cluster {
     async fn run_part(
         self: &Arc<Self>,
         primary: &Primary,
-        part: &[(usize, KeyedCmd<'_>)],
+        part: Vec<(usize, KeyedCmd<'_>)>,
     ) -> (Vec<usize>, Answers<RedisResult<Value>>) {
-        let indices = part.iter().map(|(index, _)| *index).collect();
+        let mut indices = Vec::with_capacity(part.len());
+        let mut keys = Vec::with_capacity(part.len());
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        for (_, keyed) in part {
-            pipe.add_command(keyed.cmd.clone());
+        for (index, keyed) in part {
+            indices.push(index);
+            keys.push(keyed.key);
+            pipe.add_command(keyed.cmd);
         }
         let values = match primary.server.run_pipeline::<Vec<Value>>(&pipe).await {
-            Ok(values) if values.len() == part.len() => values,
+            Ok(values) if values.len() == keys.len() => values,
             Ok(_) => {
-                return (
-                    indices,
-                    Answers::failed(part.len(), CommandError::Malformed),
-                );
+                let failed = Answers::failed(keys.len(), CommandError::Malformed);
+                return (indices, failed);
             }
             Err(err) => {
                 if suggests_new_topology(&err) {
                     self.refresh_soon();
                 }
-                return (indices, Answers::failed(part.len(), err));
+                return (indices, Answers::failed(keys.len(), err));
             }
         };
-        let mut each = Vec::with_capacity(part.len());
+        let mut each = Vec::with_capacity(keys.len());
         let mut failures = Vec::new();
-        for ((_, keyed), value) in part.iter().zip(values) {
+        for ((key, cmd), value) in keys.iter().zip(pipe.cmd_iter()).zip(values) {
             let reply = value.extract_error();
             if !matches!(&reply, Err(err) if err.redirect_node().is_some()) {
                 each.push(Some(reply));
                 continue;
             }
             // Rare (slots moving): sent again alone, following the redirection.
-            match self.run::<Value>(keyed.key.as_bytes(), &keyed.cmd).await {
+            match self.run::<Value>(key.as_bytes(), cmd).await {
                 Ok(value) => each.push(Some(Ok(value))),
                 // An error reply (NOSCRIPT on the new node...): the caller reads it.
                 Err(CommandError::Redis(err)) if err.code().is_some() => each.push(Some(Err(err))),

@@ -70,6 +70,30 @@ impl<P: Addressed> SlotMap<P> {
         inner.primaries.get(usize::from(owner)).cloned()
     }
 
+    /// The primaries of many slots, with one look at the map: per slot, the position of its
+    /// primary in the list returned with them (`None`: the map names none).
+    pub(crate) fn route(&self, slots: &[u16]) -> (Vec<Option<usize>>, Vec<Arc<P>>) {
+        let inner = crate::sync::read(&self.inner);
+        let mut used: Vec<(u16, usize)> = Vec::new();
+        let mut primaries = Vec::new();
+        let at = slots
+            .iter()
+            .map(|&slot| {
+                let owner = *inner.owner.get(usize::from(slot))?;
+                let primary = inner.primaries.get(usize::from(owner))?;
+                match used.iter().find(|(o, _)| *o == owner) {
+                    Some((_, at)) => Some(*at),
+                    None => {
+                        primaries.push(primary.clone());
+                        used.push((owner, primaries.len() - 1));
+                        Some(primaries.len() - 1)
+                    }
+                }
+            })
+            .collect();
+        (at, primaries)
+    }
+
     /// Whether the map names a primary for any slot.
     pub(crate) fn is_known(&self) -> bool {
         let inner = crate::sync::read(&self.inner);

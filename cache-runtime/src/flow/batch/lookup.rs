@@ -78,6 +78,9 @@ impl<V> Batch<'_, V> {
         }
         let now = unix_ms(SystemTime::now());
         let spec = &self.site.spec;
+        // The leaders of the keys served, landed together (each stripe of the flight table
+        // locked once), and what their followers get.
+        let mut landing = Vec::new();
         for (index, answer) in pending.iter().zip(found.each) {
             let item = &mut items[*index];
             let Some(answer) = answer else {
@@ -116,8 +119,17 @@ impl<V> Batch<'_, V> {
                 local.keep(watch, &item.redis, value, meta.fresh_until_ms, bytes.len());
             }
             item.refresh = refresh.map(|why| (meta, why));
-            item.publish(|| Handoff::Entry(Arc::new(bytes)));
+            if let Flight::Lead(leader) = std::mem::replace(&mut item.flight, Flight::Beside) {
+                landing.push((leader, bytes));
+            }
             item.serve(value, outcome);
+        }
+        let (leaders, handoffs): (Vec<_>, Vec<_>) = landing.into_iter().unzip();
+        let slots = self.cache.flights().land_all(leaders);
+        for (slot, bytes) in slots.into_iter().zip(handoffs) {
+            if let Some(followers) = slot {
+                followers.send_replace(Some(Handoff::Entry(Arc::new(bytes))));
+            }
         }
     }
 }

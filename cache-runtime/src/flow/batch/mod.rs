@@ -5,7 +5,7 @@
 //! two share entries (and, in this process, their flights). One call:
 //!
 //! 1. De-duplicates the keys; with `local = N`, serves what the local tier holds.
-//! 2. Joins the flights of the other keys ([`Flights::join_batch`](crate::stampede::single_flight::Flights::join_batch)):
+//! 2. Joins the flights of the other keys (`Flights::join_batch_all`):
 //!    leads those nobody is computing; awaits those a single-key call leads (before taking any
 //!    lock, so nothing waits for this call while it waits); leaves those another batch call
 //!    leads to Redis.
@@ -28,6 +28,7 @@ mod lookup;
 mod refresh;
 mod shape;
 
+use std::collections::HashSet;
 use std::time::{Instant, SystemTime};
 
 pub use body::{BatchBackground, BatchBody, BatchComputed};
@@ -43,12 +44,12 @@ use crate::cache::Cache;
 use crate::connection::Connection;
 use crate::envelope::{Meta, unix_ms};
 use crate::freshness;
-use crate::key::CallKey;
+use crate::key::{CallKey, PreHashed};
 use crate::local::{LocalBatch, LocalItems, Watch};
 use crate::policy::{LocalValue, Rules};
 use crate::site::Site;
 use crate::stampede::lock::{Lock, Locks};
-use crate::stampede::single_flight::{Follower, Handoff, Leader};
+use crate::stampede::single_flight::{BatchJoin, Follower, Handoff, Leader};
 use crate::stats::{Count, Outcome};
 
 /// The key type of a batch function returning `R`.
@@ -165,10 +166,13 @@ impl<V> Call<'_, V> {
         let (Some(conn), Some(locks)) = (self.cache.connection(), self.cache.locks()) else {
             return uncached(site, keys, body, Outcome::Fallback).await;
         };
-        let (prefix, fingerprint) = (self.cache.prefix(), site.fingerprint());
+        // Every key of the call shares its stem: rendered once.
+        let stem = keys[0]
+            .1
+            .stem(self.cache.prefix(), &site.spec, site.fingerprint());
         let rendered: Option<Vec<_>> = keys
             .iter()
-            .map(|(_, call)| Some((call.args()?, call.render(prefix, &site.spec, fingerprint)?)))
+            .map(|(_, call)| Some((call.args()?, call.render_on(&stem)?)))
             .collect();
         let Some(rendered) = rendered.filter(|_| in_tokio()) else {
             tracing::debug!(
@@ -201,7 +205,8 @@ impl<V> Call<'_, V> {
 /// The keys of a call, each once (the first of equal keys, in order): equal keys have equal
 /// argument hashes.
 fn distinct<K>(keys: Vec<(K, CallKey)>) -> Vec<(K, CallKey)> {
-    let mut seen = std::collections::HashSet::with_capacity(keys.len());
+    let mut seen: HashSet<u128, PreHashed> =
+        HashSet::with_capacity_and_hasher(keys.len(), PreHashed::default());
     keys.into_iter()
         .filter(|(_, call)| call.args().is_none_or(|args| seen.insert(args)))
         .collect()
@@ -351,9 +356,15 @@ impl<V> Batch<'_, V> {
             }
             return self.write_through(items, body).await;
         }
-        for item in items.iter_mut().filter(|item| item.served.is_none()) {
-            use crate::stampede::single_flight::BatchJoin;
-            item.flight = match flights.join_batch((namespace, item.args)) {
+        let open: Vec<usize> = (0..items.len())
+            .filter(|&index| items[index].served.is_none())
+            .collect();
+        let ids: Vec<_> = open
+            .iter()
+            .map(|&index| (namespace, items[index].args))
+            .collect();
+        for (index, join) in open.into_iter().zip(flights.join_batch_all(&ids)) {
+            items[index].flight = match join {
                 BatchJoin::Lead(leader) => Flight::Lead(leader),
                 BatchJoin::Follow(follower) => Flight::Follow(follower),
                 BatchJoin::Beside => Flight::Beside,
@@ -377,6 +388,7 @@ impl<V> Batch<'_, V> {
         R::Map: BatchMap<Key = K, Value = V>,
     {
         let mut map = computed.unwrap_or_default();
+        map.reserve(items.len());
         let mut outcomes = Vec::with_capacity(items.len());
         for item in items {
             let Some((value, outcome)) = item.served else {

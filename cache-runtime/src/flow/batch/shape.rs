@@ -78,6 +78,8 @@ pub fn batch_param<C: FromBatchKeys<K>, K>(keys: Vec<K>) -> C {
 pub trait BatchMap: Default {
     type Key;
     type Value;
+    /// Makes room for `more` values.
+    fn reserve(&mut self, more: usize);
     /// Adds a value (a hit, or a value computed by the function).
     fn put(&mut self, key: Self::Key, value: Self::Value);
     /// The value of `key`, if the map has one.
@@ -89,6 +91,9 @@ pub trait BatchMap: Default {
 impl<K: Hash + Eq, V, S: BuildHasher + Default> BatchMap for HashMap<K, V, S> {
     type Key = K;
     type Value = V;
+    fn reserve(&mut self, more: usize) {
+        HashMap::reserve(self, more);
+    }
     fn put(&mut self, key: K, value: V) {
         self.insert(key, value);
     }
@@ -103,6 +108,7 @@ impl<K: Hash + Eq, V, S: BuildHasher + Default> BatchMap for HashMap<K, V, S> {
 impl<K: Ord, V> BatchMap for BTreeMap<K, V> {
     type Key = K;
     type Value = V;
+    fn reserve(&mut self, _more: usize) {}
     fn put(&mut self, key: K, value: V) {
         self.insert(key, value);
     }
