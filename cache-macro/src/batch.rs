@@ -16,6 +16,8 @@ pub(crate) struct BatchShape {
     pub holder: Holder,
     /// The value of one key.
     pub value: Type,
+    /// `E` of a batch returning `Result<_, E>`.
+    pub error: Option<Type>,
 }
 
 /// How a batch function takes its keys.
@@ -95,7 +97,7 @@ pub(crate) fn shape(
         ReturnType::Type(_, ty) => map_value(ty),
         ReturnType::Default => None,
     };
-    let Some(value) = value else {
+    let Some((value, error)) = value else {
         let message = format!(
             "a batch function returns a map from each key it found to its value: `HashMap<{k}, V>` \
              or `BTreeMap<{k}, V>` ({k} being the elements of `{param}`), optionally in \
@@ -113,6 +115,7 @@ pub(crate) fn shape(
         elem,
         holder,
         value,
+        error,
     })
 }
 
@@ -142,12 +145,17 @@ fn owned_elem(ty: &Type) -> Option<Type> {
     args.into_iter().next()
 }
 
-/// `V` of a `HashMap<K, V>` (any hasher) or `BTreeMap<K, V>`, optionally in a `Result`.
-fn map_value(ty: &Type) -> Option<Type> {
-    let (name, args) = last_segment(ty)?;
+/// `V` of a `HashMap<K, V>` (any hasher) or `BTreeMap<K, V>`, and `E` when it is in a
+/// `Result<_, E>`.
+fn map_value(ty: &Type) -> Option<(Type, Option<Type>)> {
+    let (name, mut args) = last_segment(ty)?;
     match name.as_str() {
-        "Result" => map_value(args.first()?),
-        "HashMap" | "BTreeMap" => args.into_iter().nth(1),
+        "Result" if args.len() == 2 => {
+            let error = args.pop()?;
+            let (value, _) = map_value(&args.pop()?)?;
+            Some((value, Some(error)))
+        }
+        "HashMap" | "BTreeMap" => Some((args.into_iter().nth(1)?, None)),
         _ => None,
     }
 }

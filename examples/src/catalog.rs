@@ -5,6 +5,7 @@
 //! | endpoint | what it does |
 //! |---|---|
 //! | `GET /products/{id}` | `product_summary`: name, price, review count and average (cached) |
+//! | `GET /products?ids=1,2,3` | `product_summaries`: the same pages by the list, one round trip for the cached ones and one query for the others (a batch function sharing `product_summary`'s entries) |
 //! | `GET /products/top` | `top_products`: the ten best-rated products (cached) |
 //! | `PUT /products/{id}/price` | `{"price_cents": N}`: updates the row, invalidates the tag `product:{id}`, returns the new summary |
 //! | `POST /products/{id}/reviews` | `{"stars": 1..=5}`: inserts, then invalidates the tag `product:{id}` |
@@ -15,11 +16,12 @@
 //! computed it.
 //! | `/admin/cache/...` | `cache_runtime::admin::router`, behind `Authorization: Bearer <token>` |
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -134,8 +136,14 @@ impl Db {
 }
 
 /// A product page: one row and an aggregate over its reviews. `Err` (not found, SQL error) is
-/// never cached.
-#[redis_cache(ttl = 300, stale = 60, tags("product:{id}"), skip(db))]
+/// never cached. Named, so that [`product_summaries`] shares its entries.
+#[redis_cache(
+    ttl = 300,
+    stale = 60,
+    tags("product:{id}"),
+    skip(db),
+    name = "catalog::product_summary"
+)]
 pub async fn product_summary(db: &Db, id: u64) -> Result<ProductSummary, DbError> {
     db.with(move |c| {
         let (name, price_cents) = c.query_row(
@@ -158,6 +166,69 @@ pub async fn product_summary(db: &Db, id: u64) -> Result<ProductSummary, DbError
     })
     .await
 }
+
+/// Product pages by the list (`GET /products?ids=...`): a batch function (`batch = ids`). The
+/// pages already cached come in one round trip; the others are loaded with one query each for
+/// the rows and the review aggregates (`WHERE id IN (...)`), however many they are, and stored
+/// one entry per product. It shares its entries with [`product_summary`]: the same `name`, the
+/// same tags (the batch's `{ids}` is the product of each entry), the element as the key, and
+/// `Result<HashMap<u64, ProductSummary>, _>` for `Result<ProductSummary, _>`. So a page read by
+/// either is a hit for the other, and a product's `product:{id}` invalidation removes its page
+/// for both. A product absent from the map does not exist: it is left out of the answer.
+#[redis_cache(
+    ttl = 300,
+    stale = 60,
+    tags("product:{ids}"),
+    batch = ids,
+    skip(db),
+    name = "catalog::product_summary"
+)]
+pub async fn product_summaries(
+    db: &Db,
+    ids: Vec<u64>,
+) -> Result<HashMap<u64, ProductSummary>, DbError> {
+    db.with(move |c| {
+        let marks = vec!["?"; ids.len()].join(",");
+        let mut rows = c.prepare(&format!(
+            "SELECT id, name, price_cents FROM products WHERE id IN ({marks})"
+        ))?;
+        let mut pages: HashMap<u64, ProductSummary> = rows
+            .query_map(rusqlite::params_from_iter(&ids), |r| {
+                Ok(ProductSummary {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    price_cents: r.get(2)?,
+                    reviews: 0,
+                    average_stars: 0.0,
+                })
+            })?
+            .map(|page| page.map(|page| (page.id, page)))
+            .collect::<Result<_, _>>()?;
+        let mut reviews = c.prepare(&format!(
+            "SELECT product_id, COUNT(*), AVG(stars) FROM reviews WHERE product_id IN ({marks})
+             GROUP BY product_id"
+        ))?;
+        let counts = reviews.query_map(rusqlite::params_from_iter(&ids), |r| {
+            Ok((
+                r.get::<_, u64>(0)?,
+                r.get::<_, u64>(1)?,
+                r.get::<_, f64>(2)?,
+            ))
+        })?;
+        for count in counts {
+            let (id, reviews, average_stars) = count?;
+            if let Some(page) = pages.get_mut(&id) {
+                page.reviews = reviews;
+                page.average_stars = average_stars;
+            }
+        }
+        Ok(pages)
+    })
+    .await
+}
+
+/// The most products one list request may name.
+pub const MAX_LIST: usize = 500;
 
 /// The ten best-rated products: an aggregate over every review. Tagged with each product it
 /// lists, so a review or a price change of one of them invalidates it; a review that would lift
@@ -214,6 +285,7 @@ pub fn router(db: Db, cache: Cache, admin_token: String) -> Router {
         },
     ));
     Router::new()
+        .route("/products", get(products))
         .route("/products/top", get(top))
         .route("/products/{id}", get(product))
         .route("/products/{id}/price", put(set_price))
@@ -234,6 +306,29 @@ fn answer<T: Serialize>(result: Result<T, DbError>) -> Response {
 
 async fn product(State(app): State<App>, Path(id): Path<u64>) -> Response {
     answer(product_summary(&app.db, id).await)
+}
+
+#[derive(Deserialize)]
+struct List {
+    ids: String,
+}
+
+/// `GET /products?ids=1,2,3`: the pages of the products that exist, in the order asked.
+async fn products(State(app): State<App>, Query(list): Query<List>) -> Response {
+    let ids: Result<Vec<u64>, _> = list.ids.split(',').map(|id| id.trim().parse()).collect();
+    let ids = match ids {
+        Ok(ids) if !ids.is_empty() && ids.len() <= MAX_LIST => ids,
+        _ => {
+            let usage = format!("ids: 1 to {MAX_LIST} product ids, comma-separated");
+            return (StatusCode::BAD_REQUEST, usage).into_response();
+        }
+    };
+    let pages = product_summaries(&app.db, ids.clone()).await;
+    answer(pages.map(|mut pages| {
+        ids.iter()
+            .filter_map(|id| pages.remove(id))
+            .collect::<Vec<_>>()
+    }))
 }
 
 async fn top(State(app): State<App>) -> Response {

@@ -42,7 +42,8 @@ fn executions(function: &str) -> u64 {
     cache_runtime::stats_for(function).map_or(0, |s| s.executions)
 }
 
-const SUMMARY: &str = "redis_cache_examples::catalog::product_summary";
+const SUMMARY: &str = "catalog::product_summary";
+const SUMMARIES: &str = "catalog::product_summary (batch)";
 const TOP: &str = "redis_cache_examples::catalog::top_products";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,6 +104,63 @@ async fn the_service_starts_and_serves() {
 
     let (status, _) = http(port, "GET", "/products/999999", &[], "").await;
     assert_eq!(status, 404);
+
+    // The list endpoint shares the pages: 1 is cached (by `product_summary`), 2 and 3 are
+    // loaded with one call of the batch function, 999999 does not exist.
+    let list = |ids: &'static str| async move {
+        let (status, body) = http(port, "GET", &format!("/products?ids={ids}"), &[], "").await;
+        assert_eq!(status, 200, "{body}");
+        json(&body)
+    };
+    let pages = list("1,2,3,999999").await;
+    let listed: Vec<u64> = pages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(listed, [1, 2, 3]);
+    assert_eq!(
+        pages[0]["price_cents"], 4321,
+        "the page product_summary cached"
+    );
+    assert_eq!(executions(SUMMARIES), 1);
+    // 2 and 3 are now hits for the single-page function too.
+    let before = executions(SUMMARY);
+    assert_eq!(
+        json(&http(port, "GET", "/products/3", &[], "").await.1)["id"],
+        3
+    );
+    assert_eq!(executions(SUMMARY), before);
+    // A price change of 2 invalidates exactly its page, in both: the list recomputes 2 alone
+    // (and 999999, which is not stored), the single function recomputes nothing else.
+    let (status, _) = http(
+        port,
+        "PUT",
+        "/products/2/price",
+        &[],
+        r#"{"price_cents": 777}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let hits = |function| cache_runtime::stats_for(function).map_or(0, |s| s.hits);
+    let list_hits = hits(SUMMARIES);
+    let pages = list("1,2,3").await;
+    assert_eq!(pages[1]["price_cents"], 777);
+    // 1 and 3 were hits; 2 too, unless the write's own read of it was not stored (see above).
+    assert!(hits(SUMMARIES) - list_hits >= 2);
+    assert!((1..=2).contains(&executions(SUMMARIES)));
+    let before = executions(SUMMARY);
+    for id in [1, 3] {
+        http(port, "GET", &format!("/products/{id}"), &[], "").await;
+    }
+    assert_eq!(executions(SUMMARY), before, "1 and 3 were not invalidated");
+    assert_eq!(
+        json(&http(port, "GET", "/products/2", &[], "").await.1)["price_cents"],
+        777
+    );
+    let (status, _) = http(port, "GET", "/products?ids=a,b", &[], "").await;
+    assert_eq!(status, 400);
     let (status, top) = http(port, "GET", "/products/top", &[], "").await;
     assert_eq!(
         (status, json(&top).as_array().map(Vec::len)),

@@ -11,7 +11,7 @@
 //!   stores instead of reading), so the body exists once.
 
 use proc_macro2::{Delimiter, TokenStream, TokenTree};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, FnArg, GenericParam, Ident, Pat, ReturnType, Signature};
 
@@ -479,11 +479,15 @@ fn site_spec(fn_sig: &Signature, args: &Args, sig: &Analysis) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let value_type = match (&sig.batch, &fn_sig.output) {
-        // What one item is stored as: what a single-item function returning `Option<V>` stores
-        // (it shares the item's entries).
+        // What one item is stored as, named as the single-item function that shares the items'
+        // entries names its return type: `Result<V, E>` for a batch returning a `Result` of a
+        // map, `Option<V>` otherwise.
         (Some(batch), _) => {
-            let value = &batch.value;
-            format!("Option<{}>", normalized(&quote!(#value)))
+            let value = normalized(&batch.value.to_token_stream());
+            match &batch.error {
+                Some(error) => format!("Result<{value},{}>", normalized(&quote!(#error))),
+                None => format!("Option<{value}>"),
+            }
         }
         (None, ReturnType::Default) => "()".to_string(),
         (None, ReturnType::Type(_, ty)) => normalized(&quote!(#ty)),

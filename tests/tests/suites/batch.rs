@@ -163,6 +163,35 @@ async fn a_key_the_function_does_not_return_is_absent_and_not_stored() {
     assert_eq!(redis.keys_matching("*batch-absent*").await.len(), 2);
 }
 
+/// The same with errors: a batch returning `Result<HashMap<K, V>, E>` shares the entries of a
+/// single-item function returning `Result<V, E>`.
+#[redis_cache(ttl = 300, skip(cache, runs), cache = cache, name = "suite::shared_result")]
+async fn shared_result_one(cache: &Cache, runs: &Runs, id: u64) -> Result<Item, String> {
+    runs.tick();
+    Ok(item(id))
+}
+
+#[redis_cache(ttl = 300, batch = ids, skip(cache, keys), cache = cache, name = "suite::shared_result")]
+async fn shared_result_many(
+    cache: &Cache,
+    keys: &Keys,
+    ids: Vec<u64>,
+) -> Result<HashMap<u64, Item>, String> {
+    keys.record(&ids);
+    Ok(all(ids))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_returning_a_result_shares_entries_with_a_single_item_result() {
+    let redis = start();
+    let cache = redis.cache("batch-share-result");
+    let (runs, keys) = (Runs::default(), Keys::default());
+    assert_eq!(shared_result_one(&cache, &runs, 2).await, Ok(item(2)));
+    assert_eq!(shared_result_many(&cache, &keys, vec![1, 2]).await, Ok(all([1, 2])));
+    assert_eq!(shared_result_one(&cache, &runs, 1).await, Ok(item(1)));
+    assert_eq!((runs.count(), keys.calls()), (1, vec![vec![1]]));
+}
+
 #[redis_cache(ttl = 300, none_ttl = 60, batch = ids, skip(cache, keys), cache = cache)]
 async fn remembered(cache: &Cache, keys: &Keys, ids: Vec<u64>) -> HashMap<u64, Item> {
     keys.record(&ids);
