@@ -6,8 +6,10 @@
 //! - `args`: the attribute's options (`ttl = 300, skip(db), ...`);
 //! - `item`: the annotated function, its body kept as raw tokens;
 //! - `signature`: what the annotated function looks like (async, parameters, return shape);
+//! - `batch`: what a batch function (`batch = ids`) looks like: its keys and its map;
 //! - `tags`: the `tags("product:{id}")` templates, checked against the parameters;
-//! - `expand`: the code that routes the call through `::cache_runtime::__private`.
+//! - `expand`: the code that routes the call through `::cache_runtime::__private` (`expand::batch`
+//!   for a batch function).
 //!
 //! On any error the original function is emitted unchanged next to the `compile_error!`s, with
 //! stand-ins for its companions, so the rest of the crate still type-checks (callers of

@@ -40,6 +40,7 @@
 //! | `condition = EXPR` | a `bool` over the arguments (and `self`), evaluated first: `false` runs the function without the cache (counted in `bypassed`) |
 //! | `local = N` | keep up to N decoded entries in this process (the value must be `Clone`), kept coherent by Redis's invalidation messages |
 //! | `local_ttl = S` | serve a local copy for at most S seconds without a fresh look at Redis (default [`DEFAULT_LOCAL_TTL`]) |
+//! | `batch = ids` | a batch function: `ids` holds the keys (`Vec<K>`, `&[K]`, `HashSet<K>`, `BTreeSet<K>`), it returns `HashMap<K, V>` or `BTreeMap<K, V>` (optionally in `Result`); each key is an entry, the cached ones are read in one round trip (in chunks of [`CacheBuilder::batch_chunk`]) and the function is called once with the others |
 //!
 //! # Choosing what is cached
 //!
@@ -67,6 +68,10 @@
 //! #[redis_cache(ttl = settings().product_ttl, none_ttl = settings().missing_ttl)]
 //! async fn product(id: u64) -> Option<Item> { None }
 //!
+//! // The same, named so that a batch function can share its entries (below).
+//! #[redis_cache(ttl = 300, name = "shop::product")]
+//! async fn product_by_id(id: u64) -> Option<Item> { None }
+//!
 //! // From the value: a token carries its own lifetime.
 //! #[redis_cache(ttl = |t: &Token| Duration::from_secs(t.expires_in))]
 //! async fn token(client: String) -> Result<Token, String> { Err(client) }
@@ -78,6 +83,13 @@
 //! // Returned but not stored when the value says so.
 //! #[redis_cache(ttl = 60, unless = |page: &Vec<Item>| page.is_empty())]
 //! async fn search(query: String) -> Vec<Item> { vec![] }
+//!
+//! // Lists of ids: each id an entry of its own, one round trip for the cached ones, one call
+//! // for the others; shares its entries with `product_by_id` (same name, `Option<Item>`).
+//! #[redis_cache(ttl = 300, batch = ids, name = "shop::product")]
+//! async fn products(ids: Vec<u64>) -> std::collections::HashMap<u64, Item> {
+//!     Default::default()
+//! }
 //!
 //! // Refreshed in a spawned task: owned parameters, a shared handle skipped from the key.
 //! #[redis_cache(ttl = "5m", stale = "1m", refresh = "background", skip(db))]
