@@ -123,6 +123,15 @@ impl Analysis {
                             param_names.push(p.ident.clone());
                             if !args.skip.contains(&p.ident) {
                                 key_params.push(p.ident.clone());
+                                if args.key.is_none()
+                                    && !is_batch
+                                    && let Some(unordered) = unordered(&pat_type.ty)
+                                {
+                                    errors.push_spanned(
+                                        &pat_type.ty,
+                                        unordered_message(&p.ident, unordered),
+                                    );
+                                }
                             }
                         }
                         // `_` is dropped unused, so the result cannot depend on it.
@@ -267,6 +276,33 @@ fn borrowed_part(ty: &Type) -> Option<&'static str> {
         false
     }
     has_lifetime(quote::quote!(#ty)).then_some("a borrowed lifetime")
+}
+
+/// `HashMap` or `HashSet` if `ty` is one (or a reference to one): their serialization follows
+/// their iteration order, which differs between processes.
+fn unordered(ty: &Type) -> Option<&'static str> {
+    let ty = match ty {
+        Type::Reference(r) => &*r.elem,
+        ty => ty,
+    };
+    match last_segment(ty).as_deref() {
+        Some("HashMap") => Some("HashMap"),
+        Some("HashSet") => Some("HashSet"),
+        _ => None,
+    }
+}
+
+fn unordered_message(param: &Ident, kind: &str) -> String {
+    let ordered = match kind {
+        "HashMap" => "BTreeMap",
+        _ => "BTreeSet",
+    };
+    format!(
+        "`{param}` is a `{kind}`, which serializes in its iteration order: that order differs \
+         between processes (a random seed per map), so equal values would make different keys \
+         and never share an entry; take a `{ordered}` (or a sorted `Vec`), leave it out of the \
+         key with `skip({param})`, or key on something canonical with `key = ...`"
+    )
 }
 
 fn last_segment(ty: &Type) -> Option<String> {

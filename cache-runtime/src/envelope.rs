@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{Codec, CodecError, MAX_PAYLOAD_BYTES};
+use crate::codec::{Codec, CodecError, Limits, MAX_PAYLOAD_BYTES};
 
 const MAGIC: [u8; 2] = *b"RC";
 const VERSION: u8 = 1;
@@ -108,8 +108,17 @@ pub(crate) fn seal<C: Codec, T: Serialize + ?Sized>(
     Ok(out)
 }
 
-/// Reads an envelope written by [`seal`] with the same codec.
-pub(crate) fn open<C: Codec, T: DeserializeOwned>(bytes: &[u8]) -> Result<(Meta, T), Invalid> {
+/// Reads an envelope written by [`seal`] with the same codec, within `limits`: an entry longer
+/// than a cache with these limits writes is not even parsed.
+pub(crate) fn open<C: Codec, T: DeserializeOwned>(
+    bytes: &[u8],
+    limits: Limits,
+) -> Result<(Meta, T), Invalid> {
+    if bytes.len() > limits.stored.saturating_add(HEADER_LEN) {
+        return Err(Invalid::Header(
+            "longer than the largest entry the cache stores (max_value_bytes)",
+        ));
+    }
     let header: &[u8; HEADER_LEN] = bytes
         .get(..HEADER_LEN)
         .and_then(|h| h.try_into().ok())
@@ -140,21 +149,22 @@ pub(crate) fn open<C: Codec, T: DeserializeOwned>(bytes: &[u8]) -> Result<(Meta,
         ));
     }
     let value = if header[4] & FLAG_LZ4 != 0 {
-        C::decode(&decompress(payload)?)
+        C::decode(&decompress(payload, limits)?, limits)
     } else {
-        C::decode(payload)
+        C::decode(payload, limits)
     }
     .map_err(Invalid::Payload)?;
     Ok((meta, value))
 }
 
-/// Undoes the compression of [`seal`], refusing lengths a corrupt prefix could claim.
-fn decompress(payload: &[u8]) -> Result<Vec<u8>, Invalid> {
+/// Undoes the compression of [`seal`], refusing lengths a corrupt prefix could claim (past the
+/// decode budget: a compressed entry expands, within what decoding it may take anyway).
+fn decompress(payload: &[u8], limits: Limits) -> Result<Vec<u8>, Invalid> {
     let (len, block) = payload
         .split_first_chunk::<4>()
         .ok_or(Invalid::Header("compressed payload without its length"))?;
     let len = u32::from_le_bytes(*len) as usize;
-    if len > MAX_PAYLOAD_BYTES {
+    if len > MAX_PAYLOAD_BYTES || len > limits.budget {
         return Err(Invalid::Header(
             "compressed payload claims an oversized length",
         ));
@@ -185,7 +195,7 @@ mod tests {
         let now = SystemTime::now();
         let meta = Meta::new(now, Duration::from_secs(60), Duration::from_millis(3));
         let bytes = seal::<Bincode, _>(&vec!["a".to_string()], meta, usize::MAX).unwrap();
-        let (back, value) = open::<Bincode, Vec<String>>(&bytes).unwrap();
+        let (back, value) = open::<Bincode, Vec<String>>(&bytes, Limits::default()).unwrap();
         assert_eq!(back, meta);
         assert_eq!(value, vec!["a".to_string()]);
         assert_eq!(back.fresh_until_ms, unix_ms(now) + 60_000);
@@ -196,7 +206,7 @@ mod tests {
         let bytes = sample();
         for len in 0..bytes.len() {
             assert!(
-                open::<Bincode, (String, Vec<u64>)>(&bytes[..len]).is_err(),
+                open::<Bincode, (String, Vec<u64>)>(&bytes[..len], Limits::default()).is_err(),
                 "len {len}"
             );
         }
@@ -204,7 +214,7 @@ mod tests {
             let mut bad = bytes.clone();
             bad[i] ^= 0x5A;
             assert!(
-                open::<Bincode, (String, Vec<u64>)>(&bad).is_err(),
+                open::<Bincode, (String, Vec<u64>)>(&bad, Limits::default()).is_err(),
                 "byte {i}"
             );
         }
@@ -226,7 +236,12 @@ mod tests {
             packed.len(),
             plain.len()
         );
-        assert_eq!(open::<Bincode, Vec<String>>(&packed).unwrap().1, value);
+        assert_eq!(
+            open::<Bincode, Vec<String>>(&packed, Limits::default())
+                .unwrap()
+                .1,
+            value
+        );
         // Small or incompressible payloads stay as they are.
         let mut x: u64 = 0x2545_F491_4F6C_DD1D;
         let noise: Vec<u8> = (0..4096)
@@ -248,12 +263,12 @@ mod tests {
         let mut packed = seal::<Bincode, _>(&value, meta, 0).unwrap();
         assert_eq!(packed[4], FLAG_LZ4);
         packed[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(open::<Bincode, Vec<u64>>(&packed).is_err());
+        assert!(open::<Bincode, Vec<u64>>(&packed, Limits::default()).is_err());
         // And every truncation of a compressed envelope is rejected.
         let packed = seal::<Bincode, _>(&value, meta, 0).unwrap();
         for len in 0..packed.len() {
             assert!(
-                open::<Bincode, Vec<u64>>(&packed[..len]).is_err(),
+                open::<Bincode, Vec<u64>>(&packed[..len], Limits::default()).is_err(),
                 "len {len}"
             );
         }
@@ -282,8 +297,8 @@ mod tests {
                 x ^= x << 17;
                 *b = x as u8;
             }
-            let _ = open::<Bincode, (String, Vec<u64>)>(&bytes);
-            let _ = open::<Bincode, Option<Vec<String>>>(&bytes);
+            let _ = open::<Bincode, (String, Vec<u64>)>(&bytes, Limits::default());
+            let _ = open::<Bincode, Option<Vec<String>>>(&bytes, Limits::default());
         }
     }
 }

@@ -18,6 +18,10 @@ use crate::config::{DEFAULT_LOCAL_TTL, DEFAULT_TTL_JITTER};
 use crate::envelope::Meta;
 use crate::spec::SiteSpec;
 
+/// The longest an entry is kept, whatever a literal, an expression or a closure says: ten years
+/// (so no arithmetic on a TTL of `u64::MAX` seconds overflows, and Redis accepts the `PX`).
+pub(crate) const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// XFetch's `beta`: 1 is the paper's optimum for a single expiring key. Larger values refresh
 /// earlier.
 pub(crate) const XFETCH_BETA: f64 = 1.0;
@@ -75,10 +79,12 @@ pub(crate) fn judge(meta: &Meta, now_ms: u64, spec: &SiteSpec, u: f64) -> Freshn
 /// A value's lifetimes: how long it is fresh (TTL less jitter) and how long Redis keeps it
 /// (fresh plus the stale window). `u` is a uniform draw in [0, 1).
 pub(crate) fn lifetimes(ttl_secs: u64, spec: &SiteSpec, u: f64) -> (Duration, Duration) {
-    let ttl = Duration::from_secs(ttl_secs);
+    let ttl = Duration::from_secs(ttl_secs).min(MAX_TTL);
     let jitter = jitter(spec);
     let fresh = ttl.mul_f64(1.0 - jitter * u).max(Duration::from_millis(1));
-    let keep = fresh.saturating_add(Duration::from_secs(spec.stale_secs));
+    let keep = fresh
+        .saturating_add(Duration::from_secs(spec.stale_secs))
+        .min(MAX_TTL);
     (fresh, keep)
 }
 
@@ -160,6 +166,21 @@ mod tests {
         let p = refreshed as f64 / f64::from(trials);
         let expected = (-2.0f64).exp();
         assert!((p - expected).abs() < 0.01, "p = {p}, expected {expected}");
+    }
+
+    #[test]
+    fn any_ttl_or_stale_window_is_kept_at_most_ten_years_without_overflowing() {
+        for jitter in [0.0, 0.1, 0.5] {
+            let mut s = spec(u64::MAX, true, jitter);
+            s.ttl_secs = u64::MAX;
+            let (fresh, keep) = lifetimes(u64::MAX, &s, 0.0);
+            assert_eq!((fresh, keep), (MAX_TTL, MAX_TTL));
+            let meta = Meta::new(std::time::SystemTime::now(), fresh, Duration::ZERO);
+            assert_eq!(
+                judge(&meta, meta.fresh_until_ms + 1, &s, 1.0),
+                Freshness::Stale
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{ActiveCodec, CodecError};
+use crate::codec::{ActiveCodec, CodecError, Limits};
 use crate::envelope::{self, Invalid, Meta};
 use crate::spec::SiteSpec;
 
@@ -39,7 +39,7 @@ pub struct ValueCodec<T> {
 }
 
 /// Reads an envelope: its header and the value.
-type OpenFn<T> = fn(&[u8]) -> Result<(Meta, T), Invalid>;
+type OpenFn<T> = fn(&[u8], Limits) -> Result<(Meta, T), Invalid>;
 
 impl<T> Clone for ValueCodec<T> {
     fn clone(&self) -> Self {
@@ -76,8 +76,10 @@ impl<T> ValueCodec<T> {
         (self.seal)(value, meta, compress_above)
     }
 
-    pub(crate) fn open(&self, bytes: &[u8]) -> Result<(Meta, T), Invalid> {
-        (self.open)(bytes)
+    /// Reads an envelope, within what a decode may take (`Limits`: bytes read from Redis are
+    /// untrusted).
+    pub(crate) fn open(&self, bytes: &[u8], limits: Limits) -> Result<(Meta, T), Invalid> {
+        (self.open)(bytes, limits)
     }
 }
 

@@ -47,7 +47,9 @@ pub mod bench {
 
     /// What a hit does with the bytes `GET` returned.
     pub fn open<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-        envelope::open::<ActiveCodec, T>(bytes).ok().map(|(_, v)| v)
+        envelope::open::<ActiveCodec, T>(bytes, crate::codec::Limits::default())
+            .ok()
+            .map(|(_, v)| v)
     }
 }
 

@@ -9,6 +9,7 @@ pub mod deployment;
 pub mod failover;
 pub mod faults;
 pub mod fixtures;
+pub mod hostile;
 pub mod local;
 pub mod logs;
 pub mod sentinel;

@@ -7,6 +7,7 @@ use super::ConfigError;
 use super::defaults::*;
 use crate::breaker::BreakerSettings;
 use crate::cache::Cache;
+use crate::codec::Limits;
 #[cfg(feature = "tls")]
 use crate::connection::TlsFiles;
 use crate::connection::{Connection, Endpoints, Servers, Timeouts, with_scheme};
@@ -46,6 +47,8 @@ pub(crate) struct ValueLimits {
     pub compress_above: usize,
     /// Keys per command (or pipeline) of a batch call.
     pub batch_chunk: usize,
+    /// What decoding one entry may take (from `max_bytes`).
+    pub decode: Limits,
 }
 
 impl fmt::Debug for CacheBuilder {
@@ -93,6 +96,7 @@ impl Default for CacheBuilder {
                 max_bytes: DEFAULT_MAX_VALUE_BYTES,
                 compress_above: DEFAULT_COMPRESS_ABOVE,
                 batch_chunk: DEFAULT_BATCH_CHUNK,
+                decode: Limits::for_values(DEFAULT_MAX_VALUE_BYTES),
             },
             background_stores: DEFAULT_BACKGROUND_STORES,
             local_max_bytes: DEFAULT_LOCAL_MAX_BYTES,
@@ -233,6 +237,7 @@ impl CacheBuilder {
     /// cached.
     pub fn max_value_bytes(mut self, bytes: usize) -> Self {
         self.limits.max_bytes = bytes;
+        self.limits.decode = Limits::for_values(bytes);
         self
     }
 
@@ -281,8 +286,20 @@ impl CacheBuilder {
 
     /// Checks the configuration. Nothing connects yet: the first cached call does, so a service
     /// starts while Redis is down and uses it as soon as it answers.
-    pub fn build(self) -> Result<Cache, ConfigError> {
+    pub fn build(mut self) -> Result<Cache, ConfigError> {
         check_prefix(&self.prefix)?;
+        // No setting may overflow the clock arithmetic done with it (`Duration::MAX` is a
+        // valid argument, and means "as long as can be").
+        for duration in [
+            &mut self.timeouts.connect,
+            &mut self.timeouts.command,
+            &mut self.locks.lease,
+            &mut self.locks.wait,
+            &mut self.breaker.min_open,
+            &mut self.breaker.max_open,
+        ] {
+            *duration = (*duration).min(MAX_SETTING);
+        }
         if self.timeouts.connect.is_zero() || self.timeouts.command.is_zero() {
             return Err(ConfigError::new("timeouts must be greater than zero"));
         }
@@ -331,12 +348,27 @@ impl CacheBuilder {
     }
 }
 
+/// The longest a duration setting is taken to be: a day. Longer ones (`Duration::MAX` among
+/// them) are shortened to it, so no deadline computed from them overflows.
+const MAX_SETTING: Duration = Duration::from_secs(24 * 3600);
+
+/// A prefix is one segment of the key: no `:`, which ends it. Otherwise the keys of a cache with
+/// prefix `shop` would include those of a cache with prefix `shop:eu` (`shop:eu:...` is
+/// `shop:` + something), and its clears and its local tier's invalidation channel would reach
+/// them.
 fn check_prefix(prefix: &str) -> Result<(), ConfigError> {
-    let allowed = crate::key::is_segment_char;
+    let allowed = |c: char| crate::key::is_segment_char(c) && c != ':';
     if prefix.is_empty() || prefix.len() > MAX_PREFIX_LEN || !prefix.chars().all(allowed) {
+        let hint = match prefix.contains(':') {
+            true => {
+                "; `:` ends the prefix in every key, so a cache with prefix `shop` would reach \
+                 the keys of one with `shop:eu`: write `shop-eu` or `shop.eu`"
+            }
+            false => " (no glob or space characters)",
+        };
         return Err(ConfigError::new(format!(
-            "invalid key prefix {prefix:?}: use 1 to {MAX_PREFIX_LEN} ASCII letters, digits or `_ - . : /` \
-             (no glob or space characters)"
+            "invalid key prefix {prefix:?}: use 1 to {MAX_PREFIX_LEN} ASCII letters, digits or \
+             `_ - . /`{hint}"
         )));
     }
     Ok(())

@@ -117,19 +117,38 @@ pub(crate) fn with_scheme(node: String) -> String {
     }
 }
 
-/// Hides the password of a URL, for messages.
+/// A URL for messages (logs, errors, `Debug`, metrics labels): the password hidden, as the URL
+/// parser redis-rs connects with sees it (the password ends at the *last* `@` of the authority,
+/// and a `redis+unix://` URL carries it in its `pass` query parameter). A URL that does not parse
+/// is shown up to its scheme only, with every character after the last `@` it may hold.
 pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return match (url.split_once("://"), url.rfind('@')) {
+            (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &url[at..]),
+            (None, Some(at)) => format!("***{}", &url[at..]),
+            _ if url.contains("pass") => "(a URL that does not parse, not shown)".to_string(),
+            _ => url.to_string(),
+        };
     };
-    match rest.split_once('@') {
-        Some((auth, host)) => {
-            let user = auth.split(':').next().unwrap_or("");
-            let hidden = if auth.contains(':') { ":***" } else { "" };
-            format!("{scheme}://{user}{hidden}@{host}")
-        }
-        None => url.to_string(),
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
     }
+    let secret = |name: &str| matches!(name, "pass" | "password");
+    if parsed.query_pairs().any(|(name, _)| secret(&name)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if secret(&name) {
+                    "***".into()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string().replace("%2A%2A%2A", "***")
 }
 
 #[cfg(test)]
@@ -141,5 +160,37 @@ mod tests {
         assert_eq!(redact("redis://u:p@h:1/0"), "redis://u:***@h:1/0");
         assert_eq!(redact("redis://:p@h"), "redis://:***@h");
         assert_eq!(redact("redis://h:1"), "redis://h:1");
+        assert_eq!(redact("rediss://u:p@h:1"), "rediss://u:***@h:1");
+    }
+
+    #[test]
+    fn redact_sees_the_password_the_parser_sees() {
+        // The password ends at the last `@`: `s3cr@tpart`, not `s3cr`.
+        let shown = redact("redis://app:s3cr@tpart@127.0.0.1:6390");
+        assert!(
+            !shown.contains("tpart") && !shown.contains("s3cr"),
+            "{shown}"
+        );
+        assert!(shown.ends_with("@127.0.0.1:6390"), "{shown}");
+        for password in ["p@ss", "p:ss", "p%2Fss", "p%40ss", "a@b:c%2Fd"] {
+            let shown = redact(&format!("redis://user:{password}@h:1/0"));
+            assert_eq!(shown, "redis://user:***@h:1/0", "{password}");
+        }
+        // A `/` in a password must be percent-encoded: raw, the URL does not parse (redis-rs
+        // refuses it too), and nothing before the last `@` is shown.
+        assert_eq!(redact("redis://user:p/ss@h:1/0"), "redis://***@h:1/0");
+        let unix = redact("redis+unix:///tmp/r.sock?db=2&pass=secret&user=me");
+        assert!(
+            !unix.contains("secret") && unix.contains("user=me"),
+            "{unix}"
+        );
+        assert!(!redact("unix:///tmp/r.sock?password=secret").contains("secret"));
+        // Not a URL: nothing after the scheme up to the last `@` is shown.
+        let broken = redact("redis//app:pw@d@host:1");
+        assert!(
+            !broken.contains("pw") && broken.ends_with("@host:1"),
+            "{broken}"
+        );
+        assert_eq!(redact("redis//127.0.0.1:6390"), "redis//127.0.0.1:6390");
     }
 }

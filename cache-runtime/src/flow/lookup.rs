@@ -38,7 +38,7 @@ where
         };
 
         if let Some(bytes) = found {
-            match self.codec.open(&bytes) {
+            match self.codec.open(&bytes, self.cache.limits().decode) {
                 Ok((meta, value)) => {
                     let now = unix_ms(SystemTime::now());
                     let why = match freshness::judge(&meta, now, &site.spec, freshness::draw_open())

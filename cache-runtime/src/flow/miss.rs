@@ -101,10 +101,10 @@ where
 
     /// Takes the key's lock or waits for its holder; an entry found comes with its freshness.
     async fn lock_or_wait(&self) -> Result<Waited<(u64, P::Stored)>, CommandError> {
-        let (spec, codec) = (&self.site.spec, self.codec);
+        let (spec, codec, limits) = (&self.site.spec, self.codec, self.cache.limits().decode);
         let notifier = self.cache.notifier();
         stampede::lock_or_wait(self.locks, notifier, self.site, self.key, |bytes| {
-            let (meta, value) = codec.open(bytes).ok()?;
+            let (meta, value) = codec.open(bytes, limits).ok()?;
             let now = unix_ms(SystemTime::now());
             // Anything servable ends the wait: the holder just stored it.
             (freshness::judge(&meta, now, spec, 1.0) != Freshness::Expired)

@@ -200,7 +200,7 @@ where
         };
         match follower.handoff().await {
             Some(Handoff::Entry(bytes)) => {
-                if let Ok((_, value)) = codec.open(&bytes) {
+                if let Ok((_, value)) = codec.open(&bytes, cache.limits().decode) {
                     return (P::from_stored(value), Outcome::Coalesced);
                 }
             }

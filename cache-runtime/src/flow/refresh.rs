@@ -82,7 +82,8 @@ where
             return Refreshed::NotHere;
         };
         // Someone refreshed between our read and our lock (and released it): serve theirs.
-        if let Some(Ok((newer, value))) = entry.map(|bytes| self.codec.open(&bytes))
+        let limits = self.cache.limits().decode;
+        if let Some(Ok((newer, value))) = entry.map(|bytes| self.codec.open(&bytes, limits))
             && newer.computed_at_ms > meta.computed_at_ms
         {
             lock.release().await;

@@ -26,9 +26,6 @@ use crate::stampede::single_flight::{Handoff, Leader};
 use crate::stats::Count;
 use crate::tags::{TAG_FENCE_WINDOW, tag_keys};
 
-/// The longest TTL an expression or closure can give: ten years.
-const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-
 /// `KEYS`: entry, lock. `ARGV`: envelope, PX ms, token. If the lock is still ours: stores,
 /// releases, wakes the waiters and returns 1. Otherwise (invalidated, taken over, lapsed) stores
 /// nothing and returns 0.
@@ -182,7 +179,7 @@ pub(super) fn seal(
 /// A TTL a `ttl` expression or closure gave: `u64::MAX` seconds is kept as long as a TTL can be
 /// (and does not overflow the arithmetic that follows).
 pub(super) fn bounded(ttl: Duration) -> Duration {
-    ttl.min(MAX_TTL)
+    ttl.min(freshness::MAX_TTL)
 }
 
 /// Stores an envelope and releases `lock` in one round trip (if the lock is still held), or just

@@ -308,9 +308,14 @@ impl Lock {
         let lease = self.locks.settings.lease;
         loop {
             tokio::time::sleep(lease / 3).await;
-            if !matches!(self.extend(lease).await, Ok(1)) {
-                // Lost (expired, Redis restarted) or unreachable: stop renewing, keep computing.
-                return std::future::pending().await;
+            match self.extend(lease).await {
+                Ok(1) => {}
+                // Gone (invalidated, taken over, expired, Redis restarted empty): this
+                // computation will not store; nothing more to renew.
+                Ok(_) => return std::future::pending().await,
+                // No answer this time (a timeout, a hiccup, the breaker open): the lock may
+                // well still be ours, and the lease has two thirds left: try again.
+                Err(_) => {}
             }
         }
     }

@@ -97,14 +97,14 @@ impl<V> Batch<'_, V> {
 
     /// Waits for the holder of `item`'s lock to store it (or takes the lock once it is free).
     async fn wait<K>(&self, item: &mut Item<'_, K, V>) {
-        let (spec, codec) = (&self.site.spec, self.codec);
+        let (spec, codec, limits) = (&self.site.spec, self.codec, self.limits());
         let waited = stampede::lock_or_wait(
             self.locks,
             self.cache.notifier(),
             self.site,
             &item.redis,
             |bytes| {
-                let (meta, value) = codec.open(bytes).ok()?;
+                let (meta, value) = codec.open(bytes, limits).ok()?;
                 let now = unix_ms(SystemTime::now());
                 (freshness::judge(&meta, now, spec, 1.0) != Freshness::Expired)
                     .then_some((meta, value))
@@ -156,7 +156,7 @@ impl<V> Batch<'_, V> {
             return Decision::Settled;
         };
         let opened = entry.and_then(|bytes| {
-            let (meta, value) = self.codec.open(&bytes).ok()?;
+            let (meta, value) = self.codec.open(&bytes, self.limits()).ok()?;
             Some((meta, value, bytes))
         });
         if let Some((served, _)) = item.refresh {

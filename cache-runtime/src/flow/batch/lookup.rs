@@ -40,7 +40,7 @@ impl<V> Batch<'_, V> {
             let item = &mut items[index];
             match handoff {
                 Some(Handoff::Entry(bytes)) => {
-                    if let Ok((_, value)) = self.codec.open(&bytes) {
+                    if let Ok((_, value)) = self.codec.open(&bytes, self.limits()) {
                         item.serve(value, Outcome::Coalesced);
                     }
                 }
@@ -91,7 +91,7 @@ impl<V> Batch<'_, V> {
                 item.step = Step::Compute;
                 continue;
             };
-            let (meta, value) = match self.codec.open(&bytes) {
+            let (meta, value) = match self.codec.open(&bytes, self.limits()) {
                 Ok(opened) => opened,
                 Err(invalid) => {
                     self.site.problem(

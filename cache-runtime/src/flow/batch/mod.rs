@@ -289,6 +289,13 @@ enum Step {
     Fallback,
 }
 
+impl<V> Batch<'_, V> {
+    /// What decoding an entry may take.
+    fn limits(&self) -> crate::codec::Limits {
+        self.cache.limits().decode
+    }
+}
+
 impl<K, V> Item<'_, K, V> {
     fn new(key: K, args: u128, redis: String) -> Self {
         Item {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::convert::Infallible;
 use std::hash::{BuildHasher, Hash};
 
-use crate::codec::{ActiveCodec, CodecError};
+use crate::codec::{ActiveCodec, CodecError, Limits};
 use crate::envelope::{self, Invalid, Meta};
 use crate::key::CallKey;
 use crate::policy::CacheValue;
@@ -196,7 +196,7 @@ impl<M, E, K> KeyedBy<K> for Result<M, E> where
 /// Seals an item's value (`None`: the "not found" marker) under a header.
 type SealItem<V> = fn(Option<&V>, Meta, usize) -> Result<Vec<u8>, CodecError>;
 /// Opens an item's envelope.
-type OpenItem<V> = fn(&[u8]) -> Result<(Meta, Option<V>), Invalid>;
+type OpenItem<V> = fn(&[u8], Limits) -> Result<(Meta, Option<V>), Invalid>;
 
 /// How one item of a batch is stored: its value, and (with `none_ttl`) a "not found" marker for
 /// a key the function did not return. Stored as a single-item function returning `Option<V>`
@@ -233,7 +233,9 @@ pub fn item_codec<V: CacheValue>() -> ItemCodec<V> {
             Some(value) => envelope::seal::<ActiveCodec, V>(value, meta, compress_above),
             None => Err(CodecError("an absent key is not stored".into())),
         },
-        open: |bytes| envelope::open::<ActiveCodec, V>(bytes).map(|(meta, v)| (meta, Some(v))),
+        open: |bytes, limits| {
+            envelope::open::<ActiveCodec, V>(bytes, limits).map(|(meta, v)| (meta, Some(v)))
+        },
         stores_absent: false,
     }
 }
@@ -262,8 +264,8 @@ impl<V> ItemCodec<V> {
         (self.seal)(value, meta, compress_above)
     }
 
-    /// An entry's header and value (`None`: the "not found" marker).
-    pub(crate) fn open(&self, bytes: &[u8]) -> Result<(Meta, Option<V>), Invalid> {
-        (self.open)(bytes)
+    /// An entry's header and value (`None`: the "not found" marker), within `limits`.
+    pub(crate) fn open(&self, bytes: &[u8], limits: Limits) -> Result<(Meta, Option<V>), Invalid> {
+        (self.open)(bytes, limits)
     }
 }

@@ -1,0 +1,166 @@
+//! Turning values into payload bytes and back.
+//!
+//! The codec is chosen at compile time (today: bincode 2 through its serde support). Its id is
+//! stored in every envelope and hashed into every key's fingerprint, so switching codecs moves a
+//! function to new keys instead of decoding bytes written by another format. Every decode goes
+//! through [`guard`], which bounds its nesting depth and memory: bytes read from Redis are
+//! untrusted input.
+
+pub(crate) mod guard;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub(crate) use guard::Limits;
+#[cfg(test)]
+use guard::MIN_BUDGET;
+
+/// Largest payload the codec accepts when decoding. Redis caps strings at 512 MiB; this is far
+/// lower so that a corrupt length prefix can never make the decoder allocate a huge buffer.
+pub(crate) const MAX_PAYLOAD_BYTES: usize = 64 * 1024 * 1024;
+
+/// A serde format that can store cached values.
+pub(crate) trait Codec {
+    /// Stored in the envelope header and in the key fingerprint. Never reuse an id.
+    const ID: u8;
+    fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError>;
+    /// Fails on anything but exactly one well-formed value filling `bytes`, or one that nests
+    /// or allocates past `limits`.
+    fn decode<T: DeserializeOwned>(bytes: &[u8], limits: Limits) -> Result<T, CodecError>;
+}
+
+/// The codec selected for this build.
+pub(crate) type ActiveCodec = Bincode;
+
+#[derive(Debug)]
+pub(crate) struct CodecError(pub(crate) String);
+
+impl std::fmt::Display for CodecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// bincode 2, standard configuration (little endian, variable-length integers).
+#[derive(Debug)]
+pub(crate) struct Bincode;
+
+impl Bincode {
+    fn config() -> impl bincode::config::Config {
+        bincode::config::standard().with_limit::<MAX_PAYLOAD_BYTES>()
+    }
+}
+
+impl Codec for Bincode {
+    const ID: u8 = 1;
+
+    fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        bincode::serde::encode_into_std_write(value, out, Self::config())
+            .map(drop)
+            .map_err(|e| CodecError(e.to_string()))
+    }
+
+    fn decode<T: DeserializeOwned>(bytes: &[u8], limits: Limits) -> Result<T, CodecError> {
+        let left = guard::Left::new(limits);
+        let seed = Guarded::<T>(&left, std::marker::PhantomData);
+        let (value, read) = bincode::serde::seed_decode_from_slice(seed, bytes, Self::config())
+            .map_err(|e| CodecError(e.to_string()))?;
+        if read != bytes.len() {
+            return Err(CodecError(format!(
+                "{} trailing bytes after the value",
+                bytes.len() - read
+            )));
+        }
+        Ok(value)
+    }
+}
+
+/// Decodes a `T` through [`guard`].
+struct Guarded<'l, T>(&'l guard::Left, std::marker::PhantomData<fn() -> T>);
+
+impl<'de, T: DeserializeOwned> serde::de::DeserializeSeed<'de> for Guarded<'_, T> {
+    type Value = T;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
+        guard::deserialize(deserializer, self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_trailing_bytes() {
+        let mut out = Vec::new();
+        Bincode::encode(&("a b".to_string(), 7u32), &mut out).unwrap();
+        let back: (String, u32) = Bincode::decode(&out, Limits::default()).unwrap();
+        assert_eq!(back, ("a b".to_string(), 7));
+        out.push(0);
+        assert!(Bincode::decode::<(String, u32)>(&out, Limits::default()).is_err());
+    }
+
+    #[test]
+    fn huge_length_prefix_is_an_error_not_an_allocation() {
+        // A varint length of u64::MAX followed by nothing.
+        let bytes = [0xFD, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
+        assert!(Bincode::decode::<String>(&bytes, Limits::default()).is_err());
+        assert!(Bincode::decode::<Vec<u64>>(&bytes, Limits::default()).is_err());
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Node {
+        children: Vec<Node>,
+    }
+
+    /// Decodes on a thread with a quarter of a Tokio worker's stack (2 MiB): a crafted value
+    /// must be an error there, not an overflow (even in a debug build).
+    fn on_small_stack<T: DeserializeOwned + Send + 'static>(bytes: Vec<u8>) -> Result<T, String> {
+        std::thread::Builder::new()
+            .stack_size(512 * 1024)
+            .spawn(move || Bincode::decode::<T>(&bytes, Limits::default()).map_err(|e| e.0))
+            .unwrap()
+            .join()
+            .expect("no overflow")
+    }
+
+    #[test]
+    fn a_recursive_value_nested_past_the_limit_is_an_error_not_an_overflow() {
+        // `0x01` (one child) a million times: a million levels.
+        let deep = vec![1u8; 1_000_000];
+        let err = on_small_stack::<Node>(deep).unwrap_err();
+        assert!(err.contains("nests deeper"), "{err}");
+        // Within the limit it decodes: 100 levels of one child, then a leaf.
+        let mut ok = vec![1u8; 100];
+        ok.push(0);
+        assert!(on_small_stack::<Node>(ok).is_ok());
+    }
+
+    #[test]
+    fn claimed_lengths_are_bounded_by_the_budget_not_by_the_input() {
+        // The smallest budget: 1 MiB.
+        let limits = Limits::for_values(1024);
+        assert_eq!(limits.budget, MIN_BUDGET);
+        // A `Vec<()>` claiming 2^63 elements: no byte per element, it would loop for ever.
+        let mut zsts = Vec::new();
+        bincode::encode_into_std_write(1u64 << 63, &mut zsts, bincode::config::standard()).unwrap();
+        let err = Bincode::decode::<Vec<()>>(&zsts, limits).unwrap_err();
+        assert!(err.0.contains("more memory"), "{}", err.0);
+        // 100,000 empty strings: 100 KB encoded, 2.4 MB of `String`s in memory.
+        let mut strings = Vec::new();
+        bincode::encode_into_std_write(100_000u64, &mut strings, bincode::config::standard())
+            .unwrap();
+        strings.extend(std::iter::repeat_n(0u8, 100_000));
+        let err = Bincode::decode::<Vec<String>>(&strings, limits).unwrap_err();
+        assert!(err.0.contains("more memory"), "{}", err.0);
+        // The same value, small enough, decodes.
+        let mut few = Vec::new();
+        bincode::encode_into_std_write(1000u64, &mut few, bincode::config::standard()).unwrap();
+        few.extend(std::iter::repeat_n(0u8, 1000));
+        assert_eq!(
+            Bincode::decode::<Vec<String>>(&few, limits).unwrap().len(),
+            1000
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! Hostile and corrupt data: what a writer with access to the cache's keys, a lying server or a
+//! bad setting can and cannot do. Anything read from Redis is untrusted input: it can make a call
+//! a miss, never a crash, an unbounded allocation or a wrong value.
+//!
+//! A scenario that could crash the process runs in a child (`hostile_reader`), which must exit
+//! normally.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use redis_cache_tests::RedisServer;
+use redis_cache_tests::hostile::{envelope, varint};
+
+/// What the reader printed after reading `crafted` under its function's key, on `thread`.
+fn read_crafted(function: &str, thread: &str, crafted: &[u8]) -> (String, u64, u64) {
+    let redis = RedisServer::start();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hostile_reader"))
+        .args([&redis.url(), "hostile", function, thread])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the reader");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a line").expect("stdout");
+    let key = first.strip_prefix("key ").expect("key ...");
+    let mut conn = redis.client().get_connection().unwrap();
+    let () = redis::cmd("SET")
+        .arg(key)
+        .arg(crafted)
+        .query(&mut conn)
+        .unwrap();
+    let stdin = child.stdin.as_mut().unwrap();
+    stdin.write_all(b"go\n").unwrap();
+    stdin.flush().unwrap();
+    let report = lines.next().map(|line| line.unwrap_or_default());
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "the reader exited with {status}: {report:?}"
+    );
+    let report = report.expect("a report");
+    let (answer, rest) = report
+        .strip_prefix("answer ")
+        .and_then(|r| r.split_once(" invalid "))
+        .expect("answer ... invalid ...");
+    let (invalid, peak) = rest.split_once(" peak ").expect("... peak ...");
+    (
+        answer.to_string(),
+        invalid.parse().unwrap(),
+        peak.parse().unwrap(),
+    )
+}
+
+/// `Node { children: Vec<Node> }` with one child per level, `levels` deep: `0x01` repeated.
+fn nested(levels: usize) -> Vec<u8> {
+    let mut payload = vec![1u8; levels];
+    payload.push(0);
+    envelope(&payload, false)
+}
+
+#[test]
+fn a_value_nested_200_000_levels_deep_is_a_miss_on_the_main_thread_and_on_a_worker() {
+    for thread in ["main", "worker"] {
+        let (answer, invalid, _) = read_crafted("tree", thread, &nested(200_000));
+        assert_eq!(answer, "0 children", "recomputed on {thread}");
+        assert_eq!(invalid, 1, "counted as an unreadable entry on {thread}");
+    }
+}
+
+#[test]
+fn a_small_entry_expanding_to_60_mb_of_empty_strings_is_a_miss_within_bounded_memory() {
+    // 60 million empty strings: 60 MB of bytes, compressed to a few hundred KB (an entry the
+    // cache would accept), and 1.4 GB once decoded.
+    let count = 60_000_000u64;
+    let mut payload = varint(count);
+    payload.resize(payload.len() + count as usize, 0);
+    let crafted = envelope(&payload, true);
+    assert!(crafted.len() < 1024 * 1024, "{} bytes", crafted.len());
+    drop(payload);
+    let (answer, invalid, peak) = read_crafted("strings", "worker", &crafted);
+    assert_eq!((answer.as_str(), invalid), ("fresh 1", 1));
+    // The decode's budget (64 x max_value_bytes) and the decompressed buffer, not 1.4 GB.
+    assert!(peak < 256 * 1024 * 1024, "peak memory {peak} bytes");
+}
+
+#[test]
+fn a_sequence_of_zero_sized_values_claiming_2_pow_63_elements_ends() {
+    let crafted = envelope(&varint(1 << 63), false);
+    let (answer, invalid, _) = read_crafted("units", "worker", &crafted);
+    assert_eq!((answer.as_str(), invalid), ("3 units", 1));
+}
+
+#[test]
+fn an_uncompressed_entry_longer_than_max_value_bytes_is_not_parsed() {
+    // 2 MB of strings of one byte each: a valid encoding, longer than the default 1 MiB limit.
+    let count = 1_000_000u64;
+    let mut payload = varint(count);
+    for _ in 0..count {
+        payload.extend_from_slice(&[1, b'x']);
+    }
+    let (answer, invalid, _) = read_crafted("strings", "worker", &envelope(&payload, false));
+    assert_eq!((answer.as_str(), invalid), ("fresh 1", 1));
+}
+
+// Settings.
+
+use std::time::Duration;
+
+use cache_runtime::{Cache, redis_cache};
+
+#[test]
+fn a_prefix_cannot_nest_in_another() {
+    let err = Cache::builder().prefix("shop:eu").build().unwrap_err();
+    assert!(err.to_string().contains("`:` ends the prefix"), "{err}");
+    assert!(Cache::builder().prefix("shop-eu").build().is_ok());
+}
+
+#[redis_cache(ttl = 300, skip(cache), cache = cache, name = "hostile::neighbour")]
+async fn neighbour(cache: &Cache, id: u64) -> u64 {
+    id
+}
+
+#[tokio::test]
+async fn a_clear_touches_only_the_keys_of_its_own_cache() {
+    let redis = RedisServer::start();
+    let (shop, shop_eu) = (redis.cache("shop"), redis.cache("shop-eu"));
+    for id in 0..20 {
+        neighbour(&shop, id).await;
+        neighbour(&shop_eu, id).await;
+    }
+    assert_eq!(shop.clear().await, Ok(20));
+    let left: Vec<String> = redis.keys().await;
+    assert_eq!(left.len(), 20);
+    assert!(left.iter().all(|k| k.starts_with("shop-eu:")), "{left:?}");
+}
+
+#[redis_cache(
+    ttl = 18446744073709551615,
+    stale = 18446744073709551615,
+    jitter = 0.0,
+    skip(cache),
+    cache = cache
+)]
+async fn forever(cache: &Cache, id: u64) -> u64 {
+    id
+}
+
+#[tokio::test]
+async fn durations_as_long_as_can_be_are_taken_as_the_longest_allowed_not_a_panic() {
+    let redis = RedisServer::start();
+    let cache = redis
+        .builder()
+        .prefix("long")
+        .connect_timeout(Duration::MAX)
+        .command_timeout(Duration::MAX)
+        .lock_lease(Duration::MAX)
+        .lock_wait(Duration::MAX)
+        .circuit_breaker(5, Duration::MAX, Duration::MAX)
+        .build()
+        .unwrap();
+    assert_eq!(forever(&cache, 1).await, 1);
+    assert_eq!(forever(&cache, 1).await, 1);
+    let stats = cache_runtime::stats_for("hostile::forever").unwrap();
+    assert_eq!((stats.misses, stats.hits, stats.writes), (1, 1, 1));
+    // Kept ten years (the TTL and the stale window together), not for ever.
+    let key = redis.keys().await.into_iter().next().unwrap();
+    let pttl: i64 = redis.command(&["PTTL", &key]).await.unwrap();
+    let ten_years_ms = 10 * 365 * 24 * 3600 * 1000i64;
+    assert!(
+        pttl > ten_years_ms - 60_000 && pttl <= ten_years_ms,
+        "{pttl}"
+    );
+}
+
+static RENEWED: redis_cache_tests::Gate = redis_cache_tests::Gate::new();
+
+#[redis_cache(ttl = 300, skip(cache), cache = cache, name = "hostile::slow")]
+async fn slow(cache: &Cache, id: u64) -> u64 {
+    RENEWED.wait().await;
+    id
+}
+
+/// `EVALSHA`/`EVAL` calls the server refused, and accepted.
+fn script_calls(redis: &RedisServer) -> (u64, u64) {
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    let field = |name: &str| -> u64 {
+        stats
+            .lines()
+            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+            .filter_map(|l| l.split(name).nth(1)?.split(',').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    (field("rejected_calls="), field("calls="))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_survives_a_failed_renewal_and_its_value_is_stored() {
+    let redis = RedisServer::start();
+    // A short lease: renewed every 100 ms.
+    let cache = redis
+        .builder()
+        .prefix("renew")
+        .lock_lease(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let call = tokio::spawn({
+        let cache = cache.clone();
+        async move { slow(&cache, 7).await }
+    });
+    RENEWED.until_arrived(1).await;
+    // The lock is held; refuse scripts (a renewal fails) until one renewal was refused.
+    let (refused, _) = script_calls(&redis);
+    redis.cli(&["ACL", "SETUSER", "default", "-evalsha", "-eval"]);
+    redis_cache_tests::eventually("a renewal refused", || script_calls(&redis).0 > refused).await;
+    redis.cli(&["ACL", "SETUSER", "default", "+evalsha", "+eval"]);
+    // Renewals go on: one more is accepted (without the fix none is ever sent again, and the
+    // lease lapses).
+    let (_, accepted) = script_calls(&redis);
+    redis_cache_tests::eventually("a renewal accepted", || script_calls(&redis).1 > accepted).await;
+    RENEWED.open();
+    assert_eq!(call.await.unwrap(), 7);
+    let stats = cache_runtime::stats_for("hostile::slow").unwrap();
+    assert_eq!((stats.writes, stats.fenced), (1, 0), "{stats:?}");
+}
