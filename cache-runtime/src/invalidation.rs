@@ -26,13 +26,22 @@ use crate::stats;
 /// small enough that each step blocks Redis for well under a millisecond.
 pub(crate) const SCAN_COUNT: usize = 1000;
 
-/// `KEYS`: entry, lock. Deletes both and wakes the lock's waiters, who then find the key free
-/// and compute it afresh. Returns 1 if there was an entry.
+/// `KEYS`: entry, lock. `ARGV`: lease ms. Deletes the entry, leaves the invalidation's mark in
+/// the lock for one lease (a computation holding the lock is fenced off; one that began before
+/// and asks for the lock after finds it taken: see `stampede::lock`), and wakes the
+/// lock's waiters, who take the mark over and compute afresh. Returns 1 if there was an entry.
 static INVALIDATE: Lua = Lua::new(
     r"local removed = redis.call('DEL', KEYS[1])
-if redis.call('DEL', KEYS[2]) == 1 then redis.call('PUBLISH', KEYS[2], '1') end
+redis.call('SET', KEYS[2], 'invalidated', 'PX', ARGV[1])
+redis.call('PUBLISH', KEYS[2], '1')
 return removed",
 );
+
+/// The lease of `cache`'s locks, as `PX` milliseconds: how long an invalidation's mark lives.
+fn mark_lease(cache: &Cache) -> String {
+    let lease = cache.locks().map(|locks| locks.settings().lease);
+    crate::connection::millis(lease.unwrap_or(crate::config::DEFAULT_LOCK_LEASE)).to_string()
+}
 
 /// Removes one call's entry (what the `_invalidate` companion does). `Ok(true)`: an entry was
 /// there.
@@ -50,7 +59,10 @@ pub async fn invalidate(
         cache.flights().detach(id);
     }
     let lock_key = lock::lock_key(&key);
-    let removed: i64 = conn.eval(&INVALIDATE, &[&key, &lock_key], &[]).await?;
+    let lease = mark_lease(cache);
+    let removed: i64 = conn
+        .eval(&INVALIDATE, &[&key, &lock_key], &[lease.as_bytes()])
+        .await?;
     // This process drops its copy as soon as the key is gone (a read that started before and
     // would copy the old value undoes itself); the others when Redis announces the change.
     if let (Some(local), Some(args)) = (cache.local(), call.args()) {
@@ -80,10 +92,11 @@ pub async fn invalidate_batch<K>(
         }
     }
     let locks: Vec<String> = rendered.iter().map(|key| lock::lock_key(key)).collect();
+    let lease = mark_lease(cache);
     let calls: Vec<(Vec<&str>, Vec<&[u8]>)> = rendered
         .iter()
         .zip(&locks)
-        .map(|(key, lock)| (vec![key.as_str(), lock.as_str()], Vec::new()))
+        .map(|(key, lock)| (vec![key.as_str(), lock.as_str()], vec![lease.as_bytes()]))
         .collect();
     let removed = conn
         .eval_many::<i64>(&INVALIDATE, &calls, cache.limits().batch_chunk)

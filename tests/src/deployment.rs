@@ -142,6 +142,14 @@ impl Deployment {
     }
 
     /// The keys matching a glob pattern (in the test's namespace), sorted.
+    /// The entries: every key of the test but locks (an invalidation leaves its mark in the
+    /// lock for one lease) and tags' sets and marks.
+    pub async fn entries(&self) -> Vec<String> {
+        let mut keys = self.keys().await;
+        keys.retain(|k| !k.ends_with(":lock") && !k.contains(":#tag:"));
+        keys
+    }
+
     pub async fn keys_matching(&self, pattern: &str) -> Vec<String> {
         match self {
             Deployment::Single(server) => {

@@ -222,3 +222,160 @@ async fn a_lock_survives_a_failed_renewal_and_its_value_is_stored() {
     let stats = cache_runtime::stats_for("hostile::slow").unwrap();
     assert_eq!((stats.writes, stats.fenced), (1, 0), "{stats:?}");
 }
+
+// A refresh that finds nothing to store.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+use redis_cache_tests::Runs;
+
+static ROW_GONE: AtomicBool = AtomicBool::new(false);
+
+#[redis_cache(ttl = 300, stale = 300, skip(cache, runs), cache = cache, name = "hostile::row")]
+async fn row(cache: &Cache, runs: &Runs, id: u64) -> Option<u64> {
+    runs.tick();
+    (!ROW_GONE.load(SeqCst)).then_some(id)
+}
+
+#[redis_cache(
+    ttl = 300,
+    stale = 300,
+    unless = |v: &u64| *v == 0,
+    skip(cache, runs),
+    cache = cache,
+    name = "hostile::count"
+)]
+async fn count(cache: &Cache, runs: &Runs, id: u64) -> u64 {
+    runs.tick();
+    if runs.count() > 1 { 0 } else { id }
+}
+
+#[redis_cache(ttl = 300, stale = 300, batch = ids, skip(cache, runs), cache = cache)]
+async fn rows(cache: &Cache, runs: &Runs, ids: Vec<u64>) -> HashMap<u64, u64> {
+    runs.tick();
+    match runs.count() {
+        1 => ids.iter().map(|id| (*id, *id)).collect(),
+        // Row 2 was deleted since.
+        _ => ids
+            .iter()
+            .filter(|id| **id != 2)
+            .map(|id| (*id, *id))
+            .collect(),
+    }
+}
+
+/// The entries under `prefix` (not locks or tags), each made stale: its logical expiry, bytes
+/// 16..24 of the envelope, moved into the past.
+async fn all_stale(redis: &RedisServer, prefix: &str) -> Vec<String> {
+    let past = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 1_000;
+    let mut conn = redis.connection().await;
+    let keys: Vec<String> = redis
+        .keys()
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with(&format!("{prefix}:")) && !k.ends_with(":lock"))
+        .collect();
+    for key in &keys {
+        let _: i64 = redis::cmd("SETRANGE")
+            .arg(key)
+            .arg(16)
+            .arg(past.to_le_bytes().as_slice())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    keys
+}
+
+#[tokio::test]
+async fn a_refresh_with_nothing_to_store_removes_the_entry_it_refreshed() {
+    let redis = RedisServer::start();
+    let (runs, count_runs, batch_runs) = (Runs::default(), Runs::default(), Runs::default());
+
+    // `None`: the row was deleted.
+    let cache = redis.cache("gone");
+    assert_eq!(row(&cache, &runs, 1).await, Some(1));
+    assert_eq!(all_stale(&redis, "gone").await.len(), 1);
+    ROW_GONE.store(true, SeqCst);
+    assert_eq!(row(&cache, &runs, 1).await, None, "the refresh's answer");
+    assert!(redis.keys().await.iter().all(|k| !k.starts_with("gone:")));
+    assert_eq!(row(&cache, &runs, 1).await, None);
+    assert_eq!(
+        runs.count(),
+        3,
+        "a miss, not the deleted record served stale"
+    );
+
+    // A value `unless` refuses.
+    let cache = redis.cache("refused");
+    assert_eq!(count(&cache, &count_runs, 5).await, 5);
+    assert_eq!(all_stale(&redis, "refused").await.len(), 1);
+    assert_eq!(count(&cache, &count_runs, 5).await, 0);
+    assert!(
+        redis
+            .keys()
+            .await
+            .iter()
+            .all(|k| !k.starts_with("refused:"))
+    );
+
+    // The same per item of a batch.
+    let cache = redis.cache("rows");
+    assert_eq!(rows(&cache, &batch_runs, vec![1, 2, 3]).await.len(), 3);
+    assert_eq!(all_stale(&redis, "rows").await.len(), 3);
+    let refreshed = rows(&cache, &batch_runs, vec![1, 2, 3]).await;
+    assert_eq!(refreshed, [(1, 1), (3, 3)].into());
+    assert_eq!(
+        redis
+            .keys()
+            .await
+            .iter()
+            .filter(|k| k.starts_with("rows:"))
+            .count(),
+        2
+    );
+}
+
+// `lock = false` and an invalidation before its lock.
+
+static PRICE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(10);
+
+#[redis_cache(ttl = 300, lock = false, skip(cache, other), cache = cache, name = "hostile::price")]
+async fn price(cache: &Cache, other: &Cache, id: u64) -> u64 {
+    // The function reads the data...
+    let read = PRICE.load(SeqCst);
+    // ...then, before it yields (so before its lock, asked for alongside, reaches Redis), the
+    // data changes and another process invalidates the entry.
+    PRICE.store(20, SeqCst);
+    let other = other.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(price_invalidate(&other, &other, id))
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    read
+}
+
+#[tokio::test]
+async fn a_lock_false_computation_invalidated_before_its_lock_stores_nothing() {
+    let redis = RedisServer::start();
+    let (cache, other) = (redis.cache("unlocked"), redis.cache("unlocked"));
+    // The old value is returned (it was read before the change)...
+    assert_eq!(price(&cache, &other, 1).await, 10);
+    cache.flush().await;
+    // ...but not stored: the next call computes the new one.
+    assert_eq!(PRICE.load(SeqCst), 20);
+    PRICE.store(30, SeqCst);
+    let stats = cache_runtime::stats_for("hostile::price").unwrap();
+    assert_eq!(stats.writes, 0, "{stats:?}");
+}

@@ -220,3 +220,33 @@ fn without_a_subscriber_an_unreachable_redis_is_one_line_on_stderr_naming_it() {
     let quiet = stderr_of_unreachable_default(&[("REDIS_URL", &url), ("REDIS_CACHE_QUIET", "1")]);
     assert_eq!(quiet, "", "REDIS_CACHE_QUIET silences it");
 }
+
+#[test]
+fn a_password_with_at_signs_colons_and_slashes_is_never_shown() {
+    let port = redis_cache_tests::free_port();
+    // The password is everything up to the last `@`: `s3cr@t:part/x` (its `/` encoded).
+    let url = format!("redis://app:s3cr@t:part%2Fx@127.0.0.1:{port}");
+    let stderr = stderr_of_unreachable_default(&[("REDIS_URL", &url)]);
+    assert!(
+        stderr.contains(&format!("redis://app:***@127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    for part in ["s3cr", "t:part", "part", "%2Fx"] {
+        assert!(!stderr.contains(part), "{part} shown: {stderr}");
+    }
+    // The same URL in a cache's `Debug`, its breakers' names and its configuration errors.
+    let cache = cache_runtime::Cache::builder().url(&url).build().unwrap();
+    let breakers = format!("{:?}", cache.breakers());
+    let debug = format!("{:?}", cache_runtime::Cache::builder().url(&url));
+    let error = cache_runtime::Cache::builder()
+        .url("redis://app:s3cr@t:part%2Fx@127.0.0.1:notaport")
+        .build()
+        .unwrap_err()
+        .to_string();
+    for shown in [&breakers, &debug, &error] {
+        assert!(
+            !shown.contains("s3cr") && !shown.contains("part"),
+            "{shown}"
+        );
+    }
+}

@@ -76,7 +76,7 @@ where
         let key = self.key.to_owned();
         let (cache, locks) = (self.cache.clone(), self.locks.clone());
         let storing = self.cache.tasks().spawn(async move {
-            let lock = match site.redis(locks.try_acquire(&key)).await {
+            let lock = match site.redis(locks.try_acquire_begun(&key)).await {
                 Ok(attempt) => attempt.lock,
                 Err(err) => {
                     site.command_failed("lock failed; computed without it and not stored", &err);

@@ -93,12 +93,14 @@ where
         let sealed = self.seal(&value, &ran);
         let encoded = sealed.is_some();
         let sealed = self.storable(&value, sealed);
-        if encoded && sealed.is_none() {
-            // `unless` said no: the new value is returned, nothing is stored.
-            lock.release().await;
+        if sealed.is_none() && (encoded || P::is_absent(&value)) {
+            // Nothing to store: `None` (the row is gone) or a value `unless` refuses. The entry
+            // served until now is removed with the lock (fenced like a store), so no caller is
+            // served it any more and the next call computes, as after a miss.
+            self.landed(self.spawn_remove(lock)).await;
             return Refreshed::Value(value, Outcome::Miss);
         }
-        if sealed.is_some() || P::is_absent(&value) {
+        if sealed.is_some() {
             self.landed(self.spawn_store(sealed, lock)).await;
             return match why {
                 // An early refresh served a fresh entry: a hit, that also recomputed it.

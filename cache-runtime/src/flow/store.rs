@@ -37,6 +37,48 @@ redis.call('PUBLISH', KEYS[2], '1')
 return 1",
 );
 
+/// `KEYS`: entry, lock. `ARGV`: token. If the lock is still ours: removes the entry, releases,
+/// wakes the waiters and returns 1; otherwise 0.
+static REMOVE_AND_RELEASE: Lua = Lua::new(
+    r"if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', KEYS[2], '1')
+return 1",
+);
+
+/// What a computation leaves under its key, with the release of its lock.
+pub(super) enum Write {
+    /// The new entry.
+    Put(Envelope),
+    /// No entry: the one there is removed (a refresh found nothing to store).
+    Remove,
+    /// Nothing changes.
+    Nothing,
+}
+
+impl From<Sealed> for Write {
+    fn from(sealed: Sealed) -> Write {
+        sealed.map_or(Write::Nothing, Write::Put)
+    }
+}
+
+/// Removes `lock`'s entry and releases it in one round trip, if the lock is still held (fenced
+/// like a store: a later invalidation or write-through wins).
+async fn remove(site: &'static Site, lock: Lock) {
+    let (keys, token) = ([lock.key(), lock.lock_key()], [lock.token().as_bytes()]);
+    let removed = lock
+        .connection()
+        .eval::<i64>(&REMOVE_AND_RELEASE, &keys, &token);
+    if let Err(err) = site.redis(removed).await {
+        site.command_failed(
+            "removing a refreshed entry failed; it expires with its TTL",
+            &err,
+        );
+    }
+    lock.hand_over();
+}
+
 /// `KEYS`: tag set, mark. `ARGV`: entry key, ms the entry lives (with [`SCORE_SLACK`]). Adds
 /// the entry (scored by its expiry), drops expired members, keeps the set as long as its last
 /// member; returns the mark (or false) and Redis's time, both in microseconds.
@@ -129,6 +171,14 @@ where
         self.cache
             .tasks()
             .spawn(async move { store(site, &cache, sealed, lock).await })
+    }
+
+    /// Removes the key's entry and releases `lock`, in a spawned task, if the lock is still held.
+    pub(super) fn spawn_remove(&self, lock: Lock) -> JoinHandle<()> {
+        let site = self.site;
+        self.cache
+            .tasks()
+            .spawn(async move { remove(site, lock).await })
     }
 
     /// Waits for a spawned store, unless the cache stores in the background. Dropping the
@@ -249,24 +299,50 @@ pub(super) async fn store(site: &'static Site, cache: &Cache, sealed: Sealed, lo
 
 /// [`store`] for the items of a batch: every tag added at once, then every entry stored with
 /// its lock's release in one pipeline per server (one round trip), whatever their number.
-pub(super) async fn store_many(site: &'static Site, cache: &Cache, items: Vec<(Sealed, Lock)>) {
+pub(super) async fn store_many(site: &'static Site, cache: &Cache, items: Vec<(Write, Lock)>) {
     let (Some(locks), chunk) = (cache.locks(), cache.limits().batch_chunk) else {
         return;
     };
     let max_bytes = cache.limits().max_bytes;
     let mut release = Vec::new();
+    let mut removing = Vec::new();
     let mut tagged = Vec::new();
     let mut ready = Vec::new();
-    for (sealed, lock) in items {
-        match sealed {
-            Some(envelope) if envelope.bytes.len() > max_bytes => {
+    for (write, lock) in items {
+        match write {
+            Write::Put(envelope) if envelope.bytes.len() > max_bytes => {
                 site.count(Count::Oversize);
                 site.warn_oversize(envelope.bytes.len(), max_bytes);
                 release.push(lock);
             }
-            Some(envelope) if !envelope.tags.is_empty() => tagged.push((envelope, lock)),
-            Some(envelope) => ready.push((envelope, lock)),
-            None => release.push(lock),
+            Write::Put(envelope) if !envelope.tags.is_empty() => tagged.push((envelope, lock)),
+            Write::Put(envelope) => ready.push((envelope, lock)),
+            Write::Remove => removing.push(lock),
+            Write::Nothing => release.push(lock),
+        }
+    }
+    if !removing.is_empty() {
+        let calls: Vec<(Vec<&str>, Vec<&[u8]>)> = removing
+            .iter()
+            .map(|lock| {
+                (
+                    vec![lock.key(), lock.lock_key()],
+                    vec![lock.token().as_bytes()],
+                )
+            })
+            .collect();
+        let removed = locks
+            .connection()
+            .eval_many::<i64>(&REMOVE_AND_RELEASE, &calls, chunk)
+            .await;
+        for err in &removed.failures {
+            site.command_failed(
+                "removing a refreshed entry failed; it expires with its TTL",
+                err,
+            );
+        }
+        for lock in removing {
+            lock.hand_over();
         }
     }
     if !tagged.is_empty() {

@@ -25,10 +25,17 @@ use std::time::Duration;
 use crate::connection::{CommandError, Connection, KeyedCmd, Lua, millis};
 use crate::tasks::Tasks;
 
-/// `KEYS`: entry, lock. `ARGV`: token, lease ms. Returns `{taken, entry or false}`; the entry
-/// only if it is a string (another type is an unreadable entry, overwritten later).
+/// `KEYS`: entry, lock. `ARGV`: token, lease ms, `1` to take over an invalidation's mark.
+///
+/// An invalidation leaves `invalidated` in the key's lock for one lease: a computation that began
+/// before the invalidation but asks for the lock after it (`lock = false` asks alongside the
+/// function) finds it taken, and stores nothing; any other attempt takes the mark over. Returns `{taken, entry or false}`; the entry only if it is a string
+/// (another type is an unreadable entry, overwritten later).
 static ACQUIRE: Lua = Lua::new(
     r"local taken = redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2])
+if not taken and ARGV[3] == '1' and redis.call('GET', KEYS[2]) == 'invalidated' then
+  taken = redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+end
 local entry = false
 if redis.call('TYPE', KEYS[1]).ok == 'string' then entry = redis.call('GET', KEYS[1]) end
 if taken then return {1, entry} end
@@ -100,15 +107,27 @@ impl Locks {
 
     /// Tries once to take `key`'s lock, reading the entry in the same round trip.
     pub(crate) async fn try_acquire(&self, key: &str) -> Result<Attempt, CommandError> {
+        self.attempt(key, true).await
+    }
+
+    /// [`Locks::try_acquire`] for a computation that began before asking (`lock = false`): an
+    /// invalidation's mark (see `ACQUIRE`) is not taken over, since the computation may have read
+    /// the data from before it.
+    pub(crate) async fn try_acquire_begun(&self, key: &str) -> Result<Attempt, CommandError> {
+        self.attempt(key, false).await
+    }
+
+    async fn attempt(&self, key: &str, over_mark: bool) -> Result<Attempt, CommandError> {
         let lock_key = lock_key(key);
         let token = new_token();
         let lease = millis(self.settings.lease).to_string();
+        let over_mark: &[u8] = if over_mark { b"1" } else { b"0" };
         let (taken, entry): (i64, Option<Vec<u8>>) = self
             .conn
             .eval(
                 &ACQUIRE,
                 &[key, &lock_key],
-                &[token.as_bytes(), lease.as_bytes()],
+                &[token.as_bytes(), lease.as_bytes(), over_mark],
             )
             .await?;
         let lock = (taken == 1).then(|| self.held(key, lock_key, token));
@@ -132,7 +151,7 @@ impl Locks {
             .map(|((key, lock), token)| {
                 (
                     vec![*key, lock.as_str()],
-                    vec![token.as_bytes(), lease.as_bytes()],
+                    vec![token.as_bytes(), lease.as_bytes(), b"1".as_slice()],
                 )
             })
             .collect();

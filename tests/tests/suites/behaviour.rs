@@ -775,7 +775,10 @@ async fn a_key_expression_is_hashed_instead_of_the_arguments_and_companions_agre
     assert_eq!(runs.count(), 1, "another token, the same key");
     assert_eq!(redis.keys().await.len(), 1);
     assert!(home_invalidate(&cache, &runs, &session("c")).await.unwrap());
-    assert_eq!(redis.keys().await.len(), 0, "the companion derives the same key");
+    assert!(
+        redis.entries().await.is_empty(),
+        "the companion derives the same key"
+    );
     home(&cache, &runs, &session("d")).await;
     assert_eq!(runs.count(), 2);
     // `_refresh` recomputes the same key, which the next call (another token) then hits.

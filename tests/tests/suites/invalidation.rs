@@ -55,7 +55,7 @@ async fn invalidate_removes_exactly_the_entry_of_its_arguments() {
         Ok(false),
         "already gone"
     );
-    let after = redis.keys().await;
+    let after = redis.entries().await;
     assert_eq!(after.len(), 1, "only id 1's entry went: {after:?}");
     assert!(before.contains(&after[0]));
 
@@ -120,7 +120,7 @@ async fn companions_work_for_methods() {
     repo.db.set(3, 31);
     assert_eq!(repo.stock(3).await, 30);
     assert_eq!(repo.stock_invalidate(3).await, Ok(true));
-    assert!(redis.keys().await.is_empty());
+    assert!(redis.entries().await.is_empty());
     assert_eq!(repo.stock(3).await, 31);
     repo.db.set(3, 32);
     assert_eq!(repo.stock_refresh(3).await, 32);

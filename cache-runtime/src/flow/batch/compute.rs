@@ -8,7 +8,7 @@ use super::{Batch, BatchBody, BatchMap, BatchReturn, Item, KeyOf, Step};
 use crate::envelope::unix_ms;
 use crate::flow::Ran;
 use crate::flow::refresh::{FAILED_REFRESH_BACKOFF, RefreshReason};
-use crate::flow::store::{self, Envelope, Sealed};
+use crate::flow::store::{self, Envelope, Sealed, Write};
 use crate::stampede::single_flight::Handoff;
 use crate::stats::{Count, Outcome};
 
@@ -121,7 +121,7 @@ impl<V> Batch<'_, V> {
         item: &mut Item<'_, K, V>,
         map: &M,
         ran: Ran,
-    ) -> Option<(Sealed, crate::stampede::lock::Lock)>
+    ) -> Option<(Write, crate::stampede::lock::Lock)>
     where
         M: BatchMap<Key = K, Value = V>,
     {
@@ -152,7 +152,14 @@ impl<V> Batch<'_, V> {
             local.keep(watch, &item.redis, value, until, envelope.bytes.len());
         }
         let lock = item.lock.take()?;
-        Some((sealed.filter(|_| keeps), lock))
+        let write = match (sealed.filter(|_| keeps), item.refresh.is_some()) {
+            (Some(envelope), _) => Write::Put(envelope),
+            // A refresh with nothing to store (`None`, or refused by `unless`): the entry it
+            // refreshed goes, as in the single-key flow.
+            (None, true) => Write::Remove,
+            (None, false) => Write::Nothing,
+        };
+        Some((write, lock))
     }
 
     /// The envelope of one item (`None`: the function did not return its key), if it is stored.
@@ -177,7 +184,7 @@ impl<V> Batch<'_, V> {
     /// Stores the items that have an envelope and a lock (all pipelined), in a spawned task the
     /// caller awaits (unless the cache stores in the background), so a cancelled caller's
     /// stores still land.
-    async fn store(&self, stores: Vec<(Sealed, crate::stampede::lock::Lock)>) {
+    async fn store(&self, stores: Vec<(Write, crate::stampede::lock::Lock)>) {
         if stores.is_empty() {
             return;
         }
