@@ -60,6 +60,7 @@ pub async fn invalidate(
     }
     let lock_key = lock::lock_key(&key);
     let lease = mark_lease(cache);
+    conn.changed([key.as_str()]);
     let removed: i64 = conn
         .eval(&INVALIDATE, &[&key, &lock_key], &[lease.as_bytes()])
         .await?;
@@ -93,6 +94,7 @@ pub async fn invalidate_batch<K>(
     }
     let locks: Vec<String> = rendered.iter().map(|key| lock::lock_key(key)).collect();
     let lease = mark_lease(cache);
+    conn.changed(rendered.iter().map(String::as_str));
     let calls: Vec<(Vec<&str>, Vec<&[u8]>)> = rendered
         .iter()
         .zip(&locks)
@@ -164,6 +166,7 @@ impl Cache {
         for namespace in &namespaces {
             self.flights().detach_all(Some(*namespace));
         }
+        conn.changed_all();
         let mut removed = sweep(conn, pattern).await?;
         removed += sweep(conn, pattern).await?;
         if let Some(local) = self.local() {

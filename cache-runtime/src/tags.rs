@@ -105,6 +105,7 @@ impl Cache {
                 let keys: Vec<String> = batch.iter().map(|(key, _)| key.clone()).collect();
                 // Locks first: a store that lands before its lock goes is deleted with the
                 // entries; one after finds its lock gone and stores nothing.
+                conn.changed(keys.iter().map(String::as_str));
                 let locks: Vec<String> = keys.iter().map(|key| lock::lock_key(key)).collect();
                 conn.unlink(&locks).await?;
                 removed += conn.unlink(&keys).await?;

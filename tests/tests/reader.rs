@@ -70,3 +70,41 @@ async fn lookups_go_to_the_reader_and_back_to_the_primary_when_it_dies() {
         "the primary's hits: {after:?}"
     );
 }
+
+static VERSION: AtomicU64 = AtomicU64::new(1);
+
+#[redis_cache(ttl = 300, local = 100, skip(cache), cache = cache)]
+async fn versioned(cache: &Cache, id: u64) -> u64 {
+    id * 100 + VERSION.load(SeqCst)
+}
+
+/// A replica that stopped replicating (`REPLICAOF NO ONE`) keeps what it had: a lagging one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_invalidation_a_lagging_replica_is_not_read_and_no_old_copy_is_kept() {
+    let primary = RedisServer::start();
+    let port = primary.port().to_string();
+    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+    let cache = primary
+        .builder()
+        .reader_url(replica.url())
+        .prefix("lag")
+        .build()
+        .unwrap();
+    assert_eq!(versioned(&cache, 1).await, 101);
+    cache.flush().await;
+    redis_cache_tests::local::coherent(&cache).await;
+    redis_cache_tests::eventually("replicated", || {
+        !replica.cli(&["KEYS", "lag:*"]).trim().is_empty()
+    })
+    .await;
+    // The replica stops following the primary: it lags from now on.
+    assert_eq!(replica.cli(&["REPLICAOF", "NO", "ONE"]).trim(), "OK");
+    VERSION.store(2, SeqCst);
+    assert_eq!(versioned_invalidate(&cache, 1).await, Ok(true));
+    // Read from the primary (a miss, the new value), not the replica's old entry, and that is
+    // what the local tier keeps.
+    assert_eq!(versioned(&cache, 1).await, 102);
+    cache.flush().await;
+    assert_eq!(versioned(&cache, 1).await, 102);
+    assert_eq!(versioned(&cache, 1).await, 102);
+}

@@ -60,6 +60,7 @@ impl Connection {
     /// command failed. Sent to the reader endpoint when there is one and its breaker is closed.
     pub(crate) async fn get_many(&self, keys: &[&str], chunk: usize) -> Answers<Option<Vec<u8>>> {
         if let Some(reader) = &self.reader
+            && self.catch_up.settled(keys.iter().copied())
             && let Route::Direct(server) = &reader.route
             && server.breaker().allow() != Allow::Skip
         {

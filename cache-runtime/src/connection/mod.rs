@@ -22,6 +22,7 @@
 //!
 //! Calls never open connections of their own, so the count does not grow with load.
 
+mod catch_up;
 mod cluster;
 mod deployment;
 mod endpoints;
@@ -92,6 +93,8 @@ pub(crate) struct Connection {
     /// The replica endpoint lookups go to, if configured: a connection of its own, with its
     /// own breaker.
     reader: Option<Box<Connection>>,
+    /// The keys this process just changed, read from the primary until the replicas caught up.
+    catch_up: catch_up::CatchUp,
     timeouts: Timeouts,
 }
 
@@ -141,20 +144,37 @@ impl Connection {
         Ok(Connection {
             route,
             reader,
+            catch_up: catch_up::CatchUp::default(),
             timeouts,
         })
     }
 
-    /// `GET key`: `Ok(None)` when absent. Sent to the reader endpoint when there is one and its
-    /// breaker is closed.
+    /// `GET key`: `Ok(None)` when absent. Sent to the reader endpoint when there is one, its
+    /// breaker is closed, and this process did not change the key a moment ago.
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CommandError> {
         if let Some(reader) = &self.reader
+            && self.catch_up.settled([key])
             && let Route::Direct(server) = &reader.route
             && server.breaker().allow() != Allow::Skip
         {
             return server.run_allowed(redis::cmd("GET").arg(key)).await;
         }
         self.run(key.as_bytes(), redis::cmd("GET").arg(key)).await
+    }
+
+    /// `keys` were just changed by this process (invalidated, refreshed): with a reader endpoint,
+    /// they are read from the primary until the replicas caught up.
+    pub(crate) fn changed<'k>(&self, keys: impl IntoIterator<Item = &'k str>) {
+        if self.reader.is_some() {
+            self.catch_up.changed(keys);
+        }
+    }
+
+    /// Every key may just have changed (a clear).
+    pub(crate) fn changed_all(&self) {
+        if self.reader.is_some() {
+            self.catch_up.changed_all();
+        }
     }
 
     /// `SET key value PX ttl`.

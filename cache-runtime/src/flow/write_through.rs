@@ -49,6 +49,7 @@ where
         body: impl Future<Output = Computed<R>>,
     ) -> (R, Outcome) {
         let site = self.site;
+        self.conn.changed([self.key]);
         let lock = match site.redis(self.locks.take_over(self.key)).await {
             Ok(lock) => Some(lock),
             Err(err) => {

@@ -246,6 +246,7 @@ impl<V> Batch<'_, V> {
         B: BatchBody<KeyOf<R>, R, V>,
     {
         let keys: Vec<&str> = items.iter().map(|item| item.redis.as_str()).collect();
+        self.conn.changed(keys.iter().copied());
         let started = Instant::now();
         let (locks, failures) = self.locks.take_over_many(&keys, self.chunk).await;
         self.site.round_trip(started, &failures);
