@@ -37,21 +37,42 @@ pub(crate) const TAG_FENCE_WINDOW: Duration = Duration::from_secs(3600);
 /// Entries deleted per `UNLINK` by an invalidation.
 const UNLINK_BATCH: usize = 1000;
 
-/// `KEYS`: tag set, mark. `ARGV`: ms the mark lives. Marks the tag with Redis's time (µs) and
-/// returns the set's live members with their scores. The set keeps them until they are deleted
-/// ([`FORGET`]), so an invalidation that fails half-way can be run again.
+/// `KEYS`: tag set, mark, snapshot. `ARGV`: ms the mark lives. Marks the tag with Redis's time
+/// (µs) and copies the set's live members with their scores into the snapshot (kept as long as
+/// the mark), which the invalidation then reads in pages: the reply is a count, whatever the
+/// tag's size. The set keeps its members until they are deleted ([`FORGET`]), so an
+/// invalidation that fails half-way can be run again.
 static TAKE: Lua = Lua::new(
     r"local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('SET', KEYS[2], t[1] .. string.format('%06d', tonumber(t[2])), 'PX', ARGV[1])
-return redis.call('ZRANGEBYSCORE', KEYS[1], now_ms, '+inf', 'WITHSCORES')",
+redis.call('DEL', KEYS[3])
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], now_ms, '+inf', 'WITHSCORES')
+local page = {}
+for i = 1, #live, 2 do
+  page[#page + 1] = live[i + 1]
+  page[#page + 1] = live[i]
+  if #page >= 1000 then
+    redis.call('ZADD', KEYS[3], unpack(page))
+    page = {}
+  end
+end
+if #page > 0 then redis.call('ZADD', KEYS[3], unpack(page)) end
+if #live > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[1]) end
+return #live / 2",
 );
 
-/// `KEYS`: tag set. `ARGV`: member, score, member, score... Removes each member still at the
-/// score [`TAKE`] read: one added again since (a computation that began after the mark) keeps
-/// its place, so a later invalidation finds it.
+/// `KEYS`: snapshot. `ARGV`: page size. The first members of the snapshot, with their scores.
+static PAGE: Lua =
+    Lua::new(r"return redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')");
+
+/// `KEYS`: tag set, snapshot. `ARGV`: member, score, member, score... Takes each member out of
+/// the snapshot, and out of the set if it is still at the score [`TAKE`] read: one added again
+/// since (a computation that began after the mark) keeps its place, so a later invalidation
+/// finds it.
 static FORGET: Lua = Lua::new(
     r"for i = 1, #ARGV, 2 do
+  redis.call('ZREM', KEYS[2], ARGV[i])
   if redis.call('ZSCORE', KEYS[1], ARGV[i]) == ARGV[i + 1] then redis.call('ZREM', KEYS[1], ARGV[i]) end
 end
 return 0",
@@ -79,13 +100,38 @@ pub(crate) fn tag_keys(prefix: &str, tag: &str) -> (String, String) {
     (set, mark)
 }
 
+/// Whether `member` of a tag's set is a key of the cache with `prefix` (anyone who can write to
+/// the set could add anything: another cache's keys, another service's, garbage), of the shape
+/// `{prefix}:{function}:{fingerprint}:{{args}}` (32 hex digits between the braces).
+fn is_entry_of(member: &[u8], prefix: &str) -> bool {
+    let Ok(key) = std::str::from_utf8(member) else {
+        return false;
+    };
+    let Some(rest) = key.strip_prefix(prefix).and_then(|r| r.strip_prefix(':')) else {
+        return false;
+    };
+    let Some(args) = rest
+        .strip_suffix('}')
+        .and_then(|r| r.rsplit_once(":{"))
+        .map(|(_, args)| args)
+    else {
+        return false;
+    };
+    args.len() == 32
+        && args.bytes().all(|b| b.is_ascii_hexdigit())
+        && !rest.starts_with("#tag:")
+        && rest.chars().all(crate::key::is_segment_char_or_brace)
+}
+
 impl Cache {
     /// Removes every entry tagged `tag` (by `tags("product:{id}", ...)` or `tags = |v| ...`), in
     /// every function, and fences off the computations of those entries already running: none
     /// stores its value afterwards. Returns how many entries were removed.
     ///
-    /// Takes time in proportion to the tag's entries, not the database: one script on the tag
-    /// (which also drops its list of entries), then `UNLINK`s in batches of a thousand keys.
+    /// Takes time in proportion to the tag's entries, not the database: one script on the tag,
+    /// which marks it and copies its list of entries aside, then pages of a thousand entries
+    /// (`UNLINK` of their locks, then of the entries). A member of the tag's set that is not a
+    /// key of this cache is dropped from the set, never deleted.
     pub async fn invalidate_tag(&self, tag: &str) -> Result<u64, CacheError> {
         self.invalidate_tags(&[tag]).await
     }
@@ -98,11 +144,23 @@ impl Cache {
         let mut removed = 0;
         for tag in tags {
             let (set, mark) = tag_keys(self.prefix(), tag);
-            let members: Vec<(String, String)> = conn
-                .eval(&TAKE, &[&set, &mark], &[window.as_bytes()])
+            let snapshot = format!("{set}:snap");
+            let _: i64 = conn
+                .eval(&TAKE, &[&set, &mark, &snapshot], &[window.as_bytes()])
                 .await?;
-            for batch in members.chunks(UNLINK_BATCH) {
-                let keys: Vec<String> = batch.iter().map(|(key, _)| key.clone()).collect();
+            loop {
+                // A page of the snapshot: bounded replies, whatever the tag's size.
+                let page: Vec<(Vec<u8>, Vec<u8>)> = conn
+                    .eval(&PAGE, &[&snapshot], &[UNLINK_BATCH.to_string().as_bytes()])
+                    .await?;
+                if page.is_empty() {
+                    break;
+                }
+                let keys: Vec<String> = page
+                    .iter()
+                    .filter(|(member, _)| is_entry_of(member, self.prefix()))
+                    .filter_map(|(member, _)| String::from_utf8(member.clone()).ok())
+                    .collect();
                 // Locks first: a store that lands before its lock goes is deleted with the
                 // entries; one after finds its lock gone and stores nothing.
                 conn.changed(keys.iter().map(String::as_str));
@@ -113,11 +171,13 @@ impl Cache {
                 if let Some(local) = self.local() {
                     local.invalidate_keys(&keys);
                 }
-                let pairs: Vec<&[u8]> = batch
+                // Members that are not this cache's keys leave the set too, untouched.
+                let pairs: Vec<&[u8]> = page
                     .iter()
-                    .flat_map(|(key, score)| [key.as_bytes(), score.as_bytes()])
+                    .flat_map(|(member, score)| [member.as_slice(), score.as_slice()])
                     .collect();
-                conn.eval::<i64>(&FORGET, &[&set], &pairs).await?;
+                conn.eval::<i64>(&FORGET, &[&set, &snapshot], &pairs)
+                    .await?;
             }
             crate::stats::tag_invalidated();
         }
@@ -137,5 +197,28 @@ mod tests {
         let (set, mark) = tag_keys("app", "catalog");
         assert_eq!(set, "app:#tag:{catalog}");
         assert_eq!(mark, "app:#tag:{catalog}:at");
+    }
+
+    #[test]
+    fn only_keys_of_this_cache_are_entries() {
+        let entry = b"app:shop::product:0a1b2c3d:{000000000000000000000000000000ff}";
+        assert!(is_entry_of(entry, "app"));
+        for other in [
+            &b"other:shop::product:0a1b2c3d:{000000000000000000000000000000ff}"[..],
+            b"app-eu:shop::product:0a1b2c3d:{000000000000000000000000000000ff}",
+            b"app:shop::product:0a1b2c3d:{000000000000000000000000000000ff}:lock",
+            b"app:#tag:{catalog}",
+            b"app:shop::product:0a1b2c3d:{00000000000000000000000000000zff}",
+            b"app:x",
+            b"important-user-data",
+            b"app:\xff\xfe:0a1b2c3d:{000000000000000000000000000000ff}",
+            &[0xff, 0xfe, 0xfd],
+        ] {
+            assert!(
+                !is_entry_of(other, "app"),
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
     }
 }

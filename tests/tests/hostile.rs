@@ -379,3 +379,102 @@ async fn a_lock_false_computation_invalidated_before_its_lock_stores_nothing() {
     let stats = cache_runtime::stats_for("hostile::price").unwrap();
     assert_eq!(stats.writes, 0, "{stats:?}");
 }
+
+// Replies and keys another writer left.
+
+#[redis_cache(ttl = 300, tags("item:{id}", "items"), skip(cache), cache = cache)]
+async fn tagged_item(cache: &Cache, id: u64) -> u64 {
+    id
+}
+
+#[tokio::test]
+async fn a_key_under_the_prefix_that_is_not_utf8_does_not_stop_a_clear() {
+    let redis = RedisServer::start();
+    let cache = redis.cache("bytes");
+    tagged_item(&cache, 1).await;
+    let mut conn = redis.connection().await;
+    let () = redis::cmd("SET")
+        .arg(b"bytes:\xff\xfe:junk".as_slice())
+        .arg("x")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let removed = cache.clear().await.expect("the clear goes through");
+    assert!(removed >= 2, "{removed}");
+    let left: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg("bytes:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
+async fn a_tag_invalidation_deletes_only_keys_of_its_own_cache() {
+    let redis = RedisServer::start();
+    let (cache, other) = (redis.cache("own"), redis.cache("neighbour"));
+    tagged_item(&cache, 1).await;
+    tagged_item(&other, 1).await;
+    let mut conn = redis.connection().await;
+    // Someone adds other keys to the tag's set: another service's data, another cache's
+    // entry, garbage bytes.
+    let () = redis::cmd("SET")
+        .arg("important-user-data")
+        .arg("keep me")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let neighbour_entry = redis
+        .keys()
+        .await
+        .into_iter()
+        .find(|k| k.starts_with("neighbour:") && !k.contains("#tag"))
+        .unwrap();
+    let far = "99999999999999";
+    let _: i64 = redis::cmd("ZADD")
+        .arg("own:#tag:{item:1}")
+        .arg(far)
+        .arg("important-user-data")
+        .arg(far)
+        .arg(&neighbour_entry)
+        .arg(far)
+        .arg(b"\xff\xfe".as_slice())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.invalidate_tag("item:1").await,
+        Ok(1),
+        "its own entry only"
+    );
+    let left = redis.keys().await;
+    assert!(
+        left.contains(&"important-user-data".to_string()),
+        "{left:?}"
+    );
+    assert!(left.contains(&neighbour_entry), "{left:?}");
+    // The foreign members left the set.
+    let members: i64 = redis
+        .command(&["ZCARD", "own:#tag:{item:1}"])
+        .await
+        .unwrap();
+    assert_eq!(members, 0);
+}
+
+#[tokio::test]
+async fn a_tag_of_10_000_entries_is_read_in_pages_and_removed_whole() {
+    let redis = RedisServer::start();
+    let cache = redis.cache("big");
+    for id in 0..10_000 {
+        tagged_item(&cache, id).await;
+    }
+    assert_eq!(cache.invalidate_tag("items").await, Ok(10_000));
+    let left: Vec<String> = redis
+        .keys()
+        .await
+        .into_iter()
+        .filter(|k| !k.contains(":#tag:"))
+        .collect();
+    assert!(left.is_empty(), "{} left", left.len());
+    assert!(redis.keys().await.iter().all(|k| !k.ends_with(":snap")));
+}

@@ -205,14 +205,14 @@ impl Connection {
     }
 
     /// One `SCAN` step on `node`: the next cursor (0 at the end) and the keys matching
-    /// `pattern`.
+    /// `pattern`, as bytes (a key under the prefix need not be UTF-8: anyone can write one).
     pub(crate) async fn scan(
         &self,
         node: &Node,
         cursor: u64,
         pattern: &str,
         count: usize,
-    ) -> Result<(u64, Vec<String>), CommandError> {
+    ) -> Result<(u64, Vec<Vec<u8>>), CommandError> {
         let cmd = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
@@ -225,7 +225,10 @@ impl Connection {
 
     /// `UNLINK keys...`: deletes them (freeing memory off the main thread); how many existed. A
     /// cluster deletes each slot's keys with a command of their own.
-    pub(crate) async fn unlink(&self, keys: &[String]) -> Result<u64, CommandError> {
+    pub(crate) async fn unlink<K>(&self, keys: &[K]) -> Result<u64, CommandError>
+    where
+        K: AsRef<[u8]> + redis::ToRedisArgs + Sync,
+    {
         if keys.is_empty() {
             return Ok(0);
         }

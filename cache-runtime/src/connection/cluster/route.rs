@@ -207,20 +207,20 @@ impl Cluster {
     /// `UNLINK` of keys of any slots: one command per slot, sent as one pipeline per primary;
     /// how many existed. A command that meets a redirection (its slot on the move) is sent
     /// again on its own, following it.
-    pub(in crate::connection) async fn unlink(
+    pub(in crate::connection) async fn unlink<K>(
         self: &Arc<Self>,
-        keys: &[String],
-    ) -> Result<u64, CommandError> {
-        let mut by_slot: BTreeMap<u16, Vec<&String>> = BTreeMap::new();
+        keys: &[K],
+    ) -> Result<u64, CommandError>
+    where
+        K: AsRef<[u8]> + redis::ToRedisArgs + Sync,
+    {
+        let mut by_slot: BTreeMap<u16, Vec<&K>> = BTreeMap::new();
         for key in keys {
-            by_slot
-                .entry(slot_of(key.as_bytes()))
-                .or_default()
-                .push(key);
+            by_slot.entry(slot_of(key.as_ref())).or_default().push(key);
         }
-        let mut by_shard: Vec<(Arc<Primary>, Vec<Vec<&String>>)> = Vec::new();
+        let mut by_shard: Vec<(Arc<Primary>, Vec<Vec<&K>>)> = Vec::new();
         for keys in by_slot.into_values() {
-            let shard = self.primary_for(keys[0].as_bytes()).await?;
+            let shard = self.primary_for(keys[0].as_ref()).await?;
             match by_shard.iter_mut().find(|(s, _)| Arc::ptr_eq(s, &shard)) {
                 Some((_, groups)) => groups.push(keys),
                 None => by_shard.push((shard, vec![keys])),
@@ -251,8 +251,9 @@ impl Cluster {
                     Ok(count) => removed += count,
                     // The slot is on the move: this group again, following the redirection.
                     Err(err) if err.redirect_node().is_some() => {
-                        let cmd = redis::cmd("UNLINK").arg(keys).to_owned();
-                        removed += self.run::<u64>(keys[0].as_bytes(), &cmd).await?;
+                        let mut cmd = redis::cmd("UNLINK");
+                        cmd.arg(keys);
+                        removed += self.run::<u64>(keys[0].as_ref(), &cmd).await?;
                     }
                     Err(err) => return Err(CommandError::Redis(err)),
                 }
