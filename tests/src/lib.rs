@@ -14,6 +14,7 @@ pub mod local;
 pub mod logs;
 pub mod sentinel;
 pub mod stampede;
+pub mod stub_node;
 pub mod tls;
 
 use std::io::{BufRead, BufReader};

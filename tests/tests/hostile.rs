@@ -478,3 +478,56 @@ async fn a_tag_of_10_000_entries_is_read_in_pages_and_removed_whole() {
     assert!(left.is_empty(), "{} left", left.len());
     assert!(redis.keys().await.iter().all(|k| !k.ends_with(":snap")));
 }
+
+// A lying cluster node.
+
+use redis_cache_tests::stub_node::{Redirect, StubNode, Trap, one_primary, slots_reply};
+
+#[redis_cache(ttl = 300, skip(cache), cache = cache, name = "hostile::redirected")]
+async fn redirected(cache: &Cache, id: u64) -> u64 {
+    id
+}
+
+fn cluster_cache(port: u16, prefix: &str) -> Cache {
+    Cache::builder()
+        .cluster([format!("redis://app:secret@127.0.0.1:{port}")])
+        .prefix(prefix)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_redirection_to_a_node_the_map_does_not_list_is_not_followed() {
+    for redirect in [Redirect::Moved, Redirect::Ask] {
+        let trap = Trap::start().await;
+        let to = format!("127.0.0.1:{}", trap.port);
+        let mut stub = StubNode::start(one_primary, redirect, to).await;
+        let cache = cluster_cache(stub.port, "redirected");
+        for id in 0..3 {
+            assert_eq!(redirected(&cache, id).await, id, "{redirect:?}");
+        }
+        // The map is read again instead (the first read, then one after the redirection).
+        stub.slot_reads_reach(2).await;
+        // No connection, and so no credentials, went to the address the stub named.
+        assert_eq!(trap.connections(), 0, "{redirect:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_slot_map_naming_more_primaries_than_a_cluster_has_is_refused() {
+    let trap = Trap::start().await;
+    // 1001 primaries: the trap serves most slots, 1000 others one slot each.
+    let trap_port = trap.port;
+    let map = move |_own: u16| {
+        let mut ranges: Vec<(u16, u16, u16)> = (0..1000).map(|i| (i, i, 1 + i)).collect();
+        ranges.push((1000, 16383, trap_port));
+        slots_reply(&ranges)
+    };
+    let mut stub = StubNode::start(map, Redirect::Moved, "127.0.0.1:1".into()).await;
+    let cache = cluster_cache(stub.port, "many");
+    for id in 0..3 {
+        assert_eq!(redirected(&cache, id).await, id);
+    }
+    stub.slot_reads_reach(1).await;
+    assert_eq!(trap.connections(), 0, "the map was refused");
+}

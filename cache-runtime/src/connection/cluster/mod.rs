@@ -53,6 +53,8 @@ pub(super) struct Cluster {
     announced: AtomicBool,
     /// Refusals of the slot map's reads already logged (bits of [`Refusal`]).
     refusals_logged: AtomicU8,
+    /// The openings and closings of the breakers of primaries that left the map.
+    retired: std::sync::Mutex<BreakerStats>,
 }
 
 /// One primary: its address as the cluster announces it, and its connection and breaker.
@@ -95,7 +97,21 @@ impl Cluster {
             reseed: Pacer::new(settings.max_open, timeouts),
             announced: AtomicBool::new(false),
             refusals_logged: AtomicU8::new(0),
+            retired: std::sync::Mutex::new(BreakerStats::sum(&[])),
         }
+    }
+
+    /// Lets go of `primary`, which left the map: its connection closes, its breaker's counts
+    /// are kept in the totals.
+    fn retire(&self, primary: &Primary) {
+        let breaker = primary.server.breaker();
+        let stats = breaker.stats();
+        let mut retired = crate::sync::guard(&self.retired);
+        retired.opened += stats.opened;
+        retired.closed += stats.closed;
+        drop(retired);
+        breaker.retire();
+        primary.server.disconnect();
     }
 
     pub(in crate::connection) fn deployment(&self) -> &Deployment {
@@ -130,10 +146,13 @@ impl Cluster {
         std::iter::once(topology).chain(shards).collect()
     }
 
-    /// The slot map's breaker and those of every primary this cache has known.
+    /// The slot map's breaker, those of the current primaries, and the counts of those that
+    /// left.
     pub(in crate::connection) fn all_breakers(&self) -> Vec<BreakerStats> {
         let shards = self.map.all().into_iter();
-        std::iter::once(self.topology.stats())
+        let retired = *crate::sync::guard(&self.retired);
+        [self.topology.stats(), retired]
+            .into_iter()
             .chain(shards.map(|shard| shard.server.breaker().stats()))
             .collect()
     }

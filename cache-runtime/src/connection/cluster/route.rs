@@ -4,6 +4,9 @@
 //!   node, which the map records at once. `ASK` (a slot being migrated, the key moved already):
 //!   sent once more to the named node, after `ASKING`. A second redirection fails the command
 //!   (the call falls back to the function).
+//! - A redirection is followed only to a primary of the slot map: one naming any other address
+//!   (a node promoted since the last read, or a lying reply) fails the command and has the map
+//!   read again, so no connection, and no credentials, go anywhere `CLUSTER SLOTS` did not list.
 //! - A multi-key `UNLINK` is split by slot (the cluster refuses keys of several slots in one
 //!   command), one pipeline per primary.
 //! - A failure that hints at a new topology (no answer, `CLUSTERDOWN`, `TRYAGAIN`, `READONLY`)
@@ -56,6 +59,8 @@ impl Cluster {
                 _ => address.to_string(),
             };
             let Some(target) = self.primary_at(&address) else {
+                // A node the map does not list: read the map again rather than go there.
+                self.refresh_soon();
                 return Err(err);
             };
             if ask {

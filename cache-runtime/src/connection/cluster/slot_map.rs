@@ -2,8 +2,8 @@
 //! function the cluster uses. The routing ([`super`]) keeps one connection and one
 //! circuit breaker per primary in it.
 //!
-//! Primaries are kept by address for the cache's life, so the counters of a node's breaker
-//! survive it leaving the map (a failover) and coming back; only the current ones are listed.
+//! Only the primaries of the last map read are kept: a node that left it (a failover, a pod
+//! replaced) is let go, so the list follows the cluster, not every address it ever had.
 
 use std::sync::{Arc, RwLock};
 
@@ -100,17 +100,13 @@ impl<P: Addressed> SlotMap<P> {
         inner.owner.iter().any(|&owner| owner != UNKNOWN)
     }
 
-    /// The primary at `address`, made with `make` if the map has never seen it.
-    pub(crate) fn at(&self, address: &str, make: impl FnOnce() -> Option<P>) -> Option<Arc<P>> {
-        if let Some(known) = crate::sync::read(&self.inner)
+    /// The primary at `address`, if the map lists it.
+    pub(crate) fn known(&self, address: &str) -> Option<Arc<P>> {
+        crate::sync::read(&self.inner)
             .primaries
             .iter()
             .find(|p| p.address() == address)
-        {
-            return Some(known.clone());
-        }
-        let mut inner = crate::sync::write(&self.inner);
-        Some(inner.index_of(address, make)?.1)
+            .cloned()
     }
 
     /// `slot` moved to `primary` (a `MOVED` reply), ahead of the next full read.
@@ -129,16 +125,38 @@ impl<P: Addressed> SlotMap<P> {
         }
     }
 
-    /// Installs a map read with `CLUSTER SLOTS`, making a primary with `make` for each address
-    /// never seen. An empty one (nothing read) changes nothing.
-    pub(crate) fn install(&self, ranges: &[SlotRange], mut make: impl FnMut(&str) -> Option<P>) {
+    /// Installs a map read with `CLUSTER SLOTS`: its primaries (the ones already known kept,
+    /// with their connections and breakers; a new one made with `make`) replace the list.
+    /// Returns the primaries that left it. An empty map (nothing read) changes nothing.
+    pub(crate) fn install(
+        &self,
+        ranges: &[SlotRange],
+        mut make: impl FnMut(&str) -> Option<P>,
+    ) -> Vec<Arc<P>> {
         if ranges.is_empty() {
-            return;
+            return Vec::new();
         }
         let mut inner = crate::sync::write(&self.inner);
+        let mut primaries: Vec<Arc<P>> = Vec::new();
         let mut owner = vec![UNKNOWN; usize::from(SLOTS)].into_boxed_slice();
         for range in ranges {
-            let Some((index, _)) = inner.index_of(&range.primary, || make(&range.primary)) else {
+            let index = match primaries.iter().position(|p| p.address() == range.primary) {
+                Some(index) => index,
+                None => {
+                    let known = inner
+                        .primaries
+                        .iter()
+                        .find(|p| p.address() == range.primary)
+                        .cloned();
+                    let Some(primary) = known.or_else(|| make(&range.primary).map(Arc::new)) else {
+                        continue;
+                    };
+                    primaries.push(primary);
+                    primaries.len() - 1
+                }
+            };
+            // At most 16384 primaries (one slot each): the index fits, below `UNKNOWN`.
+            let Some(index) = u16::try_from(index).ok().filter(|&i| i != UNKNOWN) else {
                 continue;
             };
             let slots = usize::from(range.first)..=usize::from(range.last.min(SLOTS - 1));
@@ -146,7 +164,15 @@ impl<P: Addressed> SlotMap<P> {
                 slots.fill(index);
             }
         }
+        let left: Vec<Arc<P>> = inner
+            .primaries
+            .iter()
+            .filter(|old| !primaries.iter().any(|new| Arc::ptr_eq(old, new)))
+            .cloned()
+            .collect();
+        inner.primaries = primaries;
         inner.owner = owner;
+        left
     }
 
     /// The primaries serving slots now, by address.
@@ -169,28 +195,9 @@ impl<P: Addressed> SlotMap<P> {
         serving
     }
 
-    /// Every primary ever seen.
+    /// Every primary of the map.
     pub(crate) fn all(&self) -> Vec<Arc<P>> {
         crate::sync::read(&self.inner).primaries.clone()
-    }
-}
-
-impl<P: Addressed> Owners<P> {
-    fn index_of(
-        &mut self,
-        address: &str,
-        make: impl FnOnce() -> Option<P>,
-    ) -> Option<(u16, Arc<P>)> {
-        let index = match self.primaries.iter().position(|p| p.address() == address) {
-            Some(index) => index,
-            None => {
-                self.primaries.push(Arc::new(make()?));
-                self.primaries.len() - 1
-            }
-        };
-        // A cluster has at most 16384 primaries (one slot each): the index fits.
-        let short = u16::try_from(index).ok().filter(|&i| i != UNKNOWN)?;
-        Some((short, self.primaries[index].clone()))
     }
 }
 
@@ -268,17 +275,19 @@ mod tests {
         assert_eq!(owner(&map, b"foo").as_deref(), Some("d:1"));
         let listed: Vec<String> = map.serving().iter().map(|p| p.0.clone()).collect();
         assert_eq!(listed, ["a:1", "b:1", "d:1"]);
-        assert_eq!(map.all().len(), 4, "c is kept, for its counters");
-        // c comes back and a MOVED reply names it for one slot: the same primary as before.
-        let back = map.at("c:1", || unreachable!("known")).unwrap();
-        assert!(Arc::ptr_eq(&back, &c));
-        map.moved(12182, &back);
-        assert_eq!(owner(&map, b"foo").as_deref(), Some("c:1"));
-        assert_eq!(owner(&map, b"bar").as_deref(), Some("a:1"));
-        // A failed read leaves the map alone; an unknown address is made once.
-        map.install(&[], named);
-        assert_eq!(owner(&map, b"bar").as_deref(), Some("a:1"));
-        let e = map.at("e:1", || named("e:1")).unwrap();
-        assert!(Arc::ptr_eq(&e, &map.at("e:1", || None).unwrap()));
+        assert_eq!(map.all().len(), 3, "c left the map");
+        assert!(map.known("c:1").is_none());
+        // A primary that stays is the same one (its connection and breaker kept).
+        let a = map.known("a:1").unwrap();
+        let left = map.install(&[range(0, 10922, "a:1"), range(10923, 16383, "d:1")], named);
+        assert!(Arc::ptr_eq(&a, &map.known("a:1").unwrap()));
+        assert_eq!(left.len(), 1, "b left");
+        // A MOVED reply for one slot, to a primary of the map.
+        map.moved(5061, &map.known("d:1").unwrap());
+        assert_eq!(owner(&map, b"bar").as_deref(), Some("d:1"));
+        drop(c);
+        // A failed read leaves the map alone.
+        assert!(map.install(&[], named).is_empty());
+        assert_eq!(owner(&map, b"foo").as_deref(), Some("d:1"));
     }
 }

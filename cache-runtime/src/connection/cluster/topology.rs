@@ -128,14 +128,13 @@ impl Cluster {
         if ranges.is_empty() {
             return Err(CommandError::Unavailable);
         }
-        self.map
+        let left = self
+            .map
             .install(&ranges, |address| self.make_primary(address));
-        let serving = self.map.serving();
-        for shard in self.map.all() {
-            if !serving.iter().any(|s| Arc::ptr_eq(s, &shard)) {
-                shard.server.breaker().retire();
-                shard.server.disconnect();
-            }
+        // Let go of the primaries that left (a failover, a node replaced): their counts stay
+        // in the totals.
+        for primary in left {
+            self.retire(&primary);
         }
         self.topology.success();
         Ok(())
@@ -164,9 +163,11 @@ impl Cluster {
         });
     }
 
-    /// The primary at `address` (`host:port`), made if never seen.
+    /// The primary at `address`, if the slot map lists it: a reply naming another address (a
+    /// redirection) is not followed there, and no connection, with the configured credentials,
+    /// is made to anything the map does not list.
     pub(super) fn primary_at(&self, address: &str) -> Option<Arc<Primary>> {
-        self.map.at(address, || self.make_primary(address))
+        self.map.known(address)
     }
 
     pub(super) fn make_primary(&self, address: &str) -> Option<Primary> {
@@ -216,7 +217,12 @@ fn parse_slots(reply: Value, from: &str) -> Result<Vec<SlotRange>, RedisError> {
     let Value::Array(ranges) = reply else {
         return Ok(Vec::new());
     };
-    let mut parsed = Vec::new();
+    // One range per slot at most: a longer reply is not a slot map.
+    if ranges.len() > usize::from(super::slot_map::SLOTS) {
+        return Err(malformed("more ranges than slots"));
+    }
+    let mut parsed: Vec<SlotRange> = Vec::new();
+    let mut primaries = std::collections::HashSet::new();
     for range in ranges {
         let Value::Array(fields) = range else {
             continue;
@@ -239,13 +245,33 @@ fn parse_slots(reply: Value, from: &str) -> Result<Vec<SlotRange>, RedisError> {
             _ => host,
         };
         let port: u16 = redis::from_redis_value_ref(port)?;
+        let primary = format!("{host}:{port}");
+        if !primaries.contains(&primary) {
+            if primaries.len() == MAX_PRIMARIES {
+                return Err(malformed("more primaries than a cluster has"));
+            }
+            primaries.insert(primary.clone());
+        }
         parsed.push(SlotRange {
             first: redis::from_redis_value_ref(first)?,
             last: redis::from_redis_value_ref(last)?,
-            primary: format!("{host}:{port}"),
+            primary,
         });
     }
     Ok(parsed)
+}
+
+/// The most primaries a slot map may name: Redis Cluster is designed for up to 1000 nodes. A
+/// reply naming more is refused (the map read fails, the last good one stays), so a hostile or
+/// broken node cannot make this process connect to, and keep, any number of addresses.
+pub(super) const MAX_PRIMARIES: usize = 1000;
+
+fn malformed(what: &'static str) -> RedisError {
+    RedisError::from((
+        redis::ErrorKind::Parse,
+        "CLUSTER SLOTS reply refused",
+        what.to_string(),
+    ))
 }
 
 #[cfg(test)]
@@ -312,5 +338,31 @@ mod tests {
             .map(|r| r.primary)
             .collect();
         assert_eq!(primaries, ["10.0.0.9:7000"; 3]);
+    }
+
+    #[test]
+    fn a_map_naming_more_primaries_than_a_cluster_has_is_refused() {
+        let range = |slot: usize, port: usize| {
+            Value::Array(vec![
+                Value::Int(slot as i64),
+                Value::Int(slot as i64),
+                Value::Array(vec![
+                    Value::BulkString(format!("10.0.{}.{}", port / 256, port % 256).into_bytes()),
+                    Value::Int(7000),
+                ]),
+            ])
+        };
+        let at_most = (0..MAX_PRIMARIES).map(|i| range(i, i)).collect();
+        assert_eq!(
+            parse_slots(Value::Array(at_most), "x").unwrap().len(),
+            MAX_PRIMARIES
+        );
+        let over = (0..=MAX_PRIMARIES).map(|i| range(i, i)).collect();
+        assert!(parse_slots(Value::Array(over), "x").is_err());
+        // Many ranges of few primaries are a map; more ranges than slots are not.
+        let shared = (0..16384).map(|i| range(i, i % 3)).collect();
+        assert_eq!(parse_slots(Value::Array(shared), "x").unwrap().len(), 16384);
+        let too_long = (0..16385).map(|i| range(i % 16384, 0)).collect();
+        assert!(parse_slots(Value::Array(too_long), "x").is_err());
     }
 }
