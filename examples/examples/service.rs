@@ -2,7 +2,8 @@
 //!
 //! An axum app over SQLite (seeded in memory at start) whose handlers call `#[redis_cache]`
 //! functions, with write endpoints that use the invalidation and write-through companions, and
-//! the admin router under `/admin` (token from `ADMIN_TOKEN`, default `dev-token`).
+//! the admin router under `/admin` behind the bearer token `ADMIN_TOKEN` (not mounted without
+//! one: there is no built-in token).
 //!
 //! - Redis: `REDIS_URL` (default `redis://127.0.0.1:6379`). Without a Redis there, it still
 //!   serves: every call runs uncached (fallback), which `/admin/cache/stats` shows.
@@ -13,16 +14,19 @@
 //! ```text
 //! curl localhost:3000/products/1
 //! curl -X PUT localhost:3000/products/1/price -H 'content-type: application/json' -d '{"price_cents": 999}'
-//! curl -H 'authorization: Bearer dev-token' localhost:3000/admin/cache/stats
+//! ADMIN_TOKEN=$(openssl rand -hex 32) cargo run --release --example service &
+//! curl -H "authorization: Bearer $ADMIN_TOKEN" localhost:3000/admin/cache/stats
 //! ```
 
 use std::time::Duration;
 
 use redis_cache_examples::cli::Cli;
 
+use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, header};
+use axum::http::Request;
 use cache_runtime::Cache;
+use cache_runtime::admin::{self, BearerToken};
 use redis_cache_examples::catalog::{self, Db};
 use tower::ServiceExt;
 
@@ -40,7 +44,8 @@ options:
 environment:
   REDIS_URL     the Redis to use (default redis://127.0.0.1:6379); without one it serves uncached
   PORT          the port to listen on, on 127.0.0.1 (default 3000)
-  ADMIN_TOKEN   the bearer token of /admin/cache/... (default dev-token)
+  ADMIN_TOKEN   the bearer token of /admin/cache/...; without it the admin router is not
+                mounted
 ";
 
 #[tokio::main]
@@ -49,7 +54,14 @@ async fn main() {
     let load_secs: Option<u64> = cli.value("--load");
     let exit = cli.flag("--exit");
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let token = std::env::var("ADMIN_TOKEN").unwrap_or_else(|_| "dev-token".into());
+    // No built-in token: a default would be the same on every deployment that forgot to set one.
+    let token = match std::env::var("ADMIN_TOKEN") {
+        Ok(token) => Some(BearerToken::new(token).unwrap_or_else(|err| {
+            eprintln!("ADMIN_TOKEN: {err}");
+            std::process::exit(2)
+        })),
+        Err(_) => None,
+    };
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
 
     let cache = Cache::builder()
@@ -64,7 +76,7 @@ async fn main() {
         catalog::REVIEWS
     );
     let db = Db::seeded();
-    let app = catalog::router(db, cache.clone(), token.clone());
+    let app = catalog::router(db, cache.clone(), token);
 
     if let Some(secs) = load_secs {
         // Start from an empty cache, so the climb is visible.
@@ -72,11 +84,12 @@ async fn main() {
         println!("load: 64 tasks for {secs} s against {url}");
         let sent = catalog::load(app.clone(), 64, Duration::from_secs(secs)).await;
         println!("load: {sent} requests");
-        let request = Request::get("/admin/cache/stats")
-            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        // In process, so without the token: what `/admin/cache/stats` answers.
+        let stats: Router = admin::router(cache.clone());
+        let request = Request::get("/cache/stats")
             .body(Body::empty())
             .expect("request");
-        let response = app.clone().oneshot(request).await.expect("infallible");
+        let response = stats.oneshot(request).await.expect("infallible");
         let body = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
             .expect("stats body");

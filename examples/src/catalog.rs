@@ -9,12 +9,12 @@
 //! | `GET /products/top` | `top_products`: the ten best-rated products (cached) |
 //! | `PUT /products/{id}/price` | `{"price_cents": N}`: updates the row, invalidates the tag `product:{id}`, returns the new summary |
 //! | `POST /products/{id}/reviews` | `{"stars": 1..=5}`: inserts, then invalidates the tag `product:{id}` |
+//! | `/admin/cache/...` | `cache_runtime::admin::router_with_token`: only with a token, and behind `Authorization: Bearer <token>` |
 //!
 //! Both cached functions tag their entries with the products they show: `product_summary` its
 //! own (`tags("product:{id}")`), `top_products` each product in the list (`tags = |top| ...`).
 //! A write invalidates one tag, and every entry showing that product goes, whatever function
 //! computed it.
-//! | `/admin/cache/...` | `cache_runtime::admin::router`, behind `Authorization: Bearer <token>` |
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use cache_runtime::admin::{self, BearerToken};
 use cache_runtime::{Cache, redis_cache};
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
@@ -269,29 +269,23 @@ impl App {
     }
 }
 
-/// The service: catalog routes, plus the admin router under `/admin` behind `admin_token`.
-/// `cache` is the cache the functions use (the default cache).
-pub fn router(db: Db, cache: Cache, admin_token: String) -> Router {
-    let admin = cache_runtime::admin::router(cache.clone()).route_layer(middleware::from_fn(
-        move |request: Request, next: Next| {
-            let expected = format!("Bearer {admin_token}");
-            async move {
-                let given = request.headers().get(header::AUTHORIZATION);
-                if given.and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
-                    return StatusCode::UNAUTHORIZED.into_response();
-                }
-                next.run(request).await
-            }
-        },
-    ));
-    Router::new()
+/// The service: catalog routes, plus the admin router under `/admin` behind `admin_token`
+/// (not mounted without one). `cache` is the cache the functions use (the default cache).
+pub fn router(db: Db, cache: Cache, admin_token: Option<BearerToken>) -> Router {
+    let catalog = Router::new()
         .route("/products", get(products))
         .route("/products/top", get(top))
         .route("/products/{id}", get(product))
         .route("/products/{id}/price", put(set_price))
         .route("/products/{id}/reviews", post(add_review))
-        .with_state(App { db, cache })
-        .nest("/admin", admin)
+        .with_state(App {
+            db,
+            cache: cache.clone(),
+        });
+    match admin_token {
+        Some(token) => catalog.nest("/admin", admin::router_with_token(cache, token)),
+        None => catalog,
+    }
 }
 
 fn answer<T: Serialize>(result: Result<T, DbError>) -> Response {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use cache_runtime::Cache;
+use cache_runtime::admin::BearerToken;
 use redis_cache_examples::catalog::{self, Db};
 use redis_cache_tests::RedisServer;
 use serde_json::Value;
@@ -51,7 +52,8 @@ async fn the_service_starts_and_serves() {
     let redis = RedisServer::start();
     let cache: Cache = redis.cache("catalog-example");
     cache_runtime::set_default(cache.clone()).unwrap();
-    let app = catalog::router(Db::seeded(), cache, "secret".into());
+    let token = BearerToken::new("secret").unwrap();
+    let app = catalog::router(Db::seeded(), cache, Some(token));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -199,10 +201,15 @@ async fn the_service_starts_and_serves() {
     assert!(redis.keys().await.is_empty());
 
     // A short load through the router: every request succeeds.
-    let app = catalog::router(
-        Db::seeded(),
-        redis.cache("catalog-example"),
-        "secret".into(),
-    );
+    let app = catalog::router(Db::seeded(), redis.cache("catalog-example"), None);
+    // Without a token, no admin router: there is no built-in token to guess.
+    let request = axum::http::Request::get("/admin/cache/stats")
+        .header("authorization", "Bearer dev-token")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(app.clone(), request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
     assert!(catalog::load(app, 8, Duration::from_millis(300)).await > 0);
 }
