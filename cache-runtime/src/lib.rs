@@ -201,6 +201,7 @@ pub use config::{
     ENV_READER_URL, ENV_SENTINEL_MASTER, ENV_SENTINEL_URLS, ENV_TLS_CA_FILE, ENV_TLS_CERT_FILE,
     ENV_TLS_KEY_FILE, ENV_URL, ENV_USERNAME,
 };
+pub use connection::refusal::ACL_COMMANDS;
 pub use error::CacheError;
 pub use health::{HealthError, RedisHealth};
 pub use stats::{FunctionStats, Latency, Snapshot, snapshot, stats, stats_for};

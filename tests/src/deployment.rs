@@ -201,6 +201,15 @@ impl Deployment {
             .sum()
     }
 
+    /// Every server, the shared cluster's included: only for what stays in the test's
+    /// namespace (a user of its own, its own channels).
+    pub fn every_server(&self) -> Vec<&RedisServer> {
+        match self {
+            Deployment::Shared { cluster, .. } => cluster.nodes().iter().collect(),
+            _ => self.servers(),
+        }
+    }
+
     fn servers(&self) -> Vec<&RedisServer> {
         match self {
             Deployment::Single(server) => vec![server],

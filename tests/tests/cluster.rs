@@ -8,6 +8,7 @@ redis_cache_tests::suite!(behaviour, redis_cache_tests::deployment::Topology::Cl
 redis_cache_tests::suite!(stampede, redis_cache_tests::deployment::Topology::Cluster);
 redis_cache_tests::suite!(tags, redis_cache_tests::deployment::Topology::Cluster);
 redis_cache_tests::suite!(batch, redis_cache_tests::deployment::Topology::Cluster);
+redis_cache_tests::suite!(acl, redis_cache_tests::deployment::Topology::Cluster);
 redis_cache_tests::suite!(
     invalidation,
     redis_cache_tests::deployment::Topology::Cluster

@@ -1,5 +1,8 @@
 //! TLS with the test's own CA and client certificates, and ACL users: what works, what falls
-//! back with one clear error, and that no secret is ever printed.
+//! back with one clear error, and that no secret is ever printed. The `acl` suite: a user granted
+//! exactly the documented commands runs every feature (also against a cluster, in `cluster.rs`).
+
+redis_cache_tests::suite!(acl, redis_cache_tests::deployment::Topology::Single);
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
@@ -77,7 +80,8 @@ async fn a_server_certificate_from_another_ca_falls_back_with_one_clear_error() 
     assert!(logs.mentions("certificate"), "the error says why");
 }
 
-/// A server with a user `app` allowed only keys and channels under `acl:`.
+/// A server with a user `app` allowed only keys and channels under `acl:` (and no command: the
+/// login is refused first).
 async fn acl_server() -> RedisServer {
     let server = RedisServer::start();
     let _: () = server
@@ -91,51 +95,10 @@ async fn acl_server() -> RedisServer {
             "~acl:*",
             "resetchannels",
             "&acl:*",
-            "+@all",
-            "-@dangerous",
-            "+info",
         ])
         .await
         .unwrap();
     server
-}
-
-static ACL_RUNS: AtomicU64 = AtomicU64::new(0);
-
-#[redis_cache(ttl = 300, skip(cache), cache = cache)]
-async fn as_app(cache: &Cache, id: u64) -> u64 {
-    ACL_RUNS.fetch_add(1, SeqCst);
-    id + 30
-}
-
-#[tokio::test]
-async fn a_user_limited_to_the_cache_prefix_can_cache_invalidate_and_clear() {
-    let server = acl_server().await;
-    let url = format!("redis://app:{PASSWORD}@127.0.0.1:{}", server.port());
-    // The user really is limited: another prefix's key is refused.
-    let mut raw = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let refused: redis::RedisResult<Option<String>> = redis::cmd("GET")
-        .arg("other:key")
-        .query_async(&mut raw)
-        .await;
-    assert_eq!(refused.unwrap_err().code(), Some("NOPERM"));
-
-    let cache = test_builder().url(url).prefix("acl").build().unwrap();
-    assert_eq!(as_app(&cache, 1).await, 31);
-    cache.flush().await;
-    assert_eq!(as_app(&cache, 1).await, 31);
-    assert_eq!(ACL_RUNS.load(SeqCst), 1, "a hit");
-    assert!(as_app_invalidate(&cache, 1).await.unwrap());
-    assert_eq!(as_app(&cache, 1).await, 31);
-    assert_eq!(as_app(&cache, 2).await, 32);
-    cache.flush().await;
-    assert_eq!(cache.clear_function("security::as_app").await.unwrap(), 2);
-    assert!(server.keys().await.is_empty());
-    assert_eq!(cache.breaker().opened, 0);
 }
 
 static WRONG_PASSWORD_RUNS: AtomicU64 = AtomicU64::new(0);
@@ -195,4 +158,19 @@ fn secrets_in_urls_and_certificates_are_never_printed() {
         .build()
         .unwrap_err();
     assert!(!err.to_string().contains("hunter5"), "{err}");
+}
+
+#[test]
+fn the_acl_list_in_the_docs_is_the_one_the_suite_grants() {
+    let docs = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/operations.md"
+    ));
+    let documented: Vec<&str> = docs
+        .split_whitespace()
+        .filter(|word| word.starts_with('+') && word.len() > 1)
+        .filter(|word| !["+select", "+client|setinfo"].contains(word))
+        .collect();
+    let granted: Vec<&str> = cache_runtime::ACL_COMMANDS.split_whitespace().collect();
+    assert_eq!(documented, granted);
 }

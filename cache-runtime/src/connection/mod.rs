@@ -28,7 +28,7 @@ mod deployment;
 mod endpoints;
 mod lazy;
 mod many;
-mod refusal;
+pub(crate) mod refusal;
 mod script;
 mod server;
 

@@ -3,6 +3,33 @@
 
 use redis::RedisError;
 
+/// Every command the cache sends, as ACL rules: grant these (after `-@all`) with the cache's
+/// keys and channels, `~<prefix>:*` and `&<prefix>:*`, and nothing is refused:
+///
+/// ```text
+/// ACL SETUSER catalog on >password resetkeys ~catalog:* resetchannels &catalog:* -@all <ACL_COMMANDS>
+/// ```
+///
+/// - `GET`, `MGET`, `SET`: reads, and stores without a lock;
+/// - `EVALSHA`, `EVAL` (the first time a server does not know a script), and what the scripts
+///   call: `GET`, `SET`, `DEL`, `TYPE`, `PEXPIRE`, `TIME`, `PUBLISH` (locks, stores,
+///   invalidations) and `ZADD`, `ZRANGE`, `ZRANGEBYSCORE`, `ZREMRANGEBYSCORE`, `ZREM`, `ZSCORE`
+///   (tags);
+/// - `SUBSCRIBE`, `UNSUBSCRIBE`: waiting for another process's value;
+/// - `SCAN`, `UNLINK`: clears and invalidations;
+/// - `PING`, `INFO`: connection checks and health;
+/// - `HELLO`, `CLIENT|TRACKING`: the local tier (RESP3, client-side caching; Redis lets every
+///   user run `HELLO`, it is listed for proxies that check it too);
+/// - `CLUSTER|SLOTS`, `ASKING`: Redis Cluster.
+///
+/// A URL naming a database other than 0 also needs `+select`. On Redis 7.2 and later, redis-rs
+/// also names itself on connect with `CLIENT SETINFO`: add `+client|setinfo` to keep that out of
+/// `ACL LOG` (a refusal is ignored; Redis 7.0 does not know the command). Sentinel servers are
+/// asked `SENTINEL` commands under their own ACL.
+pub const ACL_COMMANDS: &str = "+get +mget +set +del +type +pexpire +time +publish +zadd +zrange \
+     +zrangebyscore +zremrangebyscore +zrem +zscore +evalsha +eval +subscribe +unsubscribe +scan \
+     +unlink +ping +info +hello +client|tracking +cluster|slots +asking";
+
 /// Why a live Redis refuses the cache's commands; each is logged once, with what to do.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Refusal {
@@ -55,9 +82,12 @@ impl Refusal {
             Refusal::Auth => {
                 "Redis refuses the cache's commands (authentication or ACL permissions); calls \
                  run uncached. Check the user and password (URL, REDIS_USERNAME/REDIS_PASSWORD \
-                 or `credentials`) and that the user's ACL allows the cache's prefix (~prefix:*), \
-                 its lock channels (&prefix:*) and EVALSHA, EVAL, GET, SET, SCAN, UNLINK, \
-                 SUBSCRIBE, INFO"
+                 or `credentials`) and that the user's ACL allows the cache's keys (~prefix:*), \
+                 its channels (&prefix:*) and the commands of cache_runtime::ACL_COMMANDS: \
+                 +get +mget +set +del +type +pexpire +time +publish +zadd +zrange \
+                 +zrangebyscore +zremrangebyscore +zrem +zscore +evalsha +eval +subscribe \
+                 +unsubscribe +scan +unlink +ping +info +hello +client|tracking \
+                 +cluster|slots +asking"
             }
             Refusal::Tls => {
                 "The TLS handshake with Redis failed; calls run uncached. Check that the CA \
@@ -66,5 +96,20 @@ impl Refusal {
                  server asks for one"
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusal_names_every_command_of_the_acl_list() {
+        let said: String = Refusal::Auth
+            .explain()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(said.contains(ACL_COMMANDS), "{said}");
     }
 }
