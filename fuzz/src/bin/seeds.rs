@@ -1,6 +1,10 @@
-//! Writes the seed corpus of `envelope_open`: valid envelopes of several value types, compressed
-//! and not, so the fuzzer starts from inputs that pass the header checks. `scripts/fuzz` runs it
-//! (the corpus is generated, never committed).
+//! Writes the seed corpora: for `envelope_open`, valid envelopes of several value types,
+//! compressed and not, so the fuzzer starts from inputs that pass the header checks; for
+//! `decode_nested`, the hostile payloads found so far (nesting far past the depth limit, small
+//! blocks expanding to huge sequences), so a decoder that loses a limit fails at once.
+//! `scripts/fuzz` runs it (the corpora are generated, never committed).
+//!
+//! `seeds <corpus dir>` writes `envelope_open`'s, `seeds --nested <corpus dir>` `decode_nested`'s.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,8 +16,62 @@ mod values;
 use values::{Product, Value};
 
 fn main() {
-    let dir = std::env::args().nth(1).expect("usage: seeds <corpus dir>");
-    let dir = Path::new(&dir);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [flag, dir] if flag == "--nested" => nested(Path::new(dir)),
+        [dir] => envelopes(Path::new(dir)),
+        _ => panic!("usage: seeds [--nested] <corpus dir>"),
+    }
+}
+
+/// `decode_nested`'s inputs: a mode byte (bit 0: LZ4), then the payload.
+fn nested(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("corpus dir");
+    let repeat = |unit: &[u8], times: usize, end: &[u8]| -> Vec<u8> {
+        let mut out = unit.repeat(times);
+        out.extend_from_slice(end);
+        out
+    };
+    let varint_u64_max_half = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0x80]; // bincode varint: 2^63
+    let payloads: [(&str, Vec<u8>); 6] = [
+        // `Category { id, children }`: id 0, one child, 200,000 deep.
+        ("category-deep", repeat(&[0, 1], 200_000, &[0, 0])),
+        // `Expr::Neg(Box<Expr>)` (variant 1), 200,000 deep.
+        ("expr-deep", repeat(&[1], 200_000, &[0, 0])),
+        // `Value::List` (variant 8) of one element, 200,000 deep.
+        ("value-deep", repeat(&[8, 1], 200_000, &[0])),
+        // 6 million empty strings (144 MB of `String`s): a 23 KB block.
+        (
+            "empty-strings",
+            repeat(&[0xfc, 0x80, 0x8d, 0x5b, 0x00], 1, &vec![0; 6_000_000]),
+        ),
+        // A sequence of zero-sized values claiming 2^63 elements.
+        ("zst-claim", varint_u64_max_half.to_vec()),
+        // A map claiming 2^63 entries.
+        ("map-claim", repeat(&varint_u64_max_half, 1, &[0; 64])),
+    ];
+    let mut n = 0;
+    for (name, payload) in payloads {
+        // Plain when small enough for a fuzz input; compressed always (as the cache stores).
+        if payload.len() <= 4096 {
+            write_seed(dir, &format!("{name}-plain"), 0, &payload);
+            n += 1;
+        }
+        let block = lz4_flex::block::compress_prepend_size(&payload);
+        write_seed(dir, &format!("{name}-lz4"), 1, &block);
+        n += 1;
+    }
+    println!("{n} seeds in {}", dir.display());
+}
+
+fn write_seed(dir: &Path, name: &str, mode: u8, payload: &[u8]) {
+    let mut seed = vec![mode];
+    seed.extend_from_slice(payload);
+    std::fs::write(dir.join(name), seed).expect("write seed");
+}
+
+/// `envelope_open`'s inputs: whole envelopes.
+fn envelopes(dir: &Path) {
     std::fs::create_dir_all(dir).expect("corpus dir");
     let product = Product {
         id: 42,
