@@ -182,7 +182,8 @@ impl CacheBuilder {
     }
 
     /// The first segment of every key, so several services can share one Redis. ASCII letters,
-    /// digits and `_ - . : /`, at most 64 characters.
+    /// digits and `_ - . /`, at most 64 characters. Not `:`, which ends the prefix in every key:
+    /// `shop` would otherwise clear, and hear the writes of, a cache prefixed `shop:eu`.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
