@@ -181,6 +181,11 @@ mod tests {
     use super::*;
     use crate::codec::Bincode;
 
+    /// The limits of a cache with the default `max_value_bytes`.
+    fn limits() -> Limits {
+        Limits::for_values(crate::config::DEFAULT_MAX_VALUE_BYTES)
+    }
+
     fn sample() -> Vec<u8> {
         let meta = Meta::new(
             SystemTime::now(),
@@ -195,7 +200,7 @@ mod tests {
         let now = SystemTime::now();
         let meta = Meta::new(now, Duration::from_secs(60), Duration::from_millis(3));
         let bytes = seal::<Bincode, _>(&vec!["a".to_string()], meta, usize::MAX).unwrap();
-        let (back, value) = open::<Bincode, Vec<String>>(&bytes, Limits::default()).unwrap();
+        let (back, value) = open::<Bincode, Vec<String>>(&bytes, limits()).unwrap();
         assert_eq!(back, meta);
         assert_eq!(value, vec!["a".to_string()]);
         assert_eq!(back.fresh_until_ms, unix_ms(now) + 60_000);
@@ -206,7 +211,7 @@ mod tests {
         let bytes = sample();
         for len in 0..bytes.len() {
             assert!(
-                open::<Bincode, (String, Vec<u64>)>(&bytes[..len], Limits::default()).is_err(),
+                open::<Bincode, (String, Vec<u64>)>(&bytes[..len], limits()).is_err(),
                 "len {len}"
             );
         }
@@ -214,7 +219,7 @@ mod tests {
             let mut bad = bytes.clone();
             bad[i] ^= 0x5A;
             assert!(
-                open::<Bincode, (String, Vec<u64>)>(&bad, Limits::default()).is_err(),
+                open::<Bincode, (String, Vec<u64>)>(&bad, limits()).is_err(),
                 "byte {i}"
             );
         }
@@ -237,9 +242,7 @@ mod tests {
             plain.len()
         );
         assert_eq!(
-            open::<Bincode, Vec<String>>(&packed, Limits::default())
-                .unwrap()
-                .1,
+            open::<Bincode, Vec<String>>(&packed, limits()).unwrap().1,
             value
         );
         // Small or incompressible payloads stay as they are.
@@ -263,12 +266,12 @@ mod tests {
         let mut packed = seal::<Bincode, _>(&value, meta, 0).unwrap();
         assert_eq!(packed[4], FLAG_LZ4);
         packed[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(open::<Bincode, Vec<u64>>(&packed, Limits::default()).is_err());
+        assert!(open::<Bincode, Vec<u64>>(&packed, limits()).is_err());
         // And every truncation of a compressed envelope is rejected.
         let packed = seal::<Bincode, _>(&value, meta, 0).unwrap();
         for len in 0..packed.len() {
             assert!(
-                open::<Bincode, Vec<u64>>(&packed[..len], Limits::default()).is_err(),
+                open::<Bincode, Vec<u64>>(&packed[..len], limits()).is_err(),
                 "len {len}"
             );
         }
@@ -297,8 +300,8 @@ mod tests {
                 x ^= x << 17;
                 *b = x as u8;
             }
-            let _ = open::<Bincode, (String, Vec<u64>)>(&bytes, Limits::default());
-            let _ = open::<Bincode, Option<Vec<String>>>(&bytes, Limits::default());
+            let _ = open::<Bincode, (String, Vec<u64>)>(&bytes, limits());
+            let _ = open::<Bincode, Option<Vec<String>>>(&bytes, limits());
         }
     }
 }

@@ -120,10 +120,10 @@
 // |---|---|
 // | `spec` | the options the macro wrote for each function |
 // | `key` | key derivation: prefix, function segment, fingerprint, argument hash |
-// | `codec`, `envelope` | the stored bytes: payload codec, header, compression |
+// | `codec`, `envelope` | the stored bytes: the payload format (`codec`), what decoding untrusted bytes may take (`codec::limits`, applied by the serde adapter `codec::guard`), the header and compression (`envelope`) |
 // | `policy` | what is stored for each return shape (`Ok`, `Some`, everything), and the per-call rules |
 // | `freshness` | fresh, stale or due for early refresh (XFetch); TTL jitter |
-// | `flow` | the cache-aside flow of one call, a file per step: `lookup`, `miss`, `refresh`, `store` (the store protocol), `write_through`; `body` is how the function's body reaches it |
+// | `flow` | the cache-aside flow of one call, a file per step: `lookup`, `miss`, `refresh`, `store` (the store protocol: sealing, `write` and release, `tags`), `write_through`; `body` is how the function's body reaches it; `batch` the same steps for a batch of keys |
 // | `stampede` | `single_flight`, the per-key Redis `lock`, `notify` (pub/sub wake-ups of its waiters), `refreshing` (background refreshes in this process) |
 // | `local` | the in-process tier (`local = N`): bounded stores, coherence through `CLIENT TRACKING` |
 // | `invalidation` | the `_invalidate` companion, clears |
@@ -136,7 +136,7 @@
 // | `stats` | counters, latencies, rate-limited warnings, the `metrics` export |
 // | `config` | named defaults, the environment, `CacheBuilder` |
 // | `cache` | the `Cache` handle and the default cache |
-// | `admin` | the HTTP endpoints (`admin` feature) |
+// | `admin` | the HTTP endpoints (`admin` feature) and their bearer-token guard (`token`) |
 // | `error`, `sync` | `CacheError`; how mutexes are locked, joining futures |
 //
 // One word per concept:

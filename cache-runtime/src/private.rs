@@ -47,7 +47,8 @@ pub mod bench {
 
     /// What a hit does with the bytes `GET` returned.
     pub fn open<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-        envelope::open::<ActiveCodec, T>(bytes, crate::codec::Limits::default())
+        let limits = crate::codec::Limits::for_values(crate::config::DEFAULT_MAX_VALUE_BYTES);
+        envelope::open::<ActiveCodec, T>(bytes, limits)
             .ok()
             .map(|(_, v)| v)
     }

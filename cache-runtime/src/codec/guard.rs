@@ -6,112 +6,25 @@
 //! or an error, never into a stack overflow or an allocation the process cannot afford.
 //!
 //! - **Depth**: every nested sequence, map, struct, enum, `Option` and newtype counts one level;
-//!   past [`Limits::depth`] the value is an error. A recursive type (a tree, a thread) decoded
+//!   past [`Limits::depth`](super::Limits::depth) the value is an error. A recursive type (a tree, a thread) decoded
 //!   from crafted bytes (`0x01` repeated) would otherwise recurse until the stack overflows and
 //!   the process aborts: a Tokio worker has 2 MiB of stack.
 //! - **Budget**: each element of a sequence or map is charged its in-memory size (at least one
 //!   byte, so a million zero-sized elements cost a million), each string or byte buffer its
-//!   length; past [`Limits::budget`] bytes the value is an error. A length claim is cheap to
+//!   length; past [`Limits::budget`](super::Limits::budget) bytes the value is an error. A length claim is cheap to
 //!   forge (a `Vec<()>` of 2^63 elements loops for ever; 60 MiB of empty strings, 1.4 GB once
 //!   decoded), and formats check claims against the input only where they allocate up front.
 //!
-//! The budget is proportional to the cache's `max_value_bytes` (see [`Limits::for_values`]), so a
-//! value the cache could have stored decodes, and the memory a read can take has a bound.
+//! The budget is proportional to the cache's `max_value_bytes` (see [`Limits::for_values`](super::Limits::for_values)), so a
+//! value the cache could have stored decodes, and the memory a read can take has a bound. The
+//! limits and their accounting are in [`super::limits`]; this module is the adapter that applies
+//! them at every step of a decode.
 
-use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
 
-/// Nesting levels a decoded value may have.
-pub(crate) const MAX_DEPTH: u32 = 256;
-
-/// A decode's budget, as a multiple of the largest entry the cache stores: decoded values are
-/// larger than their encoding (an empty `String` is one byte encoded and 24 in memory), and a
-/// compressed entry expands.
-pub(crate) const BUDGET_FACTOR: usize = 64;
-
-/// The budget whatever the configured `max_value_bytes`: values smaller than this always fit.
-pub(crate) const MIN_BUDGET: usize = 1 << 20;
-
-/// What one decode may take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Limits {
-    /// The largest entry read at all (header and stored payload): the cache's
-    /// `max_value_bytes`, which no entry it writes exceeds.
-    pub stored: usize,
-    pub depth: u32,
-    /// Bytes of decoded memory (estimated: elements' sizes and strings' lengths), also the
-    /// largest length a compressed payload may expand to.
-    pub budget: usize,
-}
-
-impl Limits {
-    /// The limits of a cache storing entries of at most `max_value_bytes`.
-    pub(crate) fn for_values(max_value_bytes: usize) -> Limits {
-        Limits {
-            stored: max_value_bytes,
-            depth: MAX_DEPTH,
-            budget: max_value_bytes
-                .saturating_mul(BUDGET_FACTOR)
-                .max(MIN_BUDGET),
-        }
-    }
-}
-
-impl Default for Limits {
-    /// The limits of a cache with the default `max_value_bytes`.
-    fn default() -> Self {
-        Limits::for_values(crate::config::DEFAULT_MAX_VALUE_BYTES)
-    }
-}
-
-/// What is left of a decode's limits, shared by every adapter of one decode.
-pub(crate) struct Left {
-    depth: Cell<u32>,
-    budget: Cell<usize>,
-}
-
-impl Left {
-    pub(crate) fn new(limits: Limits) -> Self {
-        Left {
-            depth: Cell::new(limits.depth),
-            budget: Cell::new(limits.budget),
-        }
-    }
-
-    /// One level deeper, until the returned guard is dropped.
-    fn enter<E: de::Error>(&self) -> Result<Level<'_>, E> {
-        let depth = self.depth.get();
-        if depth == 0 {
-            return Err(E::custom("the value nests deeper than the decoder allows"));
-        }
-        self.depth.set(depth - 1);
-        Ok(Level(self))
-    }
-
-    /// Charges `bytes` of decoded memory.
-    fn charge<E: de::Error>(&self, bytes: usize) -> Result<(), E> {
-        match self.budget.get().checked_sub(bytes) {
-            Some(left) => {
-                self.budget.set(left);
-                Ok(())
-            }
-            None => Err(E::custom(
-                "the value would take more memory than the decoder allows",
-            )),
-        }
-    }
-}
-
-/// A level of nesting, given back when dropped.
-struct Level<'a>(&'a Left);
-
-impl Drop for Level<'_> {
-    fn drop(&mut self) {
-        self.0.depth.set(self.0.depth.get() + 1);
-    }
-}
+use super::limits::Left;
 
 /// Decodes a `T` from `deserializer` within `left`'s limits.
 pub(crate) fn deserialize<'de, T, D>(deserializer: D, left: &Left) -> Result<T, D::Error>

@@ -7,13 +7,14 @@
 //! untrusted input.
 
 pub(crate) mod guard;
+pub(crate) mod limits;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub(crate) use guard::Limits;
+pub(crate) use limits::Limits;
 #[cfg(test)]
-use guard::MIN_BUDGET;
+use limits::MIN_BUDGET;
 
 /// Largest payload the codec accepts when decoding. Redis caps strings at 512 MiB; this is far
 /// lower so that a corrupt length prefix can never make the decoder allocate a huge buffer.
@@ -61,7 +62,7 @@ impl Codec for Bincode {
     }
 
     fn decode<T: DeserializeOwned>(bytes: &[u8], limits: Limits) -> Result<T, CodecError> {
-        let left = guard::Left::new(limits);
+        let left = limits::Left::new(limits);
         let seed = Guarded::<T>(&left, std::marker::PhantomData);
         let (value, read) = bincode::serde::seed_decode_from_slice(seed, bytes, Self::config())
             .map_err(|e| CodecError(e.to_string()))?;
@@ -76,7 +77,7 @@ impl Codec for Bincode {
 }
 
 /// Decodes a `T` through [`guard`].
-struct Guarded<'l, T>(&'l guard::Left, std::marker::PhantomData<fn() -> T>);
+struct Guarded<'l, T>(&'l limits::Left, std::marker::PhantomData<fn() -> T>);
 
 impl<'de, T: DeserializeOwned> serde::de::DeserializeSeed<'de> for Guarded<'_, T> {
     type Value = T;
@@ -90,22 +91,27 @@ impl<'de, T: DeserializeOwned> serde::de::DeserializeSeed<'de> for Guarded<'_, T
 mod tests {
     use super::*;
 
+    /// The limits of a cache with the default `max_value_bytes`.
+    fn limits() -> Limits {
+        Limits::for_values(crate::config::DEFAULT_MAX_VALUE_BYTES)
+    }
+
     #[test]
     fn round_trips_and_rejects_trailing_bytes() {
         let mut out = Vec::new();
         Bincode::encode(&("a b".to_string(), 7u32), &mut out).unwrap();
-        let back: (String, u32) = Bincode::decode(&out, Limits::default()).unwrap();
+        let back: (String, u32) = Bincode::decode(&out, limits()).unwrap();
         assert_eq!(back, ("a b".to_string(), 7));
         out.push(0);
-        assert!(Bincode::decode::<(String, u32)>(&out, Limits::default()).is_err());
+        assert!(Bincode::decode::<(String, u32)>(&out, limits()).is_err());
     }
 
     #[test]
     fn huge_length_prefix_is_an_error_not_an_allocation() {
         // A varint length of u64::MAX followed by nothing.
         let bytes = [0xFD, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
-        assert!(Bincode::decode::<String>(&bytes, Limits::default()).is_err());
-        assert!(Bincode::decode::<Vec<u64>>(&bytes, Limits::default()).is_err());
+        assert!(Bincode::decode::<String>(&bytes, limits()).is_err());
+        assert!(Bincode::decode::<Vec<u64>>(&bytes, limits()).is_err());
     }
 
     #[derive(Debug, serde::Deserialize)]
@@ -119,7 +125,7 @@ mod tests {
     fn on_small_stack<T: DeserializeOwned + Send + 'static>(bytes: Vec<u8>) -> Result<T, String> {
         std::thread::Builder::new()
             .stack_size(512 * 1024)
-            .spawn(move || Bincode::decode::<T>(&bytes, Limits::default()).map_err(|e| e.0))
+            .spawn(move || Bincode::decode::<T>(&bytes, limits()).map_err(|e| e.0))
             .unwrap()
             .join()
             .expect("no overflow")
