@@ -312,11 +312,6 @@ pub(crate) fn is_segment_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/')
 }
 
-/// [`is_segment_char`], or a brace (the argument hash's): the characters of a key.
-pub(crate) fn is_segment_char_or_brace(c: char) -> bool {
-    is_segment_char(c) || matches!(c, '{' | '}')
-}
-
 /// The key segment naming the function: what a pattern selects to address all of its entries.
 pub(crate) fn push_function(out: &mut String, spec: &SiteSpec, self_type: Option<&'static str>) {
     if let Some(name) = spec.name {

@@ -34,7 +34,7 @@
 //! | `tags("product:{id}", ...)` | tag the entry (placeholders: arguments' `Display`), for [`Cache::invalidate_tag`]; `tags = \|v: &T\| iter` tags it from the value |
 //! | `refresh = "background"` | early and stale refreshes run in a spawned task, so no caller waits for them; parameters must be owned and `Send + 'static`, `Self: Clone` for `&self` |
 //! | `jitter = F` | shorten each TTL by a random fraction up to F, 0.0 to 0.5 (default [`DEFAULT_TTL_JITTER`]) |
-//! | `lock = false` | on a miss, never wait for another process: the lock is taken concurrently with the function (the one holding it stores) |
+//! | `lock = false` | on a miss, never wait for another process: the lock is taken concurrently with the function (the one holding it stores; for one lock lease after an invalidation of the key, none does) |
 //! | `companions = false` | no `{fn}_invalidate` / `{fn}_refresh` companions (trait impls need this) |
 //! | `key = EXPR` | hash this `Serialize` expression (over the arguments and `self`) instead of the arguments |
 //! | `condition = EXPR` | a `bool` over the arguments (and `self`), evaluated first: `false` runs the function without the cache (counted in `bypassed`) |

@@ -67,13 +67,25 @@ impl<T: CacheValue> ValueCodec<T> {
 }
 
 impl<T> ValueCodec<T> {
+    /// The envelope of `value`, if it can be read back within `limits`: a value nested deeper,
+    /// or decoding to more, than a read allows would be stored and then found invalid by every
+    /// read (a miss and a store each time), so it is not stored at all.
     pub(crate) fn seal(
         &self,
         value: &T,
         meta: Meta,
         compress_above: usize,
+        limits: Limits,
     ) -> Result<Vec<u8>, CodecError> {
-        (self.seal)(value, meta, compress_above)
+        let bytes = (self.seal)(value, meta, compress_above)?;
+        if bytes.len() > limits.stored {
+            // Too large to store at all: the store counts it as oversize.
+            return Ok(bytes);
+        }
+        match (self.open)(&bytes, limits) {
+            Ok(_) => Ok(bytes),
+            Err(invalid) => Err(unreadable(invalid)),
+        }
     }
 
     /// Reads an envelope, within what a decode may take (`Limits`: bytes read from Redis are
@@ -81,6 +93,16 @@ impl<T> ValueCodec<T> {
     pub(crate) fn open(&self, bytes: &[u8], limits: Limits) -> Result<(Meta, T), Invalid> {
         (self.open)(bytes, limits)
     }
+}
+
+/// Why a sealed value is not stored: reading it back exceeds what a read may take.
+pub(crate) fn unreadable(invalid: Invalid) -> CodecError {
+    CodecError(format!(
+        "it would not read back within the decoder's limits ({} levels of nesting, {}x \
+         max_value_bytes decoded); raise max_value_bytes or keep the value flatter ({invalid})",
+        crate::codec::limits::MAX_DEPTH,
+        crate::codec::limits::BUDGET_FACTOR,
+    ))
 }
 
 /// The codec of a function's stored values; the generated code calls it spanned on the return

@@ -117,10 +117,10 @@ fn is_entry_of(member: &[u8], prefix: &str) -> bool {
     else {
         return false;
     };
-    args.len() == 32
-        && args.bytes().all(|b| b.is_ascii_hexdigit())
-        && !rest.starts_with("#tag:")
-        && rest.chars().all(crate::key::is_segment_char_or_brace)
+    // The function segment is not checked character by character: a function's name may be
+    // any Rust identifier (`größe`, `r#match`), and under `{prefix}:` (a prefix cannot nest in
+    // another) nothing but this cache's keys can match.
+    args.len() == 32 && args.bytes().all(|b| b.is_ascii_hexdigit()) && !rest.starts_with("#tag:")
 }
 
 impl Cache {
@@ -201,8 +201,14 @@ mod tests {
 
     #[test]
     fn only_keys_of_this_cache_are_entries() {
-        let entry = b"app:shop::product:0a1b2c3d:{000000000000000000000000000000ff}";
-        assert!(is_entry_of(entry, "app"));
+        for entry in [
+            "app:shop::product:0a1b2c3d:{000000000000000000000000000000ff}",
+            // Any identifier can name a function.
+            "app:shop::größe:0a1b2c3d:{000000000000000000000000000000ff}",
+            "app:shop::r#match:0a1b2c3d:{000000000000000000000000000000ff}",
+        ] {
+            assert!(is_entry_of(entry.as_bytes(), "app"), "{entry}");
+        }
         for other in [
             &b"other:shop::product:0a1b2c3d:{000000000000000000000000000000ff}"[..],
             b"app-eu:shop::product:0a1b2c3d:{000000000000000000000000000000ff}",

@@ -141,7 +141,6 @@ impl Deployment {
         self.keys_matching("*").await
     }
 
-    /// The keys matching a glob pattern (in the test's namespace), sorted.
     /// The entries: every key of the test but locks (an invalidation leaves its mark in the
     /// lock for one lease) and tags' sets and marks.
     pub async fn entries(&self) -> Vec<String> {
@@ -150,6 +149,7 @@ impl Deployment {
         keys
     }
 
+    /// The keys matching a glob pattern (in the test's namespace), sorted.
     pub async fn keys_matching(&self, pattern: &str) -> Vec<String> {
         match self {
             Deployment::Single(server) => {

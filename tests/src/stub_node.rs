@@ -92,9 +92,10 @@ impl StubNode {
 
     /// Waits until the stub has answered `CLUSTER SLOTS` at least `n` times.
     pub async fn slot_reads_reach(&mut self, n: usize) {
-        self.slot_reads
-            .wait_for(|&reads| reads >= n)
+        let reads = self.slot_reads.wait_for(|&reads| reads >= n);
+        tokio::time::timeout(crate::POLL_BOUND, reads)
             .await
+            .unwrap_or_else(|_| panic!("CLUSTER SLOTS read {n} times"))
             .expect("the stub runs");
     }
 }

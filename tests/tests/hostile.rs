@@ -196,11 +196,13 @@ fn script_calls(redis: &RedisServer) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_survives_a_failed_renewal_and_its_value_is_stored() {
     let redis = RedisServer::start();
-    // A short lease: renewed every 100 ms.
+    // Renewed every 2 s: a refused renewal is seen and the ACL restored well before the lease
+    // of 6 s lapses, even on a loaded machine (without the fix no renewal follows the refused
+    // one, and the lease lapses all the same).
     let cache = redis
         .builder()
         .prefix("renew")
-        .lock_lease(Duration::from_millis(300))
+        .lock_lease(Duration::from_secs(6))
         .build()
         .unwrap();
     let call = tokio::spawn({
@@ -530,4 +532,38 @@ async fn a_slot_map_naming_more_primaries_than_a_cluster_has_is_refused() {
     }
     stub.slot_reads_reach(1).await;
     assert_eq!(trap.connections(), 0, "the map was refused");
+}
+
+// A value of the function's own that a read could not take.
+
+#[derive(serde::Serialize, serde::Deserialize, Clone, PartialEq, Debug)]
+struct Chain {
+    next: Option<Box<Chain>>,
+}
+
+fn chain_of(links: u32) -> Chain {
+    (0..links).fold(Chain { next: None }, |next, _| Chain {
+        next: Some(Box::new(next)),
+    })
+}
+
+#[redis_cache(ttl = 300, skip(cache), cache = cache, name = "hostile::chain")]
+async fn chain(cache: &Cache, links: u32) -> Chain {
+    chain_of(links)
+}
+
+#[tokio::test]
+async fn a_value_too_deep_to_read_back_is_returned_but_not_stored() {
+    let redis = RedisServer::start();
+    let cache = redis.cache("deep");
+    // Two levels a link (the struct, the `Option`): 10 links read back, 300 do not.
+    assert_eq!(chain(&cache, 10).await, chain_of(10));
+    for _ in 0..2 {
+        assert_eq!(chain(&cache, 300).await, chain_of(300));
+    }
+    let stats = cache_runtime::stats_for("hostile::chain").unwrap();
+    // The deep one ran each time, was never stored, and so never read as invalid.
+    assert_eq!((stats.executions, stats.writes), (3, 1), "{stats:?}");
+    assert_eq!((stats.errors, stats.invalid), (2, 0), "{stats:?}");
+    assert_eq!(redis.keys().await.len(), 1);
 }

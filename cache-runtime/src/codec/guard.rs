@@ -6,19 +6,21 @@
 //! or an error, never into a stack overflow or an allocation the process cannot afford.
 //!
 //! - **Depth**: every nested sequence, map, struct, enum, `Option` and newtype counts one level;
-//!   past [`Limits::depth`](super::Limits::depth) the value is an error. A recursive type (a tree, a thread) decoded
-//!   from crafted bytes (`0x01` repeated) would otherwise recurse until the stack overflows and
-//!   the process aborts: a Tokio worker has 2 MiB of stack.
+//!   past [`Limits::depth`](super::Limits::depth) the value is an error. A recursive type (a
+//!   tree, a thread) decoded from crafted bytes (`0x01` repeated) would otherwise recurse until
+//!   the stack overflows and the process aborts: a Tokio worker has 2 MiB of stack.
 //! - **Budget**: each element of a sequence or map is charged its in-memory size (at least one
 //!   byte, so a million zero-sized elements cost a million), each string or byte buffer its
-//!   length; past [`Limits::budget`](super::Limits::budget) bytes the value is an error. A length claim is cheap to
-//!   forge (a `Vec<()>` of 2^63 elements loops for ever; 60 MiB of empty strings, 1.4 GB once
-//!   decoded), and formats check claims against the input only where they allocate up front.
+//!   length; past [`Limits::budget`](super::Limits::budget) bytes the value is an error. A length
+//!   claim is cheap to forge (a `Vec<()>` of 2^63 elements loops for ever; 60 MiB of empty
+//!   strings, 1.4 GB once decoded), and formats check claims against the input only where they
+//!   allocate up front.
 //!
-//! The budget is proportional to the cache's `max_value_bytes` (see [`Limits::for_values`](super::Limits::for_values)), so a
-//! value the cache could have stored decodes, and the memory a read can take has a bound. The
-//! limits and their accounting are in [`super::limits`]; this module is the adapter that applies
-//! them at every step of a decode.
+//! The budget is proportional to the cache's `max_value_bytes` (see
+//! [`Limits::for_values`](super::Limits::for_values)), so the memory a read can take has a bound;
+//! a store checks that its value reads back within the limits (a value that would not is not
+//! stored). The limits and their accounting are in [`super::limits`]; this module is the adapter
+//! that applies them at every step of a decode.
 
 use std::fmt;
 
@@ -325,7 +327,8 @@ impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Guarded<'_, A> {
     }
 
     fn size_hint(&self) -> Option<usize> {
-        // A claimed length preallocates: never more than the budget's worth of elements.
+        // A claimed length preallocates: at most 4096 elements up front, the rest as they come
+        // (and are charged).
         self.inner.size_hint().map(|len| len.min(4096))
     }
 }

@@ -3,7 +3,7 @@
 //! right after an invalidation could return the value it removed (which the local tier would
 //! then keep for `local_ttl`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -29,10 +29,35 @@ pub(crate) struct CatchUp {
 
 #[derive(Debug, Default)]
 struct Changed {
-    /// Hash of a key, and when it changed.
+    /// Hash of a key, and when it last changed.
     keys: HashMap<u64, Instant>,
+    /// The same changes in the order they came, so the old ones are let go from the front:
+    /// each operation costs the keys it adds or lets go, not the keys remembered.
+    order: VecDeque<(Instant, u64)>,
     /// Every key changed at this instant (a clear).
     all: Option<Instant>,
+}
+
+impl Changed {
+    /// Lets go of what changed before the window.
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(at, key)) = self.order.front() {
+            if now.duration_since(at) < READER_CATCH_UP {
+                break;
+            }
+            self.order.pop_front();
+            // Unless it changed again since (a later entry of `order` holds it).
+            if self.keys.get(&key) == Some(&at) {
+                self.keys.remove(&key);
+            }
+        }
+        if self
+            .all
+            .is_some_and(|at| now.duration_since(at) >= READER_CATCH_UP)
+        {
+            self.all = None;
+        }
+    }
 }
 
 impl CatchUp {
@@ -40,15 +65,15 @@ impl CatchUp {
     pub(crate) fn changed<'k>(&self, keys: impl IntoIterator<Item = &'k str>) {
         let now = Instant::now();
         let mut changed = crate::sync::guard(&self.changed);
-        changed
-            .keys
-            .retain(|_, at| now.duration_since(*at) < READER_CATCH_UP);
+        changed.expire(now);
         for key in keys {
-            if changed.keys.len() >= MAX_KEYS {
+            if changed.order.len() >= MAX_KEYS {
                 changed.all = Some(now);
                 break;
             }
-            changed.keys.insert(xxh3_64(key.as_bytes()), now);
+            let key = xxh3_64(key.as_bytes());
+            changed.keys.insert(key, now);
+            changed.order.push_back((now, key));
         }
         self.any.store(true, Ordering::Release);
     }
@@ -65,14 +90,11 @@ impl CatchUp {
         if !self.any.load(Ordering::Acquire) {
             return true;
         }
-        let now = Instant::now();
         let mut changed = crate::sync::guard(&self.changed);
-        let recent = |at: &Instant| now.duration_since(*at) < READER_CATCH_UP;
-        if changed.all.as_ref().is_some_and(recent) {
+        changed.expire(Instant::now());
+        if changed.all.is_some() {
             return false;
         }
-        changed.all = None;
-        changed.keys.retain(|_, at| recent(at));
         if changed.keys.is_empty() {
             self.any.store(false, Ordering::Release);
             return true;
@@ -96,5 +118,25 @@ mod tests {
         assert!(catch_up.settled(["b"]));
         catch_up.changed_all();
         assert!(!catch_up.settled(["b"]));
+    }
+
+    #[test]
+    fn changes_are_let_go_after_the_window_the_latest_counts() {
+        let mut changed = Changed::default();
+        let start = Instant::now();
+        for (at, key) in [
+            (start, 1),
+            (start + Duration::from_secs(2), 2),
+            (start + Duration::from_secs(3), 1),
+        ] {
+            changed.keys.insert(key, at);
+            changed.order.push_back((at, key));
+        }
+        // Past the first change of 1: 1 changed again since, and stays.
+        changed.expire(start + READER_CATCH_UP + Duration::from_millis(1));
+        assert_eq!(changed.order.len(), 2);
+        assert!(changed.keys.contains_key(&1) && changed.keys.contains_key(&2));
+        changed.expire(start + Duration::from_secs(3) + READER_CATCH_UP);
+        assert!(changed.keys.is_empty() && changed.order.is_empty());
     }
 }

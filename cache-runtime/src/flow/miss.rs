@@ -83,7 +83,8 @@ where
                     None
                 }
             };
-            // No lock: another process computes the key and will store it.
+            // No lock: another process computes the key and will store it, or the key was just
+            // invalidated (its mark fences off, for one lease, what may have read the old data).
             let Some(lock) = lock else { return };
             match lock.hold_while(value_ready).await {
                 Ok(sealed) => store(site, &cache, sealed, lock).await,

@@ -135,7 +135,9 @@ impl<V> Batch<'_, V> {
         let keeps = value.is_none_or(|value| self.rules.keeps(value));
         let outcome = match (item.step, item.refresh) {
             (Step::Fallback, _) => Outcome::Fallback,
-            (_, Some((_, RefreshReason::Early))) => {
+            // An early refresh served a fresh entry: a hit that also recomputed it (unless the
+            // key is gone now: then, as in the single-key flow, a miss).
+            (_, Some((_, RefreshReason::Early))) if value.is_some() => {
                 self.site.count(Count::EarlyRefreshes);
                 Outcome::Hit
             }
@@ -152,12 +154,14 @@ impl<V> Batch<'_, V> {
             local.keep(watch, &item.redis, value, until, envelope.bytes.len());
         }
         let lock = item.lock.take()?;
+        let encoded = sealed.is_some();
         let write = match (sealed.filter(|_| keeps), item.refresh.is_some()) {
             (Some(envelope), _) => Write::Put(envelope),
-            // A refresh with nothing to store (`None`, or refused by `unless`): the entry it
-            // refreshed goes, as in the single-key flow.
-            (None, true) => Write::Remove,
-            (None, false) => Write::Nothing,
+            // A refresh with nothing to store (the key absent from the map, or a value `unless`
+            // refuses): the entry it refreshed goes, as in the single-key flow. A value that
+            // could not be sealed (an encoding error) leaves it.
+            (None, true) if value.is_none() || encoded => Write::Remove,
+            (None, _) => Write::Nothing,
         };
         Some((write, lock))
     }
@@ -177,7 +181,8 @@ impl<V> Batch<'_, V> {
             None => return None,
         };
         let tags = self.rules.tags_for(&ran.tags, value);
-        let encode = |meta, compress_above| self.codec.seal(value, meta, compress_above);
+        let encode =
+            |meta, compress_above, limits| self.codec.seal(value, meta, compress_above, limits);
         store::seal(self.site, self.cache, ttl, tags, ran, encode)
     }
 

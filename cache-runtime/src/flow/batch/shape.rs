@@ -254,14 +254,24 @@ pub fn item_codec_with_absent<V: CacheValue>() -> ItemCodec<V> {
 }
 
 impl<V> ItemCodec<V> {
-    /// The envelope of a found value, or (`None`) of the "not found" marker.
+    /// The envelope of a found value, or (`None`) of the "not found" marker, if it can be read
+    /// back within `limits` (see `ValueCodec::seal`).
     pub(crate) fn seal(
         &self,
         value: Option<&V>,
         meta: Meta,
         compress_above: usize,
+        limits: Limits,
     ) -> Result<Vec<u8>, CodecError> {
-        (self.seal)(value, meta, compress_above)
+        let bytes = (self.seal)(value, meta, compress_above)?;
+        if bytes.len() > limits.stored {
+            // Too large to store at all: the store counts it as oversize.
+            return Ok(bytes);
+        }
+        match (self.open)(&bytes, limits) {
+            Ok(_) => Ok(bytes),
+            Err(invalid) => Err(crate::policy::unreadable(invalid)),
+        }
     }
 
     /// An entry's header and value (`None`: the "not found" marker), within `limits`.

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use super::{Call, Ran};
 use crate::cache::Cache;
-use crate::codec::CodecError;
+use crate::codec::{CodecError, Limits};
 use crate::envelope::Meta;
 use crate::freshness;
 use crate::policy::Policy;
@@ -70,7 +70,8 @@ where
     pub(super) fn seal(&self, value: &R, ran: &Ran) -> Sealed {
         let (stored, ttl) = self.lifetime(value)?;
         let tags = self.rules.tags_for(&ran.tags, P::value(value));
-        let encode = |meta, compress_above| self.codec.seal(stored, meta, compress_above);
+        let encode =
+            |meta, compress_above, limits| self.codec.seal(stored, meta, compress_above, limits);
         seal(self.site, self.cache, ttl, tags, ran, encode)
     }
 
@@ -150,7 +151,7 @@ pub(super) fn seal(
     ttl: Duration,
     tags: Vec<String>,
     ran: &Ran,
-    encode: impl FnOnce(Meta, usize) -> Result<Vec<u8>, CodecError>,
+    encode: impl FnOnce(Meta, usize, Limits) -> Result<Vec<u8>, CodecError>,
 ) -> Sealed {
     // Only a `ttl` or `none_ttl` expression or closure can be that short.
     if ttl < Duration::from_secs(1) {
@@ -159,7 +160,8 @@ pub(super) fn seal(
     }
     let (fresh, keep) = freshness::lifetimes(ttl.as_secs(), &site.spec, fastrand::f64());
     let meta = Meta::new(SystemTime::now(), fresh, ran.took);
-    match encode(meta, cache.limits().compress_above) {
+    let limits = cache.limits();
+    match encode(meta, limits.compress_above, limits.decode) {
         Ok(bytes) => Some(Envelope {
             bytes: Arc::new(bytes),
             keep,

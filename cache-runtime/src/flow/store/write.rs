@@ -36,6 +36,8 @@ return 1",
 /// Removes `lock`'s entry and releases it in one round trip, if the lock is still held (fenced
 /// like a store: a later invalidation or write-through wins).
 pub(super) async fn remove(site: &'static Site, lock: Lock) {
+    // A replica still has the entry: read the key from the primary until it catches up.
+    lock.connection().changed([lock.key()]);
     let (keys, token) = ([lock.key(), lock.lock_key()], [lock.token().as_bytes()]);
     let removed = lock
         .connection()
@@ -143,6 +145,9 @@ pub(in crate::flow) async fn store_many(
         }
     }
     if !removing.is_empty() {
+        locks
+            .connection()
+            .changed(removing.iter().map(|lock| lock.key()));
         let calls: Vec<(Vec<&str>, Vec<&[u8]>)> = removing
             .iter()
             .map(|lock| {
