@@ -82,7 +82,26 @@ impl Connection {
                         KeyedCmd { key, cmd }
                     })
                     .collect();
-                self.run_each(cmds, chunk).await
+                let raw = self.run_each_raw(cmds, chunk).await;
+                let mut failures = raw.failures;
+                let each = raw
+                    .each
+                    .into_iter()
+                    .map(|reply| match reply? {
+                        // Another type at the key: as `MGET` answers it (nil), a miss whose
+                        // store overwrites it.
+                        Err(err) if err.code() == Some("WRONGTYPE") => Some(None),
+                        Err(err) => {
+                            failures.push(CommandError::Redis(err));
+                            None
+                        }
+                        Ok(value) => parse(value).or_else(|| {
+                            failures.push(CommandError::Malformed);
+                            None
+                        }),
+                    })
+                    .collect();
+                Answers { each, failures }
             }
         }
     }
@@ -168,7 +187,10 @@ impl Connection {
             .each
             .into_iter()
             .map(|reply| match reply? {
-                Ok(value) => parse(value),
+                Ok(value) => parse(value).or_else(|| {
+                    failures.push(CommandError::Malformed);
+                    None
+                }),
                 Err(err) => {
                     failures.push(CommandError::Redis(err));
                     None

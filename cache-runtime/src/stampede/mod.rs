@@ -51,9 +51,22 @@ pub(crate) async fn lock_or_wait<T>(
     key: &str,
     usable: impl Fn(&[u8]) -> Option<T>,
 ) -> Result<Waited<T>, CommandError> {
+    let deadline = tokio::time::Instant::now() + locks.settings().wait;
+    lock_or_wait_until(locks, notifier, site, key, deadline, usable).await
+}
+
+/// [`lock_or_wait`] with the wait bounded by `deadline` instead (a batch's keys share one: the
+/// whole call waits at most `lock_wait`, not `lock_wait` per key).
+pub(crate) async fn lock_or_wait_until<T>(
+    locks: &Locks,
+    notifier: &Notifier,
+    site: &Site,
+    key: &str,
+    deadline: tokio::time::Instant,
+    usable: impl Fn(&[u8]) -> Option<T>,
+) -> Result<Waited<T>, CommandError> {
     let lock_key = lock::lock_key(key);
     let wait = locks.settings().wait;
-    let deadline = tokio::time::Instant::now() + wait;
     let mut subscription: Option<Subscription> = None;
     let mut waiting = false;
     loop {

@@ -49,14 +49,15 @@ pub(crate) enum Handoff {
 pub(crate) type Slot = Option<watch::Sender<Option<Handoff>>>;
 
 /// One flight: which one (a detached flight's leader must not end its successor), its channel,
-/// and whether a batch call leads it.
+/// and which batch call leads it, if one does.
 #[derive(Debug)]
 struct Flight {
     serial: u64,
     slot: Slot,
-    /// Led by a batch call: another batch call does not follow it (see
+    /// The batch call leading it (its serial: an older call has a smaller one), or `None` for a
+    /// single-key call. Another batch call follows it only where it is older (see
     /// [`Flights::join_batch_all`]).
-    batch: bool,
+    batch: Option<u64>,
 }
 
 /// Stripes of the flight table: callers of different keys rarely take the same lock, so the
@@ -88,8 +89,10 @@ pub(crate) enum BatchJoin<'a> {
     Lead(Leader<'a>),
     /// A single-key call leads the key: await it.
     Follow(Follower),
-    /// Another batch call leads the key: do not wait for it here (see
-    /// [`Flights::join_batch_all`]).
+    /// An older batch call leads the key: await it only where this call would otherwise compute
+    /// the key without Redis (see [`Flights::join_batch_all`]).
+    Older(Follower),
+    /// A younger batch call leads the key: never wait for it here.
     Beside,
 }
 
@@ -103,34 +106,43 @@ impl Flights {
                 vacant.insert(Flight {
                     serial,
                     slot: None,
-                    batch: false,
+                    batch: None,
                 });
                 Join::Lead(self.leader(id, serial))
             }
         }
     }
 
-    /// [`Flights::join`] for the keys of a batch call (each stripe of the table locked once). A batch call follows only a single-key
-    /// call's flight: a single-key leader never waits for anything in this process while it
-    /// leads, so waiting for it cannot close a cycle. Two batch calls could each wait for a key
-    /// the other leads; so a key another batch call leads is left [`BatchJoin::Beside`] (the
-    /// call looks it up and locks it in Redis like any key, and waits there in a deadlock-free
-    /// order).
+    /// [`Flights::join`] for the keys of a batch call (each stripe of the table locked once).
+    ///
+    /// A batch call follows a single-key call's flight: a single-key leader waits for nothing in
+    /// this process while it leads (its waits are on Redis locks, which it takes only after
+    /// joining, and a batch follows before taking any), so waiting for it cannot close a cycle.
+    /// Two batch calls could each wait for a key the other leads; so a call may wait only for an
+    /// older call's keys ([`BatchJoin::Older`]: each call takes a serial as it joins, and waits
+    /// only go from a younger call to an older one), and only where it would compute the key
+    /// without Redis: Redis could not be read, or there is no lock to wait on. Otherwise a key
+    /// another batch call leads is looked up and locked in Redis like any key, and waited for
+    /// there in a deadlock-free order.
     pub(crate) fn join_batch_all(&self, ids: &[FlightId]) -> Vec<BatchJoin<'_>> {
+        let call = self.serials.fetch_add(1, Relaxed);
         let mut joins: Vec<Option<BatchJoin<'_>>> = ids.iter().map(|_| None).collect();
         for (stripe, indices) in by_stripe(ids.iter().copied()) {
             let mut table = table(&self.stripes[stripe]);
             for index in indices {
                 let id = ids[index];
                 joins[index] = Some(match table.entry(id) {
-                    Entry::Occupied(flight) if flight.get().batch => BatchJoin::Beside,
-                    Entry::Occupied(mut flight) => BatchJoin::Follow(follow(flight.get_mut())),
+                    Entry::Occupied(mut flight) => match flight.get().batch {
+                        Some(leader) if leader < call => BatchJoin::Older(follow(flight.get_mut())),
+                        Some(_) => BatchJoin::Beside,
+                        None => BatchJoin::Follow(follow(flight.get_mut())),
+                    },
                     Entry::Vacant(vacant) => {
                         let serial = self.serials.fetch_add(1, Relaxed);
                         vacant.insert(Flight {
                             serial,
                             slot: None,
-                            batch: true,
+                            batch: Some(call),
                         });
                         BatchJoin::Lead(self.leader(id, serial))
                     }
@@ -167,6 +179,9 @@ impl Flights {
     /// which must not hand anyone a value computed before it (`batch`: a batch call's).
     pub(crate) fn lead_anew(&self, id: FlightId, batch: bool) -> Leader<'_> {
         let serial = self.serials.fetch_add(1, Relaxed);
+        // A write-through's own serial: it waits for nobody, and is younger than any call
+        // in the air.
+        let batch = batch.then_some(serial);
         // The old flight's channel is dropped here: its followers start over and follow us.
         let old = self.table(id).insert(
             id,
@@ -371,7 +386,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_batch_leads_what_is_free_follows_single_calls_and_leaves_other_batches_alone() {
+    async fn a_batch_leads_what_is_free_follows_single_calls_and_may_await_older_batches() {
         let flights = Flights::default();
         let Join::Lead(single) = flights.join((1, 2)) else {
             panic!("a single call leads 2")
@@ -385,8 +400,8 @@ mod tests {
         assert!(matches!(first[2], BatchJoin::Lead(_)));
         let second = flights.join_batch_all(&[(1, 1), (1, 3)]);
         assert!(
-            matches!(second[0], BatchJoin::Beside),
-            "another batch's key"
+            matches!(second[0], BatchJoin::Older(_)),
+            "an older batch's key"
         );
         assert!(matches!(second[1], BatchJoin::Lead(_)));
         // A single call follows a batch's key.
@@ -400,7 +415,8 @@ mod tests {
             }
         }
         let slots = flights.land_all(leaders);
-        assert_eq!(slots.iter().filter(|slot| slot.is_some()).count(), 1);
+        // Key 17 (a single call follows it) and key 1 (the younger batch may await it).
+        assert_eq!(slots.iter().filter(|slot| slot.is_some()).count(), 2);
         for slot in slots.into_iter().flatten() {
             slot.send_replace(Some(Handoff::Absent));
         }

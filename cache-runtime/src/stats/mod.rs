@@ -293,8 +293,9 @@ pub struct FunctionStats {
     /// Copies dropped from the local tier because Redis's entry changed (announced by Redis, or
     /// invalidated or cleared in this process).
     pub local_invalidations: u64,
-    /// Calls of a batch function (`batch = ...`). Its outcomes above count items: a call for 100
-    /// ids of which 90 were cached adds 90 hits and 10 misses.
+    /// Calls of a batch function (`batch = ...`) with at least one key (an empty one sends and
+    /// computes nothing). Its outcomes above count items: a call for 100 ids of which 90 were
+    /// cached adds 90 hits and 10 misses.
     pub batch_calls: u64,
     /// The distinct keys those calls asked for: `batch_keys / batch_calls` is the average batch
     /// ([`FunctionStats::keys_per_batch`]).

@@ -431,6 +431,114 @@ async fn a_single_item_call_awaits_a_batch_computing_its_key() {
     assert_eq!(one_runs.count(), 0, "the single call shared the batch's value");
 }
 
+#[redis_cache(ttl = 300, batch = ids, skip(cache, keys), cache = cache)]
+async fn typed(cache: &Cache, keys: &Keys, ids: Vec<u64>) -> HashMap<u64, u64> {
+    keys.record(&ids);
+    ids.into_iter().map(|id| (id, id + 1)).collect()
+}
+
+/// Another Redis type under an item's key (another program's hash) is a miss that the store
+/// overwrites, on one server (`MGET` answers nil) and on a cluster (`GET` answers `WRONGTYPE`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_type_under_an_item_key_is_recomputed_and_overwritten() {
+    let redis = start();
+    let cache = redis.cache("batch-type");
+    let keys = Keys::default();
+    typed(&cache, &keys, vec![2]).await;
+    let key = redis.entries().await.pop().expect("the entry of 2");
+    typed(&cache, &keys, vec![1, 3]).await;
+    let _: () = redis.command(&["DEL", &key]).await.unwrap();
+    let _: () = redis.command(&["HSET", &key, "f", "v"]).await.unwrap();
+    assert_eq!(typed(&cache, &keys, vec![1, 2, 3]).await, [(1, 2), (2, 3), (3, 4)].into());
+    assert_eq!(keys.calls(), vec![vec![2], vec![1, 3], vec![2]]);
+    let kind: String = redis.command(&["TYPE", &key]).await.unwrap();
+    assert_eq!(kind, "string", "overwritten");
+    let stats = stats_for(&batch_name("typed")).unwrap();
+    assert_eq!((stats.fallbacks, stats.errors), (0, 0), "{stats:?}");
+}
+
+static HELD_ONE: redis_cache_tests::Gate = redis_cache_tests::Gate::new();
+
+/// Three functions sharing entries: one to learn each id's key, one held at its gate (another
+/// process computing), one batch.
+#[redis_cache(ttl = 300, skip(cache), cache = cache, name = "suite::held_item")]
+async fn held_plain(cache: &Cache, id: u64) -> Option<u64> {
+    Some(id)
+}
+
+#[redis_cache(ttl = 300, skip(cache), cache = cache, name = "suite::held_item")]
+async fn held_one(cache: &Cache, id: u64) -> Option<u64> {
+    HELD_ONE.wait().await;
+    Some(id)
+}
+
+#[redis_cache(ttl = 300, batch = ids, skip(cache, keys), cache = cache, name = "suite::held_item")]
+async fn held_many(cache: &Cache, keys: &Keys, ids: Vec<u64>) -> HashMap<u64, u64> {
+    keys.record(&ids);
+    ids.into_iter().map(|id| (id, id)).collect()
+}
+
+/// A batch waiting for another process's key keeps the locks it took before it (in key order)
+/// alive: their stores are not fenced off, and nothing is computed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_keeps_its_locks_alive_while_it_waits_for_another_process() {
+    let redis = start();
+    let other = redis.cache("batch-renew");
+    // Which id's entry sorts last: the batch takes every other lock before waiting for it.
+    let mut last = (String::new(), 0);
+    for id in 1..=20 {
+        let before: HashSet<String> = redis.entries().await.into_iter().collect();
+        held_plain(&other, id).await;
+        let key = redis
+            .entries()
+            .await
+            .into_iter()
+            .find(|key| !before.contains(key))
+            .expect("a new entry");
+        last = last.max((key, id));
+    }
+    other.clear().await.unwrap();
+    let waited_for = last.1;
+    let holder = tokio::spawn({
+        let other = other.clone();
+        async move { held_one(&other, waited_for).await }
+    });
+    HELD_ONE.until_arrived(1).await;
+    // A lease of 300 ms, renewed every 100 ms while held.
+    let cache = redis
+        .builder()
+        .prefix(redis.prefix("batch-renew"))
+        .lock_lease(Duration::from_millis(300))
+        .lock_wait(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let keys = Arc::new(Keys::default());
+    let batch = tokio::spawn({
+        let (cache, keys) = (cache.clone(), keys.clone());
+        async move { held_many(&cache, &keys, (1..=20).collect()).await }
+    });
+    let channels = format!("{}:*", redis.prefix("batch-renew"));
+    redis_cache_tests::eventually("the batch waits for the held key", || {
+        redis.every_server().iter().any(|server| {
+            !server
+                .cli(&["PUBSUB", "CHANNELS", &channels])
+                .trim()
+                .is_empty()
+        })
+    })
+    .await;
+    // The scenario itself, not a synchronization: the batch waits longer than three leases.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    HELD_ONE.open();
+    assert_eq!(holder.await.unwrap(), Some(waited_for));
+    assert_eq!(batch.await.unwrap(), (1..=20).map(|id| (id, id)).collect());
+    let computed: Vec<u64> = (1..=20).filter(|&id| id != waited_for).collect();
+    assert_eq!(keys.calls(), vec![computed], "the held key was the other's");
+    cache.flush().await;
+    let stats = stats_for("suite::held_item (batch)").unwrap();
+    assert_eq!((stats.writes, stats.fenced), (19, 0), "{stats:?}");
+}
+
 /// Moves the logical expiry of every entry matching `pattern` into the past (the envelope's
 /// "fresh until", bytes 16..24): they are then in their stale window, without waiting for it.
 async fn make_stale(redis: &redis_cache_tests::deployment::Deployment, pattern: &str) -> usize {
@@ -561,6 +669,45 @@ async fn without_redis_the_function_runs_once_with_every_key() {
     let stats = stats_for(&batch_name("without_redis")).unwrap();
     assert_eq!(stats.fallbacks, 9);
     assert_eq!(stats.hits + stats.misses, 0);
+}
+
+#[redis_cache(ttl = 300, batch = ids, skip(cache, keys), cache = cache)]
+async fn overlapping_down(
+    cache: &Cache,
+    keys: &Keys,
+    ids: BTreeSet<u64>,
+) -> BTreeMap<u64, u64> {
+    keys.record(&ids);
+    // Long enough for the other calls to start while this one computes.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    ids.iter().map(|id| (*id, id * 10)).collect()
+}
+
+/// Without Redis there are no locks: the calls of one process still compute each key once (a
+/// call awaits the keys an older call leads). One thread, so the calls join in spawn order.
+#[tokio::test]
+async fn without_redis_overlapping_calls_in_one_process_compute_each_key_once() {
+    let cache = redis_cache_tests::unreachable_cache("batch-down-overlap");
+    let keys = Arc::new(Keys::default());
+    let calls: Vec<_> = (0..8u64)
+        .map(|call| {
+            let (cache, keys) = (cache.clone(), keys.clone());
+            tokio::spawn(async move {
+                let ids: BTreeSet<u64> = (call * 10..call * 10 + 40).collect();
+                let got = overlapping_down(&cache, &keys, ids.clone()).await;
+                assert_eq!(got, ids.iter().map(|id| (*id, id * 10)).collect());
+            })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap();
+    }
+    let per_key = keys.per_key();
+    assert_eq!(per_key.len(), 110, "keys 0..110");
+    assert!(
+        per_key.values().all(|&n| n == 1),
+        "each key computed once: {per_key:?}"
+    );
 }
 
 #[redis_cache(ttl = 300, batch = ids, skip(cache), cache = cache)]

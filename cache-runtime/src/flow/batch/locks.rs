@@ -74,7 +74,11 @@ impl<V> Batch<'_, V> {
 
     /// Takes the locks of `order` (sorted by key): in one round trip up to the first one taken by
     /// another process, whose holder is then awaited (the locks after it are let go), and so on.
+    ///
+    /// The locks taken are renewed while the call waits, and the waits share one deadline: the
+    /// call waits at most `lock_wait` in all.
     async fn lock_in_order<K>(&self, items: &mut [Item<'_, K, V>], mut order: &[usize]) {
+        let deadline = tokio::time::Instant::now() + self.locks.settings().wait;
         while !order.is_empty() {
             let attempts = self.attempt(items, order).await;
             let mut release = Vec::new();
@@ -90,19 +94,36 @@ impl<V> Batch<'_, V> {
             }
             self.locks.release_many(release, self.chunk).await;
             let Some(position) = waits_at else { return };
-            self.wait(&mut items[order[position]]).await;
+            // Out of the items while the call waits, renewed meanwhile: a wait longer than the
+            // lease must not let them lapse.
+            let held: Vec<(usize, Lock)> = items
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(index, item)| Some((index, item.lock.take()?)))
+                .collect();
+            let renewed: Vec<&Lock> = held.iter().map(|(_, lock)| lock).collect();
+            let waiting = self.wait(&mut items[order[position]], deadline);
+            self.locks
+                .hold_all_while(&renewed, waiting, self.chunk)
+                .await;
+            drop(renewed);
+            for (index, lock) in held {
+                items[index].lock = Some(lock);
+            }
             order = &order[position + 1..];
         }
     }
 
-    /// Waits for the holder of `item`'s lock to store it (or takes the lock once it is free).
-    async fn wait<K>(&self, item: &mut Item<'_, K, V>) {
+    /// Waits for the holder of `item`'s lock to store it (or takes the lock once it is free),
+    /// until `deadline`.
+    async fn wait<K>(&self, item: &mut Item<'_, K, V>, deadline: tokio::time::Instant) {
         let (spec, codec, limits) = (&self.site.spec, self.codec, self.limits());
-        let waited = stampede::lock_or_wait(
+        let waited = stampede::lock_or_wait_until(
             self.locks,
             self.cache.notifier(),
             self.site,
             &item.redis,
+            deadline,
             |bytes| {
                 let (meta, value) = codec.open(bytes, limits).ok()?;
                 let now = unix_ms(SystemTime::now());

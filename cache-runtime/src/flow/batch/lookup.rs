@@ -50,6 +50,47 @@ impl<V> Batch<'_, V> {
         }
     }
 
+    /// Keys an older batch call of this process leads that this call would compute without
+    /// Redis (the lookup failed, or it holds no lock of them: `lock = false`, no lock wait, a
+    /// lock command that failed): their values are awaited instead, so the process computes each
+    /// key once even when Redis cannot coordinate. Waits go only to older calls, which never wait
+    /// for younger ones, so no two calls wait for each other.
+    pub(super) async fn await_older<K>(&self, items: &mut [Item<'_, K, V>]) {
+        let mut waits = Vec::new();
+        for (index, item) in items.iter_mut().enumerate() {
+            let unguarded = item.served.is_none()
+                && item.lock.is_none()
+                && matches!(item.step, Step::Compute | Step::Fallback);
+            if !unguarded || !matches!(item.flight, Flight::Older(_)) {
+                continue;
+            }
+            if let Flight::Older(follower) = std::mem::replace(&mut item.flight, Flight::Beside) {
+                waits.push((index, follower));
+            }
+        }
+        if waits.is_empty() {
+            return;
+        }
+        let (indices, followers): (Vec<usize>, Vec<_>) = waits.into_iter().unzip();
+        let handoffs = join_all(followers.into_iter().map(|f| f.handoff()).collect()).await;
+        for (index, handoff) in indices.into_iter().zip(handoffs) {
+            let item = &mut items[index];
+            let served = match handoff {
+                Some(Handoff::Entry(bytes)) => match self.codec.open(&bytes, self.limits()) {
+                    Ok((_, value)) => Some(value),
+                    Err(_) => None,
+                },
+                Some(Handoff::Absent) => Some(None),
+                Some(Handoff::RunYourself) | None => None,
+            };
+            if let Some(value) = served {
+                item.serve(value, Outcome::Coalesced);
+                // Answered: nothing left to compute for it.
+                item.step = Step::Look;
+            }
+        }
+    }
+
     /// Reads every key not answered yet, in one round trip (per server, and per chunk): fresh
     /// entries are served (and handed to the keys' followers), entries due for an early refresh
     /// or in their stale window are served and marked for refreshing, the others are computed.

@@ -8,7 +8,9 @@
 //! 2. Joins the flights of the other keys (`Flights::join_batch_all`):
 //!    leads those nobody is computing; awaits those a single-key call leads (before taking any
 //!    lock, so nothing waits for this call while it waits); leaves those another batch call
-//!    leads to Redis.
+//!    leads to Redis, except that keys an older batch call leads are awaited where this call
+//!    would compute them without Redis (after step 4: Redis could not be read, or there is no
+//!    lock to wait on), so a key is computed once in the process even then.
 //! 3. Reads the rest in one round trip ([`lookup`]): `MGET` on one server, a pipeline of `GET`s
 //!    per primary on a cluster, in chunks of [`batch_chunk`](crate::CacheBuilder::batch_chunk).
 //!    Fresh items are served; early (XFetch) and stale ones are served and refreshed.
@@ -153,13 +155,13 @@ impl<V> Call<'_, V> {
     {
         let site = self.site;
         let keys = distinct(keys);
-        site.count(Count::BatchCalls);
-        site.count_many(Count::BatchKeys, keys.len() as u64);
         // Taken here, so calls the function's body makes are ordinary calls.
         let write_through = take_write_through_request();
         if keys.is_empty() {
             return R::from_map(Default::default());
         }
+        site.count(Count::BatchCalls);
+        site.count_many(Count::BatchKeys, keys.len() as u64);
         if self.bypassed {
             return uncached(site, keys, body, Outcome::Bypassed).await;
         }
@@ -273,6 +275,9 @@ enum Flight<'f> {
     Lead(Leader<'f>),
     /// A single-key call leads it: its value is awaited.
     Follow(Follower),
+    /// An older batch call leads it: its value is awaited only where this call would compute it
+    /// without Redis ([`Batch::await_older`]).
+    Older(Follower),
     /// Nobody here waits for this call's value of it (another batch call leads it, the leader
     /// this call followed failed, or it was handed over already).
     Beside,
@@ -374,6 +379,7 @@ impl<V> Batch<'_, V> {
             items[index].flight = match join {
                 BatchJoin::Lead(leader) => Flight::Lead(leader),
                 BatchJoin::Follow(follower) => Flight::Follow(follower),
+                BatchJoin::Older(follower) => Flight::Older(follower),
                 BatchJoin::Beside => Flight::Beside,
             };
         }
@@ -384,6 +390,7 @@ impl<V> Batch<'_, V> {
             Err(body) => body,
         };
         self.lock(&mut items).await;
+        self.await_older(&mut items).await;
         self.compute(items, body).await
     }
 
