@@ -248,7 +248,7 @@ pub fn default_cache() -> &'static Cache {
     DEFAULT.get_or_init(|| match Cache::from_env() {
         Ok(cache) => cache,
         Err(err) => {
-            tracing::error!(error = %err, "redis_cache: invalid configuration, caching is disabled");
+            crate::notice::invalid_configuration(&err);
             Cache::disabled()
         }
     })

@@ -91,7 +91,7 @@ pub(crate) fn seal<C: Codec, T: Serialize + ?Sized>(
     C::encode(value, &mut out)?;
     let len = out.len() - HEADER_LEN;
     if len > MAX_PAYLOAD_BYTES {
-        return Err(CodecError(format!(
+        return Err(CodecError::Format(format!(
             "value is {len} bytes, more than the {MAX_PAYLOAD_BYTES} a cache entry may hold"
         )));
     }

@@ -137,6 +137,7 @@
 // | `config` | named defaults, the environment, `CacheBuilder` |
 // | `cache` | the `Cache` handle and the default cache |
 // | `admin` | the HTTP endpoints (`admin` feature) and their bearer-token guard (`token`) |
+// | `notice` | what is said (once, on stderr without a `tracing` subscriber) when caching is off or bypassed |
 // | `error`, `sync` | `CacheError`; how mutexes are locked, joining futures |
 //
 // One word per concept:
@@ -179,6 +180,7 @@ mod health;
 mod invalidation;
 mod key;
 mod local;
+mod notice;
 mod policy;
 mod site;
 mod spec;

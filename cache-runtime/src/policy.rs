@@ -95,14 +95,20 @@ impl<T> ValueCodec<T> {
     }
 }
 
-/// Why a sealed value is not stored: reading it back exceeds what a read may take.
+/// Why a sealed value is not stored: reading it back exceeds what a read may take (this value
+/// only), or fails for its type (every value of the function: its `Serialize` and `Deserialize`
+/// disagree).
 pub(crate) fn unreadable(invalid: Invalid) -> CodecError {
-    CodecError(format!(
-        "it would not read back within the decoder's limits ({} levels of nesting, {}x \
-         max_value_bytes decoded); raise max_value_bytes or keep the value flatter ({invalid})",
-        crate::codec::limits::MAX_DEPTH,
-        crate::codec::limits::BUDGET_FACTOR,
-    ))
+    match invalid {
+        Invalid::Payload(CodecError::Format(err)) => CodecError::DoesNotReadBack(err),
+        invalid => CodecError::OverLimits(format!(
+            "it would not read back within the decoder's limits ({} levels of nesting, {}x \
+             max_value_bytes decoded); raise max_value_bytes or keep the value flatter \
+             ({invalid})",
+            crate::codec::limits::MAX_DEPTH,
+            crate::codec::limits::BUDGET_FACTOR,
+        )),
+    }
 }
 
 /// The codec of a function's stored values; the generated code calls it spanned on the return

@@ -5,7 +5,7 @@ use std::any::Any;
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Once, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,10 @@ use crate::key;
 use crate::spec::SiteSpec;
 use crate::stats::warnings::Throttle;
 use crate::stats::{self, Count, Counters, Outcome};
+
+const READ_BACK_UNKNOWN: u8 = 0;
+const READ_BACK_PROVEN: u8 = 1;
+const READ_BACK_FAILED: u8 = 2;
 
 #[doc(hidden)]
 #[derive(Debug)]
@@ -31,6 +35,9 @@ pub struct Site {
     oversize_logged: AtomicBool,
     short_ttl_logged: AtomicBool,
     unrequested_logged: AtomicBool,
+    /// Whether the function's values read back into its type: [`READ_BACK_UNKNOWN`] until its
+    /// first value is sealed, then [`READ_BACK_PROVEN`] or [`READ_BACK_FAILED`].
+    read_back: AtomicU8,
     problems: Throttle,
     #[cfg(feature = "metrics")]
     metrics: OnceLock<crate::stats::metrics::Handles>,
@@ -51,6 +58,7 @@ impl Site {
             oversize_logged: AtomicBool::new(false),
             short_ttl_logged: AtomicBool::new(false),
             unrequested_logged: AtomicBool::new(false),
+            read_back: AtomicU8::new(READ_BACK_UNKNOWN),
             problems: Throttle::new(),
             #[cfg(feature = "metrics")]
             metrics: OnceLock::new(),
@@ -91,6 +99,42 @@ impl Site {
                 );
             }
         });
+    }
+
+    /// Whether the function stopped storing because its first value did not read back into its
+    /// type: every call then runs uncached (a `Relaxed` load per call).
+    pub(crate) fn stopped(&self) -> bool {
+        self.read_back.load(Relaxed) == READ_BACK_FAILED
+    }
+
+    /// A value of the function read back into its type when it was sealed.
+    pub(crate) fn read_back(&self) {
+        if self.read_back.load(Relaxed) == READ_BACK_UNKNOWN {
+            let _ = self.read_back.compare_exchange(
+                READ_BACK_UNKNOWN,
+                READ_BACK_PROVEN,
+                Relaxed,
+                Relaxed,
+            );
+        }
+    }
+
+    /// A value of the function did not read back into its type (`err`, the decode error). If no
+    /// value ever did, the type's serde sides disagree and no entry would ever be read: the
+    /// function stops storing and says so, once. Otherwise only this value is not stored.
+    pub(crate) fn did_not_read_back(&self, err: &dyn Display) {
+        let stopped =
+            self.read_back
+                .compare_exchange(READ_BACK_UNKNOWN, READ_BACK_FAILED, Relaxed, Relaxed);
+        match stopped {
+            Ok(_) => crate::notice::unreadable(self.display(), err),
+            Err(READ_BACK_FAILED) => {}
+            Err(_) => self.problem(
+                Count::Errors,
+                "a value does not read back into its type; not stored",
+                err,
+            ),
+        }
     }
 
     /// Counts how a call was answered, and traces it at `debug`: one event per call.

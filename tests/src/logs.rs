@@ -22,6 +22,11 @@ impl Capture {
         (capture, guard)
     }
 
+    /// Every event so far, in order.
+    pub fn events(&self) -> Vec<(Level, String)> {
+        self.events.lock().unwrap().clone()
+    }
+
     /// Whether any event, at any level, has `text` in its message or fields.
     pub fn mentions(&self, text: &str) -> bool {
         self.events

@@ -250,3 +250,118 @@ fn a_password_with_at_signs_colons_and_slashes_is_never_shown() {
         );
     }
 }
+
+/// Runs the `notices` helper with `scenario` and `env`, with or without a `tracing` subscriber;
+/// returns its stdout and stderr.
+fn notices(scenario: &str, env: &[(&str, &str)], subscriber: bool) -> (String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_notices"));
+    command
+        .arg(scenario)
+        .env_remove("REDIS_CACHE_QUIET")
+        .env_remove("NOTICES_SUBSCRIBER")
+        .envs(env.iter().copied());
+    if subscriber {
+        command.env("NOTICES_SUBSCRIBER", "1");
+    }
+    let output = command.output().expect("the helper runs");
+    assert!(output.status.success(), "{output:?}");
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("UTF-8");
+    (text(output.stdout), text(output.stderr))
+}
+
+/// Each way caching is turned off or bypassed says so: one line on stderr without a subscriber
+/// (none with `REDIS_CACHE_QUIET`), one event with one and nothing on stderr.
+fn says_once(scenario: &str, env: &[(&str, &str)], line: &str, level: &str, event: &str) {
+    let (_, stderr) = notices(scenario, env, false);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{scenario}: one line: {stderr}");
+    assert!(lines[0].starts_with("redis_cache: "), "{stderr}");
+    assert!(lines[0].contains(line), "{scenario}: {stderr}");
+    assert!(lines[0].contains("REDIS_CACHE_QUIET=1"), "{stderr}");
+
+    let mut quiet = env.to_vec();
+    quiet.push(("REDIS_CACHE_QUIET", "1"));
+    assert_eq!(
+        notices(scenario, &quiet, false).1,
+        "",
+        "{scenario}: silenced"
+    );
+
+    let (events, stderr) = notices(scenario, env, true);
+    assert_eq!(
+        stderr, "",
+        "{scenario}: nothing on stderr with a subscriber"
+    );
+    let said = events
+        .lines()
+        .filter(|l| l.starts_with(level) && l.contains(event))
+        .count();
+    assert_eq!(said, 1, "{scenario}: one {level} event: {events}");
+}
+
+#[test]
+fn an_invalid_configuration_is_said_once_with_or_without_a_subscriber() {
+    says_once(
+        "invalid-config",
+        &[("REDIS_URL", "redis//127.0.0.1:6390")],
+        "invalid configuration (",
+        "ERROR",
+        "invalid configuration, caching is disabled",
+    );
+}
+
+#[test]
+fn a_call_outside_tokio_is_said_once_with_or_without_a_subscriber() {
+    let url = format!("redis://127.0.0.1:{}", redis_cache_tests::free_port());
+    says_once(
+        "no-runtime",
+        &[("REDIS_URL", &url)],
+        "`notices::double` was called outside a Tokio runtime and ran uncached",
+        "WARN",
+        "outside a Tokio runtime",
+    );
+}
+
+#[test]
+fn a_server_refusing_client_tracking_is_said_once_with_or_without_a_subscriber() {
+    let server = RedisServer::start_with(&["--rename-command", "CLIENT", ""]);
+    let url = server.url();
+    says_once(
+        "tracking-refused",
+        &[("REDIS_URL", &url)],
+        "Redis refuses client-side caching (",
+        "WARN",
+        "refuses client-side caching",
+    );
+}
+
+#[test]
+fn a_value_that_does_not_read_back_stops_its_function_storing_and_is_said_once() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let (counts, stderr) = notices("does-not-read-back", &[("REDIS_URL", &url)], false);
+    // The first value is checked before it is stored: nothing is written, every call runs the
+    // function (the first a miss, the nine others without a lookup).
+    assert_eq!(counts.trim(), "writes=0 fallbacks=9 misses=1", "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    for part in [
+        "a value of `notices::reading` does not read back into its type (",
+        "stores nothing from now on",
+        "serialize_with",
+        "try_from",
+    ] {
+        assert!(lines[0].contains(part), "{part}: {stderr}");
+    }
+    let mut conn = server.client().get_connection().expect("a connection");
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).expect("KEYS");
+    assert!(keys.is_empty(), "nothing stored: {keys:?}");
+
+    let (events, stderr) = notices("does-not-read-back", &[("REDIS_URL", &url)], true);
+    assert_eq!(stderr, "");
+    let errors = events
+        .lines()
+        .filter(|l| l.starts_with("ERROR") && l.contains("does not read back into its type"))
+        .count();
+    assert_eq!(errors, 1, "{events}");
+}

@@ -45,6 +45,8 @@ impl Limits {
 pub(crate) struct Left {
     depth: Cell<u32>,
     budget: Cell<usize>,
+    /// A limit was reached: the decode failed for that, not for the bytes' shape.
+    exceeded: Cell<bool>,
 }
 
 impl Left {
@@ -52,13 +54,20 @@ impl Left {
         Left {
             depth: Cell::new(limits.depth),
             budget: Cell::new(limits.budget),
+            exceeded: Cell::new(false),
         }
+    }
+
+    /// Whether the decode reached one of its limits.
+    pub(crate) fn exceeded(&self) -> bool {
+        self.exceeded.get()
     }
 
     /// One level deeper, until the returned guard is dropped.
     pub(super) fn enter<E: de::Error>(&self) -> Result<Level<'_>, E> {
         let depth = self.depth.get();
         if depth == 0 {
+            self.exceeded.set(true);
             return Err(E::custom("the value nests deeper than the decoder allows"));
         }
         self.depth.set(depth - 1);
@@ -72,9 +81,12 @@ impl Left {
                 self.budget.set(left);
                 Ok(())
             }
-            None => Err(E::custom(
-                "the value would take more memory than the decoder allows",
-            )),
+            None => {
+                self.exceeded.set(true);
+                Err(E::custom(
+                    "the value would take more memory than the decoder allows",
+                ))
+            }
         }
     }
 }

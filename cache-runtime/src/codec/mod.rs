@@ -34,11 +34,23 @@ pub(crate) trait Codec {
 pub(crate) type ActiveCodec = Bincode;
 
 #[derive(Debug)]
-pub(crate) struct CodecError(pub(crate) String);
+pub(crate) enum CodecError {
+    /// The format could not encode the value, or the bytes are not a value of the type.
+    Format(String),
+    /// Decoding stopped at its [`Limits`] (nesting depth, decoded memory).
+    OverLimits(String),
+    /// A value just encoded does not decode into its own type: its `Serialize` and
+    /// `Deserialize` disagree, so no entry of its function would ever be read.
+    DoesNotReadBack(String),
+}
 
 impl std::fmt::Display for CodecError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            CodecError::Format(message)
+            | CodecError::OverLimits(message)
+            | CodecError::DoesNotReadBack(message) => f.write_str(message),
+        }
     }
 }
 
@@ -58,16 +70,19 @@ impl Codec for Bincode {
     fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
         bincode::serde::encode_into_std_write(value, out, Self::config())
             .map(drop)
-            .map_err(|e| CodecError(e.to_string()))
+            .map_err(|e| CodecError::Format(e.to_string()))
     }
 
     fn decode<T: DeserializeOwned>(bytes: &[u8], limits: Limits) -> Result<T, CodecError> {
         let left = limits::Left::new(limits);
         let seed = Guarded::<T>(&left, std::marker::PhantomData);
         let (value, read) = bincode::serde::seed_decode_from_slice(seed, bytes, Self::config())
-            .map_err(|e| CodecError(e.to_string()))?;
+            .map_err(|e| match left.exceeded() {
+                true => CodecError::OverLimits(e.to_string()),
+                false => CodecError::Format(e.to_string()),
+            })?;
         if read != bytes.len() {
-            return Err(CodecError(format!(
+            return Err(CodecError::Format(format!(
                 "{} trailing bytes after the value",
                 bytes.len() - read
             )));
@@ -125,7 +140,7 @@ mod tests {
     fn on_small_stack<T: DeserializeOwned + Send + 'static>(bytes: Vec<u8>) -> Result<T, String> {
         std::thread::Builder::new()
             .stack_size(512 * 1024)
-            .spawn(move || Bincode::decode::<T>(&bytes, limits()).map_err(|e| e.0))
+            .spawn(move || Bincode::decode::<T>(&bytes, limits()).map_err(|e| e.to_string()))
             .unwrap()
             .join()
             .expect("no overflow")
@@ -152,14 +167,20 @@ mod tests {
         let mut zsts = Vec::new();
         bincode::encode_into_std_write(1u64 << 63, &mut zsts, bincode::config::standard()).unwrap();
         let err = Bincode::decode::<Vec<()>>(&zsts, limits).unwrap_err();
-        assert!(err.0.contains("more memory"), "{}", err.0);
+        assert!(
+            matches!(&err, CodecError::OverLimits(e) if e.contains("more memory")),
+            "{err}"
+        );
         // 100,000 empty strings: 100 KB encoded, 2.4 MB of `String`s in memory.
         let mut strings = Vec::new();
         bincode::encode_into_std_write(100_000u64, &mut strings, bincode::config::standard())
             .unwrap();
         strings.extend(std::iter::repeat_n(0u8, 100_000));
         let err = Bincode::decode::<Vec<String>>(&strings, limits).unwrap_err();
-        assert!(err.0.contains("more memory"), "{}", err.0);
+        assert!(
+            matches!(&err, CodecError::OverLimits(e) if e.contains("more memory")),
+            "{err}"
+        );
         // The same value, small enough, decodes.
         let mut few = Vec::new();
         bincode::encode_into_std_write(1000u64, &mut few, bincode::config::standard()).unwrap();

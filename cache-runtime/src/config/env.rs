@@ -157,25 +157,6 @@ fn split_list(list: &str) -> Vec<String> {
         .collect()
 }
 
-/// The first time any cache of this process finds Redis unreachable, with no `tracing`
-/// subscriber to show the warning: one line on stderr, so that a service (or a first try) that
-/// runs uncached does not do so silently. [`ENV_QUIET`] silences it.
-pub(crate) fn say_unreachable(address: &str, why: &dyn std::fmt::Display) {
-    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if tracing::dispatcher::has_been_set()
-        || std::env::var_os(ENV_QUIET).is_some()
-        || SAID.swap(true, std::sync::atomic::Ordering::Relaxed)
-    {
-        return;
-    }
-    eprintln!(
-        "redis_cache: cannot reach Redis at {address} ({why}); cached functions run uncached \
-         until it answers. Set {} to your Redis, install a `tracing` subscriber for details, or \
-         set {}=1 to silence this line.",
-        ENV_URL, ENV_QUIET,
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -158,11 +158,14 @@ where
         let (value, _) = Box::pin(bypass(site, body.run())).await;
         return (value, Outcome::Bypassed);
     }
-    let (Some(conn), Some(locks)) = (cache.connection(), cache.locks()) else {
+    // A function whose values do not read back stores nothing: nothing to look up either.
+    let (Some(conn), Some(locks), false) = (cache.connection(), cache.locks(), site.stopped())
+    else {
         return bypass(site, body.run()).await;
     };
     // The Redis client needs a Tokio reactor; anywhere else the function simply runs.
     if !in_tokio() {
+        crate::notice::no_runtime(site.display());
         return bypass(site, body.run()).await;
     }
     let key = call.render(cache.prefix(), &site.spec, site.fingerprint());

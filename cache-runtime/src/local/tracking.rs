@@ -109,15 +109,16 @@ async fn run(tier: Weak<Tier>, conn: Arc<Connection>) {
             Err(Failure::Refused(err)) => {
                 if !refusal_logged {
                     refusal_logged = true;
-                    if let Some(t) = tier.upgrade() {
-                        t.changed();
-                    }
                     tracing::warn!(
                         error = %err,
                         "redis_cache: the server refuses client-side caching (CLIENT TRACKING \
                          over RESP3, Redis 6 or later); local copies are served for at most \
                          local_ttl without Redis's confirmation"
                     );
+                    crate::notice::tracking_refused(&err);
+                    if let Some(t) = tier.upgrade() {
+                        t.changed();
+                    }
                 }
                 REFUSED_RETRY
             }

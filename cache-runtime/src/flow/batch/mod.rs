@@ -165,7 +165,9 @@ impl<V> Call<'_, V> {
         if self.bypassed {
             return uncached(site, keys, body, Outcome::Bypassed).await;
         }
-        let (Some(conn), Some(locks)) = (self.cache.connection(), self.cache.locks()) else {
+        let (Some(conn), Some(locks), false) =
+            (self.cache.connection(), self.cache.locks(), site.stopped())
+        else {
             return uncached(site, keys, body, Outcome::Fallback).await;
         };
         // Every key of the call shares its stem: rendered once.
@@ -176,11 +178,14 @@ impl<V> Call<'_, V> {
             .iter()
             .map(|(_, call)| Some((call.args()?, call.render_on(&stem)?)))
             .collect();
-        let Some(rendered) = rendered.filter(|_| in_tokio()) else {
+        if !in_tokio() {
+            crate::notice::no_runtime(site.display());
+            return uncached(site, keys, body, Outcome::Fallback).await;
+        }
+        let Some(rendered) = rendered else {
             tracing::debug!(
                 function = site.display(),
-                "redis_cache: no Tokio runtime, or a key argument could not be serialized; \
-                 running uncached"
+                "redis_cache: a key argument could not be serialized; running uncached"
             );
             return uncached(site, keys, body, Outcome::Fallback).await;
         };

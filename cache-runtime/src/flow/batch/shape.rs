@@ -231,7 +231,7 @@ pub fn item_codec<V: CacheValue>() -> ItemCodec<V> {
     ItemCodec {
         seal: |value, meta, compress_above| match value {
             Some(value) => envelope::seal::<ActiveCodec, V>(value, meta, compress_above),
-            None => Err(CodecError("an absent key is not stored".into())),
+            None => Err(CodecError::Format("an absent key is not stored".into())),
         },
         open: |bytes, limits| {
             envelope::open::<ActiveCodec, V>(bytes, limits).map(|(meta, v)| (meta, Some(v)))

@@ -162,12 +162,19 @@ pub(super) fn seal(
     let meta = Meta::new(SystemTime::now(), fresh, ran.took);
     let limits = cache.limits();
     match encode(meta, limits.compress_above, limits.decode) {
-        Ok(bytes) => Some(Envelope {
-            bytes: Arc::new(bytes),
-            keep,
-            tags,
-            started: ran.started,
-        }),
+        Ok(bytes) => {
+            site.read_back();
+            Some(Envelope {
+                bytes: Arc::new(bytes),
+                keep,
+                tags,
+                started: ran.started,
+            })
+        }
+        Err(err @ CodecError::DoesNotReadBack(_)) => {
+            site.did_not_read_back(&err);
+            None
+        }
         Err(err) => {
             site.problem(
                 Count::Errors,
