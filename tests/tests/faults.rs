@@ -127,3 +127,51 @@ async fn redis_read_only_replica() {
     );
     assert_eq!(report.breaker_opened, 0);
 }
+
+mod runtimes {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use cache_runtime::{Cache, redis_cache};
+    use redis_cache_tests::RedisServer;
+
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+
+    #[redis_cache(ttl = 60, cache = cache, skip(cache))]
+    async fn price(cache: &Cache, id: u64) -> u64 {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        id * 10
+    }
+
+    fn runtime(multi_thread: bool) -> tokio::runtime::Runtime {
+        let mut builder = match multi_thread {
+            true => tokio::runtime::Builder::new_multi_thread(),
+            false => tokio::runtime::Builder::new_current_thread(),
+        };
+        builder.worker_threads(2).enable_all().build().unwrap()
+    }
+
+    /// What a test suite does with `#[tokio::test]`: one runtime per test, a cache that outlives
+    /// them. The cache's connections were made on the first runtime and died with it; the first
+    /// call on the next one connects again and hits, with no error and no fallback.
+    #[test]
+    fn a_call_on_a_new_runtime_after_the_old_one_ended_hits_without_an_error() {
+        let redis = RedisServer::start();
+        let cache = Cache::builder().url(redis.url()).build().unwrap();
+        runtime(true).block_on(async {
+            assert_eq!(price(&cache, 1).await, 10);
+            cache.flush().await;
+        });
+        for multi_thread in [false, true, false] {
+            let answer = runtime(multi_thread).block_on(price(&cache, 1));
+            assert_eq!(answer, 10);
+        }
+        let stats = price_stats();
+        assert_eq!(RUNS.load(Ordering::SeqCst), 1, "{stats:?}");
+        assert_eq!((stats.misses, stats.hits), (1, 3), "{stats:?}");
+        assert_eq!((stats.errors, stats.fallbacks), (0, 0), "{stats:?}");
+    }
+
+    fn price_stats() -> cache_runtime::FunctionStats {
+        cache_runtime::stats_for("faults::runtimes::price").expect("called")
+    }
+}

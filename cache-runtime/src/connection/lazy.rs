@@ -8,9 +8,14 @@
 //!   the new one that replaced it.
 //! - After a failed attempt, callers give up at once for `backoff` (the command connection has a
 //!   circuit breaker for that and uses none).
+//! - A link lives on the Tokio runtime that made it (redis-rs drives the socket from a task
+//!   spawned there). When that runtime shuts down (a `#[tokio::test]` ends, a program makes a
+//!   new runtime), the link is dead: the next caller, on whatever runtime it runs, connects anew
+//!   at once instead of failing on the dead link first.
 
 use std::future::Future;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -26,12 +31,69 @@ pub(crate) struct LazyLink<L> {
 
 #[derive(Debug)]
 struct LinkState<L> {
-    link: Option<(L, u64)>,
+    link: Option<Held<L>>,
     generation: u64,
     /// Connection attempts made: a caller that waited for another's attempt does not repeat it.
     attempts: u64,
     /// No attempt before this instant (set by a failed one).
     retry_at: Option<Instant>,
+}
+
+/// The live link, its generation, and whether the runtime it was made on has ended.
+#[derive(Debug)]
+struct Held<L> {
+    link: L,
+    generation: u64,
+    runtime: RuntimeWatch,
+}
+
+impl<L> Held<L> {
+    /// The link, unless its runtime has ended.
+    fn live(&self) -> Option<(&L, u64)> {
+        (!self.runtime.ended()).then_some((&self.link, self.generation))
+    }
+}
+
+/// Tells when the Tokio runtime a link was made on has shut down: a task spawned there holds a
+/// guard that marks it when the runtime drops the task. The task ends with the link (dropping
+/// the watch), so links replaced over a long life leave no tasks behind.
+#[derive(Debug)]
+struct RuntimeWatch {
+    ended: Arc<AtomicBool>,
+    /// Dropped with the watch: ends the task.
+    _link_gone: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl RuntimeWatch {
+    fn on_current_runtime() -> RuntimeWatch {
+        let ended = Arc::new(AtomicBool::new(false));
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return RuntimeWatch {
+                ended,
+                _link_gone: None,
+            };
+        };
+        struct MarkEnded(Arc<AtomicBool>);
+        impl Drop for MarkEnded {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Release);
+            }
+        }
+        let (link_gone, gone) = tokio::sync::oneshot::channel::<()>();
+        let mark = MarkEnded(ended.clone());
+        runtime.spawn(async move {
+            let _mark = mark;
+            let _ = gone.await;
+        });
+        RuntimeWatch {
+            ended,
+            _link_gone: Some(link_gone),
+        }
+    }
+
+    fn ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
 }
 
 /// Why [`LazyLink::get`] has no link to give.
@@ -66,7 +128,9 @@ impl<L: Clone> LazyLink<L> {
 
     /// The live link and its generation, if there is one.
     pub(crate) fn current(&self) -> Option<(L, u64)> {
-        self.state().link.clone()
+        let state = self.state();
+        let (link, generation) = state.link.as_ref()?.live()?;
+        Some((link.clone(), generation))
     }
 
     /// The live link, connecting with `connect` first if there is none. Waiting for another
@@ -83,9 +147,13 @@ impl<L: Clone> LazyLink<L> {
         Fut: Future<Output = Result<L, E>>,
     {
         let seen = {
-            let state = self.state();
-            if let Some((link, generation)) = &state.link {
-                return Ok(Linked::found(link.clone(), *generation));
+            let mut state = self.state();
+            if let Some(held) = &state.link {
+                if let Some((link, generation)) = held.live() {
+                    return Ok(Linked::found(link.clone(), generation));
+                }
+                // Its runtime has shut down: connect anew, without waiting for a backoff.
+                state.link = None;
             }
             if state.retry_at.is_some_and(|at| Instant::now() < at) {
                 return Err(Unlinked::Recently);
@@ -111,8 +179,8 @@ impl<L: Clone> LazyLink<L> {
             .map_err(|_| Unlinked::TimedOut)?;
         let generation = {
             let state = self.state();
-            if let Some((link, generation)) = &state.link {
-                return Ok(Linked::found(link.clone(), *generation));
+            if let Some((link, generation)) = state.link.as_ref().and_then(Held::live) {
+                return Ok(Linked::found(link.clone(), generation));
             }
             if state.attempts != seen {
                 // Someone tried while we waited, and failed: do not repeat it at once.
@@ -126,7 +194,11 @@ impl<L: Clone> LazyLink<L> {
         match attempt {
             Ok(link) => {
                 state.generation = generation;
-                state.link = Some((link.clone(), generation));
+                state.link = Some(Held {
+                    link: link.clone(),
+                    generation,
+                    runtime: RuntimeWatch::on_current_runtime(),
+                });
                 state.retry_at = None;
                 Ok(Linked {
                     link,
@@ -148,7 +220,7 @@ impl<L: Clone> LazyLink<L> {
         let current = state
             .link
             .as_ref()
-            .is_some_and(|(link, g)| *g == generation && applies(link));
+            .is_some_and(|held| held.generation == generation && applies(&held.link));
         if current {
             state.link = None;
             state.retry_at = Some(Instant::now() + self.backoff);
