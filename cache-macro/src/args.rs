@@ -55,6 +55,62 @@ const OPTIONS: &[&str] = &[
     "batch",
 ];
 
+/// The options of the `cached` crate's `#[cached]` and `#[io_cached]` that are not options here,
+/// and what does their job: someone migrating reaches for them first.
+const CACHED_OPTIONS: &[(&str, &str)] = &[
+    (
+        "size",
+        "`local = N` keeps up to N decoded values in the process; in Redis, entries leave by their `ttl`",
+    ),
+    ("time", "`ttl = SECONDS` (or `ttl = \"5m\"`)"),
+    (
+        "time_refresh",
+        "a hit does not extend an entry; hot entries are refreshed before they expire (`early_refresh`, on by default) and `stale = N` serves an expired one while it is refreshed",
+    ),
+    (
+        "sync_writes",
+        "on by default, per key and across processes (`lock = false` never waits)",
+    ),
+    (
+        "convert",
+        "`key = EXPR`, an expression over the arguments, e.g. `key = id`",
+    ),
+    (
+        "result",
+        "the default: an `Err` is returned and never stored",
+    ),
+    (
+        "option",
+        "the default: a `None` is not stored (`none_ttl = N` stores it for N seconds)",
+    ),
+    (
+        "ty",
+        "`cache = EXPR`, a `Cache` built with `Cache::builder()`",
+    ),
+    (
+        "create",
+        "`cache = EXPR`, a `Cache` built with `Cache::builder()`",
+    ),
+    (
+        "unbound",
+        "every entry needs a `ttl`; Redis's `maxmemory-policy` bounds the whole cache",
+    ),
+    (
+        "map_error",
+        "nothing: cache errors never reach the caller, the function runs instead",
+    ),
+    (
+        "with_cached_flag",
+        "per function, not per call: `{fn}_stats()` counts hits and misses",
+    ),
+    (
+        "cache_prefix_block",
+        "`name = \"...\"` for the function's key segment, `Cache::builder().prefix(...)` for a whole cache",
+    ),
+    ("redis", "nothing: entries are always in Redis"),
+    ("disk", "nothing: entries are in Redis"),
+];
+
 /// The parsed and checked options of one `#[redis_cache(...)]`.
 pub(crate) struct Args {
     /// Seconds an entry lives; required, at least 1 (0 with a `ttl` expression or closure).
@@ -222,6 +278,12 @@ impl Parse for Opt {
             Ok(Opt::Unless(input.parse()?))
         } else if look.peek(kw::key) {
             assign::<kw::key>(input)?;
+            if input.peek(LitStr) {
+                // `cached`'s `key = "u32"` names a type; here a string would be one key for
+                // every call.
+                let lit: LitStr = input.parse()?;
+                return Err(syn::Error::new(lit.span(), KEY_STRING_MESSAGE));
+            }
             Ok(Opt::Key(input.parse()?))
         } else if look.peek(kw::condition) {
             assign::<kw::condition>(input)?;
@@ -253,6 +315,11 @@ impl Parse for Opt {
         }
     }
 }
+
+const KEY_STRING_MESSAGE: &str = "`key` takes an expression over the arguments, e.g. `key = id` \
+    or `key = (user.id, &region)`, not a string: a string would be the same key for every call \
+    (`cached`'s `key = \"u32\"` + `convert = ...` is `key = ...` here, with the conversion's \
+    expression)";
 
 const BATCH_MESSAGE: &str = "`batch` names the parameter holding the keys, e.g. `batch = ids` for \
     `ids: Vec<u64>`: the function is called once with the keys that are not cached and returns \
@@ -352,6 +419,15 @@ fn unknown_option(unknown: &Ident) -> syn::Error {
         .map(|o| format!("`{o}`"))
         .collect::<Vec<_>>()
         .join(", ");
+    if let Some((_, here)) = CACHED_OPTIONS.iter().find(|(o, _)| *o == given) {
+        return syn::Error::new(
+            unknown.span(),
+            format!(
+                "unknown option `{given}`: that is an option of the `cached` crate; here: {here}\n\
+                 (docs/migrating-from-cached.md maps every `cached` option)"
+            ),
+        );
+    }
     let mut msg = format!("unknown option `{given}`; the options are {valid}");
     if let Some(close) = OPTIONS.iter().find(|o| edit_distance(o, &given) <= 2) {
         msg.push_str(&format!("\nhelp: did you mean `{close}`?"));
