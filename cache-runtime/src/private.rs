@@ -12,7 +12,7 @@ pub use crate::policy::{
     CacheValue, IntoTtl, LocalValue, OkOnly, Plain, Policy, Rules, SomeOnly, SomeOrNone,
     ValueCodec, collect_tags, value_codec,
 };
-pub use crate::site::Site;
+pub use crate::site::{Site, function_stats};
 pub use crate::spec::SiteSpec;
 
 /// The network-free steps of a hit, for the micro-benchmarks (`examples/benches/hit_path.rs`).

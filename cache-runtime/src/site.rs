@@ -46,6 +46,25 @@ pub struct Site {
     local: OnceLock<(u64, Arc<dyn Any + Send + Sync>)>,
 }
 
+/// A function's key segment, and its name in stats (with ` (batch)` for a batch function).
+fn names(spec: &SiteSpec, self_type: Option<&'static str>) -> (String, String) {
+    let mut segment = String::new();
+    key::push_function(&mut segment, spec, self_type);
+    let name = match spec.batch {
+        true => format!("{segment} (batch)"),
+        false => segment.clone(),
+    };
+    (segment, name)
+}
+
+/// The counters of the function `spec` describes (a method's: of `Self` = `self_type`): what a
+/// `{fn}_stats()` companion returns.
+#[doc(hidden)]
+pub fn function_stats(spec: &SiteSpec, self_type: Option<&'static str>) -> stats::FunctionStats {
+    let (_, name) = names(spec, self_type);
+    stats::of_function(name, spec.namespace())
+}
+
 impl Site {
     pub const fn new(spec: SiteSpec) -> Self {
         Site {
@@ -83,12 +102,7 @@ impl Site {
     /// Called on every call; costs one atomic load after the first.
     pub(crate) fn register(&'static self, self_type: Option<&'static str>) {
         self.registered.call_once(|| {
-            let mut segment = String::new();
-            key::push_function(&mut segment, &self.spec, self_type);
-            let name = match self.spec.batch {
-                true => format!("{segment} (batch)"),
-                false => segment.clone(),
-            };
+            let (segment, name) = names(&self.spec, self_type);
             let segment: &'static str = self.segment.get_or_init(|| segment);
             let name: &'static str = self.display.get_or_init(|| name);
             if !stats::register(name, segment, &self.counters, self.namespace()) {

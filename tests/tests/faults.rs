@@ -170,8 +170,4 @@ mod runtimes {
         assert_eq!((stats.misses, stats.hits), (1, 3), "{stats:?}");
         assert_eq!((stats.errors, stats.fallbacks), (0, 0), "{stats:?}");
     }
-
-    fn price_stats() -> cache_runtime::FunctionStats {
-        cache_runtime::stats_for("faults::runtimes::price").expect("called")
-    }
 }

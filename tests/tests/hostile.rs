@@ -360,7 +360,7 @@ async fn price(cache: &Cache, other: &Cache, id: u64) -> u64 {
             .enable_all()
             .build()
             .unwrap();
-        runtime.block_on(price_invalidate(&other, &other, id))
+        runtime.block_on(price_invalidate(&other, id))
     })
     .join()
     .unwrap()

@@ -90,6 +90,7 @@ pub(super) fn expand(
         let keys_name = batch.name();
         Companions {
             batch: true,
+            spec: spec.clone(),
             invalidate_doc: format!(
                 " Removes the cached entry of each key in `{keys_name}` (the entries `{shown}` \
                  stores for these arguments), in one round trip per server, so that the next \

@@ -409,6 +409,22 @@ pub(crate) fn tag_invalidated() {
     ::metrics::counter!("redis_cache_tag_invalidations_total").increment(1);
 }
 
+/// The counters of the function named `name` (as [`FunctionStats::function`] shows it) whose
+/// flights live in `namespace`, zero if it has not been called yet: a `{fn}_stats()` companion.
+pub(crate) fn of_function(name: String, namespace: u64) -> FunctionStats {
+    let found = registry()
+        .iter()
+        .find(|r| r.name == name && r.namespace == namespace)
+        .map(|r| r.counters);
+    let Some(c) = found else {
+        let none = Counts::default();
+        return FunctionStats::from_parts(name, &[0; Count::ALL.len()], &none, &none, (0, 0));
+    };
+    let local = (c.local_entries.load(Relaxed), c.local_bytes.load(Relaxed));
+    let (redis, function) = (c.redis.counts(), c.function.counts());
+    FunctionStats::from_parts(name, &c.values(), &redis, &function, local)
+}
+
 /// Per-function counters and latencies, and their total.
 pub fn snapshot() -> Snapshot {
     let registered: Vec<Registered> = registry().clone();
@@ -445,7 +461,15 @@ pub fn stats() -> Vec<FunctionStats> {
     snapshot().functions
 }
 
-/// The counters of one function, by the name [`FunctionStats::function`] shows.
+/// The counters of one function, by the name [`FunctionStats::function`] shows; `None` if no
+/// function of that name has been called yet in this process.
+///
+/// The name is the function's key segment: `name = "..."` if the attribute gives one, otherwise
+/// `module_path!()` and the function's name, `my_crate::catalog::product` (a method adds its
+/// type: `my_crate::catalog::Repo::product`; a batch function ends with ` (batch)`). In a
+/// binary, `module_path!()` starts with the binary's name, not the package's
+/// (`my_service::handlers::user` for `src/bin/my_service.rs`). The generated
+/// `{fn}_stats()` returns the same counters without a name to guess.
 pub fn stats_for(function: &str) -> Option<FunctionStats> {
     stats().into_iter().find(|s| s.function == function)
 }

@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cache_runtime::{Cache, redis_cache, stats_for};
+use cache_runtime::{Cache, redis_cache};
 use redis_cache_tests::RedisServer;
 use redis_cache_tests::cluster::RedisCluster;
 use redis_cache_tests::fixtures::Product;
@@ -256,17 +256,15 @@ async fn misses(cache: &Cache) {
     let calls = 200;
     missed(cache, &computed, (0..KEYS).collect()).await;
     computed.lock().unwrap().clear();
-    let before = stats_for("bench::missed (batch)").expect("called");
+    let before = missed_stats();
     for _ in 0..calls {
         let ids = window(&mut rng);
         let gone: Vec<u64> = rng.choose_multiple(ids.iter().copied(), MISSES as usize);
-        let removed = missed_invalidate(cache, &computed, gone)
-            .await
-            .expect("invalidate");
+        let removed = missed_invalidate(cache, gone).await.expect("invalidate");
         assert_eq!(removed, MISSES);
         assert_eq!(missed(cache, &computed, ids).await.len(), BATCH as usize);
     }
-    let after = stats_for("bench::missed (batch)").expect("called");
+    let after = missed_stats();
     let computed = computed.lock().unwrap().clone();
     let round_trips = after.redis_latency.count - before.redis_latency.count;
     println!(

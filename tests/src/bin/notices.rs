@@ -108,10 +108,6 @@ fn main() {
     }
 }
 
-fn reading_stats() -> cache_runtime::FunctionStats {
-    cache_runtime::stats_for("notices::reading").expect("called")
-}
-
 fn on_tokio(work: impl Future<Output = ()>) {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -774,7 +774,7 @@ async fn a_key_expression_is_hashed_instead_of_the_arguments_and_companions_agre
     assert_eq!(home(&cache, &runs, &session("b")).await, "home of 7");
     assert_eq!(runs.count(), 1, "another token, the same key");
     assert_eq!(redis.keys().await.len(), 1);
-    assert!(home_invalidate(&cache, &runs, &session("c")).await.unwrap());
+    assert!(home_invalidate(&cache, &session("c")).await.unwrap());
     assert!(
         redis.entries().await.is_empty(),
         "the companion derives the same key"

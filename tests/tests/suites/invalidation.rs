@@ -49,9 +49,9 @@ async fn invalidate_removes_exactly_the_entry_of_its_arguments() {
 
     db.set(1, 11);
     assert_eq!(price(&cache, &db, 1).await, 10, "still cached");
-    assert_eq!(price_invalidate(&cache, &db, 1).await, Ok(true));
+    assert_eq!(price_invalidate(&cache, 1).await, Ok(true));
     assert_eq!(
-        price_invalidate(&cache, &db, 1).await,
+        price_invalidate(&cache, 1).await,
         Ok(false),
         "already gone"
     );
@@ -90,7 +90,7 @@ async fn companions_of_a_disabled_cache_report_it_and_refresh_still_computes() {
     let db = Db::default();
     db.set(1, 7);
     assert_eq!(
-        price_invalidate(&cache, &db, 1).await,
+        price_invalidate(&cache, 1).await,
         Err(CacheError::Disabled)
     );
     assert_eq!(price_refresh(&cache, &db, 1).await, 7);
@@ -328,13 +328,13 @@ async fn an_invalidation_racing_a_computation_is_never_undone() {
     let read = |cache: Cache, db: Arc<Db>, id| async move { balance(&cache, &db, id).await };
     let write = |cache: Cache, db: Arc<Db>, id: u64| async move {
         match id % 10 {
-            0..=4 => drop(balance_invalidate(&cache, &db, id).await.unwrap()),
+            0..=4 => drop(balance_invalidate(&cache, id).await.unwrap()),
             5..=8 => assert_eq!(balance_refresh(&cache, &db, id).await, 2),
             _ => drop(cache.clear_function("inv::balance").await.unwrap()),
         }
         // Keep the keyspace small, so the clears stay fast: the entry of the id before goes.
         if id > 0 {
-            balance_invalidate(&cache, &db, id - 1).await.unwrap();
+            balance_invalidate(&cache, id - 1).await.unwrap();
         }
     };
     let stale = race("race", iterations, read, write).await;

@@ -1,7 +1,8 @@
-//! The `_invalidate` and `_refresh` companions exist, with the function's parameters, for every
-//! shape of function the attribute accepts.
+//! The companions exist for every shape of function the attribute accepts: `_refresh` with the
+//! function's parameters, `_invalidate` with those the key is made of (not the skipped ones,
+//! `self` only when the key or the cache needs it), `_stats()` with none.
 
-use cache_runtime::{Cache, CacheError, redis_cache};
+use cache_runtime::{Cache, CacheError, FunctionStats, redis_cache};
 use serde::{Serialize, de::DeserializeOwned};
 
 #[redis_cache(ttl = 5)]
@@ -38,6 +39,32 @@ impl Repo {
     }
 }
 
+struct Pool;
+
+struct Users;
+
+impl Users {
+    // The key is `id`: `_invalidate` needs neither `self` nor the pool.
+    #[redis_cache(ttl = 5, skip(pool))]
+    async fn user(&self, pool: &Pool, id: u64) -> String {
+        let _ = pool;
+        id.to_string()
+    }
+
+    // `key = ...` names what makes the key: only those parameters.
+    #[redis_cache(ttl = 5, key = (tenant, id))]
+    async fn scoped(&self, tenant: u32, pool: &Pool, id: u64) -> String {
+        let _ = pool;
+        format!("{tenant}/{id}")
+    }
+}
+
+#[redis_cache(ttl = 5, skip(pool))]
+async fn generic_pool<P: Sync>(pool: &P, id: u64) -> u64 {
+    let _ = pool;
+    id
+}
+
 trait Lookup {
     async fn lookup(&self, id: u64) -> u64;
 }
@@ -50,8 +77,8 @@ impl Lookup for Repo {
     }
 }
 
-async fn uses(repo: &Repo, cache: &Cache) {
-    let removed: Result<bool, CacheError> = plain_invalidate(1, String::new(), 0).await;
+async fn uses(repo: &Repo, users: &Users, cache: &Cache) {
+    let removed: Result<bool, CacheError> = plain_invalidate(1, String::new()).await;
     let _ = removed;
     let _: String = plain_refresh(1, String::new(), 0).await;
     let _: Result<bool, CacheError> = generic_invalidate::<u32>(1).await;
@@ -63,6 +90,18 @@ async fn uses(repo: &Repo, cache: &Cache) {
     let _ = repo.find_invalidate(1).await;
     let _: Option<String> = repo.find_refresh(1).await;
     let _ = repo.lookup(1).await;
+    let _: Result<bool, CacheError> = Users::user_invalidate(1).await;
+    let _: String = users.user_refresh(&Pool, 1).await;
+    let _: Result<bool, CacheError> = Users::scoped_invalidate(7, 1).await;
+    // The pool's type is part of the key (a generic function's entries are per type).
+    let _: Result<bool, CacheError> = generic_pool_invalidate::<Pool>(1).await;
+    let stats: [FunctionStats; 4] = [
+        plain_stats(),
+        generic_stats(),
+        Repo::find_stats(),
+        Users::user_stats(),
+    ];
+    let _ = stats;
 }
 
 fn main() {
