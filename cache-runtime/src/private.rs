@@ -8,6 +8,7 @@ pub use crate::flow::{
 };
 pub use crate::invalidation::{invalidate, invalidate_batch};
 pub use crate::key::{AddSerialized, AddUnkeyable, CallKey, KeyArg, KeyBuilder, KeyPart, KeyValue};
+pub use crate::local::LocalCopies;
 pub use crate::policy::{
     CacheValue, IntoTtl, LocalValue, OkOnly, Plain, Policy, Rules, SomeOnly, SomeOrNone,
     ValueCodec, collect_tags, value_codec,

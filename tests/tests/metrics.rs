@@ -96,7 +96,10 @@ async fn stats_and_metrics_match_a_counted_workload_exactly() {
     let cache = redis.cache("counted");
     // The `_stats()` companion: zero before the first call, under the name `stats_for` takes.
     let before = counted_stats();
-    assert_eq!((before.function.as_str(), before.calls()), ("metrics::counted", 0));
+    assert_eq!(
+        (before.function.as_str(), before.calls()),
+        ("metrics::counted", 0)
+    );
     assert_eq!(cache_runtime::stats_for("metrics::counted"), None);
 
     for id in 0..10 {
@@ -114,7 +117,11 @@ async fn stats_and_metrics_match_a_counted_workload_exactly() {
     cache.flush().await;
 
     let stats = cache_runtime::stats_for("metrics::counted").unwrap();
-    assert_eq!(counted_stats(), stats, "the companion counts what its function did");
+    assert_eq!(
+        counted_stats(),
+        stats,
+        "the companion counts what its function did"
+    );
     assert_eq!(
         (stats.hits, stats.misses, stats.executions, stats.writes),
         (30, 12, 12, 12)

@@ -54,10 +54,17 @@ pub(super) fn expand(
     let (checks, body) = body(fn_sig, sig, batch, &ret, (block, background));
     // Spanned on the return type: a map not keyed by the elements (the call's bound), or a value
     // that cannot be stored (or kept locally), is reported there, once.
-    let codec = match args.none_ttl {
-        Some(_) => quote_spanned!(ret_span=> #rt_at_ret::item_codec_with_absent::<#value>()),
-        None => quote_spanned!(ret_span=> #rt_at_ret::item_codec::<#value>()),
+    let make = match args.none_ttl {
+        Some(_) => quote!(item_codec_with_absent),
+        None => quote!(item_codec),
     };
+    let value_type = quote!(#value);
+    let (value_check, checked) = super::value_checks::checked(
+        ret_span,
+        &value_type,
+        (quote!(ItemCodec), make),
+        args.local.is_some(),
+    );
     let entry = match &args.local {
         Some(_) => quote_spanned!(ret_span=> #rt_at_ret::cached_batch_local::<_, #elem, _>),
         None => quote_spanned!(ret_span=> #rt_at_ret::cached_batch::<_, #elem, _>),
@@ -68,7 +75,7 @@ pub(super) fn expand(
             __redis_cache,
             __redis_cache_keys,
             __redis_cache_bypassed,
-            #codec,
+            #checked,
             #rules,
             #body,
         )
@@ -82,6 +89,7 @@ pub(super) fn expand(
         let __redis_cache_keys = #keys;
         #cache
         #rule_bindings
+        #value_check
         #call
     };
     assemble(func, args, sig, statements, || {

@@ -17,6 +17,7 @@ use syn::{Expr, FnArg, Ident, Pat, ReturnType, Signature};
 
 mod batch;
 mod companions;
+mod value_checks;
 
 pub(crate) use companions::stand_in_companions;
 use companions::{KeyInputs, cfgs, companion_sigs, forward_call};
@@ -104,15 +105,20 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
     };
     // The value type is checked once, here, on the return type: the call itself has no bound
     // that could report it a second time.
-    let codec = quote_spanned! {ret_span=>
-        #rt_at_ret::value_codec::<<#rt_at_ret::#policy as #rt_at_ret::Policy<#ret>>::Stored>()
-    };
+    let stored_type =
+        quote_spanned!(ret_span=> <#rt_at_ret::#policy as #rt_at_ret::Policy<#ret>>::Stored);
+    let (value_check, checked) = value_checks::checked(
+        ret_span,
+        &stored_type,
+        (quote!(ValueCodec), quote!(value_codec)),
+        args.local.is_some(),
+    );
     let call = quote_spanned! {ret_span=>
         #entry(
             &__REDIS_CACHE_SITE,
             __redis_cache,
             __redis_cache_key,
-            #codec,
+            #checked,
             #rules,
             #body,
         )
@@ -125,6 +131,7 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         let __redis_cache_key = #guarded_key;
         #cache
         #rule_bindings
+        #value_check
         #call
     };
     assemble(func, args, sig, statements, || {

@@ -53,8 +53,8 @@ use crate::connection::Connection;
 use crate::envelope::unix_ms;
 use crate::freshness;
 use crate::key::CallKey;
-use crate::local::{Keep, KeepLocal};
-use crate::policy::{LocalValue, Policy, Rules, ValueCodec};
+use crate::local::{Keep, KeepLocal, LocalCopies};
+use crate::policy::{Policy, Rules, ValueCodec};
 use crate::site::Site;
 use crate::stampede::lock::{Lock, Locks};
 use crate::stampede::single_flight::{self, Handoff, Join};
@@ -91,18 +91,18 @@ pub async fn cached_local<P, R, B>(
     cache: &Cache,
     call: CallKey,
     codec: ValueCodec<P::Stored>,
+    copies: LocalCopies<P::Stored>,
     rules: Rules<'_, P::Value>,
     body: B,
 ) -> R
 where
     P: Policy<R>,
-    P::Stored: LocalValue,
     B: Body<R, P::Value>,
 {
     site.register(call.self_type());
     let store = match (cache.local(), cache.shared_connection(), call.args()) {
-        (Some(tier), Some(conn), Some(args)) if in_tokio() => tier
-            .store::<P::Stored>(site, conn)
+        (Some(tier), Some(conn), Some(args)) if in_tokio() => copies
+            .store(tier, site, conn)
             .map(|store| (tier, store, args)),
         _ => None,
     };
@@ -113,16 +113,17 @@ where
     };
     if write_through_requested() {
         // The write-through replaces the entry: this process's copy goes now.
-        store.get().invalidate(args);
-    } else if let Some(value) = store.get().get(args, unix_ms(SystemTime::now())) {
+        copies.invalidate(&store, args);
+    } else if let Some(value) = copies.get(&store, args, unix_ms(SystemTime::now())) {
         site.answered(Outcome::LocalHit);
         return P::from_stored(value);
     }
     let keep = Keep {
         tier,
         site,
+        copies,
         store: &store,
-        watch: store.get().watch(args),
+        watch: copies.watch(&store, args),
         local_ttl: freshness::local_ttl(&site.spec),
     };
     let (value, outcome) =

@@ -17,6 +17,7 @@
 //! so an outage costs one execution per key per `local_ttl` in each process, like the in-process
 //! map the tier replaces.
 
+mod copies;
 mod store;
 mod tracking;
 
@@ -24,8 +25,9 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
+pub use copies::LocalCopies;
+pub(crate) use copies::{Keep, KeepLocal, LocalBatch, LocalItems, StoreRef};
 pub(crate) use store::{LocalStore, Watch};
 
 use crate::connection::Connection;
@@ -165,7 +167,7 @@ impl LocalTier {
             && *id == self.inner.id
             && let Some(store) = store.downcast_ref()
         {
-            return Some(StoreRef::Static(store));
+            return Some(StoreRef::borrowed(store));
         }
         let namespace = site.namespace();
         let of_type = |stores: &[Arc<dyn AnyStore>]| {
@@ -192,7 +194,7 @@ impl LocalTier {
         }
         // Another cache (or another instantiation of a generic function) holds the site's
         // slot: this one goes through the map.
-        Some(StoreRef::Shared(store, std::marker::PhantomData))
+        Some(StoreRef::shared(store))
     }
 
     /// Makes invalidation messages about `key` (a key of the function with `namespace`) reach
@@ -328,126 +330,6 @@ impl Tier {
         if self.coherent.swap(coherent, Ordering::AcqRel) != coherent {
             self.changed();
         }
-    }
-}
-
-/// A function's store, borrowed from its site (the common case) or shared with the tier.
-pub(crate) enum StoreRef<T: 'static> {
-    Static(&'static LocalStore<T>),
-    Shared(Arc<dyn AnyStore>, std::marker::PhantomData<T>),
-}
-
-impl<T: Clone + Send + Sync + 'static> StoreRef<T> {
-    pub(crate) fn get(&self) -> &LocalStore<T> {
-        match self {
-            StoreRef::Static(store) => store,
-            StoreRef::Shared(store, _) => (&**store as &dyn Any)
-                .downcast_ref()
-                .expect("a store's type is its function's value type"),
-        }
-    }
-}
-
-/// What the flow keeps in the local tier for one call (see [`crate::flow::cached_local`]).
-pub(crate) struct Keep<'a, T: 'static> {
-    pub tier: &'a LocalTier,
-    pub site: &'static Site,
-    pub store: &'a StoreRef<T>,
-    pub watch: Watch,
-    /// The function's `local_ttl`.
-    pub local_ttl: Duration,
-}
-
-/// Keeping a copy, whatever the value type: the flow holds a `&dyn KeepLocal<T>` only for
-/// functions with `local`, so the others pay nothing.
-pub(crate) trait KeepLocal<T> {
-    /// Keeps `value`, read from `key` in Redis (or computed while Redis was unreachable), fresh
-    /// until `fresh_until_ms`; `bytes` is its stored size.
-    fn keep(&self, key: &str, value: &T, fresh_until_ms: u64, bytes: usize);
-}
-
-/// Bytes charged per copy beyond its stored size: the map's slot, the entry's fields, and the
-/// decoded value's own overhead, roughly.
-const ENTRY_OVERHEAD: u64 = 64;
-
-impl<T: Clone + Send + Sync + 'static> KeepLocal<T> for Keep<'_, T> {
-    fn keep(&self, key: &str, value: &T, fresh_until_ms: u64, bytes: usize) {
-        keep_copy(
-            self.tier,
-            self.site,
-            self.store.get(),
-            self.watch,
-            self.local_ttl,
-            (key, value, fresh_until_ms, bytes),
-        );
-    }
-}
-
-/// Keeps a copy of `value` (read from `key`, fresh until `fresh_until_ms`, `bytes` stored) for
-/// at most `local_ttl`, unless an invalidation of its key came after `watch`.
-fn keep_copy<T: Clone + Send + Sync + 'static>(
-    tier: &LocalTier,
-    site: &'static Site,
-    store: &LocalStore<T>,
-    watch: Watch,
-    local_ttl: Duration,
-    (key, value, fresh_until_ms, bytes): (&str, &T, u64, usize),
-) {
-    let now = crate::envelope::unix_ms(std::time::SystemTime::now());
-    let ttl_ms = u64::try_from(local_ttl.as_millis()).unwrap_or(u64::MAX);
-    let until_ms = fresh_until_ms.min(now.saturating_add(ttl_ms));
-    if until_ms <= now {
-        return;
-    }
-    tier.route(key, site.namespace());
-    let bytes = bytes as u64 + ENTRY_OVERHEAD + std::mem::size_of::<T>() as u64;
-    store.insert(watch, value, until_ms, bytes);
-}
-
-/// A batch function's store in the local tier, for the keys of one call.
-pub(crate) struct LocalItems<'a, T: 'static> {
-    pub tier: &'a LocalTier,
-    pub site: &'static Site,
-    pub store: StoreRef<T>,
-    /// The function's `local_ttl`.
-    pub local_ttl: Duration,
-}
-
-/// What a batch call does with the local tier, whatever the value type (see [`LocalItems`]).
-pub(crate) trait LocalBatch<T> {
-    /// The copy of `args`, if one may be served at `now_ms`.
-    fn get(&self, args: u128, now_ms: u64) -> Option<T>;
-    /// What to check, after reading `args` from Redis, before keeping a copy of it.
-    fn watch(&self, args: u128) -> Watch;
-    /// Keeps a copy: see [`KeepLocal::keep`].
-    fn keep(&self, watch: Watch, key: &str, value: &T, fresh_until_ms: u64, bytes: usize);
-    /// Drops the copy of `args` (a write-through replaces it).
-    fn invalidate(&self, args: u128);
-}
-
-impl<T: Clone + Send + Sync + 'static> LocalBatch<T> for LocalItems<'_, T> {
-    fn get(&self, args: u128, now_ms: u64) -> Option<T> {
-        self.store.get().get(args, now_ms)
-    }
-
-    fn watch(&self, args: u128) -> Watch {
-        self.store.get().watch(args)
-    }
-
-    fn keep(&self, watch: Watch, key: &str, value: &T, fresh_until_ms: u64, bytes: usize) {
-        let copy = (key, value, fresh_until_ms, bytes);
-        keep_copy(
-            self.tier,
-            self.site,
-            self.store.get(),
-            watch,
-            self.local_ttl,
-            copy,
-        );
-    }
-
-    fn invalidate(&self, args: u128) {
-        self.store.get().invalidate(args);
     }
 }
 

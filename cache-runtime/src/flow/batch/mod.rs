@@ -47,8 +47,8 @@ use crate::connection::Connection;
 use crate::envelope::{Meta, unix_ms};
 use crate::freshness;
 use crate::key::{CallKey, PreHashed};
-use crate::local::{LocalBatch, LocalItems, Watch};
-use crate::policy::{LocalValue, Rules};
+use crate::local::{LocalBatch, LocalCopies, LocalItems, Watch};
+use crate::policy::Rules;
 use crate::site::Site;
 use crate::stampede::lock::{Lock, Locks};
 use crate::stampede::single_flight::{BatchJoin, Follower, Handoff, Leader};
@@ -89,31 +89,32 @@ where
 
 /// [`cached_batch`] for a function with `local = N`.
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments)] // called by generated code only, each argument named there
 pub async fn cached_batch_local<R, K, B>(
     site: &'static Site,
     cache: &Cache,
     keys: Vec<(K, CallKey)>,
     bypassed: bool,
     codec: ItemCodec<ValueOf<R>>,
+    copies: LocalCopies<ValueOf<R>>,
     rules: Rules<'_, ValueOf<R>>,
     body: B,
 ) -> R
 where
     R: KeyedBy<K>,
     K: Clone,
-    ValueOf<R>: LocalValue,
     B: BatchBody<K, R, ValueOf<R>>,
 {
     register(site, &keys);
     let local = match (cache.local(), cache.shared_connection()) {
         (Some(tier), Some(conn)) if in_tokio() => {
-            tier.store::<ValueOf<R>>(site, conn)
-                .map(|store| LocalItems {
-                    tier,
-                    site,
-                    store,
-                    local_ttl: freshness::local_ttl(&site.spec),
-                })
+            copies.store(tier, site, conn).map(|store| LocalItems {
+                tier,
+                site,
+                copies,
+                store,
+                local_ttl: freshness::local_ttl(&site.spec),
+            })
         }
         _ => None,
     };

@@ -1,0 +1,78 @@
+//! The check of the value type, made where the generated code builds what the runtime needs for
+//! it (its codec, and with `local = N` the table of its local copies): through a function of its
+//! own whose bound is a trait of its own, so that a type that does not qualify is one error,
+//! spanned on the return type, naming the user's type, what it lacks and the fix, and never a
+//! bound or a file of the runtime crate.
+
+use proc_macro2::{Span, TokenStream};
+use quote::quote_spanned;
+
+/// A statement binding `__redis_cache_codec` (the runtime's `codec` of `stored`, made by `make`:
+/// `ValueCodec` / `value_codec`, or a batch's `ItemCodec`) and, when `local`, also
+/// `__redis_cache_copies` (its `LocalCopies`); and the arguments that pass them on.
+pub(super) fn checked(
+    span: Span,
+    stored: &TokenStream,
+    (codec, make): (TokenStream, TokenStream),
+    local: bool,
+) -> (TokenStream, TokenStream) {
+    let rt = quote_spanned!(span=> ::cache_runtime::__private);
+    if !local {
+        let binding = quote_spanned! {span=>
+            let __redis_cache_codec = {
+                #[diagnostic::on_unimplemented(
+                    message = "`{Self}` cannot be cached: a cached value must implement `serde::Serialize` and `serde::de::DeserializeOwned`",
+                    label = "the value stored in Redis",
+                    note = "derive `serde::Serialize` and `serde::Deserialize` for it; borrowed types such as `&str` cannot be decoded from Redis, return an owned type such as `String`"
+                )]
+                trait __RedisCacheValue: #rt::CacheValue {}
+                #[diagnostic::do_not_recommend]
+                impl<T: #rt::CacheValue> __RedisCacheValue for T {}
+                fn __redis_cache_codec<T: __RedisCacheValue>() -> #rt::#codec<T> {
+                    #rt::#make::<T>()
+                }
+                __redis_cache_codec::<#stored>()
+            };
+        };
+        return (binding, quote_spanned!(span=> __redis_cache_codec));
+    }
+    // One trait for everything a value kept locally needs: a type lacking any of it is one error
+    // (and one without `Clone` gets no suggestion to return a reference, which is not
+    // `DeserializeOwned`).
+    let binding = quote_spanned! {span=>
+        let (__redis_cache_codec, __redis_cache_copies) = {
+            #[diagnostic::on_unimplemented(
+                message = "`{Self}` cannot be cached with `local = N`: the value must implement `Clone`, `serde::Serialize` and `serde::de::DeserializeOwned` (and be `Send + Sync + 'static`)",
+                label = "the value stored in Redis, and cloned out of the local tier",
+                note = "derive `Clone`, `serde::Serialize` and `serde::Deserialize` for it, or remove `local = ...` to read every hit from Redis"
+            )]
+            trait __RedisCacheLocalValue:
+                #rt::CacheValue
+                + ::core::clone::Clone
+                + ::core::marker::Send
+                + ::core::marker::Sync
+                + 'static
+            {
+            }
+            #[diagnostic::do_not_recommend]
+            impl<T> __RedisCacheLocalValue for T where
+                T: #rt::CacheValue
+                    + ::core::clone::Clone
+                    + ::core::marker::Send
+                    + ::core::marker::Sync
+                    + 'static
+            {
+            }
+            fn __redis_cache_local<T: __RedisCacheLocalValue>()
+                -> (#rt::#codec<T>, #rt::LocalCopies<T>)
+            {
+                (#rt::#make::<T>(), #rt::LocalCopies::new())
+            }
+            __redis_cache_local::<#stored>()
+        };
+    };
+    (
+        binding,
+        quote_spanned!(span=> __redis_cache_codec, __redis_cache_copies),
+    )
+}

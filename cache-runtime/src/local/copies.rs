@@ -1,0 +1,245 @@
+//! What a call does with its function's copies, whatever the value type.
+//!
+//! Keeping and handing out copies needs the value to be `Clone + Send + Sync + 'static`. That
+//! bound is checked once, where the generated code makes a [`LocalCopies`] (through a function
+//! of its own whose bound names the user's type, spanned on the return type); the flow then
+//! holds the table of operations and puts no bound of its own on the value, so a type that cannot
+//! be kept is one error, in the user's code, never in this crate's.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{AnyStore, LocalStore, LocalTier, Watch};
+use crate::connection::Connection;
+use crate::policy::LocalValue;
+use crate::site::Site;
+
+/// The operations on copies of `T`, as function pointers made where `T: LocalValue` is known.
+#[doc(hidden)]
+pub struct LocalCopies<T: 'static> {
+    store: fn(&LocalTier, &'static Site, &Arc<Connection>) -> Option<StoreRef<T>>,
+    get: fn(&StoreRef<T>, u128, u64) -> Option<T>,
+    watch: fn(&StoreRef<T>, u128) -> Watch,
+    invalidate: fn(&StoreRef<T>, u128),
+    keep: KeepFn<T>,
+}
+
+/// Keeps a copy: see [`keep_copy`].
+type KeepFn<T> = fn(&LocalTier, &'static Site, &StoreRef<T>, Watch, Duration, Copy<'_, T>);
+
+/// A copy to keep: the Redis key it was read from, the value, when it stops being fresh (unix
+/// ms), and its stored size.
+pub(crate) type Copy<'a, T> = (&'a str, &'a T, u64, usize);
+
+impl<T: 'static> Clone for LocalCopies<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: 'static> std::marker::Copy for LocalCopies<T> {}
+
+impl<T: 'static> std::fmt::Debug for LocalCopies<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalCopies")
+    }
+}
+
+impl<T: LocalValue> LocalCopies<T> {
+    /// The table for `T`; the generated code calls it through a function whose bound is spanned
+    /// on the return type.
+    pub fn new() -> Self {
+        LocalCopies {
+            store: |tier, site, conn| tier.store::<T>(site, conn),
+            get: |store, args, now_ms| store.get().get(args, now_ms),
+            watch: |store, args| store.get().watch(args),
+            invalidate: |store, args| {
+                store.get().invalidate(args);
+            },
+            keep: |tier, site, store, watch, local_ttl, copy| {
+                keep_copy(tier, site, store.get(), watch, local_ttl, copy);
+            },
+        }
+    }
+}
+
+impl<T: LocalValue> Default for LocalCopies<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: 'static> LocalCopies<T> {
+    /// `site`'s store in `tier` (see [`LocalTier::store`]).
+    pub(crate) fn store(
+        &self,
+        tier: &LocalTier,
+        site: &'static Site,
+        conn: &Arc<Connection>,
+    ) -> Option<StoreRef<T>> {
+        (self.store)(tier, site, conn)
+    }
+
+    /// The copy of `args` in `store`, if it may be served at `now_ms`.
+    pub(crate) fn get(&self, store: &StoreRef<T>, args: u128, now_ms: u64) -> Option<T> {
+        (self.get)(store, args, now_ms)
+    }
+
+    /// What to check, after reading `args` from Redis, before keeping a copy of it.
+    pub(crate) fn watch(&self, store: &StoreRef<T>, args: u128) -> Watch {
+        (self.watch)(store, args)
+    }
+
+    /// Drops the copy of `args` (a write-through replaces it).
+    pub(crate) fn invalidate(&self, store: &StoreRef<T>, args: u128) {
+        (self.invalidate)(store, args);
+    }
+}
+
+/// A function's store of `T`s, borrowed from its site (the common case) or shared with the tier.
+/// Held type-erased, so that it is `Send + Sync` whatever `T` is: the flow that holds it has no
+/// bound on `T`.
+pub(crate) struct StoreRef<T: 'static> {
+    store: Held,
+    value: PhantomData<fn() -> T>,
+}
+
+enum Held {
+    Static(&'static dyn AnyStore),
+    Shared(Arc<dyn AnyStore>),
+}
+
+impl<T: LocalValue> StoreRef<T> {
+    pub(crate) fn borrowed(store: &'static LocalStore<T>) -> Self {
+        StoreRef {
+            store: Held::Static(store),
+            value: PhantomData,
+        }
+    }
+
+    /// `store`, a `LocalStore<T>`.
+    pub(crate) fn shared(store: Arc<dyn AnyStore>) -> Self {
+        StoreRef {
+            store: Held::Shared(store),
+            value: PhantomData,
+        }
+    }
+
+    pub(crate) fn get(&self) -> &LocalStore<T> {
+        let store: &dyn AnyStore = match &self.store {
+            Held::Static(store) => *store,
+            Held::Shared(store) => &**store,
+        };
+        (store as &dyn Any)
+            .downcast_ref()
+            .expect("a store's type is its function's value type")
+    }
+}
+
+/// What the flow keeps in the local tier for one call (see [`crate::flow::cached_local`]).
+pub(crate) struct Keep<'a, T: 'static> {
+    pub tier: &'a LocalTier,
+    pub site: &'static Site,
+    pub copies: LocalCopies<T>,
+    pub store: &'a StoreRef<T>,
+    pub watch: Watch,
+    /// The function's `local_ttl`.
+    pub local_ttl: Duration,
+}
+
+/// Keeping a copy, whatever the value type: the flow holds a `&dyn KeepLocal<T>` only for
+/// functions with `local`, so the others pay nothing.
+pub(crate) trait KeepLocal<T> {
+    /// Keeps `value`, read from `key` in Redis (or computed while Redis was unreachable), fresh
+    /// until `fresh_until_ms`; `bytes` is its stored size.
+    fn keep(&self, key: &str, value: &T, fresh_until_ms: u64, bytes: usize);
+}
+
+/// Bytes charged per copy beyond its stored size: the map's slot, the entry's fields, and the
+/// decoded value's own overhead, roughly.
+const ENTRY_OVERHEAD: u64 = 64;
+
+impl<T: 'static> KeepLocal<T> for Keep<'_, T> {
+    fn keep(&self, key: &str, value: &T, fresh_until_ms: u64, bytes: usize) {
+        let copy = (key, value, fresh_until_ms, bytes);
+        (self.copies.keep)(
+            self.tier,
+            self.site,
+            self.store,
+            self.watch,
+            self.local_ttl,
+            copy,
+        );
+    }
+}
+
+/// Keeps a copy of `value` (read from `key`, fresh until `fresh_until_ms`, `bytes` stored) for
+/// at most `local_ttl`, unless an invalidation of its key came after `watch`.
+fn keep_copy<T: LocalValue>(
+    tier: &LocalTier,
+    site: &'static Site,
+    store: &LocalStore<T>,
+    watch: Watch,
+    local_ttl: Duration,
+    (key, value, fresh_until_ms, bytes): Copy<'_, T>,
+) {
+    let now = crate::envelope::unix_ms(std::time::SystemTime::now());
+    let ttl_ms = u64::try_from(local_ttl.as_millis()).unwrap_or(u64::MAX);
+    let until_ms = fresh_until_ms.min(now.saturating_add(ttl_ms));
+    if until_ms <= now {
+        return;
+    }
+    tier.route(key, site.namespace());
+    let bytes = bytes as u64 + ENTRY_OVERHEAD + std::mem::size_of::<T>() as u64;
+    store.insert(watch, value, until_ms, bytes);
+}
+
+/// A batch function's store in the local tier, for the keys of one call.
+pub(crate) struct LocalItems<'a, T: 'static> {
+    pub tier: &'a LocalTier,
+    pub site: &'static Site,
+    pub copies: LocalCopies<T>,
+    pub store: StoreRef<T>,
+    /// The function's `local_ttl`.
+    pub local_ttl: Duration,
+}
+
+/// What a batch call does with the local tier, whatever the value type (see [`LocalItems`]).
+pub(crate) trait LocalBatch<T> {
+    /// The copy of `args`, if one may be served at `now_ms`.
+    fn get(&self, args: u128, now_ms: u64) -> Option<T>;
+    /// What to check, after reading `args` from Redis, before keeping a copy of it.
+    fn watch(&self, args: u128) -> Watch;
+    /// Keeps a copy: see [`KeepLocal::keep`].
+    fn keep(&self, watch: Watch, key: &str, value: &T, fresh_until_ms: u64, bytes: usize);
+    /// Drops the copy of `args` (a write-through replaces it).
+    fn invalidate(&self, args: u128);
+}
+
+impl<T: 'static> LocalBatch<T> for LocalItems<'_, T> {
+    fn get(&self, args: u128, now_ms: u64) -> Option<T> {
+        self.copies.get(&self.store, args, now_ms)
+    }
+
+    fn watch(&self, args: u128) -> Watch {
+        self.copies.watch(&self.store, args)
+    }
+
+    fn keep(&self, watch: Watch, key: &str, value: &T, fresh_until_ms: u64, bytes: usize) {
+        let copy = (key, value, fresh_until_ms, bytes);
+        (self.copies.keep)(
+            self.tier,
+            self.site,
+            &self.store,
+            watch,
+            self.local_ttl,
+            copy,
+        );
+    }
+
+    fn invalidate(&self, args: u128) {
+        self.copies.invalidate(&self.store, args);
+    }
+}
