@@ -59,16 +59,6 @@ pub trait KeyArg: Serialize {}
 #[diagnostic::do_not_recommend]
 impl<T: Serialize + ?Sized> KeyArg for T {}
 
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be the cache key: the `key = ...` expression must implement `serde::Serialize`",
-    label = "this value is hashed into the cache key",
-    note = "key on something `Serialize` (an id, a tuple of fields, a string), or derive `serde::Serialize` for it"
-)]
-#[doc(hidden)]
-pub trait KeyValue: Serialize {}
-#[diagnostic::do_not_recommend]
-impl<T: Serialize + ?Sized> KeyValue for T {}
-
 /// A key argument as the companions add it: serialized if its type is `Serialize`, and otherwise
 /// (only in code that does not compile, since the function itself requires it) marking the key
 /// unkeyable. Chosen by method resolution: `(&&KeyPart(&v)).add_to(&mut key)` finds
@@ -147,11 +137,6 @@ impl KeyBuilder {
             )
             .is_err();
         }
-    }
-
-    /// The attribute's `key = ...` expression, hashed instead of the arguments.
-    pub fn key<T: KeyValue + ?Sized>(&mut self, value: &T) {
-        self.arg(value);
     }
 
     /// `None` inside when an argument could not be serialized: the call then bypasses the cache.

@@ -7,7 +7,7 @@ pub use crate::flow::{
     cached_local, item_codec, item_codec_with_absent, write_through,
 };
 pub use crate::invalidation::{invalidate, invalidate_batch};
-pub use crate::key::{AddSerialized, AddUnkeyable, CallKey, KeyArg, KeyBuilder, KeyPart, KeyValue};
+pub use crate::key::{AddSerialized, AddUnkeyable, CallKey, KeyArg, KeyBuilder, KeyPart};
 pub use crate::local::LocalCopies;
 pub use crate::policy::{
     CacheValue, IntoTtl, LocalValue, OkOnly, Plain, Policy, Rules, SomeOnly, SomeOrNone,
@@ -81,19 +81,4 @@ impl<T: Clone + Send + Sync + 'static> BackgroundSelf for T {}
 /// The clone of `self` that a background refresh of a method taking `&self` runs on.
 pub fn clone_self<T: BackgroundSelf>(this: &T) -> T {
     this.clone()
-}
-
-/// What a `{placeholder}` of `tags("...")` must be: it is rendered with `Display`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be rendered into a tag: a `{{placeholder}}` in `tags(...)` must implement `std::fmt::Display`",
-    label = "a placeholder of this tag",
-    note = "name a field that is `Display` (`{{user.id}}`), or compute tags from the value with `tags = |v: &T| ...`"
-)]
-pub trait TagPart: std::fmt::Display {}
-impl<T: std::fmt::Display + ?Sized> TagPart for T {}
-
-/// A placeholder of `tags("...")`, checked to be `Display` (once: the `format!` it goes into
-/// sees a `dyn Display` either way).
-pub fn tag_part<T: TagPart>(part: &T) -> &dyn std::fmt::Display {
-    part
 }

@@ -230,7 +230,6 @@ fn body(
 /// `let __redis_cache_tags = ...`: for each key the function is called with, its `tags("...")`
 /// rendered (a placeholder naming the batch parameter is that key), before the body runs.
 fn item_tags(sig: &Analysis, keys: &proc_macro2::Ident) -> TokenStream {
-    let rt = quote!(::cache_runtime::__private);
     let item = format_ident!("{}", ITEM);
     if sig.tags.is_empty() {
         return quote! {
@@ -240,10 +239,7 @@ fn item_tags(sig: &Analysis, keys: &proc_macro2::Ident) -> TokenStream {
     }
     let rendered = sig.tags.iter().map(|tag| {
         let format = &tag.format;
-        let parts = tag
-            .parts
-            .iter()
-            .map(|part| quote_spanned!(tag.span=> #rt::tag_part(&(#part))));
+        let parts = tag.parts.iter().map(|part| super::tag_part(tag.span, part));
         quote_spanned!(tag.span=> ::std::format!(#format #(, #parts)*))
     });
     quote! {

@@ -393,18 +393,33 @@ fn background_body(
 /// `let __redis_cache_tags = vec![...]`: the `tags("...")` templates, rendered from the
 /// arguments when the body runs (first, before the body can move them), so a hit renders none.
 fn listed_tags(sig: &Analysis) -> TokenStream {
-    let rt = quote!(::cache_runtime::__private);
     let rendered = sig.tags.iter().map(|tag| {
         let format = &tag.format;
-        let parts = tag
-            .parts
-            .iter()
-            .map(|part| quote_spanned!(tag.span=> #rt::tag_part(&(#part))));
+        let parts = tag.parts.iter().map(|part| tag_part(tag.span, part));
         quote_spanned!(tag.span=> ::std::format!(#format #(, #parts)*))
     });
     quote! {
         let __redis_cache_tags: ::std::vec::Vec<::std::string::String> = ::std::vec![#(#rendered),*];
     }
+}
+
+/// A placeholder of a `tags("...")` template, checked to be `Display`: one error, at the tag.
+pub(super) fn tag_part(span: proc_macro2::Span, part: &TokenStream) -> TokenStream {
+    value_checks::through_bound(
+        span,
+        &value_checks::Diagnostic {
+            message: "`{Self}` cannot be rendered into a tag: a `{{placeholder}}` in `tags(...)` must implement `std::fmt::Display`",
+            label: "a placeholder of this tag",
+            note: "name a field that is `Display` (`{{user.id}}`), or compute tags from the value with `tags = |v: &T| ...`",
+        },
+        quote_spanned!(span=> ::core::fmt::Display),
+        (TokenStream::new(), TokenStream::new()),
+        (
+            quote!(::std::string::String),
+            quote!(::std::string::ToString::to_string(value)),
+        ),
+        quote_spanned!(span=> &(#part)),
+    )
 }
 
 /// `block` with each `self` (the receiver, not a `self::` path) replaced by
@@ -539,13 +554,44 @@ fn call_key(args: &Args, sig: &Analysis, checked: bool) -> TokenStream {
             }
         }
     };
+    // Checked through a bound of the generated code's own: an error names the user's type only.
+    let serialized = |span, diagnostic: &value_checks::Diagnostic<'_>, value| {
+        let add = value_checks::through_bound(
+            span,
+            diagnostic,
+            quote_spanned!(span=> #rt::KeyArg),
+            (
+                quote!(key: &mut #rt::KeyBuilder,),
+                quote_spanned!(span=> &mut __key,),
+            ),
+            (quote!(()), quote!(key.arg(value))),
+            value,
+        );
+        quote_spanned!(span=> #add;)
+    };
     let include_self = args.include_self.map(|span| match checked {
-        true => quote_spanned!(span=> __key.arg(self);),
+        true => serialized(
+            span,
+            &value_checks::Diagnostic {
+                message: "`{Self}` cannot be part of the cache key: it does not implement `serde::Serialize`",
+                label: "`include_self` hashes `self` into the cache key",
+                note: "derive `serde::Serialize` for it, or remove `include_self` (the key is then the other arguments), or key on some of its fields with `key = (self.tenant, id)`",
+            },
+            quote_spanned!(span=> self),
+        ),
         false => unchecked(span, quote!(*self)),
     });
     // Spanned on the parameter (or the `key` expression), so "not Serialize" points at it.
     let key_params: Vec<TokenStream> = match &args.key {
-        Some(expr) if checked => vec![quote_spanned!(expr.span()=> __key.key(&(#expr));)],
+        Some(expr) if checked => vec![serialized(
+            expr.span(),
+            &value_checks::Diagnostic {
+                message: "`{Self}` cannot be the cache key: the `key = ...` expression must implement `serde::Serialize`",
+                label: "this value is hashed into the cache key",
+                note: "key on something `Serialize` (an id, a tuple of fields, a string), or derive `serde::Serialize` for it",
+            },
+            quote_spanned!(expr.span()=> &(#expr)),
+        )],
         Some(expr) => vec![unchecked(expr.span(), quote!((#expr)))],
         None if checked => sig
             .key_params

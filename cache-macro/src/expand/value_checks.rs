@@ -76,3 +76,44 @@ pub(super) fn checked(
         quote_spanned!(span=> __redis_cache_codec, __redis_cache_copies),
     )
 }
+
+/// What one check says when its bound is not met.
+pub(super) struct Diagnostic<'a> {
+    pub message: &'a str,
+    pub label: &'a str,
+    pub note: &'a str,
+}
+
+/// `{ ... }` calling `call` (an expression over `value`, a `&T`, and the `params` before it)
+/// through a function whose bound `T: bound` is a trait of its own carrying `diagnostic`: a `T`
+/// without it is one error at `span`, in the user's code. Evaluates to what `call` returns, of
+/// type `ret` (which may name `T`); `args` are passed for `params`, then `value`.
+pub(super) fn through_bound(
+    span: Span,
+    diagnostic: &Diagnostic<'_>,
+    bound: TokenStream,
+    (params, args): (TokenStream, TokenStream),
+    (ret, call): (TokenStream, TokenStream),
+    value: TokenStream,
+) -> TokenStream {
+    let Diagnostic {
+        message,
+        label,
+        note,
+    } = diagnostic;
+    quote_spanned! {span=>
+        {
+            #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
+            trait __RedisCacheBound: #bound {}
+            #[diagnostic::do_not_recommend]
+            impl<T: #bound + ?::core::marker::Sized> __RedisCacheBound for T {}
+            fn __redis_cache_checked<T: __RedisCacheBound + ?::core::marker::Sized>(
+                #params
+                value: &T,
+            ) -> #ret {
+                #call
+            }
+            __redis_cache_checked(#args #value)
+        }
+    }
+}
