@@ -54,31 +54,3 @@ pub mod bench {
             .map(|(_, v)| v)
     }
 }
-
-/// What a parameter of a function with `refresh = "background"` must be: the refresh runs in a
-/// spawned task, which owns the arguments.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be moved into a background refresh: with `refresh = \"background\"` every parameter must be `Send + 'static`",
-    label = "the spawned refresh owns this argument",
-    note = "take an owned, thread-safe value or handle (`Arc<T>`, a connection pool), or remove `refresh = \"background\"`"
-)]
-pub trait BackgroundArg: Send + 'static {}
-impl<T: Send + 'static> BackgroundArg for T {}
-
-/// Checks one argument of a function with `refresh = "background"`.
-pub fn background_arg<T: BackgroundArg>(_: &T) {}
-
-/// What `Self` must be for a method with `refresh = "background"` taking `&self`: the spawned
-/// refresh runs on a clone of it.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be cloned into a background refresh: with `refresh = \"background\"` a method's `Self` must be `Clone + Send + Sync + 'static`",
-    label = "the spawned refresh runs on a clone of `self`",
-    note = "derive `Clone` for a handle whose fields are cheap to clone (`Arc<T>`, a connection pool), or remove `refresh = \"background\"`"
-)]
-pub trait BackgroundSelf: Clone + Send + Sync + 'static {}
-impl<T: Clone + Send + Sync + 'static> BackgroundSelf for T {}
-
-/// The clone of `self` that a background refresh of a method taking `&self` runs on.
-pub fn clone_self<T: BackgroundSelf>(this: &T) -> T {
-    this.clone()
-}

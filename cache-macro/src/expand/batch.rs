@@ -190,15 +190,21 @@ fn body(
         match input {
             FnArg::Receiver(_) if sig.borrows_self => {}
             FnArg::Receiver(recv) => {
-                checks.extend(quote_spanned!(recv.span()=> #rt::background_arg(&self);));
+                checks.extend(super::value_checks::background_arg(
+                    recv.span(),
+                    quote_spanned!(recv.span()=> &self),
+                ));
             }
             FnArg::Typed(pat_type) => {
                 if let Pat::Ident(p) = &*pat_type.pat
                     && p.ident != *batch.name()
                 {
                     let name = &p.ident;
-                    checks
-                        .extend(quote_spanned!(pat_type.ty.span()=> #rt::background_arg(&#name);));
+                    let span = pat_type.ty.span();
+                    checks.extend(super::value_checks::background_arg(
+                        span,
+                        quote_spanned!(span=> &#name),
+                    ));
                 }
             }
         }
@@ -207,7 +213,7 @@ fn body(
         Some(receiver) => {
             let block = rename_self(block);
             let tags = rename_self(proc_macro2::Group::new(Delimiter::None, tags)).stream();
-            let clone = quote_spanned!(receiver.span()=> #rt::clone_self::<Self>(self));
+            let clone = super::value_checks::clone_self(receiver.span());
             let closure = make(
                 quote! {
                     let __redis_cache_self: &Self = &__redis_cache_this;

@@ -257,7 +257,8 @@ fn rules(args: &Args, stored: &TokenStream) -> (TokenStream, TokenStream) {
     let mut rules = quote!(#rt::Rules::new());
     match &args.ttl_rule {
         Some(TtlRule::Expr(expr)) => {
-            rules.extend(quote_spanned!(expr.span()=> .ttl(#expr)));
+            let ttl = value_checks::ttl(expr.span(), quote!(#expr));
+            rules.extend(quote_spanned!(expr.span()=> .ttl(#ttl)));
         }
         // With a background refresh the closure outlives the call: a plain `fn` (no captures).
         Some(TtlRule::Closure(closure)) if background => {
@@ -347,13 +348,19 @@ fn background_body(
             // Checked where `self` is cloned, below.
             FnArg::Receiver(_) if sig.borrows_self => {}
             FnArg::Receiver(recv) => {
-                checks.extend(quote_spanned!(recv.span()=> #rt::background_arg(&self);));
+                checks.extend(value_checks::background_arg(
+                    recv.span(),
+                    quote_spanned!(recv.span()=> &self),
+                ));
             }
             FnArg::Typed(pat_type) => {
                 if let Pat::Ident(p) = &*pat_type.pat {
                     let name = &p.ident;
-                    checks
-                        .extend(quote_spanned!(pat_type.ty.span()=> #rt::background_arg(&#name);));
+                    let span = pat_type.ty.span();
+                    checks.extend(value_checks::background_arg(
+                        span,
+                        quote_spanned!(span=> &#name),
+                    ));
                 }
             }
         }
@@ -363,7 +370,7 @@ fn background_body(
         let block = rename_self(block);
         let tags = rename_self(proc_macro2::Group::new(Delimiter::None, tags)).stream();
         // Spanned on `&self`, so a `Self` that is not `Clone + Send + Sync` points there.
-        let clone = quote_spanned!(receiver.span()=> #rt::clone_self::<Self>(self));
+        let clone = value_checks::clone_self(receiver.span());
         quote! {
             move || {
                 let __redis_cache_this: Self = #clone;
@@ -411,11 +418,12 @@ pub(super) fn tag_part(span: proc_macro2::Span, part: &TokenStream) -> TokenStre
             message: "`{Self}` cannot be rendered into a tag: a `{{placeholder}}` in `tags(...)` must implement `std::fmt::Display`",
             label: "a placeholder of this tag",
             note: "name a field that is `Display` (`{{user.id}}`), or compute tags from the value with `tags = |v: &T| ...`",
+            of_self: false,
         },
         quote_spanned!(span=> ::core::fmt::Display),
         (TokenStream::new(), TokenStream::new()),
         (
-            quote!(::std::string::String),
+            Some(quote!(::std::string::String)),
             quote!(::std::string::ToString::to_string(value)),
         ),
         quote_spanned!(span=> &(#part)),
@@ -564,7 +572,7 @@ fn call_key(args: &Args, sig: &Analysis, checked: bool) -> TokenStream {
                 quote!(key: &mut #rt::KeyBuilder,),
                 quote_spanned!(span=> &mut __key,),
             ),
-            (quote!(()), quote!(key.arg(value))),
+            (None, quote!(key.arg(value))),
             value,
         );
         quote_spanned!(span=> #add;)
@@ -576,6 +584,7 @@ fn call_key(args: &Args, sig: &Analysis, checked: bool) -> TokenStream {
                 message: "`{Self}` cannot be part of the cache key: it does not implement `serde::Serialize`",
                 label: "`include_self` hashes `self` into the cache key",
                 note: "derive `serde::Serialize` for it, or remove `include_self` (the key is then the other arguments), or key on some of its fields with `key = (self.tenant, id)`",
+                of_self: false,
             },
             quote_spanned!(span=> self),
         ),
@@ -589,6 +598,7 @@ fn call_key(args: &Args, sig: &Analysis, checked: bool) -> TokenStream {
                 message: "`{Self}` cannot be the cache key: the `key = ...` expression must implement `serde::Serialize`",
                 label: "this value is hashed into the cache key",
                 note: "key on something `Serialize` (an id, a tuple of fields, a string), or derive `serde::Serialize` for it",
+                of_self: false,
             },
             quote_spanned!(expr.span()=> &(#expr)),
         )],

@@ -82,6 +82,10 @@ pub(super) struct Diagnostic<'a> {
     pub message: &'a str,
     pub label: &'a str,
     pub note: &'a str,
+    /// The value checked is `self` (its type named `Self`): the error also says which part of the
+    /// bound `Self` lacks, with rustc's own suggestion for it (deriving `Clone`). Otherwise the
+    /// message alone speaks.
+    pub of_self: bool,
 }
 
 /// `{ ... }` calling `call` (an expression over `value`, a `&T`, and the `params` before it)
@@ -93,27 +97,93 @@ pub(super) fn through_bound(
     diagnostic: &Diagnostic<'_>,
     bound: TokenStream,
     (params, args): (TokenStream, TokenStream),
-    (ret, call): (TokenStream, TokenStream),
+    (ret, call): (Option<TokenStream>, TokenStream),
     value: TokenStream,
 ) -> TokenStream {
     let Diagnostic {
         message,
         label,
         note,
+        of_self,
     } = diagnostic;
+    let recommend = (!of_self).then(|| quote_spanned!(span=> #[diagnostic::do_not_recommend]));
+    // Named: rustc would otherwise suggest passing `&&self`.
+    let turbofish = of_self.then(|| quote_spanned!(span=> ::<Self>));
+    let ret = ret.map(|ret| quote_spanned!(span=> -> #ret));
     quote_spanned! {span=>
         {
             #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
             trait __RedisCacheBound: #bound {}
-            #[diagnostic::do_not_recommend]
+            #recommend
             impl<T: #bound + ?::core::marker::Sized> __RedisCacheBound for T {}
             fn __redis_cache_checked<T: __RedisCacheBound + ?::core::marker::Sized>(
                 #params
                 value: &T,
-            ) -> #ret {
+            ) #ret {
                 #call
             }
-            __redis_cache_checked(#args #value)
+            __redis_cache_checked #turbofish (#args #value)
+        }
+    }
+}
+
+/// `value` (a reference to an argument, or `&self`) checked to move into a background refresh:
+/// `Send + 'static`.
+pub(super) fn background_arg(span: Span, value: TokenStream) -> TokenStream {
+    let check = through_bound(
+        span,
+        &Diagnostic {
+            message: "`{Self}` cannot be moved into a background refresh: with `refresh = \"background\"` every parameter must be `Send + 'static`",
+            label: "the spawned refresh owns this argument",
+            note: "take an owned, thread-safe value or handle (`Arc<T>`, a connection pool), or remove `refresh = \"background\"`",
+            of_self: false,
+        },
+        quote_spanned!(span=> ::core::marker::Send + 'static),
+        (TokenStream::new(), TokenStream::new()),
+        (None, quote_spanned!(span=> { let _ = value; })),
+        value,
+    );
+    quote_spanned!(span=> #check;)
+}
+
+/// The clone of `self` a background refresh of a method taking `&self` runs on, checked:
+/// `Self: Clone + Send + Sync + 'static`.
+pub(super) fn clone_self(span: Span) -> TokenStream {
+    through_bound(
+        span,
+        &Diagnostic {
+            message: "`{Self}` cannot be cloned into a background refresh: with `refresh = \"background\"` a method's `Self` must be `Clone + Send + Sync + 'static`",
+            label: "the spawned refresh runs on a clone of `self`",
+            note: "derive `Clone` for a handle whose fields are cheap to clone (`Arc<T>`, a connection pool), or remove `refresh = \"background\"`",
+            of_self: true,
+        },
+        quote_spanned!(span=> ::core::clone::Clone + ::core::marker::Send + ::core::marker::Sync + 'static),
+        (TokenStream::new(), TokenStream::new()),
+        (
+            Some(quote_spanned!(span=> T)),
+            quote_spanned!(span=> ::core::clone::Clone::clone(value)),
+        ),
+        quote_spanned!(span=> self),
+    )
+}
+
+/// `ttl = EXPR`'s value, checked to be seconds (`u64`) or a `Duration`, as a `Duration`.
+pub(super) fn ttl(span: Span, expr: TokenStream) -> TokenStream {
+    let rt = quote_spanned!(span=> ::cache_runtime::__private);
+    quote_spanned! {span=>
+        {
+            #[diagnostic::on_unimplemented(
+                message = "`ttl = ...` must evaluate to seconds (`u64`) or a `std::time::Duration`, not `{Self}`",
+                label = "the TTL of this call",
+                note = "for a TTL taken from the value, write a closure: `ttl = |v: &T| Duration::from_secs(...)`"
+            )]
+            trait __RedisCacheTtl: #rt::IntoTtl {}
+            #[diagnostic::do_not_recommend]
+            impl<T: #rt::IntoTtl> __RedisCacheTtl for T {}
+            fn __redis_cache_ttl<T: __RedisCacheTtl>(ttl: T) -> ::core::time::Duration {
+                #rt::IntoTtl::into_ttl(ttl)
+            }
+            __redis_cache_ttl(#expr)
         }
     }
 }
