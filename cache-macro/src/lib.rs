@@ -26,7 +26,46 @@ mod item;
 mod signature;
 mod tags;
 
-/// Memoize an `async fn` in Redis. See the `cache-runtime` crate for the full documentation.
+/// Memoizes an `async fn` in Redis: the arguments (all but those in `skip`) are hashed into a
+/// key; a hit returns the stored value without running the body, a miss runs it and stores its
+/// value for `ttl` seconds. `Err` and `None` are not stored. When Redis is down, slow or holds
+/// garbage, the body runs: callers never see a cache error.
+///
+/// ```ignore
+/// use cache_runtime::redis_cache;
+///
+/// #[redis_cache(ttl = 300, skip(db))]
+/// async fn product(db: &Db, id: u64) -> Result<Product, DbError> {
+///     db.load(id).await
+/// }
+/// // Generated next to it: product_invalidate(id), product_refresh(db, id), product_stats().
+/// ```
+///
+/// | option | meaning |
+/// |---|---|
+/// | `ttl = 300` | **required**: seconds an entry lives; or `"5m"` (`"90s"`, `"2h"`, `"1d"`, `"1h30m"`); or an expression (`u64` seconds or `Duration`, per call); or a closure over the value, `ttl = \|v: &T\| ...` |
+/// | `skip(db, client)` | parameters left out of the key; every other one must be `Serialize` |
+/// | `key = EXPR` | hash this `Serialize` expression instead of the arguments, `key = user.id` |
+/// | `condition = EXPR` | a `bool`: `false` runs the function without the cache |
+/// | `unless = \|v: &T\| ...` | `true`: return the value without storing it |
+/// | `none_ttl = 30` | for `Option<T>`: store `None` too, for that long |
+/// | `stale = 60` | serve an expired entry that long while one caller refreshes it |
+/// | `refresh = "background"` | early and stale refreshes in a spawned task |
+/// | `early_refresh = false` | no probabilistic refresh before expiry |
+/// | `jitter = 0.1` | shorten each TTL by a random fraction up to this |
+/// | `lock = false` | never wait for another process computing the key |
+/// | `local = 10_000` | keep up to N decoded values in the process (`Clone`), kept coherent by Redis |
+/// | `local_ttl = 30` | serve a local copy at most that long without Redis's confirmation |
+/// | `tags("product:{id}")` | tag the entry for `Cache::invalidate_tag`; `tags = \|v: &T\| iter` from the value |
+/// | `batch = ids` | `ids: Vec<K>` (or a slice or set) in, `HashMap<K, V>` out: cached keys in one round trip, the function called with the others |
+/// | `version = 2` | bump when the stored type changes shape: new keys |
+/// | `name = "shop::product"` | the key's function segment, kept across renames |
+/// | `cache = expr` | this `Cache` instead of the default (from `REDIS_URL`) |
+/// | `include_self` | hash `self` into the key too |
+/// | `companions = false` | no `{fn}_invalidate` / `{fn}_refresh` / `{fn}_stats` (trait impls) |
+///
+/// The cache's I/O needs a Tokio runtime: called outside one, the function runs uncached (said
+/// once on stderr). The `cache-runtime` crate documents each option in full.
 #[proc_macro_attribute]
 pub fn redis_cache(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);

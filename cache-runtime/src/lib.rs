@@ -109,59 +109,27 @@
 //! `metrics` feature they also go to the `metrics` facade, and the `admin` feature serves them
 //! (and clears) over HTTP.
 //!
+//! # Runtimes
+//!
+//! The cache's I/O runs on Tokio (either flavour). A cached function called outside a Tokio
+//! runtime (another executor, a hand-rolled `block_on`) runs uncached, and the cache says so
+//! once on stderr (at `warn` with a `tracing` subscriber). Connections are made on the runtime of
+//! the call that opens them; when that runtime ends (one `#[tokio::test]` after another, each
+//! with its runtime, and a cache in a `static`), the next call connects again on its own runtime
+//! without an error, so hit counts in tests are exact.
+//!
+//! Everything that turns caching off or bypasses it is said once on stderr when no `tracing`
+//! subscriber is installed (`REDIS_CACHE_QUIET=1` silences it): Redis unreachable, an invalid
+//! configuration (use [`Cache::from_env`] at start-up to fail fast instead), no Tokio runtime,
+//! a server refusing client-side caching, and a value type whose `Serialize` and `Deserialize`
+//! disagree (its values would never read back: the function stops storing).
+//!
 //! `self` is left out of the key by default because a receiver is usually a service handle (a
 //! repository, a client) whose identity says nothing about the answer, and often is not
 //! `Serialize`. If the answer does depend on `self`'s state, say `include_self`.
 
-// Where the code lives (for contributors; the crate's users see the docs above).
-//
-// One module per concern, all private; this map is the only list of them. `scripts/module-graph`
-// prints which imports which; the only cycle is `config` and the `cache` it builds.
-//
-// | module | concern |
-// |---|---|
-// | `spec` | the options the macro wrote for each function |
-// | `key` | key derivation: prefix, function segment, fingerprint, argument hash |
-// | `codec`, `envelope` | the stored bytes: the payload format (`codec`), what decoding untrusted bytes may take (`codec::limits`, applied by the serde adapter `codec::guard`), the header and compression (`envelope`) |
-// | `policy` | what is stored for each return shape (`Ok`, `Some`, everything), and the per-call rules |
-// | `freshness` | fresh, stale or due for early refresh (XFetch); TTL jitter |
-// | `flow` | the cache-aside flow of one call, a file per step: `lookup`, `miss`, `refresh`, `store` (the store protocol: sealing, `write` and release, `tags`), `write_through`; `body` is how the function's body reaches it; `batch` the same steps for a batch of keys |
-// | `stampede` | `single_flight`, the per-key Redis `lock`, `notify` (pub/sub wake-ups of its waiters), `refreshing` (background refreshes in this process) |
-// | `local` | the in-process tier (`local = N`): bounded stores, coherence through `CLIENT TRACKING` |
-// | `invalidation` | the `_invalidate` companion, clears |
-// | `tags` | tagged entries: the sorted set per tag, `invalidate_tag` and its fence |
-// | `connection` | Redis: `deployment` (what to connect to), `server` (one server's link and breaker), `cluster` (`route`, `topology`, `slot_map`, `pacer`), `lazy` (connecting on first use), `endpoints`, `refusal`, `script` |
-// | `breaker` | the circuit breaker (one per server, or per cluster primary) |
-// | `health` | the start-up check of memory and eviction policy |
-// | `tasks` | spawned work (stores, refreshes, lock releases) that `Cache::flush` waits for |
-// | `site` | one `static` per function: its options, counters and reporting |
-// | `stats` | counters, latencies, rate-limited warnings, the `metrics` export |
-// | `config` | named defaults, the environment, `CacheBuilder` |
-// | `cache` | the `Cache` handle and the default cache |
-// | `admin` | the HTTP endpoints (`admin` feature) and their bearer-token guard (`token`) |
-// | `notice` | what is said (once, on stderr without a `tracing` subscriber) when caching is off or bypassed |
-// | `error`, `sync` | `CacheError`; how mutexes are locked, joining futures |
-//
-// One word per concept:
-// - a *deployment* is what the configuration points at: one server, a Redis Cluster, or the
-//   primary a Sentinel group names;
-// - a *server* is one redis-server process, and `Server` the cache's handle on it (a link and a
-//   circuit breaker);
-// - a *node* is a server of a cluster, named by the address the cluster announces (`host:port`);
-//   `Node` says where a command about no key goes (any server, or one node);
-// - a *primary* is a node serving slots (`Primary`: its address and its `Server`); a *replica*
-//   copies one; the *slot map* says which primary serves each of the 16,384 slots;
-// - a *link* is one established, multiplexed connection to a server;
-// - an *entry* is what is stored under a key: an *envelope* (header and payload); a *copy* is an
-//   entry decoded in the local tier;
-// - a *flight* is the calls of one key in flight in this process: one *leader*, its *followers*;
-// - a *lock* is the per-key Redis lock of a computation; the *fence* is the rule that a value is
-//   stored only while its lock is held (and no tag of it was invalidated since it began);
-// - a *refresh* recomputes an entry that is still served: *early* (XFetch), *stale* (in the
-//   stale window), in a spawned task (*background*), or a *write-through* (the `_refresh`
-//   companion); an *invalidation* removes one entry or a tag's; a *clear* removes many by pattern;
-// - a *task* is spawned work that `Cache::flush` waits for; an *outcome* is how a call was
-//   answered (hit, miss, ...), counted once per call.
+// Where the code lives, one module per concern, and the one word for each concept: see
+// docs/layout.md (for contributors; the crate's users see the docs above).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
