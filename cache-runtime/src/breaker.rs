@@ -77,7 +77,7 @@ pub(crate) struct BreakerSettings {
     pub min_open: Duration,
     pub max_open: Duration,
     /// Told when a breaker opens, with the address and why: the configuration's notice for
-    /// a process that would otherwise run uncached silently (`notice::unreachable`).
+    /// a process that would otherwise run uncached silently (`config::env::say_unreachable`).
     pub on_open: fn(&str, &dyn std::fmt::Display),
 }
 

@@ -7,11 +7,13 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::config::{ENV_QUIET, ENV_URL};
+/// Set to anything, silences the lines the cache prints on stderr when no `tracing` subscriber
+/// is installed (re-exported with the other environment variables).
+pub const ENV_QUIET: &str = "REDIS_CACHE_QUIET";
 
 /// Prints `line()` on stderr the first time `said` is seen unset, unless a `tracing` subscriber
 /// is installed (it has the event) or [`ENV_QUIET`] is set.
-fn once_on_stderr(said: &AtomicBool, line: impl FnOnce() -> String) {
+pub(crate) fn once_on_stderr(said: &AtomicBool, line: impl FnOnce() -> String) {
     if !said.swap(true, Ordering::Relaxed) {
         on_stderr(line);
     }
@@ -23,18 +25,6 @@ fn on_stderr(line: impl FnOnce() -> String) {
         return;
     }
     eprintln!("redis_cache: {}", line());
-}
-
-/// The first time any cache of this process finds Redis unreachable.
-pub(crate) fn unreachable(address: &str, why: &dyn std::fmt::Display) {
-    static SAID: AtomicBool = AtomicBool::new(false);
-    once_on_stderr(&SAID, || {
-        format!(
-            "cannot reach Redis at {address} ({why}); cached functions run uncached until it \
-             answers. Set {ENV_URL} to your Redis, install a `tracing` subscriber for details, \
-             or set {ENV_QUIET}=1 to silence this line."
-        )
-    });
 }
 
 /// The default cache's configuration (the environment) is invalid: every call runs uncached.

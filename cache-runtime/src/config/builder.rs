@@ -90,7 +90,7 @@ impl Default for CacheBuilder {
                 threshold: DEFAULT_BREAKER_THRESHOLD,
                 min_open: DEFAULT_BREAKER_MIN_OPEN,
                 max_open: DEFAULT_BREAKER_MAX_OPEN,
-                on_open: crate::notice::unreachable,
+                on_open: super::env::say_unreachable,
             },
             limits: ValueLimits {
                 max_bytes: DEFAULT_MAX_VALUE_BYTES,

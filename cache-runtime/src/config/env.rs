@@ -37,9 +37,9 @@ pub const ENV_CONNECT_TIMEOUT_MS: &str = "REDIS_CONNECT_TIMEOUT_MS";
 pub const ENV_COMMAND_TIMEOUT_MS: &str = "REDIS_COMMAND_TIMEOUT_MS";
 /// Environment variable holding the key prefix.
 pub const ENV_PREFIX: &str = "REDIS_CACHE_PREFIX";
-/// Environment variable that, set to anything, silences the one line printed on stderr when
-/// Redis cannot be reached and no `tracing` subscriber is installed.
-pub const ENV_QUIET: &str = "REDIS_CACHE_QUIET";
+/// Set to anything, silences the lines the cache prints on stderr when no `tracing` subscriber
+/// is installed (Redis unreachable, caching off or bypassed).
+pub use crate::notice::ENV_QUIET;
 
 impl CacheBuilder {
     /// The defaults, overridden by the environment:
@@ -155,6 +155,18 @@ fn split_list(list: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// The first time any cache of this process finds Redis unreachable.
+pub(crate) fn say_unreachable(address: &str, why: &dyn std::fmt::Display) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    crate::notice::once_on_stderr(&SAID, || {
+        format!(
+            "cannot reach Redis at {address} ({why}); cached functions run uncached until it \
+             answers. Set {ENV_URL} to your Redis, install a `tracing` subscriber for details, \
+             or set {ENV_QUIET}=1 to silence this line."
+        )
+    });
 }
 
 #[cfg(test)]
