@@ -43,18 +43,24 @@ impl Tasks {
     /// Spawns `work` on the current Tokio runtime, counted until its task ends however it ends
     /// (finished, panicked, or dropped with the runtime). Panics outside a runtime, like
     /// `tokio::spawn`: a cached call checks for one before it touches Redis.
-    pub(crate) fn spawn<F>(&self, work: F) -> JoinHandle<()>
+    pub(crate) fn spawn<F>(&self, work: F) -> JoinHandle<F::Output>
     where
-        F: Future<Output = ()> + Send + 'static,
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
     {
         self.spawn_on(&tokio::runtime::Handle::current(), work)
     }
 
     /// [`Tasks::spawn`] on `runtime`, for code that may run outside a runtime's context (a
     /// `Drop`).
-    pub(crate) fn spawn_on<F>(&self, runtime: &tokio::runtime::Handle, work: F) -> JoinHandle<()>
+    pub(crate) fn spawn_on<F>(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        work: F,
+    ) -> JoinHandle<F::Output>
     where
-        F: Future<Output = ()> + Send + 'static,
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
     {
         let running = {
             let mut state = self.shared.state();
@@ -68,7 +74,7 @@ impl Tasks {
         };
         runtime.spawn(async move {
             let _running = running;
-            work.await;
+            work.await
         })
     }
 

@@ -489,3 +489,81 @@ async fn a_server_refusing_tracking_is_logged_once_and_copies_are_bounded_by_loc
     assert_eq!(refused(&cache, 1).await, 101);
     assert_eq!(stats_for(&name).unwrap().local_hits, before + 1);
 }
+
+static FILLED_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[redis_cache(ttl = 300, local = 100, early_refresh = false, cache = cache, skip(cache))]
+async fn filled(cache: &Cache, id: u64) -> String {
+    let run = FILLED_RUNS.fetch_add(1, SeqCst);
+    format!("{id} run {run}")
+}
+
+#[redis_cache(ttl = 300, local = 10, cache = cache, skip(cache))]
+async fn sentinel(cache: &Cache, id: u64) -> u64 {
+    id
+}
+
+/// The announcements Redis sent before now have all been heard: a copy of `sentinel` is made,
+/// its key deleted from outside, and its removal awaited (announcements of one server arrive in
+/// order).
+async fn heard_everything(redis: &RedisServer, cache: &Cache, prefix: &str) {
+    sentinel(cache, 1).await;
+    local_hit("local::sentinel", || sentinel(cache, 1)).await;
+    let keys: Vec<String> = redis
+        .command(&["KEYS", &format!("{prefix}:local::sentinel:*}}")])
+        .await
+        .unwrap();
+    let mut del = vec!["DEL"];
+    del.extend(keys.iter().map(String::as_str));
+    assert_eq!(redis.cli(&del).trim(), keys.len().to_string());
+    entries_become(cache, "local::sentinel", 0).await;
+}
+
+/// A miss keeps the value it stored: Redis's announcement of that store is told apart from a
+/// change (the key's next announcement after a copy made from this process's store is that
+/// store's), so the next call is a local hit, not a Redis read. Changes made afterwards, here or
+/// elsewhere, still remove the copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_keeps_what_it_stored_and_the_next_call_is_local() {
+    let redis = RedisServer::start();
+    let prefix = "local-filled";
+    let cache = redis.cache(prefix);
+    sentinel(&cache, 0).await;
+    coherent(&cache).await;
+
+    let first: Vec<String> = futures_of(&cache, 0..20).await;
+    // Every store's own announcement has arrived and been told apart.
+    heard_everything(&redis, &cache, prefix).await;
+    let stats = filled_stats();
+    assert_eq!((stats.misses, stats.local_entries), (20, 20), "{stats:?}");
+    let redis_reads = stats.redis_latency.count;
+    assert_eq!(futures_of(&cache, 0..20).await, first, "the stored values");
+    let stats = filled_stats();
+    assert_eq!((stats.local_hits, stats.hits), (20, 0), "{stats:?}");
+    assert_eq!(
+        stats.redis_latency.count, redis_reads,
+        "no round trip: {stats:?}"
+    );
+
+    // A change elsewhere after that store still removes the copy.
+    let keys: Vec<String> = redis
+        .command(&["KEYS", &format!("{prefix}:local::filled:*")])
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 20);
+    assert_eq!(redis.cli(&["DEL", &keys[0]]).trim(), "1");
+    entries_become(&cache, "local::filled", 19).await;
+    // And so does this process's own invalidation, at once.
+    filled_invalidate(&cache, 5).await.unwrap();
+    let again = filled(&cache, 5).await;
+    assert_ne!(again, first[5], "computed again after the invalidation");
+    assert_eq!(FILLED_RUNS.load(SeqCst), 21);
+}
+
+async fn futures_of(cache: &Cache, ids: std::ops::Range<u64>) -> Vec<String> {
+    let mut values = Vec::new();
+    for id in ids {
+        values.push(filled(cache, id).await);
+    }
+    values
+}

@@ -55,9 +55,15 @@ where
             return (value, Outcome::Miss);
         };
         let sealed = self.share(leader, &value, &ran);
+        let envelope = sealed
+            .as_ref()
+            .map(|envelope| (envelope.fresh_until_ms, envelope.bytes.len()));
         // Until the store lands the lock stays held, so a caller arriving meanwhile (in any
         // process) finds the entry with the lock, or waits for the release that comes with it.
-        self.landed(self.spawn_store(sealed, lock)).await;
+        let stored = self.landed(self.spawn_store(sealed, lock)).await;
+        if let (Some(true), Some(envelope)) = (stored, envelope) {
+            self.keep_stored(&value, envelope);
+        }
         (value, Outcome::Miss)
     }
 
@@ -87,7 +93,7 @@ where
             // invalidated (its mark fences off, for one lease, what may have read the old data).
             let Some(lock) = lock else { return };
             match lock.hold_while(value_ready).await {
-                Ok(sealed) => store(site, &cache, sealed, lock).await,
+                Ok(sealed) => drop(store(site, &cache, sealed, lock).await),
                 // The caller was cancelled or panicked: nothing to store.
                 Err(_) => lock.release().await,
             }

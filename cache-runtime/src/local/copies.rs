@@ -26,8 +26,18 @@ pub struct LocalCopies<T: 'static> {
     keep: KeepFn<T>,
 }
 
-/// Keeps a copy: see [`keep_copy`].
-type KeepFn<T> = fn(&LocalTier, &'static Site, &StoreRef<T>, Watch, Duration, Copy<'_, T>);
+/// Keeps a copy: see [`keep_copy`]. `true` if kept.
+type KeepFn<T> =
+    fn(&LocalTier, &'static Site, &StoreRef<T>, Watch, Duration, Copy<'_, T>, Made) -> bool;
+
+/// Where a copy comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Made {
+    /// A read from Redis (or a computation while Redis was unreachable).
+    Read,
+    /// This process's own store, which Redis has not announced yet.
+    Stored,
+}
 
 /// A copy to keep: the Redis key it was read from, the value, when it stops being fresh (unix
 /// ms), and its stored size.
@@ -56,10 +66,10 @@ impl<T: LocalValue> LocalCopies<T> {
             get: |store, args, now_ms| store.get().get(args, now_ms),
             watch: |store, args| store.get().watch(args),
             invalidate: |store, args| {
-                store.get().invalidate(args);
+                store.get().invalidate(args, false);
             },
-            keep: |tier, site, store, watch, local_ttl, copy| {
-                keep_copy(tier, site, store.get(), watch, local_ttl, copy);
+            keep: |tier, site, store, watch, local_ttl, copy, made| {
+                keep_copy(tier, site, store.get(), (watch, local_ttl), copy, made)
             },
         }
     }
@@ -155,15 +165,17 @@ pub(crate) trait KeepLocal<T> {
     /// Keeps `value`, read from `key` in Redis (or computed while Redis was unreachable), fresh
     /// until `fresh_until_ms`; `bytes` is its stored size.
     fn keep(&self, key: &str, value: &T, fresh_until_ms: u64, bytes: usize);
+    /// Keeps `value`, which this call has just stored under `key`, if that is safe: see
+    /// [`LocalStore::insert_own`]. `true` if kept.
+    fn keep_stored(&self, key: &str, value: &T, fresh_until_ms: u64, bytes: usize) -> bool;
 }
 
 /// Bytes charged per copy beyond its stored size: the map's slot, the entry's fields, and the
 /// decoded value's own overhead, roughly.
 const ENTRY_OVERHEAD: u64 = 64;
 
-impl<T: 'static> KeepLocal<T> for Keep<'_, T> {
-    fn keep(&self, key: &str, value: &T, fresh_until_ms: u64, bytes: usize) {
-        let copy = (key, value, fresh_until_ms, bytes);
+impl<T: 'static> Keep<'_, T> {
+    fn keep_made(&self, copy: Copy<'_, T>, made: Made) -> bool {
         (self.copies.keep)(
             self.tier,
             self.site,
@@ -171,29 +183,52 @@ impl<T: 'static> KeepLocal<T> for Keep<'_, T> {
             self.watch,
             self.local_ttl,
             copy,
-        );
+            made,
+        )
     }
 }
 
-/// Keeps a copy of `value` (read from `key`, fresh until `fresh_until_ms`, `bytes` stored) for
-/// at most `local_ttl`, unless an invalidation of its key came after `watch`.
+impl<T: 'static> KeepLocal<T> for Keep<'_, T> {
+    fn keep(&self, key: &str, value: &T, fresh_until_ms: u64, bytes: usize) {
+        self.keep_made((key, value, fresh_until_ms, bytes), Made::Read);
+    }
+
+    fn keep_stored(&self, key: &str, value: &T, fresh_until_ms: u64, bytes: usize) -> bool {
+        self.keep_made((key, value, fresh_until_ms, bytes), Made::Stored)
+    }
+}
+
+/// Keeps a copy of `value` (from `key`, fresh until `fresh_until_ms`, `bytes` stored) for at
+/// most `local_ttl`, unless an invalidation of its key came after `watch`. A copy of this
+/// process's own store is kept only while Redis announces every change (the tier is coherent),
+/// and only if its own announcement can be told apart ([`LocalStore::insert_own`]). `true` if
+/// kept.
 fn keep_copy<T: LocalValue>(
     tier: &LocalTier,
     site: &'static Site,
     store: &LocalStore<T>,
-    watch: Watch,
-    local_ttl: Duration,
+    (watch, local_ttl): (Watch, Duration),
     (key, value, fresh_until_ms, bytes): Copy<'_, T>,
-) {
+    made: Made,
+) -> bool {
+    if made == Made::Stored && !tier.is_coherent() {
+        return false;
+    }
     let now = crate::envelope::unix_ms(std::time::SystemTime::now());
     let ttl_ms = u64::try_from(local_ttl.as_millis()).unwrap_or(u64::MAX);
     let until_ms = fresh_until_ms.min(now.saturating_add(ttl_ms));
     if until_ms <= now {
-        return;
+        return false;
     }
     tier.route(key, site.namespace());
     let bytes = bytes as u64 + ENTRY_OVERHEAD + std::mem::size_of::<T>() as u64;
-    store.insert(watch, value, until_ms, bytes);
+    match made {
+        Made::Read => {
+            store.insert(watch, value, until_ms, bytes);
+            true
+        }
+        Made::Stored => store.insert_own(watch, value, until_ms, bytes),
+    }
 }
 
 /// A batch function's store in the local tier, for the keys of one call.
@@ -236,6 +271,7 @@ impl<T: 'static> LocalBatch<T> for LocalItems<'_, T> {
             watch,
             self.local_ttl,
             copy,
+            Made::Read,
         );
     }
 

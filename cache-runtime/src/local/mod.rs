@@ -11,11 +11,11 @@
 //!   channel is down, copies are served under the `local_ttl` bound only, and when it is back
 //!   every copy cached before is dropped.
 //!
-//! Copies are made from reads, never from this process's own stores: a store changes the key,
-//! whose announcement would remove the copy anyway. So a miss is followed by one Redis hit, and
-//! then by local hits. When Redis is unreachable, computed values are kept too (for `local_ttl`),
-//! so an outage costs one execution per key per `local_ttl` in each process, like the in-process
-//! map the tier replaces.
+//! Copies are made from reads, and from this process's own stores when the store's own
+//! announcement can be told apart from a later change ([`LocalStore::insert_own`]): then a miss
+//! is followed by local hits at once. When Redis is unreachable, computed values are kept too
+//! (for `local_ttl`), so an outage costs one execution per key per `local_ttl` in each process,
+//! like the in-process map the tier replaces.
 
 mod copies;
 mod store;
@@ -66,7 +66,7 @@ impl Budget {
 
 /// What the tier does with one function's store, whatever its value type.
 pub(crate) trait AnyStore: Any + Send + Sync {
-    fn invalidate(&self, args: u128) -> bool;
+    fn invalidate(&self, args: u128, announced: bool) -> bool;
     fn clear(&self) -> usize;
     fn sweep(&self, now_ms: u64);
 }
@@ -78,8 +78,8 @@ impl std::fmt::Debug for dyn AnyStore {
 }
 
 impl<T: Clone + Send + Sync + 'static> AnyStore for LocalStore<T> {
-    fn invalidate(&self, args: u128) -> bool {
-        LocalStore::invalidate(self, args)
+    fn invalidate(&self, args: u128, announced: bool) -> bool {
+        LocalStore::invalidate(self, args, announced)
     }
     fn clear(&self) -> usize {
         LocalStore::clear(self)
@@ -222,13 +222,13 @@ impl LocalTier {
     /// Drops the copies of `spec`'s function (an `_invalidate` of one call, or a clear, in this
     /// process: the announcement would do it too, a moment later).
     pub(crate) fn invalidate(&self, spec: &SiteSpec, args: u128) {
-        self.inner.invalidate(spec.namespace(), args);
+        self.inner.invalidate(spec.namespace(), args, false);
     }
 
     /// Drops the copies of these Redis keys (a tag's entries, invalidated by this process).
     pub(crate) fn invalidate_keys(&self, keys: &[String]) {
         let keys = keys.iter().map(|key| key.as_bytes().to_vec()).collect();
-        self.inner.invalidated(Some(keys));
+        self.inner.invalidated(Some(keys), false);
     }
 
     /// Drops every copy of the functions whose namespaces are given.
@@ -257,8 +257,9 @@ impl Tier {
         Some((route, u128::from_str_radix(hex, 16).ok()?))
     }
 
-    /// An announcement: these keys changed (`None`: the whole database was flushed).
-    fn invalidated(&self, keys: Option<Vec<Vec<u8>>>) {
+    /// These keys changed (`None`: the whole database was flushed), as Redis `announced`, or as
+    /// this process knows (it changed them).
+    fn invalidated(&self, keys: Option<Vec<Vec<u8>>>, announced: bool) {
         let Some(keys) = keys else {
             self.clear_all();
             return;
@@ -276,7 +277,7 @@ impl Tier {
             };
             let namespace = crate::sync::read(&self.routes).get(route).copied();
             if let Some(namespace) = namespace {
-                removed |= self.invalidate(namespace, args);
+                removed |= self.invalidate(namespace, args, announced);
             }
         }
         if removed {
@@ -285,11 +286,11 @@ impl Tier {
     }
 
     /// Drops the copies of `args` of the function with `namespace`. `true` if there was one.
-    fn invalidate(&self, namespace: u64, args: u128) -> bool {
+    fn invalidate(&self, namespace: u64, args: u128, announced: bool) -> bool {
         let stores = crate::sync::read(&self.stores);
         let mut removed = false;
         for store in stores.get(&namespace).into_iter().flatten() {
-            removed |= store.invalidate(args);
+            removed |= store.invalidate(args, announced);
         }
         removed
     }

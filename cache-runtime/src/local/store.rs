@@ -2,7 +2,8 @@
 //! `local = N` entries) from the hash of a call's arguments to its value and how long that value
 //! may be served.
 
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
 use quick_cache::sync::Cache as Map;
@@ -16,6 +17,11 @@ use crate::stats::Count;
 /// Invalidation counters per store: an insertion that raced an invalidation of a key in the
 /// same slot undoes itself.
 const SLOTS: usize = 64;
+
+/// What a clear (or a change made by this process) adds to its slots' versions: more than any
+/// count of announcements a call can see, so that [`LocalStore::insert_own`] never takes one for
+/// an announcement.
+const CLEAR_BUMP: u64 = 1 << 32;
 
 /// One copy.
 #[derive(Clone)]
@@ -35,6 +41,12 @@ pub(crate) struct LocalStore<T> {
     inserting: Mutex<()>,
     /// Bumped before each invalidation of a key of the slot (see [`LocalStore::insert`]).
     versions: [AtomicU64; SLOTS],
+    /// Keys whose copy was made from this process's own store, before Redis announced that
+    /// store: their next announcement is that store's, and leaves the copy (see
+    /// [`LocalStore::insert_own`]).
+    own: Mutex<HashSet<u128>>,
+    /// `own.len()`, read without the lock by every invalidation.
+    owned: AtomicUsize,
     budget: Arc<Budget>,
     site: &'static Site,
 }
@@ -82,6 +94,8 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
             ),
             inserting: Mutex::new(()),
             versions: [const { AtomicU64::new(0) }; SLOTS],
+            own: Mutex::new(HashSet::new()),
+            owned: AtomicUsize::new(0),
             budget,
             site,
         }
@@ -116,30 +130,98 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
     /// itself.
     pub(crate) fn insert(&self, watch: Watch, value: &T, until_ms: u64, bytes: u64) {
         let Watch { args, version } = watch;
-        {
-            let _inserting = crate::sync::guard(&self.inserting);
-            if let Some((_, old)) = self.map.remove(&args) {
-                self.released(old.bytes);
-            }
-            if !self.budget.reserve(bytes) {
-                return;
-            }
-            let entry = Entry {
-                value: value.clone(),
-                until_ms,
-                bytes,
-            };
-            self.site.local_added(bytes);
-            self.map.insert(args, entry);
-        }
+        self.put(args, value, until_ms, bytes);
         if self.slot(args).load(SeqCst) != version {
             self.remove(args);
         }
     }
 
-    /// Removes the copy of `args` because Redis's entry changed. `true` if there was one.
-    pub(crate) fn invalidate(&self, args: u128) -> bool {
-        self.slot(args).fetch_add(1, SeqCst);
+    /// Puts a copy in the map, replacing the one there.
+    fn put(&self, args: u128, value: &T, until_ms: u64, bytes: u64) {
+        let _inserting = crate::sync::guard(&self.inserting);
+        if let Some((_, old)) = self.map.remove(&args) {
+            self.released(old.bytes);
+        }
+        if !self.budget.reserve(bytes) {
+            return;
+        }
+        let entry = Entry {
+            value: value.clone(),
+            until_ms,
+            bytes,
+        };
+        self.site.local_added(bytes);
+        self.map.insert(args, entry);
+    }
+
+    /// Keeps a copy of `value`, which this process has just stored in Redis; `watch` was taken
+    /// before the call looked the key up. `true` if kept.
+    ///
+    /// Announcements of one key arrive in the order of its writes, and the store came after
+    /// `watch`. Counting the announcements of the key's slot since `watch` (a change made in
+    /// this process, or a clear, counts as many, and nothing is kept):
+    /// - none: the store's announcement is still to come, and the key's next announcement is
+    ///   that store's (or one of an earlier write), never one of a later write. The key is
+    ///   marked, and its next announcement takes the mark instead of the copy; any later one
+    ///   removes the copy. One announcement racing the insertion is either the key's (it took
+    ///   the mark: it was the store's, or an earlier write's and the store's is still to come
+    ///   and removes the copy) or another key's (the mark waits for the store's);
+    /// - one, before the insertion: it was the store's (then any later write's removes the
+    ///   copy), or another (then the store's is still to come and removes it: a copy lost,
+    ///   nothing stale). The copy is kept unmarked, unless another announcement races it;
+    /// - more: nothing is kept.
+    pub(crate) fn insert_own(&self, watch: Watch, value: &T, until_ms: u64, bytes: u64) -> bool {
+        let args = watch.args;
+        let seen = |store: &Self| store.slot(args).load(SeqCst).wrapping_sub(watch.version);
+        let before = seen(self);
+        if before > 1 {
+            return false;
+        }
+        if before == 0 {
+            self.mark(args, true);
+        }
+        self.put(args, value, until_ms, bytes);
+        if seen(self) > 1 {
+            self.mark(args, false);
+            self.remove(args);
+            return false;
+        }
+        true
+    }
+
+    fn mark(&self, args: u128, own: bool) {
+        let mut marked = crate::sync::guard(&self.own);
+        let changed = match own {
+            true => marked.insert(args),
+            false => marked.remove(&args),
+        };
+        if changed {
+            self.owned.store(marked.len(), SeqCst);
+        }
+    }
+
+    /// Takes the mark of `args`, if it has one.
+    fn take_mark(&self, args: u128) -> bool {
+        if self.owned.load(SeqCst) == 0 {
+            return false;
+        }
+        let mut marked = crate::sync::guard(&self.own);
+        let taken = marked.remove(&args);
+        self.owned.store(marked.len(), SeqCst);
+        taken
+    }
+
+    /// Removes the copy of `args` because Redis's entry changed (`announced`: Redis said so;
+    /// otherwise this process changed it). `true` if there was one. The announcement of this
+    /// process's own store, for a copy made from that store, leaves the copy.
+    pub(crate) fn invalidate(&self, args: u128, announced: bool) -> bool {
+        // A change made here counts as many for copies of this process's stores: they keep
+        // nothing across it (see `insert_own`).
+        let bump = if announced { 1 } else { CLEAR_BUMP };
+        self.slot(args).fetch_add(bump, SeqCst);
+        if self.take_mark(args) && announced {
+            return false;
+        }
         let removed = self.remove(args);
         if removed {
             self.site.count(Count::LocalInvalidations);
@@ -151,7 +233,12 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
     /// being inserted concurrently undo themselves.
     pub(crate) fn clear(&self) -> usize {
         for version in &self.versions {
-            version.fetch_add(1, SeqCst);
+            version.fetch_add(CLEAR_BUMP, SeqCst);
+        }
+        {
+            let mut marked = crate::sync::guard(&self.own);
+            marked.clear();
+            self.owned.store(0, SeqCst);
         }
         let mut removed = 0;
         for (_, entry) in self.map.drain() {
@@ -244,13 +331,51 @@ mod tests {
         let (store, budget) = store(1000);
         // A read of key 1 starts; its key changes (announced) before the read's value lands.
         let watch = store.watch(1);
-        assert!(!store.invalidate(1), "no copy yet");
+        assert!(!store.invalidate(1, true), "no copy yet");
         store.insert(watch, &7, u64::MAX, 10);
         assert_eq!(store.get(1, 0), None, "the older value is not kept");
         assert_eq!(used(&budget), 0);
         // A read that starts after the change keeps its value.
         store.insert(store.watch(1), &8, u64::MAX, 10);
         assert_eq!(store.get(1, 0), Some(8));
+    }
+
+    #[test]
+    fn a_copy_of_an_own_store_survives_that_stores_announcement_only() {
+        // The store's announcement comes after the copy: it takes the mark, the next one the copy.
+        let (store, budget) = store(1000);
+        assert!(store.insert_own(store.watch(1), &7, u64::MAX, 10));
+        assert!(!store.invalidate(1, true), "the store's own announcement");
+        assert_eq!(store.get(1, 0), Some(7));
+        assert!(store.invalidate(1, true), "a later write's");
+        assert_eq!(store.get(1, 0), None);
+        assert_eq!(used(&budget), 0);
+
+        // The store's announcement came first: the copy is kept unmarked.
+        let watch = store.watch(2);
+        store.invalidate(2, true);
+        assert!(store.insert_own(watch, &8, u64::MAX, 10));
+        assert!(store.invalidate(2, true), "a later write's");
+
+        // Two announcements since the call began: one may be a later write's; nothing kept.
+        let watch = store.watch(3);
+        store.invalidate(3, true);
+        store.invalidate(3, true);
+        assert!(!store.insert_own(watch, &9, u64::MAX, 10));
+        assert_eq!(store.get(3, 0), None);
+
+        // A change made here (an `_invalidate`) or a clear meanwhile: nothing kept, and an
+        // invalidation in this process removes a marked copy at once.
+        let watch = store.watch(4);
+        store.invalidate(4, false);
+        assert!(!store.insert_own(watch, &10, u64::MAX, 10));
+        let watch = store.watch(5);
+        store.clear();
+        assert!(!store.insert_own(watch, &11, u64::MAX, 10));
+        assert!(store.insert_own(store.watch(6), &12, u64::MAX, 10));
+        assert!(store.invalidate(6, false), "removed, mark or not");
+        assert_eq!(store.get(6, 0), None);
+        assert_eq!(used(&budget), 0);
     }
 
     #[test]

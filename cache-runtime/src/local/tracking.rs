@@ -202,10 +202,10 @@ fn announced(tier: &Weak<Tier>, dropped: &Notify, push: PushInfo) {
                             _ => None,
                         })
                         .collect();
-                    tier.invalidated(Some(keys));
+                    tier.invalidated(Some(keys), true);
                 }
                 // `FLUSHALL` / `FLUSHDB`: every key changed.
-                _ => tier.invalidated(None),
+                _ => tier.invalidated(None, true),
             }
         }
         PushKind::Disconnection => dropped.notify_one(),

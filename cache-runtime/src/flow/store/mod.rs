@@ -60,6 +60,8 @@ pub(super) struct Envelope {
     pub(super) tags: Vec<String>,
     /// When the function began: a tag invalidated after it fences the store off.
     pub(super) started: Instant,
+    /// When the entry stops being fresh (unix ms), as its header says.
+    pub(super) fresh_until_ms: u64,
 }
 
 impl<P, R> Call<'_, P, R>
@@ -117,8 +119,9 @@ where
         }
     }
 
-    /// Stores in a spawned task, so that the store lands even if this caller is cancelled.
-    pub(super) fn spawn_store(&self, sealed: Sealed, lock: Lock) -> JoinHandle<()> {
+    /// Stores in a spawned task, so that the store lands even if this caller is cancelled. The
+    /// task says whether it stored.
+    pub(super) fn spawn_store(&self, sealed: Sealed, lock: Lock) -> JoinHandle<bool> {
         let (site, cache) = (self.site, self.cache.clone());
         self.cache
             .tasks()
@@ -133,13 +136,26 @@ where
             .spawn(async move { write::remove(site, lock).await })
     }
 
-    /// Waits for a spawned store, unless the cache stores in the background. Dropping the
-    /// handle (this caller cancelled) leaves the store running.
-    pub(super) async fn landed(&self, storing: JoinHandle<()>) {
-        if !self.cache.background_stores() {
-            // A panic in the store task is not the caller's: it has its value.
-            let _ = storing.await;
+    /// Waits for a spawned store (or removal), unless the cache stores in the background, and
+    /// returns what the task returned (`None` if not waited for). Dropping the handle (this
+    /// caller cancelled) leaves the store running.
+    pub(super) async fn landed<T>(&self, storing: JoinHandle<T>) -> Option<T> {
+        if self.cache.background_stores() {
+            return None;
         }
+        // A panic in the store task is not the caller's: it has its value.
+        storing.await.ok()
+    }
+
+    /// A value this call has just stored (in `envelope`) is kept in the local tier, when the
+    /// function has one and the store's own announcement can be told apart: the next call is
+    /// then a local hit, not a Redis read.
+    pub(super) fn keep_stored(&self, value: &R, envelope: (u64, usize)) {
+        let (Some(keep), Some((stored, _))) = (self.keep, self.lifetime(value)) else {
+            return;
+        };
+        let (fresh_until_ms, bytes) = envelope;
+        keep.keep_stored(self.key, stored, fresh_until_ms, bytes);
     }
 }
 
@@ -169,6 +185,7 @@ pub(super) fn seal(
                 keep,
                 tags,
                 started: ran.started,
+                fresh_until_ms: meta.fresh_until_ms,
             })
         }
         Err(err @ CodecError::DoesNotReadBack(_)) => {

@@ -53,16 +53,26 @@ pub(super) async fn remove(site: &'static Site, lock: Lock) {
 
 /// Stores an envelope and releases `lock` in one round trip (if the lock is still held), or just
 /// releases `lock`.
-pub(in crate::flow) async fn store(site: &'static Site, cache: &Cache, sealed: Sealed, lock: Lock) {
+/// `true` if it stored.
+pub(in crate::flow) async fn store(
+    site: &'static Site,
+    cache: &Cache,
+    sealed: Sealed,
+    lock: Lock,
+) -> bool {
     let max_bytes = cache.limits().max_bytes;
     let envelope = match sealed {
         Some(envelope) if envelope.bytes.len() > max_bytes => {
             site.count(Count::Oversize);
             site.warn_oversize(envelope.bytes.len(), max_bytes);
-            return lock.release().await;
+            lock.release().await;
+            return false;
         }
         Some(envelope) => envelope,
-        None => return lock.release().await,
+        None => {
+            lock.release().await;
+            return false;
+        }
     };
     if !envelope.tags.is_empty() {
         let added = add_tags(
@@ -83,19 +93,22 @@ pub(in crate::flow) async fn store(site: &'static Site, cache: &Cache, sealed: S
                     "redis_cache: a tag of this entry was invalidated while it was computed; \
                      not stored"
                 );
-                return lock.release().await;
+                lock.release().await;
+                return false;
             }
             Err(err) => {
                 site.command_failed(
                     "tagging failed; the value was returned but not cached",
                     &err,
                 );
-                return lock.release().await;
+                lock.release().await;
+                return false;
             }
         }
     }
     let (bytes, keep) = (envelope.bytes, envelope.keep);
-    match site.redis(store_and_release(&lock, &bytes, keep)).await {
+    let stored = site.redis(store_and_release(&lock, &bytes, keep)).await;
+    match &stored {
         Ok(true) => {
             site.count(Count::Writes);
             lock.connection().write_succeeded();
@@ -108,12 +121,11 @@ pub(in crate::flow) async fn store(site: &'static Site, cache: &Cache, sealed: S
                  not stored"
             );
         }
-        Err(err) => {
-            site.command_failed("store failed; the value was returned but not cached", &err)
-        }
+        Err(err) => site.command_failed("store failed; the value was returned but not cached", err),
     }
     // Released by the script if it ran, or else by its lease.
     lock.hand_over();
+    matches!(stored, Ok(true))
 }
 
 /// [`store`] for the items of a batch: every tag added at once, then every entry stored with
