@@ -201,8 +201,8 @@ impl<T: 'static> KeepLocal<T> for Keep<'_, T> {
 /// Keeps a copy of `value` (from `key`, fresh until `fresh_until_ms`, `bytes` stored) for at
 /// most `local_ttl`, unless an invalidation of its key came after `watch`. A copy of this
 /// process's own store is kept only while Redis announces every change (the tier is coherent),
-/// and only if its own announcement can be told apart ([`LocalStore::insert_own`]). `true` if
-/// kept.
+/// once announcements of the function reach its store (an earlier copy routed them), and only
+/// if its own announcement can be told apart ([`LocalStore::insert_own`]). `true` if kept.
 fn keep_copy<T: LocalValue>(
     tier: &LocalTier,
     site: &'static Site,
@@ -220,7 +220,12 @@ fn keep_copy<T: LocalValue>(
     if until_ms <= now {
         return false;
     }
-    tier.route(key, site.namespace());
+    let routed = tier.route(key, site.namespace());
+    if made == Made::Stored && !routed {
+        // Announcements of the function's keys were dropped until now (no route to its
+        // stores): the store's own may have been one of them, and nothing would tell it apart.
+        return false;
+    }
     let bytes = bytes as u64 + ENTRY_OVERHEAD + std::mem::size_of::<T>() as u64;
     match made {
         Made::Read => {

@@ -199,14 +199,18 @@ impl LocalTier {
 
     /// Makes invalidation messages about `key` (a key of the function with `namespace`) reach
     /// its stores.
-    fn route(&self, key: &str, namespace: u64) {
+    /// `true` if the route was known already: announcements of the function's keys reached its
+    /// stores before this call.
+    fn route(&self, key: &str, namespace: u64) -> bool {
         let Some((route, _)) = self.parse(key) else {
-            return;
+            return false;
         };
         if crate::sync::read(&self.inner.routes).contains_key(route) {
-            return;
+            return true;
         }
-        crate::sync::write(&self.inner.routes).insert(route.to_string(), namespace);
+        crate::sync::write(&self.inner.routes)
+            .insert(route.to_string(), namespace)
+            .is_some()
     }
 
     /// `{prefix}:{function}:{fingerprint}:{{args}}` into its route and argument hash.

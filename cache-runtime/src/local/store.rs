@@ -3,7 +3,7 @@
 //! may be served.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
 use quick_cache::sync::Cache as Map;
@@ -43,10 +43,9 @@ pub(crate) struct LocalStore<T> {
     versions: [AtomicU64; SLOTS],
     /// Keys whose copy was made from this process's own store, before Redis announced that
     /// store: their next announcement is that store's, and leaves the copy (see
-    /// [`LocalStore::insert_own`]).
+    /// [`LocalStore::insert_own`]). Held while a slot's version is bumped, so that marking a key
+    /// and counting its slot's announcements are one step.
     own: Mutex<HashSet<u128>>,
-    /// `own.len()`, read without the lock by every invalidation.
-    owned: AtomicUsize,
     budget: Arc<Budget>,
     site: &'static Site,
 }
@@ -95,7 +94,6 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
             inserting: Mutex::new(()),
             versions: [const { AtomicU64::new(0) }; SLOTS],
             own: Mutex::new(HashSet::new()),
-            owned: AtomicUsize::new(0),
             budget,
             site,
         }
@@ -173,42 +171,26 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
     pub(crate) fn insert_own(&self, watch: Watch, value: &T, until_ms: u64, bytes: u64) -> bool {
         let args = watch.args;
         let seen = |store: &Self| store.slot(args).load(SeqCst).wrapping_sub(watch.version);
-        let before = seen(self);
+        let before = {
+            // Counted and marked in one step: an announcement is either before both (counted,
+            // no mark to take) or after both (it finds the mark).
+            let mut marked = crate::sync::guard(&self.own);
+            let before = seen(self);
+            if before == 0 {
+                marked.insert(args);
+            }
+            before
+        };
         if before > 1 {
             return false;
         }
-        if before == 0 {
-            self.mark(args, true);
-        }
         self.put(args, value, until_ms, bytes);
         if seen(self) > 1 {
-            self.mark(args, false);
+            crate::sync::guard(&self.own).remove(&args);
             self.remove(args);
             return false;
         }
         true
-    }
-
-    fn mark(&self, args: u128, own: bool) {
-        let mut marked = crate::sync::guard(&self.own);
-        let changed = match own {
-            true => marked.insert(args),
-            false => marked.remove(&args),
-        };
-        if changed {
-            self.owned.store(marked.len(), SeqCst);
-        }
-    }
-
-    /// Takes the mark of `args`, if it has one.
-    fn take_mark(&self, args: u128) -> bool {
-        if self.owned.load(SeqCst) == 0 {
-            return false;
-        }
-        let mut marked = crate::sync::guard(&self.own);
-        let taken = marked.remove(&args);
-        self.owned.store(marked.len(), SeqCst);
-        taken
     }
 
     /// Removes the copy of `args` because Redis's entry changed (`announced`: Redis said so;
@@ -218,8 +200,12 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
         // A change made here counts as many for copies of this process's stores: they keep
         // nothing across it (see `insert_own`).
         let bump = if announced { 1 } else { CLEAR_BUMP };
-        self.slot(args).fetch_add(bump, SeqCst);
-        if self.take_mark(args) && announced {
+        let marked = {
+            let mut marked = crate::sync::guard(&self.own);
+            self.slot(args).fetch_add(bump, SeqCst);
+            marked.remove(&args)
+        };
+        if marked && announced {
             return false;
         }
         let removed = self.remove(args);
@@ -232,13 +218,12 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
     /// Removes every copy (coherence was lost and is back, or the function was cleared). Copies
     /// being inserted concurrently undo themselves.
     pub(crate) fn clear(&self) -> usize {
-        for version in &self.versions {
-            version.fetch_add(CLEAR_BUMP, SeqCst);
-        }
         {
             let mut marked = crate::sync::guard(&self.own);
+            for version in &self.versions {
+                version.fetch_add(CLEAR_BUMP, SeqCst);
+            }
             marked.clear();
-            self.owned.store(0, SeqCst);
         }
         let mut removed = 0;
         for (_, entry) in self.map.drain() {
