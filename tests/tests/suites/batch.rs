@@ -88,14 +88,27 @@ async fn overlapping(cache: &Cache, keys: &Keys, ids: BTreeSet<u64>) -> BTreeMap
 async fn overlapping_calls_in_one_process_compute_each_key_once() {
     let redis = start();
     let cache = redis.cache("batch-overlap");
+    eight_overlapping_calls_compute_each_key_once(&cache, |cache, keys, ids| async move {
+        overlapping(&cache, &keys, ids).await
+    })
+    .await;
+}
+
+/// Eight calls of 40 keys each, every call overlapping the next by 30, spawned at once: every
+/// answer is complete and right, and each of the 110 keys was computed once (`call` records the
+/// keys the function is called with in `keys`).
+async fn eight_overlapping_calls_compute_each_key_once<F, Fut>(cache: &Cache, call: F)
+where
+    F: Fn(Cache, Arc<Keys>, BTreeSet<u64>) -> Fut,
+    Fut: std::future::Future<Output = BTreeMap<u64, u64>> + Send + 'static,
+{
     let keys = Arc::new(Keys::default());
     let calls: Vec<_> = (0..8u64)
-        .map(|call| {
-            let (cache, keys) = (cache.clone(), keys.clone());
+        .map(|n| {
+            let ids: BTreeSet<u64> = (n * 10..n * 10 + 40).collect();
+            let answer = call(cache.clone(), keys.clone(), ids.clone());
             tokio::spawn(async move {
-                let ids: BTreeSet<u64> = (call * 10..call * 10 + 40).collect();
-                let got = overlapping(&cache, &keys, ids.clone()).await;
-                assert_eq!(got, ids.iter().map(|id| (*id, id * 10)).collect());
+                assert_eq!(answer.await, ids.iter().map(|id| (*id, id * 10)).collect());
             })
         })
         .collect();
@@ -688,26 +701,10 @@ async fn overlapping_down(
 #[tokio::test]
 async fn without_redis_overlapping_calls_in_one_process_compute_each_key_once() {
     let cache = redis_cache_tests::unreachable_cache("batch-down-overlap");
-    let keys = Arc::new(Keys::default());
-    let calls: Vec<_> = (0..8u64)
-        .map(|call| {
-            let (cache, keys) = (cache.clone(), keys.clone());
-            tokio::spawn(async move {
-                let ids: BTreeSet<u64> = (call * 10..call * 10 + 40).collect();
-                let got = overlapping_down(&cache, &keys, ids.clone()).await;
-                assert_eq!(got, ids.iter().map(|id| (*id, id * 10)).collect());
-            })
-        })
-        .collect();
-    for call in calls {
-        call.await.unwrap();
-    }
-    let per_key = keys.per_key();
-    assert_eq!(per_key.len(), 110, "keys 0..110");
-    assert!(
-        per_key.values().all(|&n| n == 1),
-        "each key computed once: {per_key:?}"
-    );
+    eight_overlapping_calls_compute_each_key_once(&cache, |cache, keys, ids| async move {
+        overlapping_down(&cache, &keys, ids).await
+    })
+    .await;
 }
 
 #[redis_cache(ttl = 300, batch = ids, skip(cache), cache = cache)]
