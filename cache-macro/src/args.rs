@@ -125,7 +125,7 @@ pub(crate) struct Args {
     pub version: u32,
     /// Replaces `module_path::fn_name` in the key.
     pub name: Option<LitStr>,
-    /// An expression that derefs to `cache_runtime::Cache`, instead of the global default.
+    /// An expression that derefs to `redis_cached::Cache`, instead of the global default.
     pub cache: Option<Expr>,
     /// Seconds a `None` is kept (0 with a `none_ttl` expression); `None` is not cached when
     /// absent.

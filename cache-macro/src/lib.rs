@@ -1,6 +1,6 @@
 //! The `#[redis_cache]` attribute macro of **redis_cache**.
 //!
-//! Do not depend on this crate directly: depend on `cache-runtime`, which re-exports the attribute
+//! Do not depend on this crate directly: depend on `redis-cached`, which re-exports the attribute
 //! and holds everything the generated code calls. The macro only parses, validates and expands:
 //!
 //! - `args`: the attribute's options (`ttl = 300, skip(db), ...`);
@@ -8,7 +8,7 @@
 //! - `signature`: what the annotated function looks like (async, parameters, return shape);
 //! - `batch`: what a batch function (`batch = ids`) looks like: its keys and its map;
 //! - `tags`: the `tags("product:{id}")` templates, checked against the parameters;
-//! - `expand`: the code that routes the call through `::cache_runtime::__private` (`expand::batch`
+//! - `expand`: the code that routes the call through `::redis_cached::__private` (`expand::batch`
 //!   for a batch function).
 //!
 //! On any error the original function is emitted unchanged next to the `compile_error!`s, with
@@ -32,7 +32,7 @@ mod tags;
 /// garbage, the body runs: callers never see a cache error.
 ///
 /// ```ignore
-/// use cache_runtime::redis_cache;
+/// use redis_cached::redis_cache;
 ///
 /// #[redis_cache(ttl = 300, skip(db))]
 /// async fn product(db: &Db, id: u64) -> Result<Product, DbError> {
@@ -65,7 +65,7 @@ mod tags;
 /// | `companions = false` | no `{fn}_invalidate` / `{fn}_refresh` / `{fn}_stats` (trait impls) |
 ///
 /// The cache's I/O needs a Tokio runtime: called outside one, the function runs uncached (said
-/// once on stderr). The `cache-runtime` crate documents each option in full.
+/// once on stderr). The `redis-cached` crate documents each option in full.
 #[proc_macro_attribute]
 pub fn redis_cache(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);

@@ -1,7 +1,7 @@
 //! **redis_cache**: memoize `async fn`s in Redis with one attribute.
 //!
 //! ```no_run
-//! use cache_runtime::redis_cache;
+//! use redis_cached::redis_cache;
 //! # #[derive(serde::Serialize, serde::Deserialize)] struct Product;
 //! # #[derive(Debug)] struct DbError; struct Db;
 //! # impl Db { async fn load(&self, id: u64) -> Result<Product, DbError> { Ok(Product) } }
@@ -51,7 +51,7 @@
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //!
-//! use cache_runtime::redis_cache;
+//! use redis_cached::redis_cache;
 //! use serde::{Deserialize, Serialize};
 //! # #[derive(Serialize, Deserialize, Clone)] pub struct Item;
 //! # #[derive(Serialize, Deserialize)] pub struct Token { expires_in: u64 }
@@ -162,7 +162,6 @@ mod tasks;
 
 pub use breaker::{BreakerState, BreakerStats, NodeBreaker};
 pub use cache::{Cache, default_cache, set_default};
-pub use cache_macro::redis_cache;
 pub use config::{
     CacheBuilder, ConfigError, DEFAULT_BACKGROUND_STORES, DEFAULT_BATCH_CHUNK,
     DEFAULT_BREAKER_MAX_OPEN, DEFAULT_BREAKER_MIN_OPEN, DEFAULT_BREAKER_THRESHOLD,
@@ -176,6 +175,7 @@ pub use config::{
 pub use connection::refusal::ACL_COMMANDS;
 pub use error::CacheError;
 pub use health::{HealthError, RedisHealth};
+pub use redis_cached_macros::redis_cache;
 pub use stats::{FunctionStats, Latency, Snapshot, snapshot, stats, stats_for};
 
 #[doc(hidden)]

@@ -14,12 +14,12 @@
 
 use std::sync::LazyLock;
 
-use cache_runtime::__private::bench;
-use cache_runtime::__private::{KeyBuilder, SiteSpec};
-use cache_runtime::{Cache, redis_cache};
 use divan::{AllocProfiler, Bencher, black_box};
 use redis_cache_tests::RedisServer;
 use redis_cache_tests::fixtures::Product;
+use redis_cached::__private::bench;
+use redis_cached::__private::{KeyBuilder, SiteSpec};
+use redis_cached::{Cache, redis_cache};
 
 #[global_allocator]
 static ALLOC: AllocProfiler = AllocProfiler::system();
@@ -77,7 +77,7 @@ mod decode {
 
     #[divan::bench]
     fn small_product(bencher: Bencher<'_, '_>) {
-        let bytes = bench::seal(&Product::sample(7), cache_runtime::DEFAULT_COMPRESS_ABOVE);
+        let bytes = bench::seal(&Product::sample(7), redis_cached::DEFAULT_COMPRESS_ABOVE);
         bencher.bench_local(|| bench::open::<Product>(black_box(&bytes)).expect("decodes"));
     }
 
@@ -92,7 +92,7 @@ mod decode {
     #[divan::bench]
     fn large_100_products_lz4(bencher: Bencher<'_, '_>) {
         let list: Vec<Product> = (0..100).map(Product::sample).collect();
-        let bytes = bench::seal(&list, cache_runtime::DEFAULT_COMPRESS_ABOVE);
+        let bytes = bench::seal(&list, redis_cached::DEFAULT_COMPRESS_ABOVE);
         bencher.bench_local(|| bench::open::<Vec<Product>>(black_box(&bytes)).expect("decodes"));
     }
 }

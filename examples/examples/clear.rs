@@ -9,9 +9,9 @@
 
 use std::time::Instant;
 
-use cache_runtime::{Cache, redis_cache};
 use redis_cache_examples::cli::Cli;
 use redis_cache_tests::RedisServer;
+use redis_cached::{Cache, redis_cache};
 
 const TOTAL: u64 = 1_000_000;
 const OURS: u64 = 100_000;

@@ -7,10 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use cache_runtime::{Cache, redis_cache};
 use redis_cache_examples::cli::Cli;
 use redis_cache_tests::RedisServer;
 use redis_cache_tests::fixtures::Product;
+use redis_cached::{Cache, redis_cache};
 
 /// A page of `n` products: realistic, repetitive text (about 200 bytes each).
 #[redis_cache(ttl = 600, skip(cache), cache = cache)]

@@ -9,10 +9,10 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use cache_runtime::{BreakerState, Cache, redis_cache};
 use redis_cache_examples::cli::Cli;
 use redis_cache_tests::RedisServer;
 use redis_cache_tests::faults::{self, COMMAND_TIMEOUT, FaultReport, HOLD, TASKS};
+use redis_cached::{BreakerState, Cache, redis_cache};
 
 const USAGE: &str = "\
 The fault-injection figures: each fault done to a real redis-server under 64 tasks of load.

@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use cache_runtime::{CacheBuilder, redis_cache};
 use redis_cache_examples::cli::Cli;
+use redis_cached::{CacheBuilder, redis_cache};
 use serde::{Deserialize, Serialize};
 
 /// Keys of this example live under their own prefix, so it never touches anything else.
@@ -88,9 +88,9 @@ async fn main() {
         eprintln!("invalid configuration: {err}");
         std::process::exit(2);
     });
-    cache_runtime::set_default(cache.clone()).expect("no default installed yet");
+    redis_cached::set_default(cache.clone()).expect("no default installed yet");
 
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| cache_runtime::DEFAULT_URL.into());
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| redis_cached::DEFAULT_URL.into());
     let redis = reachable(&url).await;
     match &redis {
         Some(_) => {
@@ -145,7 +145,7 @@ async fn main() {
     }
 
     println!("\nper-function counters:");
-    for s in cache_runtime::stats() {
+    for s in redis_cached::stats() {
         println!(
             "  {:<28} local hits {:>2}  hits {:>2}  misses {:>2}  executions {:>2}  fallbacks {:>2}",
             s.function, s.local_hits, s.hits, s.misses, s.executions, s.fallbacks

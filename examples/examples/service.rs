@@ -25,9 +25,9 @@ use redis_cache_examples::cli::Cli;
 use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
-use cache_runtime::Cache;
-use cache_runtime::admin::{self, BearerToken};
 use redis_cache_examples::catalog::{self, Db};
+use redis_cached::Cache;
+use redis_cached::admin::{self, BearerToken};
 use tower::ServiceExt;
 
 const USAGE: &str = "\
@@ -69,7 +69,7 @@ async fn main() {
         .prefix("catalog-example")
         .build()
         .expect("cache configuration");
-    cache_runtime::set_default(cache.clone()).expect("first and only default");
+    redis_cached::set_default(cache.clone()).expect("first and only default");
     println!(
         "seeding SQLite: {} products, {} reviews",
         catalog::PRODUCTS,

@@ -17,10 +17,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use cache_runtime::{Cache, redis_cache, stats_for};
 use redis_cache_examples::cli::Cli;
 use redis_cache_tests::RedisServer;
 use redis_cache_tests::stampede::{Report, WorkerConfig, run_workers, worker};
+use redis_cached::{Cache, redis_cache, stats_for};
 
 const WORK_MS: u64 = 100;
 const STEADY: Duration = Duration::from_secs(30);

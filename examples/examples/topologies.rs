@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cache_runtime::Cache;
 use redis_cache_examples::cli::Cli;
 use redis_cache_tests::cluster::{FAILOVER_NODE_TIMEOUT_MS, RedisCluster};
 use redis_cache_tests::failover::{self, FailoverReport, LOAD_KEYS, doubled};
 use redis_cache_tests::sentinel::{MASTER_NAME, SentinelGroup};
 use redis_cache_tests::{RedisServer, settled};
+use redis_cached::Cache;
 
 const TASKS: usize = 64;
 

@@ -9,7 +9,7 @@
 //! | `GET /products/top` | `top_products`: the ten best-rated products (cached) |
 //! | `PUT /products/{id}/price` | `{"price_cents": N}`: updates the row, invalidates the tag `product:{id}`, returns the new summary |
 //! | `POST /products/{id}/reviews` | `{"stars": 1..=5}`: inserts, then invalidates the tag `product:{id}` |
-//! | `/admin/cache/...` | `cache_runtime::admin::router_with_token`: only with a token, and behind `Authorization: Bearer <token>` |
+//! | `/admin/cache/...` | `redis_cached::admin::router_with_token`: only with a token, and behind `Authorization: Bearer <token>` |
 //!
 //! Both cached functions tag their entries with the products they show: `product_summary` its
 //! own (`tags("product:{id}")`), `top_products` each product in the list (`tags = |top| ...`).
@@ -26,8 +26,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use cache_runtime::admin::{self, BearerToken};
-use cache_runtime::{Cache, redis_cache};
+use redis_cached::admin::{self, BearerToken};
+use redis_cached::{Cache, redis_cache};
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 
@@ -413,7 +413,7 @@ pub async fn load(app: Router, tasks: usize, duration: Duration) -> u64 {
         tick.tick().await;
         loop {
             tick.tick().await;
-            let total = cache_runtime::snapshot().total;
+            let total = redis_cached::snapshot().total;
             println!(
                 "{:>4.0}s  calls {:>8}  hit ratio {:>5.1}%  executions {:>6}  fallbacks {:>6}",
                 started.elapsed().as_secs_f64(),

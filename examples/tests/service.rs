@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use cache_runtime::Cache;
-use cache_runtime::admin::BearerToken;
 use redis_cache_examples::catalog::{self, Db};
 use redis_cache_tests::RedisServer;
+use redis_cached::Cache;
+use redis_cached::admin::BearerToken;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -40,7 +40,7 @@ fn json(body: &str) -> Value {
 }
 
 fn executions(function: &str) -> u64 {
-    cache_runtime::stats_for(function).map_or(0, |s| s.executions)
+    redis_cached::stats_for(function).map_or(0, |s| s.executions)
 }
 
 const SUMMARY: &str = "catalog::product_summary";
@@ -51,7 +51,7 @@ const TOP: &str = "redis_cache_examples::catalog::top_products";
 async fn the_service_starts_and_serves() {
     let redis = RedisServer::start();
     let cache: Cache = redis.cache("catalog-example");
-    cache_runtime::set_default(cache.clone()).unwrap();
+    redis_cached::set_default(cache.clone()).unwrap();
     let token = BearerToken::new("secret").unwrap();
     let app = catalog::router(Db::seeded(), cache, Some(token));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -145,7 +145,7 @@ async fn the_service_starts_and_serves() {
     )
     .await;
     assert_eq!(status, 200);
-    let hits = |function| cache_runtime::stats_for(function).map_or(0, |s| s.hits);
+    let hits = |function| redis_cached::stats_for(function).map_or(0, |s| s.hits);
     let list_hits = hits(SUMMARIES);
     let pages = list("1,2,3").await;
     assert_eq!(pages[1]["price_cents"], 777);

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use cache_runtime::__private::bench::{open, seal};
+use redis_cached::__private::bench::{open, seal};
 use libfuzzer_sys::fuzz_target;
 use serde::Deserialize;
 

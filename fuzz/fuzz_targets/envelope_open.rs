@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use cache_runtime::__private::bench::open;
+use redis_cached::__private::bench::open;
 use libfuzzer_sys::fuzz_target;
 
 mod values;

@@ -1,7 +1,7 @@
 //! Every value comes back equal from its envelope, compressed or not: `open(seal(v)) == v`.
 #![no_main]
 
-use cache_runtime::__private::bench::{open, seal};
+use redis_cached::__private::bench::{open, seal};
 use libfuzzer_sys::fuzz_target;
 
 mod values;

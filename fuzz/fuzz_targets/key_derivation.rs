@@ -3,8 +3,8 @@
 //! input, not of the 128-bit hash, at these sizes).
 #![no_main]
 
-use cache_runtime::__private::bench::{fingerprint, key};
-use cache_runtime::__private::{KeyBuilder, SiteSpec};
+use redis_cached::__private::bench::{fingerprint, key};
+use redis_cached::__private::{KeyBuilder, SiteSpec};
 use libfuzzer_sys::fuzz_target;
 
 mod values;

@@ -6,8 +6,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use cache_runtime::{Cache, CacheBuilder};
 use redis::cluster_async::ClusterConnection;
+use redis_cached::{Cache, CacheBuilder};
 
 use crate::{RedisServer, ScratchDir, test_builder};
 

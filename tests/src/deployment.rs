@@ -11,10 +11,10 @@ use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use cache_runtime::{Cache, CacheBuilder};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis_cached::{Cache, CacheBuilder};
 
 use crate::RedisServer;
 use crate::cluster::RedisCluster;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cache_runtime::{Cache, CacheBuilder, redis_cache};
+use redis_cached::{Cache, CacheBuilder, redis_cache};
 
 /// Keys the load cycles through.
 pub const LOAD_KEYS: u64 = 1000;
@@ -171,7 +171,7 @@ pub async fn under_load(
             "the cache was not used again within {deadline:?} of the kill; breaker {:?}, the \
              checker's counters {:?}",
             cache.breaker(),
-            cache_runtime::stats_for("failover::checked"),
+            redis_cached::stats_for("failover::checked"),
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use cache_runtime::{Cache, FunctionStats, redis_cache, stats_for};
+use redis_cached::{Cache, FunctionStats, redis_cache, stats_for};
 use tokio::task::JoinHandle;
 
 use crate::{RedisServer, TEST_TIMEOUT, free_port};

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use cache_runtime::{Cache, redis_cache};
+use redis_cached::{Cache, redis_cache};
 
 /// Times [`shared_square`]'s body ran in this process.
 pub static SHARED_SQUARE_RUNS: AtomicU64 = AtomicU64::new(0);

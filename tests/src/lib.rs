@@ -24,7 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use cache_runtime::{Cache, CacheBuilder};
+use redis_cached::{Cache, CacheBuilder};
 
 /// Counts one test's executions of a function body: pass `&Runs` as a skipped argument and
 /// [`tick`](Runs::tick) in the body. It belongs to the test, so tests need no `static` per

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use cache_runtime::Cache;
+use redis_cached::Cache;
 use tokio::sync::watch::Receiver;
 
 /// How long an event may take on a loaded machine (a failover included) before a test gives up.
@@ -35,8 +35,8 @@ pub async fn next_event(events: &mut Receiver<u64>) {
         .expect("the tier is alive");
 }
 
-fn stats(function: &str) -> cache_runtime::FunctionStats {
-    cache_runtime::stats_for(function).expect("the function was called")
+fn stats(function: &str) -> redis_cached::FunctionStats {
+    redis_cached::stats_for(function).expect("the function was called")
 }
 
 /// Calls `call` until one call is answered by the local tier (`function`'s `local_hits` grows)

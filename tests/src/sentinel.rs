@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cache_runtime::{Cache, CacheBuilder};
+use redis_cached::{Cache, CacheBuilder};
 
 use crate::{RedisServer, ScratchDir, free_port, spawn_until, test_builder};
 

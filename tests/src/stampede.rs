@@ -12,7 +12,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use cache_runtime::{Cache, CacheBuilder, stats_for};
+use redis_cached::{Cache, CacheBuilder, stats_for};
 
 use crate::fixtures::{self, COLD_HANG, COLD_RUNS, COLD_WORK_MS};
 

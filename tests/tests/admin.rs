@@ -5,9 +5,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use cache_runtime::admin::{BearerToken, InvalidToken};
-use cache_runtime::{Cache, redis_cache};
 use redis_cache_tests::RedisServer;
+use redis_cached::admin::{BearerToken, InvalidToken};
+use redis_cached::{Cache, redis_cache};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -54,7 +54,7 @@ async fn stats_show_counters_breaker_and_redis_memory() {
     let redis =
         RedisServer::start_with(&["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"]);
     let cache = redis.cache("admin-stats");
-    let app: Router = cache_runtime::admin::router(cache.clone());
+    let app: Router = redis_cached::admin::router(cache.clone());
     for _ in 0..3 {
         // The miss returns once its value is stored: the next calls are hits.
         admin_counted(&cache, 1).await;
@@ -89,7 +89,7 @@ async fn stats_show_counters_breaker_and_redis_memory() {
 #[tokio::test]
 async fn stats_report_redis_down_instead_of_failing() {
     let cache = redis_cache_tests::unreachable_cache("admin-down");
-    let app: Router = cache_runtime::admin::router(cache);
+    let app: Router = redis_cached::admin::router(cache);
     let (status, body) = send(&app, Method::GET, "/cache/stats", "").await;
     assert_eq!(status, StatusCode::OK);
     assert!(body["redis"]["error"].is_string(), "{body:#}");
@@ -99,7 +99,7 @@ async fn stats_report_redis_down_instead_of_failing() {
 async fn invalidate_by_function_and_prefix_and_clear() {
     let redis = RedisServer::start();
     let cache = redis.cache("admin-inv");
-    let app: Router = cache_runtime::admin::router(cache.clone());
+    let app: Router = redis_cached::admin::router(cache.clone());
     for id in 0..10 {
         admin_item(&cache, id).await;
         admin_other(&cache, id).await;
@@ -140,7 +140,7 @@ async fn invalidate_by_function_and_prefix_and_clear() {
 async fn invalidate_by_tag() {
     let redis = RedisServer::start();
     let cache = redis.cache("admin-tag");
-    let app: Router = cache_runtime::admin::router(cache.clone());
+    let app: Router = redis_cached::admin::router(cache.clone());
     for id in 0..5 {
         admin_tagged(&cache, id).await;
     }
@@ -174,7 +174,7 @@ async fn invalidate_by_tag() {
 async fn bad_requests_are_refused_and_change_nothing() {
     let redis = RedisServer::start();
     let cache = redis.cache("admin-bad");
-    let app: Router = cache_runtime::admin::router(cache.clone());
+    let app: Router = redis_cached::admin::router(cache.clone());
     admin_item(&cache, 1).await;
     let cases = [
         (
@@ -238,7 +238,7 @@ async fn bad_requests_are_refused_and_change_nothing() {
 #[tokio::test]
 async fn writes_answer_503_when_redis_is_unreachable() {
     let cache = redis_cache_tests::unreachable_cache("admin-503");
-    let app: Router = cache_runtime::admin::router(cache);
+    let app: Router = redis_cached::admin::router(cache);
     let (status, json) = send(&app, Method::POST, "/cache/clear", "").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
 }
@@ -248,7 +248,7 @@ async fn with_a_token_only_requests_presenting_it_get_through() {
     let redis = RedisServer::start();
     let cache = redis.cache("admin-token");
     let token = BearerToken::new("0123456789abcdef").unwrap();
-    let app: Router = cache_runtime::admin::router_with_token(cache.clone(), token);
+    let app: Router = redis_cached::admin::router_with_token(cache.clone(), token);
     admin_item(&cache, 1).await;
     let request = |auth: Option<&str>| {
         let mut request = Request::builder().method(Method::POST).uri("/cache/clear");
@@ -280,7 +280,7 @@ async fn with_a_token_only_requests_presenting_it_get_through() {
 async fn a_503_says_what_failed_not_what_redis_said() {
     let redis = RedisServer::start();
     let cache = redis.cache("admin-refused");
-    let app: Router = cache_runtime::admin::router(cache.clone());
+    let app: Router = redis_cached::admin::router(cache.clone());
     admin_item(&cache, 1).await;
     // Redis refuses the walk: its error names the user and the command.
     redis.cli(&["ACL", "SETUSER", "default", "-scan"]);
@@ -306,7 +306,7 @@ fn info_calls(redis: &RedisServer) -> u64 {
 #[tokio::test]
 async fn polling_stats_does_not_send_info_each_time() {
     let redis = RedisServer::start();
-    let app: Router = cache_runtime::admin::router(redis.cache("admin-poll"));
+    let app: Router = redis_cached::admin::router(redis.cache("admin-poll"));
     let (status, _) = send(&app, Method::GET, "/cache/stats", "").await;
     assert_eq!(status, StatusCode::OK);
     let before = info_calls(&redis);
@@ -330,7 +330,7 @@ async fn one_clear_runs_at_a_time() {
         .command_timeout(Duration::from_secs(600))
         .build()
         .unwrap();
-    let app: Router = cache_runtime::admin::router(cache.clone());
+    let app: Router = redis_cached::admin::router(cache.clone());
     admin_item(&cache, 1).await;
     // Redis holds writes: the first clear waits in its UNLINK.
     redis.cli(&["CLIENT", "PAUSE", "600000", "WRITE"]);

@@ -16,10 +16,10 @@ redis_cache_tests::suite!(
 
 use std::time::Duration;
 
-use cache_runtime::{Cache, redis_cache};
 use redis_cache_tests::cluster::{FAILOVER_NODE_TIMEOUT_MS, RedisCluster};
 use redis_cache_tests::deployment::{Deployment, Topology};
 use redis_cache_tests::failover;
+use redis_cached::{Cache, redis_cache};
 
 #[redis_cache(ttl = 300, skip(cache), cache = cache, name = "cluster::cleared")]
 async fn cleared(cache: &Cache, id: u64) -> u64 {
@@ -178,7 +178,7 @@ async fn a_failing_primary_sends_only_its_own_keys_to_the_function() {
     // Once the slot map no longer names the killed primary, its breaker stops counting as open.
     // The map is read in a spawned task the cache does not announce: poll, bounded.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while cache.breaker().state != cache_runtime::BreakerState::Closed {
+    while cache.breaker().state != redis_cached::BreakerState::Closed {
         assert!(
             std::time::Instant::now() < deadline,
             "{:?} {:?}",
@@ -287,7 +287,7 @@ async fn the_local_tier_hears_every_primary_and_drops_its_copies_after_a_failove
     let cluster = RedisCluster::start();
     let cache = cluster.cache("clocal");
     let runs = redis_cache_tests::Runs::default();
-    let local = || cache_runtime::stats_for(&format!("{}::cluster_local", module_path!())).unwrap();
+    let local = || redis_cached::stats_for(&format!("{}::cluster_local", module_path!())).unwrap();
     cluster_local(&cache, &runs, 0).await;
     coherent(&cache).await;
     // Thirty keys: computed, read back (copied), then answered locally.
@@ -438,7 +438,7 @@ async fn slots_moving_under_load_lose_no_entry_and_leave_no_lock() {
     cache.flush().await;
 
     let left = stored_on(from).intersection(&from_before).count();
-    let stats = cache_runtime::stats_for("cluster::resharded").unwrap();
+    let stats = redis_cached::stats_for("cluster::resharded").unwrap();
     let recomputed = (0..warm as usize)
         .filter(|&id| RESHARDED_RUNS[id].load(SeqCst) != 1)
         .count();
@@ -479,7 +479,7 @@ async fn slots_moving_under_load_lose_no_entry_and_leave_no_lock() {
     for id in 0..RESHARD_IDS as u64 {
         assert_eq!(resharded(&cache, id).await, id * 5);
     }
-    let executions = cache_runtime::stats_for("cluster::resharded")
+    let executions = redis_cached::stats_for("cluster::resharded")
         .unwrap()
         .executions;
     assert_eq!(executions, stats.executions, "all were hits");

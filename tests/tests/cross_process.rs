@@ -6,9 +6,9 @@
 use std::process::Command;
 use std::sync::atomic::Ordering::SeqCst;
 
-use cache_runtime::{set_default, stats_for};
 use redis_cache_tests::RedisServer;
 use redis_cache_tests::fixtures::{SHARED_SQUARE_RUNS, shared_square};
+use redis_cached::{set_default, stats_for};
 
 const PREFIX: &str = "xproc";
 

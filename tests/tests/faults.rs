@@ -131,8 +131,8 @@ async fn redis_read_only_replica() {
 mod runtimes {
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    use cache_runtime::{Cache, redis_cache};
     use redis_cache_tests::RedisServer;
+    use redis_cached::{Cache, redis_cache};
 
     static RUNS: AtomicU64 = AtomicU64::new(0);
 

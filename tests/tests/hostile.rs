@@ -106,7 +106,7 @@ fn an_uncompressed_entry_longer_than_max_value_bytes_is_not_parsed() {
 
 use std::time::Duration;
 
-use cache_runtime::{Cache, redis_cache};
+use redis_cached::{Cache, redis_cache};
 
 #[test]
 fn a_prefix_cannot_nest_in_another() {
@@ -160,7 +160,7 @@ async fn durations_as_long_as_can_be_are_taken_as_the_longest_allowed_not_a_pani
         .unwrap();
     assert_eq!(forever(&cache, 1).await, 1);
     assert_eq!(forever(&cache, 1).await, 1);
-    let stats = cache_runtime::stats_for("hostile::forever").unwrap();
+    let stats = redis_cached::stats_for("hostile::forever").unwrap();
     assert_eq!((stats.misses, stats.hits, stats.writes), (1, 1, 1));
     // Kept ten years (the TTL and the stale window together), not for ever.
     let key = redis.keys().await.into_iter().next().unwrap();
@@ -221,7 +221,7 @@ async fn a_lock_survives_a_failed_renewal_and_its_value_is_stored() {
     redis_cache_tests::eventually("a renewal accepted", || script_calls(&redis).1 > accepted).await;
     RENEWED.open();
     assert_eq!(call.await.unwrap(), 7);
-    let stats = cache_runtime::stats_for("hostile::slow").unwrap();
+    let stats = redis_cached::stats_for("hostile::slow").unwrap();
     assert_eq!((stats.writes, stats.fenced), (1, 0), "{stats:?}");
 }
 
@@ -378,7 +378,7 @@ async fn a_lock_false_computation_invalidated_before_its_lock_stores_nothing() {
     // ...but not stored: the next call computes the new one.
     assert_eq!(PRICE.load(SeqCst), 20);
     PRICE.store(30, SeqCst);
-    let stats = cache_runtime::stats_for("hostile::price").unwrap();
+    let stats = redis_cached::stats_for("hostile::price").unwrap();
     assert_eq!(stats.writes, 0, "{stats:?}");
 }
 
@@ -561,7 +561,7 @@ async fn a_value_too_deep_to_read_back_is_returned_but_not_stored() {
     for _ in 0..2 {
         assert_eq!(chain(&cache, 300).await, chain_of(300));
     }
-    let stats = cache_runtime::stats_for("hostile::chain").unwrap();
+    let stats = redis_cached::stats_for("hostile::chain").unwrap();
     // The deep one ran each time, was never stored, and so never read as invalid.
     assert_eq!((stats.executions, stats.writes), (3, 1), "{stats:?}");
     assert_eq!((stats.errors, stats.invalid), (2, 0), "{stats:?}");

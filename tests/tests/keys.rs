@@ -3,8 +3,8 @@
 //! silently empties the cache in production. If this test fails, the key format changed: that
 //! must be a deliberate, documented decision, not an accident.
 
-use cache_runtime::{Cache, redis_cache};
 use redis_cache_tests::RedisServer;
+use redis_cached::{Cache, redis_cache};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

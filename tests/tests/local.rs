@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use cache_runtime::{Cache, redis_cache, stats_for};
 use redis_cache_tests::fixtures::{LOCAL_GENERATION, local_value};
 use redis_cache_tests::local::{coherent, entries_become, incoherent, local_hit, next_event};
 use redis_cache_tests::{RedisServer, Runs};
+use redis_cached::{Cache, redis_cache, stats_for};
 
 /// `local_value(1)` cached in this process: computed (generation `generation`), read back from
 /// Redis once (which copies it), then answered locally.

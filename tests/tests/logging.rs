@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use cache_runtime::{BreakerState, Cache, redis_cache};
 use redis_cache_tests::RedisServer;
 use redis_cache_tests::logs::Capture;
+use redis_cached::{BreakerState, Cache, redis_cache};
 use tracing::Level;
 
 #[redis_cache(ttl = 60, skip(cache), cache = cache)]
@@ -108,7 +108,7 @@ async fn oversized_values_are_returned_but_not_stored_and_logged_once() {
         assert_eq!(report(&cache, pages).await.len(), pages);
     }
     cache.flush().await;
-    let stats = cache_runtime::stats_for("logging::report").unwrap();
+    let stats = redis_cached::stats_for("logging::report").unwrap();
     assert_eq!((stats.writes, stats.oversize), (1, 10));
     assert_eq!(
         redis.keys().await.len(),
@@ -130,7 +130,7 @@ async fn oversized_values_are_returned_but_not_stored_and_logged_once() {
     assert_eq!(report(&cache, 1000).await.len(), 1000);
     assert_eq!(report(&cache, 1000).await.len(), 1000);
     assert_eq!(
-        cache_runtime::stats_for("logging::report").unwrap().writes,
+        redis_cached::stats_for("logging::report").unwrap().writes,
         2,
         "stored compressed, then a hit"
     );
@@ -182,7 +182,7 @@ async fn a_problem_on_every_call_is_warned_once_per_interval() {
     for id in 0..20 {
         assert_eq!(unreadable(&cache, id).await, id + 1);
     }
-    let stats = cache_runtime::stats_for("logging::unreadable").unwrap();
+    let stats = redis_cached::stats_for("logging::unreadable").unwrap();
     assert_eq!(stats.invalid, 20);
     assert_eq!(logs.count(Level::WARN, "unreadable entry"), 1);
     assert_eq!(logs.count(Level::DEBUG, "unreadable entry"), 19);
@@ -235,10 +235,10 @@ fn a_password_with_at_signs_colons_and_slashes_is_never_shown() {
         assert!(!stderr.contains(part), "{part} shown: {stderr}");
     }
     // The same URL in a cache's `Debug`, its breakers' names and its configuration errors.
-    let cache = cache_runtime::Cache::builder().url(&url).build().unwrap();
+    let cache = redis_cached::Cache::builder().url(&url).build().unwrap();
     let breakers = format!("{:?}", cache.breakers());
-    let debug = format!("{:?}", cache_runtime::Cache::builder().url(&url));
-    let error = cache_runtime::Cache::builder()
+    let debug = format!("{:?}", redis_cached::Cache::builder().url(&url));
+    let error = redis_cached::Cache::builder()
         .url("redis://app:s3cr@t:part%2Fx@127.0.0.1:notaport")
         .build()
         .unwrap_err()

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
-use cache_runtime::{Cache, redis_cache};
 use metrics::{
     Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
 };
 use redis_cache_tests::RedisServer;
+use redis_cached::{Cache, redis_cache};
 
 /// A recorder that keeps every value, by `name{label=value,...}`.
 #[derive(Default)]
@@ -100,7 +100,7 @@ async fn stats_and_metrics_match_a_counted_workload_exactly() {
         (before.function.as_str(), before.calls()),
         ("metrics::counted", 0)
     );
-    assert_eq!(cache_runtime::stats_for("metrics::counted"), None);
+    assert_eq!(redis_cached::stats_for("metrics::counted"), None);
 
     for id in 0..10 {
         counted(&cache, id).await; // 10 misses: GET, lock, store
@@ -116,7 +116,7 @@ async fn stats_and_metrics_match_a_counted_workload_exactly() {
     counted_refresh(&cache, 1).await; // a miss: take the lock, store
     cache.flush().await;
 
-    let stats = cache_runtime::stats_for("metrics::counted").unwrap();
+    let stats = redis_cached::stats_for("metrics::counted").unwrap();
     assert_eq!(
         counted_stats(),
         stats,
@@ -138,7 +138,7 @@ async fn stats_and_metrics_match_a_counted_workload_exactly() {
     assert!(latency.max_us > 0);
     assert!((stats.hit_ratio() - 30.0 / 42.0).abs() < 1e-9);
 
-    let snapshot = cache_runtime::snapshot();
+    let snapshot = redis_cached::snapshot();
     let sum: u64 = snapshot.functions.iter().map(|f| f.hits).sum();
     assert_eq!(snapshot.total.hits, sum);
     assert_eq!(snapshot.total.function, "*");
@@ -174,7 +174,7 @@ async fn stats_and_metrics_match_a_counted_workload_exactly() {
     redis_cache_tests::local::coherent(&local).await;
     let name = "metrics::counted_local";
     redis_cache_tests::local::local_hit(name, || counted_local(&local, 1)).await;
-    let stats = cache_runtime::stats_for(name).unwrap();
+    let stats = redis_cached::stats_for(name).unwrap();
     let local_calls = |outcome: &str| {
         recorded.counter(&format!(
             "redis_cache_calls_total{{function=metrics::counted_local,outcome={outcome}}}"
@@ -192,7 +192,7 @@ async fn stats_and_metrics_match_a_counted_workload_exactly() {
     // The gauges follow the same copies as the stats (read twice, in case an announcement
     // removed a copy between the two reads).
     let gauges_match = || {
-        let stats = cache_runtime::stats_for(name).unwrap();
+        let stats = redis_cached::stats_for(name).unwrap();
         recorded.gauge("redis_cache_local_entries{function=metrics::counted_local}")
             == Some(stats.local_entries as f64)
             && recorded.gauge("redis_cache_local_bytes{function=metrics::counted_local}")
@@ -219,6 +219,6 @@ async fn stats_and_metrics_match_a_counted_workload_exactly() {
         .invalidate_tags(&["product:2", "catalog"])
         .await
         .unwrap();
-    assert_eq!(cache_runtime::snapshot().tag_invalidations, 3);
+    assert_eq!(redis_cached::snapshot().tag_invalidations, 3);
     assert_eq!(recorded.counter("redis_cache_tag_invalidations_total{}"), 3);
 }

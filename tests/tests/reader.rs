@@ -4,8 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 
-use cache_runtime::{Cache, redis_cache};
 use redis_cache_tests::RedisServer;
+use redis_cached::{Cache, redis_cache};
 
 static RUNS: AtomicU64 = AtomicU64::new(0);
 
@@ -48,13 +48,13 @@ async fn lookups_go_to_the_reader_and_back_to_the_primary_when_it_dies() {
         assert!(std::time::Instant::now() < deadline, "never replicated");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let hits = cache_runtime::stats_for("reader::read").unwrap().hits;
+    let hits = redis_cached::stats_for("reader::read").unwrap().hits;
     let before = (gets(&primary), gets(&replica));
     for _ in 0..10 {
         assert_eq!(read(&cache, 1).await, 2);
     }
     assert_eq!(RUNS.load(SeqCst), 1);
-    let stats = cache_runtime::stats_for("reader::read").unwrap();
+    let stats = redis_cached::stats_for("reader::read").unwrap();
     assert_eq!(stats.hits - hits, 10, "ten hits");
     assert_eq!(gets(&replica) - before.1, 10, "served by the replica");
     assert_eq!(gets(&primary), before.0, "not by the primary");
@@ -64,7 +64,7 @@ async fn lookups_go_to_the_reader_and_back_to_the_primary_when_it_dies() {
         assert_eq!(read(&cache, 1).await, 2);
     }
     assert!(gets(&primary) > before.0, "lookups moved to the primary");
-    let after = cache_runtime::stats_for("reader::read").unwrap();
+    let after = redis_cached::stats_for("reader::read").unwrap();
     assert!(
         after.hits >= stats.hits + 10,
         "the primary's hits: {after:?}"

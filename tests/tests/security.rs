@@ -6,10 +6,10 @@ redis_cache_tests::suite!(acl, redis_cache_tests::deployment::Topology::Single);
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use cache_runtime::{Cache, redis_cache};
 use redis_cache_tests::logs::Capture;
 use redis_cache_tests::tls::Certificates;
 use redis_cache_tests::{RedisServer, test_builder};
+use redis_cached::{Cache, redis_cache};
 use tracing::Level;
 
 const PASSWORD: &str = "s3cret-Pa55word";
@@ -37,7 +37,7 @@ async fn tls_with_the_test_ca_and_a_client_certificate_caches() {
     cache.flush().await;
     assert_eq!(over_tls(&cache, 1).await, 11);
     assert_eq!(TLS_RUNS.load(SeqCst), 1, "the second call is a hit");
-    let stats = cache_runtime::stats_for("security::over_tls").unwrap();
+    let stats = redis_cached::stats_for("security::over_tls").unwrap();
     assert_eq!((stats.hits, stats.misses, stats.fallbacks), (1, 1, 0));
 }
 
@@ -70,7 +70,7 @@ async fn a_server_certificate_from_another_ca_falls_back_with_one_clear_error() 
         20,
         "every call ran the function"
     );
-    let stats = cache_runtime::stats_for("security::wrong_ca").unwrap();
+    let stats = redis_cached::stats_for("security::wrong_ca").unwrap();
     assert_eq!(stats.fallbacks, 20);
     assert_eq!(
         logs.count(Level::WARN, "TLS handshake with Redis failed"),
@@ -136,7 +136,7 @@ async fn a_wrong_password_falls_back_with_one_clear_error_and_is_never_printed()
         "one clear error, not one per call"
     );
     assert!(!logs.mentions(wrong), "the password is never logged");
-    let stats = cache_runtime::stats_for("security::wrong_password").unwrap();
+    let stats = redis_cached::stats_for("security::wrong_password").unwrap();
     assert!(!format!("{stats:?}").contains(wrong));
     assert!(!format!("{:?}", cache.breaker()).contains(wrong));
 }
@@ -171,6 +171,6 @@ fn the_acl_list_in_the_docs_is_the_one_the_suite_grants() {
         .filter(|word| word.starts_with('+') && word.len() > 1)
         .filter(|word| !["+select", "+client|setinfo"].contains(word))
         .collect();
-    let granted: Vec<&str> = cache_runtime::ACL_COMMANDS.split_whitespace().collect();
+    let granted: Vec<&str> = redis_cached::ACL_COMMANDS.split_whitespace().collect();
     assert_eq!(documented, granted);
 }

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use cache_runtime::{Cache, redis_cache};
 use redis_cache_tests::failover;
 use redis_cache_tests::sentinel::SentinelGroup;
+use redis_cached::{Cache, redis_cache};
 
 static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -107,8 +107,7 @@ async fn the_local_tier_follows_the_primary_across_a_failover() {
     let mut group = SentinelGroup::start();
     let cache = group.cache("slocal");
     let runs = redis_cache_tests::Runs::default();
-    let local =
-        || cache_runtime::stats_for(&format!("{}::sentinel_local", module_path!())).unwrap();
+    let local = || redis_cached::stats_for(&format!("{}::sentinel_local", module_path!())).unwrap();
     let name = format!("{}::sentinel_local", module_path!());
     let first = sentinel_local(&cache, &runs, 1).await;
     coherent(&cache).await;

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
-use cache_runtime::stats_for;
 use redis_cache_tests::RedisServer;
 use redis_cache_tests::fixtures::{COLD_RUNS, cold};
 use redis_cache_tests::stampede::{HOT_ID, Report, Worker, WorkerConfig, run_workers};
+use redis_cached::stats_for;
 
 fn worker_program() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_stampede_worker"))

@@ -8,8 +8,8 @@
 use std::future::Future;
 use std::pin::pin;
 
-use cache_runtime::{Cache, redis_cache, stats_for};
 use redis_cache_tests::RedisServer;
+use redis_cached::{Cache, redis_cache, stats_for};
 use tokio::sync::Notify;
 
 /// Every key on `redis`, sorted, read without yielding to the runtime.

@@ -2,8 +2,8 @@
 
 redis_cache_tests::suite!(tags, redis_cache_tests::deployment::Topology::Single);
 
-use cache_runtime::{Cache, redis_cache};
 use redis_cache_tests::RedisServer;
+use redis_cached::{Cache, redis_cache};
 
 #[redis_cache(ttl = 300, tags("order:{id}"), skip(cache), cache = cache)]
 async fn order(cache: &Cache, id: u64) -> u64 {

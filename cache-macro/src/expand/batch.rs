@@ -25,7 +25,7 @@ pub(super) fn expand(
         sig: fn_sig,
         ..
     } = func;
-    let rt = quote!(::cache_runtime::__private);
+    let rt = quote!(::redis_cached::__private);
     let block = func.block();
     let spec = site_spec(fn_sig, args, sig);
     let ret = match &fn_sig.output {
@@ -36,7 +36,7 @@ pub(super) fn expand(
         ReturnType::Default => fn_sig.ident.span(),
         ReturnType::Type(_, ty) => ty.span(),
     };
-    let rt_at_ret = quote_spanned!(ret_span=> ::cache_runtime::__private);
+    let rt_at_ret = quote_spanned!(ret_span=> ::redis_cached::__private);
     let (elem, value) = (&batch.elem, &batch.value);
     let keys = keys_of(args, sig, batch, true);
     let bypassed = match &args.condition {
@@ -127,7 +127,7 @@ pub(super) fn expand(
 /// (`checked`: with the errors that name a parameter that is not `Serialize`, as the function
 /// itself does; the companions derive the same keys without them).
 fn keys_of(args: &Args, sig: &Analysis, batch: &BatchShape, checked: bool) -> TokenStream {
-    let rt = quote!(::cache_runtime::__private);
+    let rt = quote!(::redis_cached::__private);
     let name = batch.name();
     let elem = &batch.elem;
     let item = format_ident!("{}", ITEM, span = name.span());
@@ -150,7 +150,7 @@ fn body(
     ret: &TokenStream,
     (block, background): (proc_macro2::Group, bool),
 ) -> (TokenStream, TokenStream) {
-    let rt = quote!(::cache_runtime::__private);
+    let rt = quote!(::redis_cached::__private);
     let elem = &batch.elem;
     let pat = &batch.pat;
     let keys = format_ident!("__redis_cache_ids");

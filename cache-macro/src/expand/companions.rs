@@ -153,15 +153,15 @@ pub(super) fn companion_sigs(
         .collect::<Punctuated<_, _>>();
     invalidate.asyncness = Some(Default::default());
     invalidate.output = match batch {
-        false => syn::parse_quote!(-> ::core::result::Result<bool, ::cache_runtime::CacheError>),
-        true => syn::parse_quote!(-> ::core::result::Result<u64, ::cache_runtime::CacheError>),
+        false => syn::parse_quote!(-> ::core::result::Result<bool, ::redis_cached::CacheError>),
+        true => syn::parse_quote!(-> ::core::result::Result<u64, ::redis_cached::CacheError>),
     };
     let refresh = companion_sig(fn_sig, format_ident!("{name}_refresh"));
     let mut stats = companion_sig(fn_sig, format_ident!("{name}_stats"));
     stats.inputs = Punctuated::new();
     stats.asyncness = None;
     stats.generics = syn::Generics::default();
-    stats.output = syn::parse_quote!(-> ::cache_runtime::FunctionStats);
+    stats.output = syn::parse_quote!(-> ::redis_cached::FunctionStats);
     (invalidate, refresh, stats)
 }
 
@@ -190,7 +190,7 @@ fn companion_sig(fn_sig: &Signature, name: Ident) -> Signature {
 
 /// The body of `{name}_stats()`: the counters of the function `spec` describes.
 pub(super) fn stats_body(spec: &TokenStream, has_receiver: bool) -> TokenStream {
-    let rt = quote!(::cache_runtime::__private);
+    let rt = quote!(::redis_cached::__private);
     let self_type = match has_receiver {
         true => quote!(::core::option::Option::Some(
             ::core::any::type_name::<Self>()

@@ -16,7 +16,7 @@ pub(super) fn checked(
     (codec, make): (TokenStream, TokenStream),
     local: bool,
 ) -> (TokenStream, TokenStream) {
-    let rt = quote_spanned!(span=> ::cache_runtime::__private);
+    let rt = quote_spanned!(span=> ::redis_cached::__private);
     if !local {
         let binding = quote_spanned! {span=>
             let __redis_cache_codec = {
@@ -169,7 +169,7 @@ pub(super) fn clone_self(span: Span) -> TokenStream {
 
 /// `ttl = EXPR`'s value, checked to be seconds (`u64`) or a `Duration`, as a `Duration`.
 pub(super) fn ttl(span: Span, expr: TokenStream) -> TokenStream {
-    let rt = quote_spanned!(span=> ::cache_runtime::__private);
+    let rt = quote_spanned!(span=> ::redis_cached::__private);
     quote_spanned! {span=>
         {
             #[diagnostic::on_unimplemented(

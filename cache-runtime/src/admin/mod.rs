@@ -23,8 +23,8 @@
 //! configuration ([`BearerToken::new`] refuses an empty one):
 //!
 //! ```no_run
-//! # async fn run(cache: cache_runtime::Cache, app: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
-//! use cache_runtime::admin::{self, BearerToken};
+//! # async fn run(cache: redis_cached::Cache, app: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
+//! use redis_cached::admin::{self, BearerToken};
 //!
 //! let token = BearerToken::new(std::env::var("ADMIN_TOKEN")?)?;
 //! let app: axum::Router = app.nest("/internal", admin::router_with_token(cache, token));

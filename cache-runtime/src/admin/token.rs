@@ -84,9 +84,9 @@ impl std::error::Error for InvalidToken {}
 /// `401` with `WWW-Authenticate: Bearer` and a JSON error, without reaching the router.
 ///
 /// ```no_run
-/// # fn run(cache: cache_runtime::Cache) -> Result<(), Box<dyn std::error::Error>> {
+/// # fn run(cache: redis_cached::Cache) -> Result<(), Box<dyn std::error::Error>> {
 /// use axum::middleware::from_fn_with_state;
-/// use cache_runtime::admin::{self, BearerToken};
+/// use redis_cached::admin::{self, BearerToken};
 ///
 /// let token = BearerToken::new(std::env::var("ADMIN_TOKEN")?)?;
 /// let admin: axum::Router = admin::router(cache)

@@ -19,7 +19,7 @@ const MAX_PREFIX_LEN: usize = 64;
 ///
 /// ```
 /// use std::time::Duration;
-/// let cache = cache_runtime::Cache::builder()
+/// let cache = redis_cached::Cache::builder()
 ///     .url("redis://127.0.0.1:6379")
 ///     .prefix("catalog")
 ///     .command_timeout(Duration::from_millis(50))

@@ -99,7 +99,7 @@ impl CacheBuilder {
         #[cfg(not(feature = "tls"))]
         if let Some((var, _)) = files.iter().flatten().next() {
             return Err(ConfigError::new(format!(
-                "{var} is set, but TLS certificates need cache-runtime's `tls` feature"
+                "{var} is set, but TLS certificates need redis-cached's `tls` feature"
             )));
         }
         #[cfg(feature = "tls")]

@@ -237,7 +237,7 @@ pub(super) fn client(url: &str, endpoints: &Endpoints) -> Result<Client, String>
 
 fn invalid(url: &str, err: &RedisError) -> String {
     let hint = if url.starts_with("rediss://") && cfg!(not(feature = "tls")) {
-        " (rediss:// needs cache-runtime's `tls` feature)"
+        " (rediss:// needs redis-cached's `tls` feature)"
     } else {
         ""
     };

@@ -83,7 +83,7 @@ impl Refusal {
                 "Redis refuses the cache's commands (authentication or ACL permissions); calls \
                  run uncached. Check the user and password (URL, REDIS_USERNAME/REDIS_PASSWORD \
                  or `credentials`) and that the user's ACL allows the cache's keys (~prefix:*), \
-                 its channels (&prefix:*) and the commands of cache_runtime::ACL_COMMANDS: \
+                 its channels (&prefix:*) and the commands of redis_cached::ACL_COMMANDS: \
                  +get +mget +set +del +type +pexpire +time +publish +zadd +zrange \
                  +zrangebyscore +zremrangebyscore +zrem +zscore +evalsha +eval +subscribe \
                  +unsubscribe +scan +unlink +ping +info +hello +client|tracking \

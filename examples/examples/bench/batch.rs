@@ -19,10 +19,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cache_runtime::{Cache, redis_cache};
 use redis_cache_tests::RedisServer;
 use redis_cache_tests::cluster::RedisCluster;
 use redis_cache_tests::fixtures::Product;
+use redis_cached::{Cache, redis_cache};
 
 use crate::measure;
 
@@ -114,7 +114,7 @@ pub async fn run(last_core: &str, time: Duration, rounds: usize) {
             .query_async(&mut raw)
             .await
             .expect("GET");
-        let product: Product = cache_runtime::__private::bench::open(&bytes).expect("an entry");
+        let product: Product = redis_cached::__private::bench::open(&bytes).expect("an entry");
         entry_of.insert(product.id, key);
     }
     let entry_of = std::sync::Arc::new(entry_of);
@@ -165,7 +165,7 @@ pub async fn run(last_core: &str, time: Duration, rounds: usize) {
                 let decoded: HashMap<u64, Product> = ids
                     .iter()
                     .zip(&values)
-                    .map(|(id, bytes)| (*id, cache_runtime::__private::bench::open(bytes).unwrap()))
+                    .map(|(id, bytes)| (*id, redis_cached::__private::bench::open(bytes).unwrap()))
                     .collect();
                 assert_eq!(decoded.len(), BATCH as usize);
             }

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cache_runtime::{Cache, redis_cache};
 use redis_cache_tests::RedisServer;
+use redis_cached::{Cache, redis_cache};
 
 use crate::{product, product_local, product_local_invalidate};
 use redis_cache_tests::fixtures::Product;
@@ -127,7 +127,7 @@ pub async fn run(redis: &RedisServer, count: u64) {
     });
 
     let name = "bench::product_local";
-    let local_hits = || cache_runtime::stats_for(name).map_or(0, |s| s.local_hits);
+    let local_hits = || redis_cached::stats_for(name).map_or(0, |s| s.local_hits);
     let (mut after_return, mut from_request) = (Vec::new(), Vec::new());
     for i in 0..count {
         let id = i % KEYS;
@@ -150,7 +150,7 @@ pub async fn run(redis: &RedisServer, count: u64) {
             panic!(
                 "invalidation {i} (key {id}) was not announced within 10 s; coherent: {}; {:?}",
                 cache.local_coherent(),
-                cache_runtime::stats_for(name)
+                redis_cached::stats_for(name)
             );
         }
         // The instant the tier removed the copy, not the (later) instant this task woke up.

@@ -50,10 +50,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use cache_runtime::{Cache, redis_cache};
 use redis::aio::MultiplexedConnection;
 use redis_cache_tests::RedisServer;
 use redis_cache_tests::fixtures::Product;
+use redis_cached::{Cache, redis_cache};
 
 use measure::{Flush, Sample, Untimed};
 use redis_cache_examples::cli::Cli;
@@ -456,17 +456,14 @@ async fn async_main(options: Options) {
             .await;
     }
     suite.report();
-    assert_eq!(
-        bench.down.breaker().state,
-        cache_runtime::BreakerState::Open
-    );
-    let local = cache_runtime::stats_for("bench::product_local").expect("product_local was called");
+    assert_eq!(bench.down.breaker().state, redis_cached::BreakerState::Open);
+    let local = redis_cached::stats_for("bench::product_local").expect("product_local was called");
     // (Unless `--only` left the local hit case out.)
     assert!(
         local.local_hits > local.hits || suite.rows.iter().all(|row| row.case != LOCAL_HIT),
         "the local hit case was answered locally: {local:?}"
     );
-    let stats = cache_runtime::stats_for("bench::product").expect("product was called");
+    let stats = redis_cached::stats_for("bench::product").expect("product was called");
     assert_eq!(
         stats.misses, bench.keys,
         "every call of `product` after the warm-up was a hit"

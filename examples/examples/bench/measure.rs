@@ -16,7 +16,7 @@ impl Untimed for () {
 /// The cache's background work: with background stores a miss returns before its store lands,
 /// and back-to-back misses would otherwise queue behind the previous call's store, which a caller
 /// does not wait for.
-pub struct Flush(pub cache_runtime::Cache);
+pub struct Flush(pub redis_cached::Cache);
 
 impl Untimed for Flush {
     async fn settle(self) {

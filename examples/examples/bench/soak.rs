@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use cache_runtime::{Cache, redis_cache};
 use redis_cache_tests::fixtures::Product;
+use redis_cached::{Cache, redis_cache};
 
 const CALLS: u64 = 10_000_000;
 const KEYS: u64 = 100_000;
@@ -70,7 +70,7 @@ pub async fn run(cache: &Cache, local: bool) {
                     };
                     assert_eq!(value.id, id);
                     if (n + 1) % REPORT_EVERY == 0 {
-                        let entries = cache_runtime::stats_for(name).map_or(0, |s| s.local_entries);
+                        let entries = redis_cached::stats_for(name).map_or(0, |s| s.local_entries);
                         println!(
                             "{:>12} {:>10} {:>10} {:>10} {:>10.1}",
                             n + 1,
@@ -87,7 +87,7 @@ pub async fn run(cache: &Cache, local: bool) {
     for task in tasks {
         task.await.expect("a soak task panicked");
     }
-    let stats = cache_runtime::stats_for(name).expect("called");
+    let stats = redis_cached::stats_for(name).expect("called");
     println!(
         "done: {} calls in {:.1} s; {} local hits, {} hits, {} misses, {} coalesced; in flight at \
          the end: {}; local entries {} (evicted {}, invalidated {}); RSS {} KiB",

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use cache_runtime::{Cache, redis_cache};
 use redis::aio::MultiplexedConnection;
 use redis_cache_tests::RedisServer;
+use redis_cached::{Cache, redis_cache};
 
 /// Filler keys, so that anything scanning the keyspace would show.
 const DATABASE_KEYS: u64 = 1_000_000;

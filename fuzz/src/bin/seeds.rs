@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use cache_runtime::__private::bench::seal;
+use redis_cached::__private::bench::seal;
 
 #[path = "../../fuzz_targets/values.rs"]
 mod values;

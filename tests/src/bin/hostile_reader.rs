@@ -10,7 +10,7 @@
 
 use std::io::BufRead;
 
-use cache_runtime::{Cache, redis_cache};
+use redis_cached::{Cache, redis_cache};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,10 +87,7 @@ fn main() {
                 .expect("the call"),
             false => run(cache.clone(), function.clone()).await,
         };
-        let invalid = cache_runtime::stats()
-            .iter()
-            .map(|s| s.invalid)
-            .sum::<u64>();
+        let invalid = redis_cached::stats().iter().map(|s| s.invalid).sum::<u64>();
         let peak = redis_cache_tests::hostile::peak_memory();
         println!("answer {answer} invalid {invalid} peak {peak}");
     });

@@ -6,8 +6,8 @@
 
 use std::sync::atomic::Ordering;
 
-use cache_runtime::Cache;
 use redis_cache_tests::fixtures::{LOCAL_GENERATION, local_value_invalidate, local_value_refresh};
+use redis_cached::Cache;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {

@@ -15,8 +15,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use cache_runtime::{Cache, redis_cache};
 use redis_cache_tests::logs::Capture;
+use redis_cached::{Cache, redis_cache};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[redis_cache(ttl = 60)]

@@ -2,7 +2,7 @@
 //! cannot reach Redis: it calls a cached function three times and exits. `tests/logging.rs`
 //! reads what it prints on stderr.
 
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 #[redis_cache(ttl = 60)]
 async fn double(x: u64) -> u64 {

@@ -1,11 +1,11 @@
-// ACL: a user granted exactly `cache_runtime::ACL_COMMANDS` (after `-@all`), with the cache's
+// ACL: a user granted exactly `redis_cached::ACL_COMMANDS` (after `-@all`), with the cache's
 // keys and channels, runs every feature, and Redis refuses it nothing (its `ACL LOG` stays
 // empty of this user). A command the cache sends that the list lacks fails this suite.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cache_runtime::{ACL_COMMANDS, Cache, redis_cache};
+use redis_cached::{ACL_COMMANDS, Cache, redis_cache};
 use redis_cache_tests::Gate;
 
 const PASSWORD: &str = "acl-Pa55word";
@@ -104,7 +104,7 @@ async fn a_user_granted_exactly_the_documented_commands_runs_every_feature() {
     // Reads, locks and stores; a hit.
     assert_eq!(acl_plain(&cache, 1).await, 2);
     assert_eq!(acl_plain(&cache, 1).await, 2);
-    let plain = cache_runtime::stats_for(&name("acl_plain")).unwrap();
+    let plain = redis_cached::stats_for(&name("acl_plain")).unwrap();
     assert_eq!((plain.misses, plain.hits, plain.writes), (1, 1, 1));
     assert!(acl_plain_invalidate(&cache, 1).await.unwrap());
 
@@ -144,7 +144,7 @@ async fn a_user_granted_exactly_the_documented_commands_runs_every_feature() {
     .await;
     HELD.open();
     assert_eq!((holder.await.unwrap(), follower.await.unwrap()), (14, 14));
-    let held = cache_runtime::stats_for(&name("acl_held")).unwrap();
+    let held = redis_cached::stats_for(&name("acl_held")).unwrap();
     assert_eq!((held.executions, held.hits), (1, 1), "{held:?}");
 
     // The local tier: its channel (RESP3, tracking) comes up.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::Duration;
 
-use cache_runtime::{Cache, redis_cache, stats_for};
+use redis_cached::{Cache, redis_cache, stats_for};
 use redis_cache_tests::{Keys, Runs};
 use serde::{Deserialize, Serialize};
 

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 
-use cache_runtime::{Cache, redis_cache, stats_for};
+use redis_cached::{Cache, redis_cache, stats_for};
 use redis_cache_tests::Runs;
 use redis_cache_tests::deployment::Deployment;
 use serde::{Deserialize, Serialize};

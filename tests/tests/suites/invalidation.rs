@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use cache_runtime::{Cache, CacheError, redis_cache, stats_for};
+use redis_cached::{Cache, CacheError, redis_cache, stats_for};
 use redis_cache_tests::deployment::{AnyConnection, Deployment};
 
 /// A stand-in for the database: values that writers change.

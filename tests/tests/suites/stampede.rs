@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cache_runtime::{Cache, redis_cache, stats_for};
+use redis_cached::{Cache, redis_cache, stats_for};
 use redis_cache_tests::deployment::Deployment;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use cache_runtime::{Cache, redis_cache, snapshot};
+use redis_cached::{Cache, redis_cache, snapshot};
 
 /// A function's name as stats show it: this module's path, then the function.
 fn name(function: &str) -> String {

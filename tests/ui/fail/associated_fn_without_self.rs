@@ -2,7 +2,7 @@
 //! `_refresh` companion calls it by its bare name, which does not resolve: the error says to
 //! write `companions = false` (or to take `&self`).
 
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 struct Repo;
 

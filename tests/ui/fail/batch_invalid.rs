@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 // `batch` naming no parameter.
 #[redis_cache(ttl = 60, batch = idz)]

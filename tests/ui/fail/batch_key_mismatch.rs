@@ -1,6 +1,6 @@
 use std::collections::{BTreeMap, HashMap};
 
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 // A map keyed by something else than the batch's elements.
 #[redis_cache(ttl = 60, batch = ids)]

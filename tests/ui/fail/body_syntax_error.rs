@@ -1,4 +1,4 @@
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 // A syntax error inside the body is rustc's to report: one error, where it is.
 #[redis_cache(ttl = 60)]

@@ -1,4 +1,4 @@
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 #[redis_cache(ttl = 5, early_refresh = 1)]
 async fn number(id: u64) -> u64 {

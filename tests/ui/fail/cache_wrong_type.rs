@@ -1,4 +1,4 @@
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 static URL: &str = "redis://127.0.0.1/";
 

@@ -1,6 +1,6 @@
 // Options of the `cached` crate, as someone migrating writes them: each error names the
 // equivalent here.
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 #[redis_cache(ttl = 60, size = 100)]
 async fn sized(id: u64) -> u64 {

@@ -1,4 +1,4 @@
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 // A mistake in the attribute: its error is the only one, though the function's companions are
 // called below (they are still emitted, with the function, next to the error).

@@ -1,4 +1,4 @@
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 #[redis_cache(ttl = 5)]
 async fn f(n: u64) -> impl Iterator<Item = u64> {

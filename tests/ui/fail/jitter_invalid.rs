@@ -1,4 +1,4 @@
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 #[redis_cache(ttl = 5, jitter = 0.9)]
 async fn too_much(id: u64) -> u64 {

@@ -1,4 +1,4 @@
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 #[redis_cache(ttl = 60, local = 0)]
 async fn none_kept(id: u64) -> u64 {

@@ -1,4 +1,4 @@
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 #[redis_cache(ttl = 5)]
 async fn f((a, b): (u32, u32)) -> u32 {

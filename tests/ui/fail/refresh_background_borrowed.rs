@@ -1,6 +1,6 @@
 use std::borrow::Cow;
 
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 #[redis_cache(ttl = 60, refresh = "background")]
 async fn by_name(name: &str) -> u64 {

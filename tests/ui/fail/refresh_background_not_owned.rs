@@ -1,6 +1,6 @@
 use std::rc::Rc;
 
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 /// Not `Clone`: the spawned refresh cannot take a copy of `self`.
 struct Repository {

@@ -1,4 +1,4 @@
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 #[redis_cache(ttl = 60, refresh = "eager")]
 async fn eager(id: u64) -> u64 {

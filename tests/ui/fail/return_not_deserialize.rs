@@ -1,4 +1,4 @@
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 /// Serializable but not deserializable: a hit could not be decoded.
 #[derive(serde::Serialize)]

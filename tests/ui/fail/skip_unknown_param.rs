@@ -1,4 +1,4 @@
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 #[redis_cache(ttl = 5, skip(nope))]
 async fn f(id: u64, name: String) -> u64 {

@@ -1,4 +1,4 @@
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 #[redis_cache(ttl = 60, tags("product:{idd}"))]
 async fn unknown_name(id: u64) -> u64 {

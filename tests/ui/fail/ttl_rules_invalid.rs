@@ -1,4 +1,4 @@
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 #[redis_cache(ttl = "300".to_string())]
 async fn text_ttl(id: u64) -> u64 {

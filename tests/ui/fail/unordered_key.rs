@@ -1,6 +1,6 @@
 use std::collections::{HashMap, HashSet};
 
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 // A `HashMap` argument serializes in its iteration order, which differs between processes.
 #[redis_cache(ttl = 60)]

@@ -2,7 +2,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_runtime::{Cache, redis_cache};
+use redis_cached::{Cache, redis_cache};
 
 struct Db;
 
@@ -52,7 +52,7 @@ impl Repo {
 
 async fn callers(repo: &Repo) {
     let _: HashMap<u64, String> = owned(&Db, vec![1, 2]).await;
-    let _: Result<u64, cache_runtime::CacheError> = owned_invalidate(vec![1]).await;
+    let _: Result<u64, redis_cached::CacheError> = owned_invalidate(vec![1]).await;
     let _ = owned_refresh(&Db, vec![1]).await;
     let _ = sliced(&[1, 2]).await;
     let _ = set("eu".into(), HashSet::from(["a".to_string()])).await;

@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use cache_runtime::{Cache, redis_cache};
+use redis_cached::{Cache, redis_cache};
 use serde::{Deserialize, Serialize};
 
 static C: LazyLock<Cache> = LazyLock::new(Cache::disabled);

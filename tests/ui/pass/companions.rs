@@ -2,7 +2,7 @@
 //! function's parameters, `_invalidate` with those the key is made of (not the skipped ones,
 //! `self` only when the key or the cache needs it), `_stats()` with none.
 
-use cache_runtime::{Cache, CacheError, FunctionStats, redis_cache};
+use redis_cached::{Cache, CacheError, FunctionStats, redis_cache};
 use serde::{Serialize, de::DeserializeOwned};
 
 #[redis_cache(ttl = 5)]

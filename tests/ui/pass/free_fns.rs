@@ -3,7 +3,7 @@
 //! early `return` in the body. `deny(warnings)`: the expansion must not warn in user code.
 #![deny(warnings)]
 
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]

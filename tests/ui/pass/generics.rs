@@ -5,7 +5,7 @@
 use std::fmt::Debug;
 use std::str::FromStr;
 
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

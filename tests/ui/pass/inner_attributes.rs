@@ -2,7 +2,7 @@
 //! allows them, and still apply to the user's code.
 #![deny(unused_variables)]
 
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 #[redis_cache(ttl = 60)]
 async fn lenient(id: u64) -> u64 {

@@ -1,4 +1,4 @@
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 /// Not `Serialize`: with `key`, the arguments need not be.
 struct User {

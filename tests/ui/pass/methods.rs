@@ -2,7 +2,7 @@
 //! `include_self` on a `Serialize` receiver, and a method with its own generics.
 #![deny(warnings)]
 
-use cache_runtime::{Cache, redis_cache};
+use redis_cached::{Cache, redis_cache};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

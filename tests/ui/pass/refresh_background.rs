@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 /// Owned parameters and a cheap-to-clone handle, skipped from the key.
 #[redis_cache(ttl = "5m", stale = 60, refresh = "background", skip(pool))]

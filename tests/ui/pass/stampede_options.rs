@@ -1,6 +1,6 @@
 #![deny(warnings)]
 
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 #[redis_cache(ttl = 300, stale = 60, early_refresh = false, jitter = 0.25, lock = false)]
 async fn every_option(id: u64) -> Result<u64, String> {

@@ -1,6 +1,6 @@
 #![deny(warnings)]
 
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 #[derive(serde::Serialize)]
 pub struct Query {

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 const PRODUCT_TTL: u64 = 300;
 

@@ -1,4 +1,4 @@
-use cache_runtime::redis_cache;
+use redis_cached::redis_cache;
 
 // Durations as strings, for `ttl`, `none_ttl` and `stale`.
 #[redis_cache(ttl = "5m", stale = "1h30m")]
