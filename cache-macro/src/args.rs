@@ -29,6 +29,7 @@ mod kw {
     syn::custom_keyword!(refresh);
     syn::custom_keyword!(tags);
     syn::custom_keyword!(batch);
+    syn::custom_keyword!(codec);
 }
 
 /// Every option, in the order the error messages list them.
@@ -53,6 +54,17 @@ const OPTIONS: &[&str] = &[
     "refresh",
     "tags",
     "batch",
+    "codec",
+];
+
+/// The codecs, as `codec = "..."` and the runtime's cargo features spell them, each with the
+/// runtime's variant and whether its feature is on in this build (the runtime's features turn
+/// on the macro's of the same names).
+pub(crate) const CODECS: &[(&str, &str, bool)] = &[
+    ("bincode", "Bincode", cfg!(feature = "bincode")),
+    ("postcard", "Postcard", cfg!(feature = "postcard")),
+    ("json", "Json", cfg!(feature = "json")),
+    ("msgpack", "MsgPack", cfg!(feature = "msgpack")),
 ];
 
 /// The options of the `cached` crate's `#[cached]` and `#[io_cached]` that are not options here,
@@ -166,6 +178,9 @@ pub(crate) struct Args {
     pub background_refresh: Option<Span>,
     /// `batch = ids`: the parameter holding the keys of a batch function.
     pub batch: Option<Ident>,
+    /// `codec = "json"`: the runtime's `Codec` variant this function's values are stored in,
+    /// whatever its cache's codec.
+    pub codec: Option<Ident>,
 }
 
 enum Opt {
@@ -190,6 +205,7 @@ enum Opt {
     Tags(Span, Punctuated<LitStr, Token![,]>),
     TagsOf(Expr),
     Batch(Ident),
+    Codec(LitStr),
 }
 
 /// How `ttl` was written.
@@ -267,6 +283,12 @@ impl Parse for Opt {
                 Token![,],
             )?;
             Ok(Opt::Tags(keyword.span, tags))
+        } else if look.peek(kw::codec) {
+            assign::<kw::codec>(input)?;
+            let lit: LitStr = input
+                .parse()
+                .map_err(|err| syn::Error::new(err.span(), codec_message("")))?;
+            Ok(Opt::Codec(lit))
         } else if look.peek(kw::refresh) {
             assign::<kw::refresh>(input)?;
             let lit: LitStr = input
@@ -332,6 +354,35 @@ const TAGS_MESSAGE: &str = "`tags(...)` lists string templates over the argument
 const REFRESH_MESSAGE: &str = "`refresh` is where early and stale refreshes run: \
     `refresh = \"background\"` (in a spawned task; every caller is served the current value at \
     once) or `refresh = \"inline\"` (the default: the caller chosen to refresh waits for it)";
+
+/// What `codec = "..."` may be; `given` is what was written instead, if anything.
+fn codec_message(given: &str) -> String {
+    let names = |enabled: bool| {
+        CODECS
+            .iter()
+            .filter(|(_, _, on)| *on == enabled)
+            .map(|(name, _, _)| format!("\"{name}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (enabled, disabled) = (names(true), names(false));
+    match CODECS.iter().find(|(name, _, _)| *name == given) {
+        Some((name, _, _)) => format!(
+            "the `{name}` codec is not enabled in this build (enabled: {enabled}); turn on the \
+             `{name}` feature of redis-cached in Cargo.toml: \
+             `redis-cached = {{ version = \"...\", features = [\"{name}\"] }}`"
+        ),
+        None if disabled.is_empty() => format!(
+            "`codec` is the format this function's values are stored in: one of {enabled}, \
+             e.g. `codec = \"json\"`; leave it out to use its cache's codec"
+        ),
+        None => format!(
+            "`codec` is the format this function's values are stored in: one of {enabled} \
+             (enabled in this build), or {disabled} (each behind the cargo feature of that name); \
+             leave it out to use its cache's codec"
+        ),
+    }
+}
 
 /// A TTL: a literal alone is seconds or a duration string; anything else (a literal with a
 /// method call included) is an expression evaluated on each call.
@@ -482,6 +533,7 @@ impl Args {
             tags: Vec::new(),
             tags_of: None,
             batch: None,
+            codec: None,
         };
         let mut ttl_given = false;
         for pair in opts.into_pairs() {
@@ -510,6 +562,7 @@ impl Args {
                 Opt::Tags(span, _) => ("tags(...)", *span),
                 Opt::TagsOf(v) => ("tags = ...", v.span()),
                 Opt::Batch(v) => ("batch", v.span()),
+                Opt::Codec(v) => ("codec", v.span()),
             };
             if seen.iter().any(|(k, _)| *k == key) {
                 errors.push(span, format!("`{key}` is given twice; keep one of them"));
@@ -609,6 +662,12 @@ impl Args {
                     ),
                 },
                 Opt::Batch(param) => args.batch = Some(param),
+                Opt::Codec(lit) => match CODECS.iter().find(|(name, _, _)| *name == lit.value()) {
+                    Some((_, variant, true)) => {
+                        args.codec = Some(Ident::new(variant, lit.span()));
+                    }
+                    _ => errors.push(lit.span(), codec_message(&lit.value())),
+                },
                 Opt::Refresh(lit) => match lit.value().as_str() {
                     "background" => args.background_refresh = Some(lit.span()),
                     "inline" => {}

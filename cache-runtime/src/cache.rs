@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use crate::breaker::{BreakerStats, NodeBreaker};
+use crate::codec::Codec;
 use crate::config::{CacheBuilder, ConfigError, DEFAULT_CONNECT_TIMEOUT, ValueLimits};
 use crate::connection::Connection;
 use crate::health::{HealthError, RedisHealth};
@@ -109,6 +110,11 @@ impl Cache {
     /// The first segment of this cache's keys.
     pub fn prefix(&self) -> &str {
         &self.inner.prefix
+    }
+
+    /// The codec of the functions that do not name their own ([`CacheBuilder::codec`]).
+    pub fn codec(&self) -> Codec {
+        self.inner.limits.codec
     }
 
     /// `false` for [`Cache::disabled`] and for a default cache whose configuration was invalid.

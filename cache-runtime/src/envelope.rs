@@ -76,19 +76,20 @@ impl std::fmt::Display for Invalid {
 
 /// Encodes `value` behind a header, compressing payloads longer than `compress_above` bytes when
 /// that saves at least an eighth of them.
-pub(crate) fn seal<C: Codec, T: Serialize + ?Sized>(
+pub(crate) fn seal<T: Serialize + ?Sized>(
+    codec: Codec,
     value: &T,
     meta: Meta,
     compress_above: usize,
 ) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(HEADER_LEN + 128);
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&[VERSION, C::ID, 0, 0, 0, 0]);
+    out.extend_from_slice(&[VERSION, codec.id(), 0, 0, 0, 0]);
     out.extend_from_slice(&meta.computed_at_ms.to_le_bytes());
     out.extend_from_slice(&meta.fresh_until_ms.to_le_bytes());
     out.extend_from_slice(&meta.compute_micros.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
-    C::encode(value, &mut out)?;
+    codec.encode(value, &mut out)?;
     let len = out.len() - HEADER_LEN;
     if len > MAX_PAYLOAD_BYTES {
         return Err(CodecError::Format(format!(
@@ -108,9 +109,10 @@ pub(crate) fn seal<C: Codec, T: Serialize + ?Sized>(
     Ok(out)
 }
 
-/// Reads an envelope written by [`seal`] with the same codec, within `limits`: an entry longer
+/// Reads an envelope written by [`seal`] with `codec`, within `limits`: an entry longer
 /// than a cache with these limits writes is not even parsed.
-pub(crate) fn open<C: Codec, T: DeserializeOwned>(
+pub(crate) fn open<T: DeserializeOwned>(
+    codec: Codec,
     bytes: &[u8],
     limits: Limits,
 ) -> Result<(Meta, T), Invalid> {
@@ -129,7 +131,7 @@ pub(crate) fn open<C: Codec, T: DeserializeOwned>(
     if header[2] != VERSION {
         return Err(Invalid::Header("unknown envelope version"));
     }
-    if header[3] != C::ID {
+    if header[3] != codec.id() {
         return Err(Invalid::Header("written by another codec"));
     }
     if header[4] & !KNOWN_FLAGS != 0 || header[5..8] != [0; 3] {
@@ -149,9 +151,9 @@ pub(crate) fn open<C: Codec, T: DeserializeOwned>(
         ));
     }
     let value = if header[4] & FLAG_LZ4 != 0 {
-        C::decode(&decompress(payload, limits)?, limits)
+        codec.decode(&decompress(payload, limits)?, limits)
     } else {
-        C::decode(payload, limits)
+        codec.decode(payload, limits)
     }
     .map_err(Invalid::Payload)?;
     Ok((meta, value))
@@ -179,7 +181,8 @@ fn decompress(payload: &[u8], limits: Limits) -> Result<Vec<u8>, Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::Bincode;
+    /// Any codec this build has: the envelope does not depend on it.
+    const C: Codec = Codec::DEFAULT;
 
     /// The limits of a cache with the default `max_value_bytes`.
     fn limits() -> Limits {
@@ -192,15 +195,15 @@ mod tests {
             Duration::from_secs(60),
             Duration::from_millis(3),
         );
-        seal::<Bincode, _>(&("name".to_string(), vec![1u64, 2, 3]), meta, usize::MAX).unwrap()
+        seal(C, &("name".to_string(), vec![1u64, 2, 3]), meta, usize::MAX).unwrap()
     }
 
     #[test]
     fn round_trip_keeps_meta_and_value() {
         let now = SystemTime::now();
         let meta = Meta::new(now, Duration::from_secs(60), Duration::from_millis(3));
-        let bytes = seal::<Bincode, _>(&vec!["a".to_string()], meta, usize::MAX).unwrap();
-        let (back, value) = open::<Bincode, Vec<String>>(&bytes, limits()).unwrap();
+        let bytes = seal(C, &vec!["a".to_string()], meta, usize::MAX).unwrap();
+        let (back, value) = open::<Vec<String>>(C, &bytes, limits()).unwrap();
         assert_eq!(back, meta);
         assert_eq!(value, vec!["a".to_string()]);
         assert_eq!(back.fresh_until_ms, unix_ms(now) + 60_000);
@@ -211,7 +214,7 @@ mod tests {
         let bytes = sample();
         for len in 0..bytes.len() {
             assert!(
-                open::<Bincode, (String, Vec<u64>)>(&bytes[..len], limits()).is_err(),
+                open::<(String, Vec<u64>)>(C, &bytes[..len], limits()).is_err(),
                 "len {len}"
             );
         }
@@ -219,7 +222,7 @@ mod tests {
             let mut bad = bytes.clone();
             bad[i] ^= 0x5A;
             assert!(
-                open::<Bincode, (String, Vec<u64>)>(&bad, limits()).is_err(),
+                open::<(String, Vec<u64>)>(C, &bad, limits()).is_err(),
                 "byte {i}"
             );
         }
@@ -231,8 +234,8 @@ mod tests {
         let value: Vec<String> = (0..500)
             .map(|i| format!("product name {}", i % 7))
             .collect();
-        let plain = seal::<Bincode, _>(&value, meta, usize::MAX).unwrap();
-        let packed = seal::<Bincode, _>(&value, meta, 1024).unwrap();
+        let plain = seal(C, &value, meta, usize::MAX).unwrap();
+        let packed = seal(C, &value, meta, 1024).unwrap();
         assert_eq!(plain[4], 0);
         assert_eq!(packed[4], FLAG_LZ4);
         assert!(
@@ -241,10 +244,7 @@ mod tests {
             packed.len(),
             plain.len()
         );
-        assert_eq!(
-            open::<Bincode, Vec<String>>(&packed, limits()).unwrap().1,
-            value
-        );
+        assert_eq!(open::<Vec<String>>(C, &packed, limits()).unwrap().1, value);
         // Small or incompressible payloads stay as they are.
         let mut x: u64 = 0x2545_F491_4F6C_DD1D;
         let noise: Vec<u8> = (0..4096)
@@ -255,23 +255,23 @@ mod tests {
                 x as u8
             })
             .collect();
-        assert_eq!(seal::<Bincode, _>(&noise, meta, 1024).unwrap()[4], 0);
-        assert_eq!(seal::<Bincode, _>(&value[..2], meta, 1024).unwrap()[4], 0);
+        assert_eq!(seal(C, &noise, meta, 1024).unwrap()[4], 0);
+        assert_eq!(seal(C, &value[..2], meta, 1024).unwrap()[4], 0);
     }
 
     #[test]
     fn a_compressed_payload_claiming_a_huge_length_is_invalid_without_allocating_it() {
         let meta = Meta::new(SystemTime::now(), Duration::from_secs(60), Duration::ZERO);
         let value: Vec<u64> = vec![7; 10_000];
-        let mut packed = seal::<Bincode, _>(&value, meta, 0).unwrap();
+        let mut packed = seal(C, &value, meta, 0).unwrap();
         assert_eq!(packed[4], FLAG_LZ4);
         packed[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(open::<Bincode, Vec<u64>>(&packed, limits()).is_err());
+        assert!(open::<Vec<u64>>(C, &packed, limits()).is_err());
         // And every truncation of a compressed envelope is rejected.
-        let packed = seal::<Bincode, _>(&value, meta, 0).unwrap();
+        let packed = seal(C, &value, meta, 0).unwrap();
         for len in 0..packed.len() {
             assert!(
-                open::<Bincode, Vec<u64>>(&packed[..len], limits()).is_err(),
+                open::<Vec<u64>>(C, &packed[..len], limits()).is_err(),
                 "len {len}"
             );
         }
@@ -300,8 +300,8 @@ mod tests {
                 x ^= x << 17;
                 *b = x as u8;
             }
-            let _ = open::<Bincode, (String, Vec<u64>)>(&bytes, limits());
-            let _ = open::<Bincode, Option<Vec<String>>>(&bytes, limits());
+            let _ = open::<(String, Vec<u64>)>(C, &bytes, limits());
+            let _ = open::<Option<Vec<String>>>(C, &bytes, limits());
         }
     }
 }

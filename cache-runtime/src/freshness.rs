@@ -115,6 +115,7 @@ mod tests {
             tags: "",
             stores_none: false,
             batch: false,
+            codec: None,
         }
     }
 

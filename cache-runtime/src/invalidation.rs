@@ -53,7 +53,7 @@ pub async fn invalidate(
 ) -> Result<bool, CacheError> {
     let conn = usable(cache)?;
     let key = call
-        .render(cache.prefix(), spec, spec.fingerprint())
+        .render(cache.prefix(), spec, spec.fingerprint(spec.codec_in(cache)))
         .ok_or(CacheError::Unkeyable)?;
     if let Some(id) = single_flight::flight_id(spec.namespace(), &call) {
         cache.flights().detach(id);
@@ -81,7 +81,7 @@ pub async fn invalidate_batch<K>(
     keys: Vec<(K, CallKey)>,
 ) -> Result<u64, CacheError> {
     let conn = usable(cache)?;
-    let fingerprint = spec.fingerprint();
+    let fingerprint = spec.fingerprint(spec.codec_in(cache));
     let rendered = keys
         .iter()
         .map(|(_, call)| call.render(cache.prefix(), spec, fingerprint))

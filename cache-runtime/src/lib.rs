@@ -162,6 +162,7 @@ mod tasks;
 
 pub use breaker::{BreakerState, BreakerStats, NodeBreaker};
 pub use cache::{Cache, default_cache, set_default};
+pub use codec::Codec;
 pub use config::{
     CacheBuilder, ConfigError, DEFAULT_BACKGROUND_STORES, DEFAULT_BATCH_CHUNK,
     DEFAULT_BREAKER_MAX_OPEN, DEFAULT_BREAKER_MIN_OPEN, DEFAULT_BREAKER_THRESHOLD,

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{ActiveCodec, CodecError, Limits};
+use crate::codec::{Codec, CodecError, Limits};
 use crate::envelope::{self, Invalid, Meta};
 use crate::spec::SiteSpec;
 
@@ -34,12 +34,14 @@ impl<T: Clone + Send + Sync + 'static> LocalValue for T {}
 /// so the flow itself puts no bound on it.
 #[doc(hidden)]
 pub struct ValueCodec<T> {
-    seal: fn(&T, Meta, usize) -> Result<Vec<u8>, CodecError>,
+    /// The format: the cache's, or the function's own (set as a call meets its cache).
+    codec: Codec,
+    seal: fn(Codec, &T, Meta, usize) -> Result<Vec<u8>, CodecError>,
     open: OpenFn<T>,
 }
 
 /// Reads an envelope: its header and the value.
-type OpenFn<T> = fn(&[u8], Limits) -> Result<(Meta, T), Invalid>;
+type OpenFn<T> = fn(Codec, &[u8], Limits) -> Result<(Meta, T), Invalid>;
 
 impl<T> Clone for ValueCodec<T> {
     fn clone(&self) -> Self {
@@ -51,22 +53,31 @@ impl<T> Copy for ValueCodec<T> {}
 
 impl<T> std::fmt::Debug for ValueCodec<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ValueCodec")
+        f.debug_tuple("ValueCodec").field(&self.codec).finish()
     }
 }
 
 impl<T: CacheValue> ValueCodec<T> {
     pub(crate) fn new() -> Self {
         ValueCodec {
-            seal: |value, meta, compress_above| {
-                envelope::seal::<ActiveCodec, T>(value, meta, compress_above)
-            },
-            open: envelope::open::<ActiveCodec, T>,
+            codec: Codec::DEFAULT,
+            seal: envelope::seal::<T>,
+            open: envelope::open::<T>,
         }
     }
 }
 
 impl<T> ValueCodec<T> {
+    /// The same, in `codec`.
+    pub(crate) fn with(self, codec: Codec) -> Self {
+        ValueCodec { codec, ..self }
+    }
+
+    /// The format values are sealed in.
+    pub(crate) fn codec(&self) -> Codec {
+        self.codec
+    }
+
     /// The envelope of `value`, if it can be read back within `limits`: a value nested deeper,
     /// or decoding to more, than a read allows would be stored and then found invalid by every
     /// read (a miss and a store each time), so it is not stored at all.
@@ -77,12 +88,12 @@ impl<T> ValueCodec<T> {
         compress_above: usize,
         limits: Limits,
     ) -> Result<Vec<u8>, CodecError> {
-        let bytes = (self.seal)(value, meta, compress_above)?;
+        let bytes = (self.seal)(self.codec, value, meta, compress_above)?;
         if bytes.len() > limits.stored {
             // Too large to store at all: the store counts it as oversize.
             return Ok(bytes);
         }
-        match (self.open)(&bytes, limits) {
+        match (self.open)(self.codec, &bytes, limits) {
             Ok(_) => Ok(bytes),
             Err(invalid) => Err(unreadable(invalid)),
         }
@@ -91,7 +102,7 @@ impl<T> ValueCodec<T> {
     /// Reads an envelope, within what a decode may take (`Limits`: bytes read from Redis are
     /// untrusted).
     pub(crate) fn open(&self, bytes: &[u8], limits: Limits) -> Result<(Meta, T), Invalid> {
-        (self.open)(bytes, limits)
+        (self.open)(self.codec, bytes, limits)
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Once, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::codec::Codec;
 use crate::connection::CommandError;
 use crate::key;
 use crate::spec::SiteSpec;
@@ -24,8 +25,10 @@ const READ_BACK_FAILED: u8 = 2;
 pub struct Site {
     pub(crate) spec: SiteSpec,
     pub(crate) counters: Counters,
-    /// Fingerprint and flight namespace, computed at the first call.
-    ids: OnceLock<(u32, u64)>,
+    /// The flight namespace, computed at the first call.
+    namespace: OnceLock<u64>,
+    /// The fingerprint in each codec (by id), computed at the first call in that codec.
+    fingerprints: [OnceLock<u32>; crate::codec::ID_SLOTS],
     /// How the site is named in stats: the function segment of the first call's key (with
     /// ` (batch)` for a batch function).
     display: OnceLock<String>,
@@ -70,7 +73,8 @@ impl Site {
         Site {
             spec,
             counters: Counters::new(),
-            ids: OnceLock::new(),
+            namespace: OnceLock::new(),
+            fingerprints: [const { OnceLock::new() }; crate::codec::ID_SLOTS],
             display: OnceLock::new(),
             segment: OnceLock::new(),
             registered: Once::new(),
@@ -85,18 +89,13 @@ impl Site {
         }
     }
 
-    fn ids(&self) -> (u32, u64) {
-        *self
-            .ids
-            .get_or_init(|| (self.spec.fingerprint(), self.spec.namespace()))
-    }
-
-    pub(crate) fn fingerprint(&self) -> u32 {
-        self.ids().0
+    /// The fingerprint of the function's keys when its values are stored in `codec`.
+    pub(crate) fn fingerprint(&self, codec: Codec) -> u32 {
+        *self.fingerprints[usize::from(codec.id())].get_or_init(|| self.spec.fingerprint(codec))
     }
 
     pub(crate) fn namespace(&self) -> u64 {
-        self.ids().1
+        *self.namespace.get_or_init(|| self.spec.namespace())
     }
 
     /// Called on every call; costs one atomic load after the first.

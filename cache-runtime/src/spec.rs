@@ -41,4 +41,13 @@ pub struct SiteSpec {
     /// A batch function (`batch = ...`): `value_type` is then what one item is stored as, and
     /// the function is listed in stats as `{name} (batch)`.
     pub batch: bool,
+    /// `codec = "..."`: this function's codec, whatever its cache's; `None`: the cache's.
+    pub codec: Option<crate::Codec>,
+}
+
+impl SiteSpec {
+    /// The codec this function's values are stored with in `cache`.
+    pub(crate) fn codec_in(&self, cache: &crate::Cache) -> crate::Codec {
+        self.codec.unwrap_or_else(|| cache.codec())
+    }
 }

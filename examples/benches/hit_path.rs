@@ -45,6 +45,7 @@ static SPEC: SiteSpec = SiteSpec {
     tags: "",
     stores_none: false,
     batch: false,
+    codec: None,
 };
 
 mod key {

@@ -7,12 +7,13 @@
 //! The fuzzer writes the payload only: the envelope's header around it is made here, so every
 //! input reaches the decoder. Bit 0 of the first byte flags the rest as compressed (an original
 //! length, then an LZ4 block, the way the cache stores large values), so a small input can
-//! expand to a large payload. The seeds (`seeds --nested`) are the hostile payloads found so far.
+//! expand to a large payload; its bits 1 to 2 pick the codec that decodes it. The seeds (`seeds --nested`) are the hostile payloads found so far.
 #![no_main]
 
 use std::collections::BTreeMap;
 
-use redis_cached::__private::bench::{open, seal};
+use redis_cached::Codec;
+use redis_cached::__private::bench::{open_in, seal_in};
 use libfuzzer_sys::fuzz_target;
 use serde::Deserialize;
 
@@ -41,9 +42,9 @@ enum Expr {
 }
 
 /// An envelope around `payload` (`lz4`: flagged as compressed), as the cache stores values.
-fn envelope(payload: &[u8], lz4: bool) -> Vec<u8> {
-    // A sealed unit value: a header with an empty payload.
-    let mut out = seal(&(), usize::MAX);
+fn envelope(codec: Codec, payload: &[u8], lz4: bool) -> Vec<u8> {
+    // A sealed unit value: a header (then the payload, replaced below).
+    let mut out = seal_in(codec, &(), usize::MAX).expect("a unit encodes");
     out.truncate(28);
     if lz4 {
         out[4] |= 1;
@@ -57,18 +58,19 @@ fuzz_target!(|input: &[u8]| {
     let Some((&mode, payload)) = input.split_first() else {
         return;
     };
-    let bytes = envelope(payload, mode & 1 == 1);
+    let codec = Codec::ENABLED[usize::from(mode >> 1) % Codec::ENABLED.len()];
+    let bytes = envelope(codec, payload, mode & 1 == 1);
     let decoded = std::thread::Builder::new()
         .stack_size(STACK)
         .spawn(move || {
-            let _ = open::<Category>(&bytes);
-            let _ = open::<Expr>(&bytes);
-            let _ = open::<Value>(&bytes);
-            let _ = open::<Vec<Vec<Vec<String>>>>(&bytes);
-            let _ = open::<Vec<()>>(&bytes);
-            let _ = open::<Vec<Option<()>>>(&bytes);
-            let _ = open::<Vec<String>>(&bytes);
-            let _ = open::<BTreeMap<u32, Vec<()>>>(&bytes);
+            let _ = open_in::<Category>(codec, &bytes);
+            let _ = open_in::<Expr>(codec, &bytes);
+            let _ = open_in::<Value>(codec, &bytes);
+            let _ = open_in::<Vec<Vec<Vec<String>>>>(codec, &bytes);
+            let _ = open_in::<Vec<()>>(codec, &bytes);
+            let _ = open_in::<Vec<Option<()>>>(codec, &bytes);
+            let _ = open_in::<Vec<String>>(codec, &bytes);
+            let _ = open_in::<BTreeMap<u32, Vec<()>>>(codec, &bytes);
         })
         .expect("spawn the decoding thread")
         .join();

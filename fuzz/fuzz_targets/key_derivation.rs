@@ -27,6 +27,7 @@ static SPEC: SiteSpec = SiteSpec {
     tags: "",
     stores_none: false,
     batch: false,
+    codec: None,
 };
 
 fn derive(args: &[Value]) -> Option<String> {

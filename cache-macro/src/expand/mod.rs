@@ -515,6 +515,10 @@ fn site_spec(fn_sig: &Signature, args: &Args, sig: &Analysis) -> TokenStream {
     let tags_text = tags.join("|");
     let stores_none = args.none_ttl.is_some();
     let batch = sig.batch.is_some();
+    let codec = match &args.codec {
+        Some(variant) => quote!(::core::option::Option::Some(#rt::Codec::#variant)),
+        None => quote!(::core::option::Option::None),
+    };
     quote! {
         #rt::SiteSpec {
             module: ::core::module_path!(),
@@ -533,6 +537,7 @@ fn site_spec(fn_sig: &Signature, args: &Args, sig: &Analysis) -> TokenStream {
             tags: #tags_text,
             stores_none: #stores_none,
             batch: #batch,
+            codec: #codec,
         }
     }
 }

@@ -7,7 +7,7 @@ use super::ConfigError;
 use super::defaults::*;
 use crate::breaker::BreakerSettings;
 use crate::cache::Cache;
-use crate::codec::Limits;
+use crate::codec::{Codec, Limits};
 #[cfg(feature = "tls")]
 use crate::connection::TlsFiles;
 use crate::connection::{Connection, Endpoints, Servers, Timeouts, with_scheme};
@@ -40,9 +40,12 @@ pub struct CacheBuilder {
     pub(super) local_max_bytes: usize,
 }
 
-/// Sizes of stored values, and of the commands of a batch call.
+/// How values are stored (their codec, their sizes), and the size of the commands of a batch
+/// call.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ValueLimits {
+    /// The codec of the functions that do not choose one (`codec = "..."`).
+    pub codec: Codec,
     pub max_bytes: usize,
     pub compress_above: usize,
     /// Keys per command (or pipeline) of a batch call.
@@ -93,6 +96,7 @@ impl Default for CacheBuilder {
                 on_open: super::env::say_unreachable,
             },
             limits: ValueLimits {
+                codec: Codec::DEFAULT,
                 max_bytes: DEFAULT_MAX_VALUE_BYTES,
                 compress_above: DEFAULT_COMPRESS_ABOVE,
                 batch_chunk: DEFAULT_BATCH_CHUNK,
@@ -231,6 +235,24 @@ impl CacheBuilder {
             max_open: max_open.max(min_open),
             on_open: self.breaker.on_open,
         };
+        self
+    }
+
+    /// The format values are stored in (default [`Codec::DEFAULT`]: bincode when its feature is
+    /// on), for every function of this cache that does not name its own with `codec = "..."`.
+    ///
+    /// The codec is part of every key's fingerprint: changing it moves the functions to new keys
+    /// (a cold cache for them, never a decode error), and processes on different codecs do not
+    /// share entries. Each codec is a cargo feature; see [`Codec`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "json")] {
+    /// use redis_cached::{Cache, Codec};
+    /// let cache = Cache::builder().codec(Codec::Json).build().expect("valid configuration");
+    /// # }
+    /// ```
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.limits.codec = codec;
         self
     }
 

@@ -48,6 +48,8 @@ pub struct RefreshJob<'a, T> {
     /// Early (XFetch, the entry is fresh) rather than in the stale window.
     pub(crate) early: bool,
     pub(crate) rules: &'a Rules<'a, T>,
+    /// The format the refreshed value is stored in: the call's.
+    pub(crate) codec: crate::Codec,
 }
 
 /// The body of a function refreshed in the call: the future itself.

@@ -169,7 +169,8 @@ where
         crate::notice::no_runtime(site.display());
         return bypass(site, body.run()).await;
     }
-    let key = call.render(cache.prefix(), &site.spec, site.fingerprint());
+    let codec = codec.with(site.spec.codec_in(cache));
+    let key = call.render(cache.prefix(), &site.spec, site.fingerprint(codec.codec()));
     let id = single_flight::flight_id(site.namespace(), &call);
     let (Some(key), Some(id)) = (key, id) else {
         tracing::debug!(

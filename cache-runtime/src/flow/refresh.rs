@@ -51,6 +51,7 @@ where
             meta,
             early: why == RefreshReason::Early,
             rules: self.rules,
+            codec: self.codec.codec(),
         };
         let body = match body.detach(job) {
             Ok(()) => return (P::from_stored(current), served),
@@ -171,6 +172,7 @@ fn spawn_refresh<P, R, M, F>(
     };
     let body = make();
     let (site, cache, key, meta) = (job.site, job.cache.clone(), job.key.to_owned(), job.meta);
+    let codec = ValueCodec::new().with(job.codec);
     let why = if job.early {
         RefreshReason::Early
     } else {
@@ -187,7 +189,7 @@ fn spawn_refresh<P, R, M, F>(
             conn,
             locks,
             key: &key,
-            codec: ValueCodec::new(),
+            codec,
             rules: &rules,
             keep: None,
             types: PhantomData,

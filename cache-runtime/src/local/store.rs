@@ -290,6 +290,7 @@ mod tests {
         tags: "",
         stores_none: false,
         batch: false,
+        codec: None,
     });
 
     fn store(max_bytes: u64) -> (LocalStore<u64>, Arc<Budget>) {

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use redis_cached::__private::bench::seal;
+use redis_cached::Codec;
 
 #[path = "../../fuzz_targets/values.rs"]
 mod values;
@@ -96,14 +96,15 @@ fn envelopes(dir: &Path) {
         std::fs::write(dir.join(format!("seed-{n:02}")), bytes).expect("write seed");
         n += 1;
     };
-    for compress_above in [0, usize::MAX] {
-        write(seal(&product, compress_above));
-        write(seal(&value, compress_above));
-        write(seal(&"a string value".repeat(40), compress_above));
-        write(seal(&(0..300u64).collect::<Vec<_>>(), compress_above));
-        write(seal(&Some((7u32, "pair".to_string())), compress_above));
-        write(seal(&None::<(u32, String)>, compress_above));
-        write(seal(&seeds_map(), compress_above));
+    for (&codec, compress_above) in Codec::ENABLED.iter().flat_map(|c| [(c, 0), (c, usize::MAX)]) {
+        let seal = |value: &dyn erased::Sealable| value.seal(codec, compress_above);
+        write(seal(&product));
+        write(seal(&value));
+        write(seal(&"a string value".repeat(40)));
+        write(seal(&(0..300u64).collect::<Vec<_>>()));
+        write(seal(&Some((7u32, "pair".to_string()))));
+        write(seal(&None::<(u32, String)>));
+        write(seal(&seeds_map()));
     }
     println!("{n} seeds in {}", dir.display());
 }
@@ -112,4 +113,21 @@ fn seeds_map() -> BTreeMap<String, Vec<u8>> {
     (0..50)
         .map(|i| (format!("key{i}"), vec![i as u8; 20]))
         .collect()
+}
+
+/// A value of any type, sealed by one closure.
+mod erased {
+    use redis_cached::Codec;
+    use redis_cached::__private::bench::seal_in;
+    use serde::Serialize;
+
+    pub trait Sealable {
+        fn seal(&self, codec: Codec, compress_above: usize) -> Vec<u8>;
+    }
+
+    impl<T: Serialize> Sealable for T {
+        fn seal(&self, codec: Codec, compress_above: usize) -> Vec<u8> {
+            seal_in(codec, self, compress_above).expect("the seeds encode in every codec")
+        }
+    }
 }

@@ -80,7 +80,7 @@ where
         site,
         cache,
         bypassed,
-        codec,
+        codec: codec.with(site.spec.codec_in(cache)),
         rules: &rules,
         local: None,
     };
@@ -122,7 +122,7 @@ where
         site,
         cache,
         bypassed,
-        codec,
+        codec: codec.with(site.spec.codec_in(cache)),
         rules: &rules,
         local: local
             .as_ref()
@@ -172,9 +172,11 @@ impl<V> Call<'_, V> {
             return uncached(site, keys, body, Outcome::Fallback).await;
         };
         // Every key of the call shares its stem: rendered once.
-        let stem = keys[0]
-            .1
-            .stem(self.cache.prefix(), &site.spec, site.fingerprint());
+        let stem = keys[0].1.stem(
+            self.cache.prefix(),
+            &site.spec,
+            site.fingerprint(self.codec.codec()),
+        );
         let rendered: Option<Vec<_>> = keys
             .iter()
             .map(|(_, call)| Some((call.args()?, call.render_on(&stem)?)))

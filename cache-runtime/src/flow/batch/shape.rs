@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::convert::Infallible;
 use std::hash::{BuildHasher, Hash};
 
-use crate::codec::{ActiveCodec, CodecError, Limits};
+use crate::codec::{Codec, CodecError, Limits};
 use crate::envelope::{self, Invalid, Meta};
 use crate::key::CallKey;
 use crate::policy::CacheValue;
@@ -194,15 +194,17 @@ impl<M, E, K> KeyedBy<K> for Result<M, E> where
 }
 
 /// Seals an item's value (`None`: the "not found" marker) under a header.
-type SealItem<V> = fn(Option<&V>, Meta, usize) -> Result<Vec<u8>, CodecError>;
+type SealItem<V> = fn(Codec, Option<&V>, Meta, usize) -> Result<Vec<u8>, CodecError>;
 /// Opens an item's envelope.
-type OpenItem<V> = fn(&[u8], Limits) -> Result<(Meta, Option<V>), Invalid>;
+type OpenItem<V> = fn(Codec, &[u8], Limits) -> Result<(Meta, Option<V>), Invalid>;
 
 /// How one item of a batch is stored: its value, and (with `none_ttl`) a "not found" marker for
 /// a key the function did not return. Stored as a single-item function returning `Option<V>`
 /// stores it, so the two can share entries.
 #[doc(hidden)]
 pub struct ItemCodec<V> {
+    /// The format: the cache's, or the function's own (set as a call meets its cache).
+    codec: Codec,
     seal: SealItem<V>,
     open: OpenItem<V>,
     /// With `none_ttl`: a key the function did not return is stored as "not found".
@@ -220,6 +222,7 @@ impl<V> Copy for ItemCodec<V> {}
 impl<V> std::fmt::Debug for ItemCodec<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ItemCodec")
+            .field("codec", &self.codec)
             .field("stores_absent", &self.stores_absent)
             .finish()
     }
@@ -229,12 +232,13 @@ impl<V> std::fmt::Debug for ItemCodec<V> {
 #[doc(hidden)]
 pub fn item_codec<V: CacheValue>() -> ItemCodec<V> {
     ItemCodec {
-        seal: |value, meta, compress_above| match value {
-            Some(value) => envelope::seal::<ActiveCodec, V>(value, meta, compress_above),
+        codec: Codec::DEFAULT,
+        seal: |codec, value, meta, compress_above| match value {
+            Some(value) => envelope::seal::<V>(codec, value, meta, compress_above),
             None => Err(CodecError::Format("an absent key is not stored".into())),
         },
-        open: |bytes, limits| {
-            envelope::open::<ActiveCodec, V>(bytes, limits).map(|(meta, v)| (meta, Some(v)))
+        open: |codec, bytes, limits| {
+            envelope::open::<V>(codec, bytes, limits).map(|(meta, v)| (meta, Some(v)))
         },
         stores_absent: false,
     }
@@ -245,15 +249,26 @@ pub fn item_codec<V: CacheValue>() -> ItemCodec<V> {
 #[doc(hidden)]
 pub fn item_codec_with_absent<V: CacheValue>() -> ItemCodec<V> {
     ItemCodec {
-        seal: |value, meta, compress_above| {
-            envelope::seal::<ActiveCodec, Option<&V>>(&value, meta, compress_above)
+        codec: Codec::DEFAULT,
+        seal: |codec, value, meta, compress_above| {
+            envelope::seal::<Option<&V>>(codec, &value, meta, compress_above)
         },
-        open: envelope::open::<ActiveCodec, Option<V>>,
+        open: envelope::open::<Option<V>>,
         stores_absent: true,
     }
 }
 
 impl<V> ItemCodec<V> {
+    /// The same, in `codec`.
+    pub(crate) fn with(self, codec: Codec) -> Self {
+        ItemCodec { codec, ..self }
+    }
+
+    /// The format items are sealed in.
+    pub(crate) fn codec(&self) -> Codec {
+        self.codec
+    }
+
     /// The envelope of a found value, or (`None`) of the "not found" marker, if it can be read
     /// back within `limits` (see `ValueCodec::seal`).
     pub(crate) fn seal(
@@ -263,12 +278,12 @@ impl<V> ItemCodec<V> {
         compress_above: usize,
         limits: Limits,
     ) -> Result<Vec<u8>, CodecError> {
-        let bytes = (self.seal)(value, meta, compress_above)?;
+        let bytes = (self.seal)(self.codec, value, meta, compress_above)?;
         if bytes.len() > limits.stored {
             // Too large to store at all: the store counts it as oversize.
             return Ok(bytes);
         }
-        match (self.open)(&bytes, limits) {
+        match (self.open)(self.codec, &bytes, limits) {
             Ok(_) => Ok(bytes),
             Err(invalid) => Err(crate::policy::unreadable(invalid)),
         }
@@ -276,6 +291,6 @@ impl<V> ItemCodec<V> {
 
     /// An entry's header and value (`None`: the "not found" marker), within `limits`.
     pub(crate) fn open(&self, bytes: &[u8], limits: Limits) -> Result<(Meta, Option<V>), Invalid> {
-        (self.open)(bytes, limits)
+        (self.open)(self.codec, bytes, limits)
     }
 }

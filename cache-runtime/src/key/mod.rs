@@ -4,8 +4,8 @@
 //!   attribute's `name = "..."`;
 //! - `fingerprint` is 8 hex digits of xxh3-64 over what makes stored bytes unreadable: the return
 //!   type as written, the attribute's `version`, and the codec id;
-//! - `args` is 32 hex digits of xxh3-128 over the canonical (bincode) serialization of the key
-//!   arguments in order, preceded by the names of the function's type parameters (and `Self`'s
+//! - `args` is 32 hex digits of xxh3-128 over the [`canonical`] encoding of the key arguments
+//!   in order (bincode 2's layout, whatever codecs the build has), preceded by the names of the function's type parameters (and `Self`'s
 //!   for methods), so `parse::<u32>("1")` and `parse::<u64>("1")` do not share an entry. It is
 //!   wrapped in braces, a Redis Cluster hash tag: an entry and its lock (`{key}:lock`) always
 //!   live in the same slot, so one script can touch both on a cluster too.
@@ -19,8 +19,10 @@ use std::hash::Hasher;
 use serde::Serialize;
 use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 
-use crate::codec::{ActiveCodec, Codec};
+use crate::codec::Codec;
 use crate::spec::SiteSpec;
+
+mod canonical;
 
 /// Hashes a call's arguments; built by the generated code, one `arg` call per key parameter.
 ///
@@ -130,12 +132,7 @@ impl KeyBuilder {
 
     pub fn arg<T: KeyArg + ?Sized>(&mut self, value: &T) {
         if !self.failed {
-            self.failed = bincode::serde::encode_into_writer(
-                value,
-                HashWriter(self),
-                bincode::config::standard(),
-            )
-            .is_err();
+            self.failed = canonical::encode(value, self).is_err();
         }
     }
 
@@ -159,12 +156,9 @@ impl std::fmt::Debug for KeyBuilder {
     }
 }
 
-struct HashWriter<'a>(&'a mut KeyBuilder);
-
-impl bincode::enc::write::Writer for HashWriter<'_> {
-    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
-        self.0.update(bytes);
-        Ok(())
+impl canonical::Sink for KeyBuilder {
+    fn put(&mut self, bytes: &[u8]) {
+        self.update(bytes);
     }
 }
 
@@ -233,17 +227,26 @@ impl CallKey {
 }
 
 impl SiteSpec {
-    /// What makes this function's stored bytes unreadable to another build: see [`fingerprint`].
-    pub(crate) fn fingerprint(&self) -> u32 {
-        fingerprint(self.value_type, self.version, self.tags, self.stores_none)
+    /// What makes this function's stored bytes unreadable to another build, when its values are
+    /// stored with `codec`: see [`fingerprint`].
+    pub(crate) fn fingerprint(&self, codec: Codec) -> u32 {
+        fingerprint(
+            self.value_type,
+            self.version,
+            codec.id(),
+            self.tags,
+            self.stores_none,
+        )
     }
 
     /// Identifies the function's key space within one process: its key segment's ingredients
-    /// and fingerprint. Cheaper than the rendered function segment, and no less precise; the
-    /// invalidation companion computes it from the same spec, so it finds the calls in flight
-    /// of the function it invalidates. Functions that share a `name` and a fingerprint share
-    /// their keys, and so their flights: a batch function and its single-item counterpart
-    /// coalesce.
+    /// and fingerprint (but the codec). Cheaper than the rendered function segment, and no less
+    /// precise; the invalidation companion computes it from the same spec, so it finds the calls
+    /// in flight of the function it invalidates. Functions that share a `name` and a fingerprint
+    /// share their keys, and so their flights: a batch function and its single-item counterpart
+    /// coalesce. The codec is left out so that a function's flights and local copies are one
+    /// whatever cache it is called with: they hold values, not bytes (a follower that gets bytes
+    /// of another codec cannot open them, and runs the function itself).
     pub(crate) fn namespace(&self) -> u64 {
         let mut h = Xxh3::new();
         let parts = match self.name {
@@ -254,7 +257,14 @@ impl SiteSpec {
             h.update(&(part.len() as u64).to_le_bytes());
             h.update(part.as_bytes());
         }
-        h.update(&self.fingerprint().to_le_bytes());
+        let without_codec = fingerprint(
+            self.value_type,
+            self.version,
+            0,
+            self.tags,
+            self.stores_none,
+        );
+        h.update(&without_codec.to_le_bytes());
         h.digest()
     }
 }
@@ -328,14 +338,20 @@ fn type_segment(type_name: &str) -> String {
     }
 }
 
-/// What makes stored bytes unreadable: the return type as written, `version`, the codec,
+/// What makes stored bytes unreadable: the return type as written, `version`, the codec's id,
 /// (for a tagged function) its tags as written, and whether `None` is stored too.
-pub(crate) fn fingerprint(value_type: &str, version: u32, tags: &str, stores_none: bool) -> u32 {
+pub(crate) fn fingerprint(
+    value_type: &str,
+    version: u32,
+    codec_id: u8,
+    tags: &str,
+    stores_none: bool,
+) -> u32 {
     let mut hasher = Xxh3::new();
     hasher.update(value_type.as_bytes());
     hasher.update(&[0]);
     hasher.update(&version.to_le_bytes());
-    hasher.update(&[ActiveCodec::ID]);
+    hasher.update(&[codec_id]);
     // Only when there are tags, so the keys of functions without them did not change.
     if !tags.is_empty() {
         hasher.update(b"tags\0");
@@ -417,6 +433,7 @@ mod tests {
             tags: "",
             stores_none: false,
             batch: false,
+            codec: None,
         };
         let mut key = KeyBuilder::new();
         key.arg(&7u64);
@@ -440,12 +457,7 @@ mod tests {
         spilled.arg(long.as_str());
         assert!(spilled.spilled.is_some());
         let mut bytes = vec![1u8];
-        bincode::serde::encode_into_std_write(
-            long.as_str(),
-            &mut bytes,
-            bincode::config::standard(),
-        )
-        .unwrap();
+        canonical::encode(long.as_str(), &mut bytes).unwrap();
         assert_eq!(spilled.finish().args, Some(xxh3_128(&bytes)));
     }
 
