@@ -58,6 +58,7 @@ mod tags;
 /// | `local_ttl = 30` | serve a local copy at most that long without Redis's confirmation |
 /// | `tags("product:{id}")` | tag the entry for `Cache::invalidate_tag`; `tags = \|v: &T\| iter` from the value |
 /// | `batch = ids` | `ids: Vec<K>` (or a slice or set) in, `HashMap<K, V>` out: cached keys in one round trip, the function called with the others |
+/// | `codec = "json"` | store this function's values in that codec (`bincode`, `postcard`, `json`, `msgpack`; its cargo feature must be on) instead of its cache's |
 /// | `version = 2` | bump when the stored type changes shape: new keys |
 /// | `name = "shop::product"` | the key's function segment, kept across renames |
 /// | `cache = expr` | this `Cache` instead of the default (from `REDIS_URL`) |

@@ -9,6 +9,7 @@ use crate::config::{CacheBuilder, ConfigError, DEFAULT_CONNECT_TIMEOUT, ValueLim
 use crate::connection::Connection;
 use crate::health::{HealthError, RedisHealth};
 use crate::local::LocalTier;
+use crate::spec::SiteSpec;
 use crate::stampede::lock::{LockSettings, Locks};
 use crate::stampede::notify::Notifier;
 use crate::stampede::refreshing::Refreshing;
@@ -115,6 +116,11 @@ impl Cache {
     /// The codec of the functions that do not name their own ([`CacheBuilder::codec`]).
     pub fn codec(&self) -> Codec {
         self.inner.limits.codec
+    }
+
+    /// The codec `spec`'s function stores its values in here: its own, else this cache's.
+    pub(crate) fn codec_for(&self, spec: &SiteSpec) -> Codec {
+        spec.codec.unwrap_or(self.inner.limits.codec)
     }
 
     /// `false` for [`Cache::disabled`] and for a default cache whose configuration was invalid.

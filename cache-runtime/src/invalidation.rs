@@ -53,7 +53,11 @@ pub async fn invalidate(
 ) -> Result<bool, CacheError> {
     let conn = usable(cache)?;
     let key = call
-        .render(cache.prefix(), spec, spec.fingerprint(spec.codec_in(cache)))
+        .render(
+            cache.prefix(),
+            spec,
+            spec.fingerprint(cache.codec_for(spec)),
+        )
         .ok_or(CacheError::Unkeyable)?;
     if let Some(id) = single_flight::flight_id(spec.namespace(), &call) {
         cache.flights().detach(id);
@@ -81,7 +85,7 @@ pub async fn invalidate_batch<K>(
     keys: Vec<(K, CallKey)>,
 ) -> Result<u64, CacheError> {
     let conn = usable(cache)?;
-    let fingerprint = spec.fingerprint(spec.codec_in(cache));
+    let fingerprint = spec.fingerprint(cache.codec_for(spec));
     let rendered = keys
         .iter()
         .map(|(_, call)| call.render(cache.prefix(), spec, fingerprint))

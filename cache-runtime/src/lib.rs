@@ -109,6 +109,18 @@
 //! `metrics` feature they also go to the `metrics` facade, and the `admin` feature serves them
 //! (and clears) over HTTP.
 //!
+//! # Codecs and features
+//!
+//! Values are stored with serde in the cache's [`Codec`]: each codec is a cargo feature,
+//! `bincode` (on by default), `postcard`, `json` and `msgpack`; [`CacheBuilder::codec`] picks one
+//! for a cache and `#[redis_cache(codec = "json")]` one for a function (naming a codec whose
+//! feature is off is a compile error). The codec is part of every key's fingerprint, so a change
+//! of codec moves a function to new keys: misses, never a decode error. To build without bincode
+//! (flagged unmaintained upstream), turn the default features off and one codec on:
+//! `redis-cached = { version = "0.1", default-features = false, features = ["postcard"] }`; keys
+//! are the same either way. The other features: `tls` (`rediss://`), `metrics` (the `metrics`
+//! facade), `admin` (an axum router for stats and clears).
+//!
 //! # Runtimes
 //!
 //! The cache's I/O runs on Tokio (either flavour). A cached function called outside a Tokio

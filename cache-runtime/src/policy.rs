@@ -36,9 +36,12 @@ impl<T: Clone + Send + Sync + 'static> LocalValue for T {}
 pub struct ValueCodec<T> {
     /// The format: the cache's, or the function's own (set as a call meets its cache).
     codec: Codec,
-    seal: fn(Codec, &T, Meta, usize) -> Result<Vec<u8>, CodecError>,
+    seal: SealFn<T>,
     open: OpenFn<T>,
 }
+
+/// Encodes a value behind a header (compressing above the given length).
+type SealFn<T> = fn(Codec, &T, Meta, usize) -> Result<Vec<u8>, CodecError>;
 
 /// Reads an envelope: its header and the value.
 type OpenFn<T> = fn(Codec, &[u8], Limits) -> Result<(Meta, T), Invalid>;

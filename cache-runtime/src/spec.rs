@@ -44,10 +44,3 @@ pub struct SiteSpec {
     /// `codec = "..."`: this function's codec, whatever its cache's; `None`: the cache's.
     pub codec: Option<crate::Codec>,
 }
-
-impl SiteSpec {
-    /// The codec this function's values are stored with in `cache`.
-    pub(crate) fn codec_in(&self, cache: &crate::Cache) -> crate::Codec {
-        self.codec.unwrap_or_else(|| cache.codec())
-    }
-}

@@ -12,9 +12,9 @@
 
 use std::collections::BTreeMap;
 
-use redis_cached::Codec;
-use redis_cached::__private::bench::{open_in, seal_in};
 use libfuzzer_sys::fuzz_target;
+use redis_cached::__private::bench::{open_in, seal_in};
+use redis_cached::Codec;
 use serde::Deserialize;
 
 mod values;

@@ -6,9 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use redis_cached::Codec;
-use redis_cached::__private::bench::open_in;
 use libfuzzer_sys::fuzz_target;
+use redis_cached::__private::bench::open_in;
+use redis_cached::Codec;
 
 mod values;
 use values::{Product, Value};

@@ -3,9 +3,9 @@
 //! that cannot carry it, such as JSON for some shapes, refuses it): never as another value.
 #![no_main]
 
-use redis_cached::Codec;
-use redis_cached::__private::bench::{open, open_in, seal, seal_in};
 use libfuzzer_sys::fuzz_target;
+use redis_cached::__private::bench::{open, open_in, seal, seal_in};
+use redis_cached::Codec;
 
 mod values;
 use values::{Product, Value};
@@ -23,9 +23,16 @@ fuzz_target!(|input: (Value, Product, bool)| {
     for &codec in Codec::ENABLED {
         if let Some(sealed) = seal_in(codec, &value, compress_above) {
             let back = open_in::<Value>(codec, &sealed);
-            assert!(back.is_none() || back.as_ref() == Some(&value), "{codec}: {back:?}");
+            assert!(
+                back.is_none() || back.as_ref() == Some(&value),
+                "{codec}: {back:?}"
+            );
         }
         let sealed = seal_in(codec, &product, compress_above).expect("a product encodes");
-        assert_eq!(open_in::<Product>(codec, &sealed).as_ref(), Some(&product), "{codec}");
+        assert_eq!(
+            open_in::<Product>(codec, &sealed).as_ref(),
+            Some(&product),
+            "{codec}"
+        );
     }
 });

@@ -3,9 +3,9 @@
 //! input, not of the 128-bit hash, at these sizes).
 #![no_main]
 
+use libfuzzer_sys::fuzz_target;
 use redis_cached::__private::bench::{fingerprint, key};
 use redis_cached::__private::{KeyBuilder, SiteSpec};
-use libfuzzer_sys::fuzz_target;
 
 mod values;
 use values::Value;

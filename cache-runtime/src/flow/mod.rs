@@ -169,7 +169,7 @@ where
         crate::notice::no_runtime(site.display());
         return bypass(site, body.run()).await;
     }
-    let codec = codec.with(site.spec.codec_in(cache));
+    let codec = codec.with(cache.codec_for(&site.spec));
     let key = call.render(cache.prefix(), &site.spec, site.fingerprint(codec.codec()));
     let id = single_flight::flight_id(site.namespace(), &call);
     let (Some(key), Some(id)) = (key, id) else {

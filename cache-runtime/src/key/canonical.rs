@@ -356,6 +356,16 @@ mod unit_tests {
         };
         assert_eq!(canonical(&page), [1, 0, 1, 1, 1, 1]);
         assert!(encode(&Unsized, &mut Vec::new()).is_err());
+        assert_eq!(canonical(&Shown), [2, b'a', b'b']);
+    }
+
+    /// A type serialized through its `Display`.
+    struct Shown;
+
+    impl Serialize for Shown {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str("ab")
+        }
     }
 
     /// A sequence that does not say its length.

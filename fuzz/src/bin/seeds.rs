@@ -96,7 +96,10 @@ fn envelopes(dir: &Path) {
         std::fs::write(dir.join(format!("seed-{n:02}")), bytes).expect("write seed");
         n += 1;
     };
-    for (&codec, compress_above) in Codec::ENABLED.iter().flat_map(|c| [(c, 0), (c, usize::MAX)]) {
+    for (&codec, compress_above) in Codec::ENABLED
+        .iter()
+        .flat_map(|c| [(c, 0), (c, usize::MAX)])
+    {
         let seal = |value: &dyn erased::Sealable| value.seal(codec, compress_above);
         write(seal(&product));
         write(seal(&value));
@@ -117,8 +120,8 @@ fn seeds_map() -> BTreeMap<String, Vec<u8>> {
 
 /// A value of any type, sealed by one closure.
 mod erased {
-    use redis_cached::Codec;
     use redis_cached::__private::bench::seal_in;
+    use redis_cached::Codec;
     use serde::Serialize;
 
     pub trait Sealable {

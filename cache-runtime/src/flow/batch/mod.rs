@@ -80,7 +80,7 @@ where
         site,
         cache,
         bypassed,
-        codec: codec.with(site.spec.codec_in(cache)),
+        codec: codec.with(cache.codec_for(&site.spec)),
         rules: &rules,
         local: None,
     };
@@ -122,7 +122,7 @@ where
         site,
         cache,
         bypassed,
-        codec: codec.with(site.spec.codec_in(cache)),
+        codec: codec.with(cache.codec_for(&site.spec)),
         rules: &rules,
         local: local
             .as_ref()
