@@ -39,6 +39,7 @@
 //! `--keys N` (default 1000), `--quick` (a smoke run: 0.2 s per case).
 
 mod batch;
+mod codecs;
 mod invalidation;
 mod measure;
 #[cfg(feature = "peers")]
@@ -117,6 +118,7 @@ options:
   --invalidation N    local-tier invalidation latency over N invalidations
   --tags              invalidate_tag in a 1M-key database, and tag memory before and after expiry
   --batch             a batch of 100 ids: against MGET + decode, 100 single hits, a cluster
+  --codecs            each codec: encode and decode time, entry size, hits per second
   -h, --help          print this
 
 Starts its own redis-server (on PATH) on a free loopback port; reads no environment variable.
@@ -136,6 +138,8 @@ struct Options {
     batch: bool,
     /// `--tags`: the tag figures instead.
     tags: bool,
+    /// `--codecs`: each codec's figures instead.
+    codecs: bool,
     /// Concurrencies to measure.
     tasks: Vec<usize>,
     /// Only these cases (names separated by `/`), for profiling.
@@ -154,6 +158,7 @@ impl Options {
             invalidation: None,
             tags: false,
             batch: false,
+            codecs: false,
             only: None,
             tasks: vec![1, 64],
         };
@@ -170,6 +175,7 @@ impl Options {
                 ("--invalidation", true),
                 ("--tags", false),
                 ("--batch", false),
+                ("--codecs", false),
                 ("--tasks", true),
                 ("--only", true),
             ],
@@ -191,6 +197,7 @@ impl Options {
         options.invalidation = cli.value("--invalidation");
         options.tags = cli.flag("--tags");
         options.batch = cli.flag("--batch");
+        options.codecs = cli.flag("--codecs");
         if let Some(tasks) = cli.value("--tasks") {
             options.tasks = vec![tasks];
         }
@@ -287,6 +294,9 @@ async fn async_main(options: Options) {
     }
     if options.batch {
         return batch::run(&last_core, options.time, options.rounds.max(3)).await;
+    }
+    if options.codecs {
+        return codecs::run(&last_core, options.time, options.rounds.max(3)).await;
     }
     let redis = RedisServer::start_with(&["--server_cpulist", &last_core]);
     let cache = Cache::builder()
