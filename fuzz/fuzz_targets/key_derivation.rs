@@ -1,6 +1,8 @@
 //! Keys: any arguments give a key made of the key characters only, under the prefix, the same
 //! every time; different arguments give different keys (a collision would be a bug of the hash
-//! input, not of the 128-bit hash, at these sizes).
+//! input, not of the 128-bit hash, at these sizes); and the arguments hash exactly as their
+//! bincode 2 encoding did before keys had an encoding of their own (`key::canonical`), so no key
+//! moved.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -49,6 +51,13 @@ fuzz_target!(|input: (Vec<Value>, Vec<Value>)| {
         "{key_a}"
     );
     assert_eq!(derive(&a), Some(key_a.clone()), "deterministic");
+    let mut bincode = Vec::new();
+    for arg in &a {
+        bincode::serde::encode_into_std_write(arg, &mut bincode, bincode::config::standard())
+            .expect("bincode encodes what the key encoding does");
+    }
+    let hash = format!("{{{:032x}}}", xxhash_rust::xxh3::xxh3_128(&bincode));
+    assert!(key_a.ends_with(&hash), "{key_a} is not bincode's {hash}");
     if a != b {
         assert_ne!(derive(&b), Some(key_a), "{a:?} and {b:?} share a key");
     }

@@ -57,17 +57,21 @@ pub enum Codec {
     /// [bincode 2](https://docs.rs/bincode), standard configuration (little endian,
     /// variable-length integers): fast and compact. Id 1.
     #[cfg(feature = "bincode")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "bincode")))]
     Bincode,
     /// [postcard](https://docs.rs/postcard): the most compact, and maintained. Id 2.
     #[cfg(feature = "postcard")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postcard")))]
     Postcard,
     /// JSON ([serde_json](https://docs.rs/serde_json)): readable by any language and by a person
     /// with `redis-cli`; the largest and slowest. Id 3.
     #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     Json,
     /// [MessagePack](https://msgpack.org) ([rmp-serde](https://docs.rs/rmp-serde)), structs as
     /// maps with their field names: readable by any language's MessagePack library. Id 4.
     #[cfg(feature = "msgpack")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "msgpack")))]
     MsgPack,
 }
 
