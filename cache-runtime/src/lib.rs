@@ -187,9 +187,10 @@ pub use config::{
 };
 pub use connection::refusal::ACL_COMMANDS;
 pub use error::CacheError;
+pub use flow::CallOutcome;
 pub use health::{HealthError, RedisHealth};
 pub use redis_cached_macros::redis_cache;
-pub use stats::{FunctionStats, Latency, Snapshot, snapshot, stats, stats_for};
+pub use stats::{FunctionStats, Latency, Outcome, Snapshot, snapshot, stats, stats_for};
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -4,7 +4,7 @@
 //!
 //! | endpoint | what it does |
 //! |---|---|
-//! | `GET /products/{id}` | `product_summary`: name, price, review count and average (cached) |
+//! | `GET /products/{id}` | `product_summary`: name, price, review count and average (cached); `X-Cache` and `Age` say how the cache answered (`product_summary_with_outcome`) |
 //! | `GET /products?ids=1,2,3` | `product_summaries`: the same pages by the list, one round trip for the cached ones and one query for the others (a batch function sharing `product_summary`'s entries) |
 //! | `GET /products/top` | `top_products`: the ten best-rated products (cached) |
 //! | `PUT /products/{id}/price` | `{"price_cents": N}`: updates the row, invalidates the tag `product:{id}`, returns the new summary |
@@ -298,8 +298,21 @@ fn answer<T: Serialize>(result: Result<T, DbError>) -> Response {
     }
 }
 
+/// `GET /products/{id}`, saying how the cache answered: `X-Cache` (`HIT`, `MISS`, `STALE`,
+/// `LOCAL-HIT`, `COALESCED`, `FALLBACK`) and, for a page served from the cache, `Age` (seconds
+/// since it was computed, by whichever replica).
 async fn product(State(app): State<App>, Path(id): Path<u64>) -> Response {
-    answer(product_summary(&app.db, id).await)
+    let (page, outcome) = product_summary_with_outcome(&app.db, id).await;
+    let mut response = answer(page);
+    let headers = response.headers_mut();
+    let status = outcome.outcome().as_str().to_uppercase();
+    if let Ok(value) = header::HeaderValue::from_str(&status) {
+        headers.insert("x-cache", value);
+    }
+    if let Some(age) = outcome.age() {
+        headers.insert(header::AGE, header::HeaderValue::from(age.as_secs()));
+    }
+    response
 }
 
 #[derive(Deserialize)]

@@ -13,6 +13,26 @@ use tokio::net::TcpStream;
 
 /// One HTTP/1.1 request on its own connection: the status and the body.
 async fn http(port: u16, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
+    let (status, _, body) = exchange(port, method, path, headers, body).await;
+    (status, body)
+}
+
+/// The value of the response header `name` (lowercase) in `head`.
+fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+/// [`http`], with the response's head (status line and headers) too.
+async fn exchange(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> (u16, String, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
@@ -28,11 +48,8 @@ async fn http(port: u16, method: &str, path: &str, headers: &[&str], body: &str)
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (status, head.to_string(), body.to_string())
 }
 
 fn json(body: &str) -> Value {
@@ -58,10 +75,19 @@ async fn the_service_starts_and_serves() {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    // Read: a miss, then a hit.
-    let (status, first) = http(port, "GET", "/products/1", &[], "").await;
+    // Read: a miss, then a hit, each saying so (`_with_outcome`); the hit with its age.
+    let (status, head, first) = exchange(port, "GET", "/products/1", &[], "").await;
     assert_eq!(status, 200, "{first}");
-    let (_, second) = http(port, "GET", "/products/1", &[], "").await;
+    assert_eq!(header(&head, "x-cache"), Some("MISS"), "{head}");
+    assert_eq!(
+        header(&head, "age"),
+        None,
+        "a computed page has no age: {head}"
+    );
+    let (_, head, second) = exchange(port, "GET", "/products/1", &[], "").await;
+    assert_eq!(header(&head, "x-cache"), Some("HIT"), "{head}");
+    let age: u64 = header(&head, "age").expect("an age").parse().unwrap();
+    assert!(age < 300, "younger than its TTL: {head}");
     assert_eq!(first, second);
     assert_eq!(executions(SUMMARY), 1);
     let page = json(&first);

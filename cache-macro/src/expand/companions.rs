@@ -5,7 +5,9 @@
 //!   the cache needs it; a method whose key does not is an associated function,
 //!   `Repo::find_invalidate(id)`. A pool in `skip(...)` is not asked for;
 //! - `{name}_refresh(..)` runs the function, so it takes all of its parameters;
-//! - `{name}_stats()` returns the function's counters.
+//! - `{name}_stats()` returns the function's counters;
+//! - `{name}_with_outcome(..)` (not for a batch function) makes the call and returns its value
+//!   with how it was answered, so it takes all of the function's parameters.
 //!
 //! When the attribute is in error, stand-ins with the same signatures keep their callers
 //! compiling, so the attribute's error is the only one.
@@ -165,6 +167,19 @@ pub(super) fn companion_sigs(
     (invalidate, refresh, stats)
 }
 
+/// The signature of `{name}_with_outcome`: the function's parameters, its value and the call's
+/// `CallOutcome`.
+pub(super) fn with_outcome_sig(fn_sig: &Signature) -> Signature {
+    let mut sig = companion_sig(fn_sig, format_ident!("{}_with_outcome", fn_sig.ident));
+    sig.asyncness = Some(Default::default());
+    let value = match &fn_sig.output {
+        syn::ReturnType::Default => quote!(()),
+        syn::ReturnType::Type(_, ty) => quote!(#ty),
+    };
+    sig.output = syn::parse_quote!(-> (#value, ::redis_cached::CallOutcome));
+    sig
+}
+
 /// The function's signature under another name (spanned on the function's, as `format_ident!`
 /// gives it), each parameter bound to a plain name (`mut` and `ref` dropped; `_` named), so it
 /// can be forwarded.
@@ -215,8 +230,8 @@ pub(crate) fn stand_in_companions(func: &CachedFn, attr: &TokenStream) -> TokenS
     let cfgs = cfgs(&func.outer_attrs);
     let vis = &func.vis;
     let inputs = KeyInputs::of_raw(attr);
-    let (invalidate_sig, mut refresh_sig, stats_sig) =
-        companion_sigs(fn_sig, says_batch(attr.clone()), &inputs);
+    let batch = says_batch(attr.clone());
+    let (invalidate_sig, mut refresh_sig, stats_sig) = companion_sigs(fn_sig, batch, &inputs);
     let call = forward_call(fn_sig, &refresh_sig, fn_sig.receiver().is_some());
     let call = match fn_sig.asyncness {
         Some(_) => quote!(#call.await),
@@ -226,6 +241,25 @@ pub(crate) fn stand_in_companions(func: &CachedFn, attr: &TokenStream) -> TokenS
     let unreachable = quote!(::core::unreachable!(
         "#[redis_cache] did not expand: see its compile error"
     ));
+    // Not for a batch function, nor for an `impl Trait` return (an error of its own, and the
+    // stand-in's body could not name the type).
+    let impl_return = match &fn_sig.output {
+        syn::ReturnType::Type(_, ty) => mentions_impl(quote!(#ty)),
+        syn::ReturnType::Default => false,
+    };
+    let with_outcome = match batch || impl_return {
+        true => TokenStream::new(),
+        false => {
+            let sig = with_outcome_sig(fn_sig);
+            quote! {
+                #(#cfgs)*
+                #[allow(unused_variables, clippy::too_many_arguments, clippy::used_underscore_binding)]
+                #vis #sig {
+                    #unreachable
+                }
+            }
+        }
+    };
     quote! {
         #(#cfgs)*
         #[allow(unused_variables, clippy::too_many_arguments, clippy::used_underscore_binding)]
@@ -243,6 +277,8 @@ pub(crate) fn stand_in_companions(func: &CachedFn, attr: &TokenStream) -> TokenS
         #vis #stats_sig {
             #unreachable
         }
+
+        #with_outcome
     }
 }
 

@@ -20,7 +20,7 @@ mod companions;
 mod value_checks;
 
 pub(crate) use companions::stand_in_companions;
-use companions::{KeyInputs, cfgs, companion_sigs, forward_call};
+use companions::{KeyInputs, cfgs, companion_sigs, forward_call, with_outcome_sig};
 
 use crate::args::{Args, TtlRule};
 use crate::item::CachedFn;
@@ -212,6 +212,7 @@ pub(super) fn assemble(
     let cfgs = cfgs(attrs);
     let (invalidate_sig, refresh_sig, stats_sig) =
         companion_sigs(fn_sig, batch, &KeyInputs::of(args));
+    let sig_has_receiver = sig.has_receiver;
     let call = forward_call(fn_sig, &refresh_sig, sig.has_receiver);
     let stats_body = companions::stats_body(&spec, sig.has_receiver);
     let stats_doc = format!(
@@ -220,8 +221,32 @@ pub(super) fn assemble(
          `redis_cached::stats_for` with its name).",
         fn_sig.ident
     );
+    let with_outcome = match batch {
+        // A batch call has an outcome per key: its `_stats` count them.
+        true => TokenStream::new(),
+        false => {
+            let sig = with_outcome_sig(fn_sig);
+            let call = forward_call(fn_sig, &sig, sig_has_receiver);
+            let doc = format!(
+                " Calls `{}` and returns its value with how the call was answered: hit, miss, \
+                 stale, local hit... and, for an entry served, its age and time left (generated \
+                 by `#[redis_cache]`).",
+                fn_sig.ident
+            );
+            quote! {
+                #(#cfgs)*
+                #[doc = #doc]
+                #[allow(clippy::too_many_arguments)]
+                #vis #sig {
+                    #rt::with_outcome(#call).await
+                }
+            }
+        }
+    };
     quote! {
         #function
+
+        #with_outcome
 
         #(#cfgs)*
         #[doc = #invalidate_doc]

@@ -9,7 +9,7 @@ use super::refresh::RefreshReason;
 use super::store::Envelope;
 use super::{Body, Call, Computed};
 use crate::connection::CommandError;
-use crate::envelope::unix_ms;
+use crate::envelope::{Meta, unix_ms};
 use crate::freshness::{self, Freshness};
 use crate::policy::Policy;
 use crate::stampede::single_flight::{Handoff, Leader};
@@ -45,9 +45,10 @@ where
                     {
                         Freshness::Fresh => {
                             if let Some(keep) = self.keep {
-                                keep.keep(self.key, &value, meta.fresh_until_ms, bytes.len());
+                                keep.keep(self.key, &value, meta, bytes.len());
                             }
                             leader.publish_with(|| Handoff::Entry(Arc::new(bytes)));
+                            self.served(meta);
                             return (P::from_stored(value), Outcome::Hit);
                         }
                         Freshness::RefreshEarly => Some(RefreshReason::Early),
@@ -89,8 +90,9 @@ where
                 (&sealed, self.lifetime(&value))
                 && self.keeps(&value)
             {
-                let fresh_until = unix_ms(SystemTime::now() + ttl);
-                keep.keep(self.key, stored, fresh_until, bytes.len());
+                let now = SystemTime::now();
+                let meta = Meta::new(now, ttl, ran.took);
+                keep.keep(self.key, stored, meta, bytes.len());
             }
             leader.publish(self.handoff(&value, &sealed));
             return (value, Outcome::Fallback);

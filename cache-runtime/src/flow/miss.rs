@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use super::store::{Sealed, store};
 use super::{Call, Computed};
 use crate::connection::CommandError;
-use crate::envelope::unix_ms;
+use crate::envelope::{Meta, unix_ms};
 use crate::freshness::{self, Freshness};
 use crate::policy::Policy;
 use crate::stampede::single_flight::{Handoff, Leader};
@@ -36,11 +36,12 @@ where
         }
         let lock = match self.lock_or_wait().await {
             Ok(Waited::Lock(held)) => Some(held),
-            Ok(Waited::Entry((fresh_until_ms, value), bytes)) => {
+            Ok(Waited::Entry((meta, value), bytes)) => {
                 if let Some(keep) = self.keep {
-                    keep.keep(self.key, &value, fresh_until_ms, bytes.len());
+                    keep.keep(self.key, &value, meta, bytes.len());
                 }
                 leader.publish_with(|| Handoff::Entry(Arc::new(bytes)));
+                self.served(meta);
                 return (P::from_stored(value), Outcome::Hit);
             }
             Ok(Waited::GaveUp) => None,
@@ -57,7 +58,7 @@ where
         let sealed = self.share(leader, &value, &ran);
         let envelope = sealed
             .as_ref()
-            .map(|envelope| (envelope.fresh_until_ms, envelope.bytes.len()));
+            .map(|envelope| (envelope.meta, envelope.bytes.len()));
         // Until the store lands the lock stays held, so a caller arriving meanwhile (in any
         // process) finds the entry with the lock, or waits for the release that comes with it.
         let stored = self.landed(self.spawn_store(sealed, lock)).await;
@@ -106,16 +107,15 @@ where
         (value, Outcome::Miss)
     }
 
-    /// Takes the key's lock or waits for its holder; an entry found comes with its freshness.
-    async fn lock_or_wait(&self) -> Result<Waited<(u64, P::Stored)>, CommandError> {
+    /// Takes the key's lock or waits for its holder; an entry found comes with its header.
+    async fn lock_or_wait(&self) -> Result<Waited<(Meta, P::Stored)>, CommandError> {
         let (spec, codec, limits) = (&self.site.spec, self.codec, self.cache.limits().decode);
         let notifier = self.cache.notifier();
         stampede::lock_or_wait(self.locks, notifier, self.site, self.key, |bytes| {
             let (meta, value) = codec.open(bytes, limits).ok()?;
             let now = unix_ms(SystemTime::now());
             // Anything servable ends the wait: the holder just stored it.
-            (freshness::judge(&meta, now, spec, 1.0) != Freshness::Expired)
-                .then_some((meta.fresh_until_ms, value))
+            (freshness::judge(&meta, now, spec, 1.0) != Freshness::Expired).then_some((meta, value))
         })
         .await
     }

@@ -35,6 +35,7 @@ mod batch;
 mod body;
 mod lookup;
 mod miss;
+mod outcome;
 mod refresh;
 mod store;
 mod write_through;
@@ -45,6 +46,7 @@ pub use batch::{
     item_codec_with_absent,
 };
 pub use body::{Background, Body, Computed, Inline};
+pub use outcome::{CallOutcome, with_outcome};
 pub use write_through::write_through;
 pub(crate) use write_through::{take_write_through_request, write_through_requested};
 
@@ -78,8 +80,13 @@ where
     B: Body<R, P::Value>,
 {
     site.register(call.self_type());
-    let (value, outcome) = answer::<P, R>(site, cache, call, codec, &rules, body, None).await;
+    let reporting = outcome::take_request();
+    let (value, outcome) =
+        answer::<P, R>(site, cache, call, codec, &rules, body, None, reporting).await;
     site.answered(outcome);
+    if reporting {
+        outcome::finish(outcome);
+    }
     value
 }
 
@@ -100,6 +107,7 @@ where
     B: Body<R, P::Value>,
 {
     site.register(call.self_type());
+    let reporting = outcome::take_request();
     let store = match (cache.local(), cache.shared_connection(), call.args()) {
         (Some(tier), Some(conn), Some(args)) if in_tokio() => copies
             .store(tier, site, conn)
@@ -107,15 +115,23 @@ where
         _ => None,
     };
     let Some((tier, store, args)) = store else {
-        let (value, outcome) = answer::<P, R>(site, cache, call, codec, &rules, body, None).await;
+        let (value, outcome) =
+            answer::<P, R>(site, cache, call, codec, &rules, body, None, reporting).await;
         site.answered(outcome);
+        if reporting {
+            outcome::finish(outcome);
+        }
         return value;
     };
     if write_through_requested() {
         // The write-through replaces the entry: this process's copy goes now.
         copies.invalidate(&store, args);
-    } else if let Some(value) = copies.get(&store, args, unix_ms(SystemTime::now())) {
+    } else if let Some((value, meta)) = copies.get(&store, args, unix_ms(SystemTime::now())) {
         site.answered(Outcome::LocalHit);
+        if reporting {
+            outcome::served(meta);
+            outcome::finish(Outcome::LocalHit);
+        }
         return P::from_stored(value);
     }
     let keep = Keep {
@@ -126,9 +142,21 @@ where
         watch: copies.watch(&store, args),
         local_ttl: freshness::local_ttl(&site.spec),
     };
-    let (value, outcome) =
-        answer::<P, R>(site, cache, call, codec, &rules, body, Some(&keep)).await;
+    let (value, outcome) = answer::<P, R>(
+        site,
+        cache,
+        call,
+        codec,
+        &rules,
+        body,
+        Some(&keep),
+        reporting,
+    )
+    .await;
     site.answered(outcome);
+    if reporting {
+        outcome::finish(outcome);
+    }
     value
 }
 
@@ -139,7 +167,9 @@ pub(crate) fn in_tokio() -> bool {
 }
 
 /// Single-flight: leads the call (lookup, then whatever it finds), or follows the call of the
-/// same key already in flight in this process and shares its outcome.
+/// same key already in flight in this process and shares its outcome. `reporting`: the call
+/// notes the entry it serves for `{fn}_with_outcome`.
+#[allow(clippy::too_many_arguments)] // one call site per entry point, each argument named there
 async fn answer<P, R>(
     site: &'static Site,
     cache: &Cache,
@@ -148,6 +178,7 @@ async fn answer<P, R>(
     rules: &Rules<'_, P::Value>,
     body: impl Body<R, P::Value>,
     keep: Option<&(dyn KeepLocal<P::Stored> + Sync)>,
+    reporting: bool,
 ) -> (R, Outcome)
 where
     P: Policy<R>,
@@ -188,6 +219,7 @@ where
         codec,
         rules,
         keep,
+        reporting,
         types: PhantomData,
     };
     if write_through {
@@ -205,7 +237,8 @@ where
         };
         match follower.handoff().await {
             Some(Handoff::Entry(bytes)) => {
-                if let Ok((_, value)) = codec.open(&bytes, cache.limits().decode) {
+                if let Ok((meta, value)) = codec.open(&bytes, cache.limits().decode) {
+                    this.served(meta);
                     return (P::from_stored(value), Outcome::Coalesced);
                 }
             }
@@ -248,6 +281,8 @@ struct Call<'a, P: Policy<R>, R> {
     rules: &'a Rules<'a, P::Value>,
     /// Where values read from Redis are copied, for a function with `local = N`.
     keep: Option<&'a (dyn KeepLocal<P::Stored> + Sync)>,
+    /// The call reports its outcome (`{fn}_with_outcome`).
+    reporting: bool,
     types: PhantomData<fn() -> (P, R)>,
 }
 
@@ -258,6 +293,15 @@ impl<P: Policy<R>, R> Clone for Call<'_, P, R> {
 }
 
 impl<P: Policy<R>, R> Copy for Call<'_, P, R> {}
+
+impl<P: Policy<R>, R> Call<'_, P, R> {
+    /// The call serves the entry `meta` heads (noted for `{fn}_with_outcome`).
+    fn served(&self, meta: crate::envelope::Meta) {
+        if self.reporting {
+            outcome::served(meta);
+        }
+    }
+}
 
 impl<P: Policy<R>, R> Call<'_, P, R> {
     /// Runs the function (renewing `lock` meanwhile); returns its value, how long it took and

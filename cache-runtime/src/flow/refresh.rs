@@ -54,13 +54,22 @@ where
             codec: self.codec.codec(),
         };
         let body = match body.detach(job) {
-            Ok(()) => return (P::from_stored(current), served),
+            Ok(()) => {
+                self.served(meta);
+                return (P::from_stored(current), served);
+            }
             Err(body) => body,
         };
         match self.refreshed(meta, body.run(), why).await {
             Refreshed::Value(value, outcome) => (value, outcome),
-            Refreshed::Newer(value) => (P::from_stored(value), Outcome::Hit),
-            Refreshed::NotHere => (P::from_stored(current), served),
+            Refreshed::Newer(newer, value) => {
+                self.served(newer);
+                (P::from_stored(value), Outcome::Hit)
+            }
+            Refreshed::NotHere => {
+                self.served(meta);
+                (P::from_stored(current), served)
+            }
         }
     }
 
@@ -88,7 +97,7 @@ where
             && newer.computed_at_ms > meta.computed_at_ms
         {
             lock.release().await;
-            return Refreshed::Newer(value);
+            return Refreshed::Newer(newer, value);
         }
         let (value, ran) = self.execute(body, Some(&lock)).await;
         let sealed = self.seal(&value, &ran);
@@ -129,8 +138,8 @@ where
 enum Refreshed<P: Policy<R>, R> {
     /// The function ran: its value, and how the call counts.
     Value(R, Outcome),
-    /// Another caller had just refreshed it: its value.
-    Newer(P::Stored),
+    /// Another caller had just refreshed it: its entry's header and value.
+    Newer(Meta, P::Stored),
     /// Another caller refreshes it, or the function failed: the served entry stays.
     NotHere,
 }
@@ -192,6 +201,7 @@ fn spawn_refresh<P, R, M, F>(
             codec,
             rules: &rules,
             keep: None,
+            reporting: false,
             types: PhantomData,
         };
         // Its value goes to Redis; the callers were served the entry it replaces.

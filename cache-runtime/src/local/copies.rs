@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use super::{AnyStore, LocalStore, LocalTier, Watch};
 use crate::connection::Connection;
+use crate::envelope::Meta;
 use crate::policy::LocalValue;
 use crate::site::Site;
 
@@ -20,11 +21,14 @@ use crate::site::Site;
 #[doc(hidden)]
 pub struct LocalCopies<T: 'static> {
     store: fn(&LocalTier, &'static Site, &Arc<Connection>) -> Option<StoreRef<T>>,
-    get: fn(&StoreRef<T>, u128, u64) -> Option<T>,
+    get: GetFn<T>,
     watch: fn(&StoreRef<T>, u128) -> Watch,
     invalidate: fn(&StoreRef<T>, u128),
     keep: KeepFn<T>,
 }
+
+/// The copy of a key at a time, with its entry's header.
+type GetFn<T> = fn(&StoreRef<T>, u128, u64) -> Option<(T, Meta)>;
 
 /// Keeps a copy: see [`keep_copy`]. `true` if kept.
 type KeepFn<T> =
@@ -39,9 +43,9 @@ pub(crate) enum Made {
     Stored,
 }
 
-/// A copy to keep: the Redis key it was read from, the value, when it stops being fresh (unix
-/// ms), and its stored size.
-pub(crate) type Copy<'a, T> = (&'a str, &'a T, u64, usize);
+/// A copy to keep: the Redis key it was read from, the value, its entry's header (when it was
+/// computed, when it stops being fresh), and its stored size.
+pub(crate) type Copy<'a, T> = (&'a str, &'a T, Meta, usize);
 
 impl<T: 'static> Clone for LocalCopies<T> {
     fn clone(&self) -> Self {
@@ -92,8 +96,8 @@ impl<T: 'static> LocalCopies<T> {
         (self.store)(tier, site, conn)
     }
 
-    /// The copy of `args` in `store`, if it may be served at `now_ms`.
-    pub(crate) fn get(&self, store: &StoreRef<T>, args: u128, now_ms: u64) -> Option<T> {
+    /// The copy of `args` in `store`, if it may be served at `now_ms`, with its entry's header.
+    pub(crate) fn get(&self, store: &StoreRef<T>, args: u128, now_ms: u64) -> Option<(T, Meta)> {
         (self.get)(store, args, now_ms)
     }
 
@@ -162,12 +166,12 @@ pub(crate) struct Keep<'a, T: 'static> {
 /// Keeping a copy, whatever the value type: the flow holds a `&dyn KeepLocal<T>` only for
 /// functions with `local`, so the others pay nothing.
 pub(crate) trait KeepLocal<T> {
-    /// Keeps `value`, read from `key` in Redis (or computed while Redis was unreachable), fresh
-    /// until `fresh_until_ms`; `bytes` is its stored size.
-    fn keep(&self, key: &str, value: &T, fresh_until_ms: u64, bytes: usize);
+    /// Keeps `value`, read from `key` in Redis (or computed while Redis was unreachable), headed
+    /// by `meta`; `bytes` is its stored size.
+    fn keep(&self, key: &str, value: &T, meta: Meta, bytes: usize);
     /// Keeps `value`, which this call has just stored under `key`, if that is safe: see
     /// [`LocalStore::insert_own`]. `true` if kept.
-    fn keep_stored(&self, key: &str, value: &T, fresh_until_ms: u64, bytes: usize) -> bool;
+    fn keep_stored(&self, key: &str, value: &T, meta: Meta, bytes: usize) -> bool;
 }
 
 /// Bytes charged per copy beyond its stored size: the map's slot, the entry's fields, and the
@@ -189,16 +193,16 @@ impl<T: 'static> Keep<'_, T> {
 }
 
 impl<T: 'static> KeepLocal<T> for Keep<'_, T> {
-    fn keep(&self, key: &str, value: &T, fresh_until_ms: u64, bytes: usize) {
-        self.keep_made((key, value, fresh_until_ms, bytes), Made::Read);
+    fn keep(&self, key: &str, value: &T, meta: Meta, bytes: usize) {
+        self.keep_made((key, value, meta, bytes), Made::Read);
     }
 
-    fn keep_stored(&self, key: &str, value: &T, fresh_until_ms: u64, bytes: usize) -> bool {
-        self.keep_made((key, value, fresh_until_ms, bytes), Made::Stored)
+    fn keep_stored(&self, key: &str, value: &T, meta: Meta, bytes: usize) -> bool {
+        self.keep_made((key, value, meta, bytes), Made::Stored)
     }
 }
 
-/// Keeps a copy of `value` (from `key`, fresh until `fresh_until_ms`, `bytes` stored) for at
+/// Keeps a copy of `value` (from `key`, headed by `meta`, `bytes` stored) for at
 /// most `local_ttl`, unless an invalidation of its key came after `watch`. A copy of this
 /// process's own store is kept only while Redis announces every change (the tier is coherent),
 /// once announcements of the function reach its store (an earlier copy routed them), and only
@@ -208,7 +212,7 @@ fn keep_copy<T: LocalValue>(
     site: &'static Site,
     store: &LocalStore<T>,
     (watch, local_ttl): (Watch, Duration),
-    (key, value, fresh_until_ms, bytes): Copy<'_, T>,
+    (key, value, meta, bytes): Copy<'_, T>,
     made: Made,
 ) -> bool {
     if made == Made::Stored && !tier.is_coherent() {
@@ -216,7 +220,7 @@ fn keep_copy<T: LocalValue>(
     }
     let now = crate::envelope::unix_ms(std::time::SystemTime::now());
     let ttl_ms = u64::try_from(local_ttl.as_millis()).unwrap_or(u64::MAX);
-    let until_ms = fresh_until_ms.min(now.saturating_add(ttl_ms));
+    let until_ms = meta.fresh_until_ms.min(now.saturating_add(ttl_ms));
     if until_ms <= now {
         return false;
     }
@@ -229,10 +233,10 @@ fn keep_copy<T: LocalValue>(
     let bytes = bytes as u64 + ENTRY_OVERHEAD + std::mem::size_of::<T>() as u64;
     match made {
         Made::Read => {
-            store.insert(watch, value, until_ms, bytes);
+            store.insert(watch, value, (meta, until_ms), bytes);
             true
         }
-        Made::Stored => store.insert_own(watch, value, until_ms, bytes),
+        Made::Stored => store.insert_own(watch, value, (meta, until_ms), bytes),
     }
 }
 
@@ -253,22 +257,24 @@ pub(crate) trait LocalBatch<T> {
     /// What to check, after reading `args` from Redis, before keeping a copy of it.
     fn watch(&self, args: u128) -> Watch;
     /// Keeps a copy: see [`KeepLocal::keep`].
-    fn keep(&self, watch: Watch, key: &str, value: &T, fresh_until_ms: u64, bytes: usize);
+    fn keep(&self, watch: Watch, key: &str, value: &T, meta: Meta, bytes: usize);
     /// Drops the copy of `args` (a write-through replaces it).
     fn invalidate(&self, args: u128);
 }
 
 impl<T: 'static> LocalBatch<T> for LocalItems<'_, T> {
     fn get(&self, args: u128, now_ms: u64) -> Option<T> {
-        self.copies.get(&self.store, args, now_ms)
+        self.copies
+            .get(&self.store, args, now_ms)
+            .map(|(value, _)| value)
     }
 
     fn watch(&self, args: u128) -> Watch {
         self.copies.watch(&self.store, args)
     }
 
-    fn keep(&self, watch: Watch, key: &str, value: &T, fresh_until_ms: u64, bytes: usize) {
-        let copy = (key, value, fresh_until_ms, bytes);
+    fn keep(&self, watch: Watch, key: &str, value: &T, meta: Meta, bytes: usize) {
+        let copy = (key, value, meta, bytes);
         (self.copies.keep)(
             self.tier,
             self.site,

@@ -10,6 +10,7 @@ use quick_cache::sync::Cache as Map;
 use quick_cache::{Lifecycle, UnitWeighter};
 
 use super::Budget;
+use crate::envelope::Meta;
 use crate::key::PreHashed;
 use crate::site::Site;
 use crate::stats::Count;
@@ -30,6 +31,8 @@ struct Entry<T> {
     /// Unix ms after which the copy is not served: the entry's freshness, or `local_ttl` after it
     /// was cached, whichever comes first.
     until_ms: u64,
+    /// The header of the entry it copies (its age and freshness, for `{fn}_with_outcome`).
+    meta: Meta,
     /// Its estimated size, charged to the cache's budget while it is held.
     bytes: u64,
 }
@@ -99,11 +102,11 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
         }
     }
 
-    /// The copy of `args`, if it may still be served at `now_ms`.
-    pub(crate) fn get(&self, args: u128, now_ms: u64) -> Option<T> {
+    /// The copy of `args`, if it may still be served at `now_ms`, with its entry's header.
+    pub(crate) fn get(&self, args: u128, now_ms: u64) -> Option<(T, Meta)> {
         let entry = self.map.get(&args)?;
         if now_ms < entry.until_ms {
-            return Some(entry.value);
+            return Some((entry.value, entry.meta));
         }
         self.remove(args);
         None
@@ -119,23 +122,23 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
     }
 
     /// Keeps a copy of `value` (read from Redis after `watch`, or computed while Redis was
-    /// unreachable) until `until_ms`.
+    /// unreachable; its entry headed by `meta`) until `until_ms`.
     ///
     /// An invalidation message may overtake the read it concerns: Redis changed the key after
     /// our `GET` answered, and the message arrived before this insertion. The invalidation bumps
     /// the slot's version before it removes, and this checks the version after it inserted, so
     /// either the removal comes after the insertion, or the insertion sees the bump and undoes
     /// itself.
-    pub(crate) fn insert(&self, watch: Watch, value: &T, until_ms: u64, bytes: u64) {
+    pub(crate) fn insert(&self, watch: Watch, value: &T, until: (Meta, u64), bytes: u64) {
         let Watch { args, version } = watch;
-        self.put(args, value, until_ms, bytes);
+        self.put(args, value, until, bytes);
         if self.slot(args).load(SeqCst) != version {
             self.remove(args);
         }
     }
 
     /// Puts a copy in the map, replacing the one there.
-    fn put(&self, args: u128, value: &T, until_ms: u64, bytes: u64) {
+    fn put(&self, args: u128, value: &T, (meta, until_ms): (Meta, u64), bytes: u64) {
         let _inserting = crate::sync::guard(&self.inserting);
         if let Some((_, old)) = self.map.remove(&args) {
             self.released(old.bytes);
@@ -146,6 +149,7 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
         let entry = Entry {
             value: value.clone(),
             until_ms,
+            meta,
             bytes,
         };
         self.site.local_added(bytes);
@@ -168,7 +172,13 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
     ///   copy), or another (then the store's is still to come and removes it: a copy lost,
     ///   nothing stale). The copy is kept unmarked, unless another announcement races it;
     /// - more: nothing is kept.
-    pub(crate) fn insert_own(&self, watch: Watch, value: &T, until_ms: u64, bytes: u64) -> bool {
+    pub(crate) fn insert_own(
+        &self,
+        watch: Watch,
+        value: &T,
+        until: (Meta, u64),
+        bytes: u64,
+    ) -> bool {
         let args = watch.args;
         let seen = |store: &Self| store.slot(args).load(SeqCst).wrapping_sub(watch.version);
         let before = {
@@ -184,7 +194,7 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
         if before > 1 {
             return false;
         }
-        self.put(args, value, until_ms, bytes);
+        self.put(args, value, until, bytes);
         if seen(self) > 1 {
             crate::sync::guard(&self.own).remove(&args);
             self.remove(args);
@@ -270,6 +280,16 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
 
 #[cfg(test)]
 mod tests {
+    /// A copy served until `until_ms`, of an entry computed at 0 and fresh as long.
+    fn until(until_ms: u64) -> (Meta, u64) {
+        let meta = Meta {
+            computed_at_ms: 0,
+            fresh_until_ms: until_ms,
+            compute_micros: 0,
+        };
+        (meta, until_ms)
+    }
+
     use super::*;
     use crate::spec::SiteSpec;
 
@@ -305,10 +325,18 @@ mod tests {
     #[test]
     fn a_copy_is_served_until_its_instant_and_not_after() {
         let (store, budget) = store(1000);
-        store.insert(store.watch(1), &7, 100, 10);
-        assert_eq!(store.get(1, 99), Some(7));
-        assert_eq!(store.get(1, 100), None, "served strictly before until_ms");
-        assert_eq!(store.get(1, 0), None, "and removed once found expired");
+        store.insert(store.watch(1), &7, until(100), 10);
+        assert_eq!(store.get(1, 99).map(|(value, _)| value), Some(7));
+        assert_eq!(
+            store.get(1, 100).map(|(value, _)| value),
+            None,
+            "served strictly before until_ms"
+        );
+        assert_eq!(
+            store.get(1, 0).map(|(value, _)| value),
+            None,
+            "and removed once found expired"
+        );
         assert_eq!(used(&budget), 0);
     }
 
@@ -318,61 +346,65 @@ mod tests {
         // A read of key 1 starts; its key changes (announced) before the read's value lands.
         let watch = store.watch(1);
         assert!(!store.invalidate(1, true), "no copy yet");
-        store.insert(watch, &7, u64::MAX, 10);
-        assert_eq!(store.get(1, 0), None, "the older value is not kept");
+        store.insert(watch, &7, until(u64::MAX), 10);
+        assert_eq!(
+            store.get(1, 0).map(|(value, _)| value),
+            None,
+            "the older value is not kept"
+        );
         assert_eq!(used(&budget), 0);
         // A read that starts after the change keeps its value.
-        store.insert(store.watch(1), &8, u64::MAX, 10);
-        assert_eq!(store.get(1, 0), Some(8));
+        store.insert(store.watch(1), &8, until(u64::MAX), 10);
+        assert_eq!(store.get(1, 0).map(|(value, _)| value), Some(8));
     }
 
     #[test]
     fn a_copy_of_an_own_store_survives_that_stores_announcement_only() {
         // The store's announcement comes after the copy: it takes the mark, the next one the copy.
         let (store, budget) = store(1000);
-        assert!(store.insert_own(store.watch(1), &7, u64::MAX, 10));
+        assert!(store.insert_own(store.watch(1), &7, until(u64::MAX), 10));
         assert!(!store.invalidate(1, true), "the store's own announcement");
-        assert_eq!(store.get(1, 0), Some(7));
+        assert_eq!(store.get(1, 0).map(|(value, _)| value), Some(7));
         assert!(store.invalidate(1, true), "a later write's");
-        assert_eq!(store.get(1, 0), None);
+        assert_eq!(store.get(1, 0).map(|(value, _)| value), None);
         assert_eq!(used(&budget), 0);
 
         // The store's announcement came first: the copy is kept unmarked.
         let watch = store.watch(2);
         store.invalidate(2, true);
-        assert!(store.insert_own(watch, &8, u64::MAX, 10));
+        assert!(store.insert_own(watch, &8, until(u64::MAX), 10));
         assert!(store.invalidate(2, true), "a later write's");
 
         // Two announcements since the call began: one may be a later write's; nothing kept.
         let watch = store.watch(3);
         store.invalidate(3, true);
         store.invalidate(3, true);
-        assert!(!store.insert_own(watch, &9, u64::MAX, 10));
-        assert_eq!(store.get(3, 0), None);
+        assert!(!store.insert_own(watch, &9, until(u64::MAX), 10));
+        assert_eq!(store.get(3, 0).map(|(value, _)| value), None);
 
         // A change made here (an `_invalidate`) or a clear meanwhile: nothing kept, and an
         // invalidation in this process removes a marked copy at once.
         let watch = store.watch(4);
         store.invalidate(4, false);
-        assert!(!store.insert_own(watch, &10, u64::MAX, 10));
+        assert!(!store.insert_own(watch, &10, until(u64::MAX), 10));
         let watch = store.watch(5);
         store.clear();
-        assert!(!store.insert_own(watch, &11, u64::MAX, 10));
-        assert!(store.insert_own(store.watch(6), &12, u64::MAX, 10));
+        assert!(!store.insert_own(watch, &11, until(u64::MAX), 10));
+        assert!(store.insert_own(store.watch(6), &12, until(u64::MAX), 10));
         assert!(store.invalidate(6, false), "removed, mark or not");
-        assert_eq!(store.get(6, 0), None);
+        assert_eq!(store.get(6, 0).map(|(value, _)| value), None);
         assert_eq!(used(&budget), 0);
     }
 
     #[test]
     fn clearing_undoes_insertions_in_flight_and_returns_every_byte() {
         let (store, budget) = store(1000);
-        store.insert(store.watch(1), &1, u64::MAX, 10);
-        store.insert(store.watch(2), &2, u64::MAX, 10);
+        store.insert(store.watch(1), &1, until(u64::MAX), 10);
+        store.insert(store.watch(2), &2, until(u64::MAX), 10);
         let in_flight = store.watch(3);
         assert_eq!(store.clear(), 2);
-        store.insert(in_flight, &3, u64::MAX, 10);
-        assert_eq!(store.get(3, 0), None);
+        store.insert(in_flight, &3, until(u64::MAX), 10);
+        assert_eq!(store.get(3, 0).map(|(value, _)| value), None);
         assert_eq!(used(&budget), 0);
     }
 
@@ -380,19 +412,23 @@ mod tests {
     fn entries_and_bytes_stay_within_their_bounds() {
         let (store, budget) = store(35);
         for key in 0..3u128 {
-            store.insert(store.watch(key), &(key as u64), u64::MAX, 10);
+            store.insert(store.watch(key), &(key as u64), until(u64::MAX), 10);
         }
         assert_eq!(used(&budget), 30);
-        store.insert(store.watch(9), &9, u64::MAX, 10);
-        assert_eq!(store.get(9, 0), None, "over the byte budget: not kept");
+        store.insert(store.watch(9), &9, until(u64::MAX), 10);
+        assert_eq!(
+            store.get(9, 0).map(|(value, _)| value),
+            None,
+            "over the byte budget: not kept"
+        );
         // Replacing a copy returns the old one's bytes first.
-        store.insert(store.watch(0), &100, u64::MAX, 10);
-        assert_eq!(store.get(0, 0), Some(100));
+        store.insert(store.watch(0), &100, until(u64::MAX), 10);
+        assert_eq!(store.get(0, 0).map(|(value, _)| value), Some(100));
         assert_eq!(used(&budget), 30);
 
         let (store, budget) = store_with_room();
         for key in 0..100u128 {
-            store.insert(store.watch(key), &(key as u64), u64::MAX, 1);
+            store.insert(store.watch(key), &(key as u64), until(u64::MAX), 1);
         }
         assert!(store.map.len() <= 4, "local = 4 entries");
         assert_eq!(used(&budget), store.map.len() as u64);

@@ -67,22 +67,43 @@ pub(crate) fn namespaces(selected: impl Fn(&str) -> bool) -> Vec<u64> {
         .collect()
 }
 
-/// How a call was answered: every call that returns is exactly one of these, counted once (by
-/// the flow, as the call ends).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
+/// How a call was answered. Every call of a cached function that returns is exactly one of
+/// these, counted once in the [`FunctionStats`] field of the same name; `{fn}_with_outcome`
+/// hands it to the caller with a [`CallOutcome`](crate::CallOutcome).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// A fresh entry read from Redis.
     Hit,
+    /// An entry past its TTL, inside the `stale` window, served while one caller refreshes it.
     Stale,
+    /// No usable entry: the function ran and its value was stored.
     Miss,
+    /// Served the value of a call of the same key already running in this process.
     Coalesced,
+    /// Redis was unreachable or failing (or caching is off): the function ran uncached.
     Fallback,
-    /// Answered by the local tier, without a round trip.
+    /// Answered by the local tier (`local = N`), without a round trip.
     LocalHit,
     /// The attribute's `condition` was false: the function ran, the cache was not consulted.
     Bypassed,
 }
 
 impl Outcome {
+    /// Its name, as a log field or an `X-Cache` header would carry it: `"hit"`, `"stale"`,
+    /// `"miss"`, `"coalesced"`, `"fallback"`, `"local-hit"` or `"bypassed"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Stale => "stale",
+            Outcome::Miss => "miss",
+            Outcome::Coalesced => "coalesced",
+            Outcome::Fallback => "fallback",
+            Outcome::LocalHit => "local-hit",
+            Outcome::Bypassed => "bypassed",
+        }
+    }
+
     pub(crate) const ALL: [Outcome; 7] = [
         Outcome::Hit,
         Outcome::Stale,

@@ -2,7 +2,7 @@
 //! function's parameters, `_invalidate` with those the key is made of (not the skipped ones,
 //! `self` only when the key or the cache needs it), `_stats()` with none.
 
-use redis_cached::{Cache, CacheError, FunctionStats, redis_cache};
+use redis_cached::{Cache, CacheError, CallOutcome, FunctionStats, Outcome, redis_cache};
 use serde::{Serialize, de::DeserializeOwned};
 
 #[redis_cache(ttl = 5)]
@@ -92,6 +92,13 @@ async fn uses(repo: &Repo, users: &Users, cache: &Cache) {
     let _ = repo.lookup(1).await;
     let _: Result<bool, CacheError> = Users::user_invalidate(1).await;
     let _: String = users.user_refresh(&Pool, 1).await;
+    // `_with_outcome` takes what the function takes, and adds how the call was answered.
+    let _: (String, CallOutcome) = plain_with_outcome(1, String::new(), 0).await;
+    let _: (u32, CallOutcome) = generic_with_outcome::<u32>(1).await;
+    let _: (u64, CallOutcome) = any_key_with_outcome(7u8).await;
+    let _: (Option<String>, CallOutcome) = repo.find_with_outcome(1).await;
+    let (_, outcome): (String, CallOutcome) = users.user_with_outcome(&Pool, 1).await;
+    let _: Outcome = outcome.outcome();
     let _: Result<bool, CacheError> = Users::scoped_invalidate(7, 1).await;
     // The pool's type is part of the key (a generic function's entries are per type).
     let _: Result<bool, CacheError> = generic_pool_invalidate::<Pool>(1).await;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::refresh::BatchRefreshJob;
 use super::{Batch, BatchBody, BatchMap, BatchReturn, Item, KeyOf, Step};
-use crate::envelope::unix_ms;
+use crate::envelope::{Meta, unix_ms};
 use crate::flow::Ran;
 use crate::flow::refresh::{FAILED_REFRESH_BACKOFF, RefreshReason};
 use crate::flow::store::{self, Envelope, Sealed, Write};
@@ -151,7 +151,11 @@ impl<V> Batch<'_, V> {
         {
             // Redis is unreachable: the local tier memoizes alone, for `local_ttl` at most.
             let until = unix_ms(SystemTime::now()) + envelope_ttl_ms(envelope);
-            local.keep(watch, &item.redis, value, until, envelope.bytes.len());
+            let meta = Meta {
+                fresh_until_ms: until,
+                ..envelope.meta
+            };
+            local.keep(watch, &item.redis, value, meta, envelope.bytes.len());
         }
         let lock = item.lock.take()?;
         let encoded = sealed.is_some();

@@ -223,7 +223,7 @@ impl<V> Batch<'_, V> {
         bytes: Vec<u8>,
     ) {
         if let (Some(local), Some(watch), Some(value)) = (self.local, item.watch, &value) {
-            local.keep(watch, &item.redis, value, meta.fresh_until_ms, bytes.len());
+            local.keep(watch, &item.redis, value, meta, bytes.len());
         }
         item.publish(|| crate::stampede::single_flight::Handoff::Entry(std::sync::Arc::new(bytes)));
         item.step = Step::Look;

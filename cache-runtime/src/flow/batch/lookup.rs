@@ -157,7 +157,7 @@ impl<V> Batch<'_, V> {
             if let (Some(local), Some(watch), None, Some(value)) =
                 (self.local, item.watch, refresh, &value)
             {
-                local.keep(watch, &item.redis, value, meta.fresh_until_ms, bytes.len());
+                local.keep(watch, &item.redis, value, meta, bytes.len());
             }
             item.refresh = refresh.map(|why| (meta, why));
             if let Flight::Lead(leader) = std::mem::replace(&mut item.flight, Flight::Beside) {

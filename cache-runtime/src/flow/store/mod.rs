@@ -61,7 +61,7 @@ pub(super) struct Envelope {
     /// When the function began: a tag invalidated after it fences the store off.
     pub(super) started: Instant,
     /// When the entry stops being fresh (unix ms), as its header says.
-    pub(super) fresh_until_ms: u64,
+    pub(super) meta: Meta,
 }
 
 impl<P, R> Call<'_, P, R>
@@ -150,12 +150,12 @@ where
     /// A value this call has just stored (in `envelope`) is kept in the local tier, when the
     /// function has one and the store's own announcement can be told apart: the next call is
     /// then a local hit, not a Redis read.
-    pub(super) fn keep_stored(&self, value: &R, envelope: (u64, usize)) {
+    pub(super) fn keep_stored(&self, value: &R, envelope: (Meta, usize)) {
         let (Some(keep), Some((stored, _))) = (self.keep, self.lifetime(value)) else {
             return;
         };
-        let (fresh_until_ms, bytes) = envelope;
-        keep.keep_stored(self.key, stored, fresh_until_ms, bytes);
+        let (meta, bytes) = envelope;
+        keep.keep_stored(self.key, stored, meta, bytes);
     }
 }
 
@@ -185,7 +185,7 @@ pub(super) fn seal(
                 keep,
                 tags,
                 started: ran.started,
-                fresh_until_ms: meta.fresh_until_ms,
+                meta,
             })
         }
         Err(err @ CodecError::DoesNotReadBack(_)) => {
