@@ -118,7 +118,7 @@
 //! of codec moves a function to new keys: misses, never a decode error. To build without bincode
 //! (flagged unmaintained upstream), turn the default features off and one codec on:
 //! `redis-cached = { version = "0.1", default-features = false, features = ["postcard"] }`; keys
-//! are the same either way. The other features: `tls` (`rediss://`), `metrics` (the `metrics`
+//! move once (the codec is part of their fingerprint). The other features: `tls` (`rediss://`), `metrics` (the `metrics`
 //! facade), `admin` (an axum router for stats and clears).
 //!
 //! # Runtimes

@@ -38,9 +38,11 @@ pub struct Site {
     oversize_logged: AtomicBool,
     short_ttl_logged: AtomicBool,
     unrequested_logged: AtomicBool,
-    /// Whether the function's values read back into its type: [`READ_BACK_UNKNOWN`] until its
-    /// first value is sealed, then [`READ_BACK_PROVEN`] or [`READ_BACK_FAILED`].
-    read_back: AtomicU8,
+    /// Whether the function's values read back into its type, per codec (by id):
+    /// [`READ_BACK_UNKNOWN`] until its first value in that codec is sealed, then
+    /// [`READ_BACK_PROVEN`] or [`READ_BACK_FAILED`]. A type may read back in one format and not
+    /// in another (one that needs `deserialize_any`, a value JSON cannot carry).
+    read_back: [AtomicU8; crate::codec::ID_SLOTS],
     problems: Throttle,
     #[cfg(feature = "metrics")]
     metrics: OnceLock<crate::stats::metrics::Handles>,
@@ -81,7 +83,7 @@ impl Site {
             oversize_logged: AtomicBool::new(false),
             short_ttl_logged: AtomicBool::new(false),
             unrequested_logged: AtomicBool::new(false),
-            read_back: AtomicU8::new(READ_BACK_UNKNOWN),
+            read_back: [const { AtomicU8::new(READ_BACK_UNKNOWN) }; crate::codec::ID_SLOTS],
             problems: Throttle::new(),
             #[cfg(feature = "metrics")]
             metrics: OnceLock::new(),
@@ -114,31 +116,36 @@ impl Site {
         });
     }
 
-    /// Whether the function stopped storing because its first value did not read back into its
-    /// type: every call then runs uncached (a `Relaxed` load per call).
-    pub(crate) fn stopped(&self) -> bool {
-        self.read_back.load(Relaxed) == READ_BACK_FAILED
+    /// Whether the function stopped storing in `codec` because its first value did not read
+    /// back into its type: every call then runs uncached (a `Relaxed` load per call).
+    pub(crate) fn stopped(&self, codec: Codec) -> bool {
+        self.read_back_in(codec).load(Relaxed) == READ_BACK_FAILED
     }
 
-    /// A value of the function read back into its type when it was sealed.
-    pub(crate) fn read_back(&self) {
-        if self.read_back.load(Relaxed) == READ_BACK_UNKNOWN {
-            let _ = self.read_back.compare_exchange(
-                READ_BACK_UNKNOWN,
-                READ_BACK_PROVEN,
-                Relaxed,
-                Relaxed,
-            );
+    fn read_back_in(&self, codec: Codec) -> &AtomicU8 {
+        &self.read_back[usize::from(codec.id())]
+    }
+
+    /// A value of the function read back into its type, in `codec`, when it was sealed.
+    pub(crate) fn read_back(&self, codec: Codec) {
+        let read_back = self.read_back_in(codec);
+        if read_back.load(Relaxed) == READ_BACK_UNKNOWN {
+            let _ =
+                read_back.compare_exchange(READ_BACK_UNKNOWN, READ_BACK_PROVEN, Relaxed, Relaxed);
         }
     }
 
-    /// A value of the function did not read back into its type (`err`, the decode error). If no
-    /// value ever did, the type's serde sides disagree and no entry would ever be read: the
-    /// function stops storing and says so, once. Otherwise only this value is not stored.
-    pub(crate) fn did_not_read_back(&self, err: &dyn Display) {
-        let stopped =
-            self.read_back
-                .compare_exchange(READ_BACK_UNKNOWN, READ_BACK_FAILED, Relaxed, Relaxed);
+    /// A value of the function did not read back into its type in `codec` (`err`, the decode
+    /// error). If no value ever did, the type's serde sides disagree (in that format) and no entry
+    /// would ever be read: the function stops storing in that codec and says so, once. Otherwise
+    /// only this value is not stored.
+    pub(crate) fn did_not_read_back(&self, codec: Codec, err: &dyn Display) {
+        let stopped = self.read_back_in(codec).compare_exchange(
+            READ_BACK_UNKNOWN,
+            READ_BACK_FAILED,
+            Relaxed,
+            Relaxed,
+        );
         match stopped {
             Ok(_) => crate::notice::unreadable(self.display(), err),
             Err(READ_BACK_FAILED) => {}

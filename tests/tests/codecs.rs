@@ -5,9 +5,12 @@
 //! Python script `docs/behaviour.md` gives, with nothing but the standard library and
 //! `redis-cli`.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
 use redis_cache_tests::local::{coherent, local_hit};
 use redis_cache_tests::{RedisServer, Runs};
-use redis_cached::{Cache, Codec, redis_cache, stats_for};
+use redis_cached::{Cache, Codec, Outcome, redis_cache, stats_for};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,6 +39,26 @@ async fn product(cache: &Cache, runs: &Runs, id: u64) -> Product {
 #[redis_cache(ttl = 300, local = 100, skip(cache, runs), cache = cache)]
 async fn local_product(cache: &Cache, runs: &Runs, id: u64) -> Product {
     runs.tick();
+    product_of(id)
+}
+
+#[redis_cache(ttl = 300, batch = ids, skip(cache, runs), cache = cache, name = "codecs::item")]
+async fn items(cache: &Cache, runs: &Runs, ids: Vec<u64>) -> HashMap<u64, Product> {
+    runs.tick();
+    ids.into_iter().map(|id| (id, product_of(id))).collect()
+}
+
+#[redis_cache(ttl = 300, skip(cache, runs), cache = cache, name = "codecs::item")]
+async fn item(cache: &Cache, runs: &Runs, id: u64) -> Option<Product> {
+    runs.tick();
+    Some(product_of(id))
+}
+
+static REFRESHED: AtomicU64 = AtomicU64::new(0);
+
+#[redis_cache(ttl = 300, stale = 60, refresh = "background", skip(cache), cache = cache)]
+async fn refreshed(cache: Cache, id: u64) -> Product {
+    REFRESHED.fetch_add(1, SeqCst);
     product_of(id)
 }
 
@@ -123,6 +146,94 @@ async fn each_codec_fills_and_serves_the_local_tier() {
     }
 }
 
+/// The paths that seal and open away from the plain hit and miss: a batch and the single-item
+/// function sharing its entries, a `_refresh`, a background refresh of a stale entry, and the
+/// local tier filled from an entry another cache wrote. Each entry is in the cache's codec.
+#[tokio::test]
+async fn each_codec_batches_refreshes_and_copies_what_another_cache_wrote() {
+    let redis = RedisServer::start();
+    for &codec in Codec::ENABLED {
+        let prefix = format!("codec-paths-{codec}");
+        let cache = cache_in(&redis, codec, &prefix);
+        let runs = Runs::default();
+        let found = items(&cache, &runs, vec![1, 2, 3]).await;
+        assert_eq!(found.len(), 3, "{codec}");
+        cache.flush().await;
+        assert_eq!(item(&cache, &runs, 2).await, Some(product_of(2)), "{codec}");
+        assert_eq!(runs.count(), 1, "{codec}: the item was the batch's entry");
+        assert_eq!(items(&cache, &runs, vec![2, 3]).await.len(), 2);
+        assert_eq!(runs.count(), 1, "{codec}: a batch of hits");
+        assert_eq!(item_refresh(&cache, &runs, 2).await, Some(product_of(2)));
+        assert_eq!(runs.count(), 2, "{codec}: `_refresh` computes");
+        assert_eq!(item(&cache, &runs, 2).await, Some(product_of(2)));
+        assert_eq!(runs.count(), 2, "{codec}: and stores what a hit reads");
+
+        // A stale entry (its header rewritten so), refreshed in a task, in the same codec.
+        refreshed(cache.clone(), 4).await;
+        cache.flush().await;
+        let (key, mut bytes) = entries(&redis, &prefix)
+            .await
+            .into_iter()
+            .find(|(key, _)| key.contains("::refreshed:"))
+            .expect("the entry");
+        let computed_at = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
+        bytes[16..24].copy_from_slice(&computed_at.saturating_sub(1).to_le_bytes());
+        let mut conn = redis.connection().await;
+        let () = redis::cmd("SET")
+            .arg(&key)
+            .arg(&bytes)
+            .arg("KEEPTTL")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let before = REFRESHED.load(SeqCst);
+        let (value, outcome) = refreshed_with_outcome(cache.clone(), 4).await;
+        assert_eq!(
+            (value, outcome.outcome()),
+            (product_of(4), Outcome::Stale),
+            "{codec}"
+        );
+        cache.flush().await;
+        assert_eq!(
+            REFRESHED.load(SeqCst),
+            before + 1,
+            "{codec}: refreshed once"
+        );
+        let stored: Vec<u8> = redis.command(&["GET", &key]).await.unwrap();
+        assert_eq!(
+            stored[3],
+            codec.id(),
+            "{codec}: the refresh stored in the cache's codec"
+        );
+        let (_, outcome) = refreshed_with_outcome(cache.clone(), 4).await;
+        assert_eq!(
+            outcome.outcome(),
+            Outcome::Hit,
+            "{codec}: the refreshed entry reads"
+        );
+
+        // Another cache (another process) writes; this one reads it from Redis, then copies it.
+        let writer = cache_in(&redis, codec, &prefix);
+        let reader = cache_in(&redis, codec, &prefix);
+        let runs = Runs::default();
+        local_product(&writer, &runs, 12).await;
+        writer.flush().await;
+        let (value, outcome) = local_product_with_outcome(&reader, &runs, 12).await;
+        assert_eq!(
+            (value, outcome.outcome()),
+            (product_of(12), Outcome::Hit),
+            "{codec}"
+        );
+        coherent(&reader).await;
+        let (_, outcome) = local_hit("codecs::local_product", || {
+            local_product_with_outcome(&reader, &runs, 12)
+        })
+        .await;
+        assert_eq!(outcome.outcome(), Outcome::LocalHit, "{codec}");
+        assert_eq!(runs.count(), 1, "{codec}: computed once, by the writer");
+    }
+}
+
 /// Two caches on one Redis and one prefix, as two processes on different codecs: each finds the
 /// other's entry under another key (the codec is in the fingerprint), computes once, and then
 /// hits its own. No entry of either is ever decoded by the other.
@@ -206,4 +317,34 @@ fn python_reader() -> String {
     let start = doc.find("```python\n").expect("a python block") + "```python\n".len();
     let end = start + doc[start..].find("```").expect("its end");
     doc[start..end].to_string()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Reading {
+    value: f64,
+}
+
+#[redis_cache(ttl = 300, skip(cache, runs), cache = cache)]
+async fn reading(cache: &Cache, runs: &Runs) -> Reading {
+    runs.tick();
+    Reading { value: f64::NAN }
+}
+
+/// Whether values read back is judged per codec: a `NaN` does not in JSON (written as `null`),
+/// so the function stops storing there, and keeps caching in bincode.
+#[tokio::test]
+async fn a_value_that_does_not_read_back_in_one_codec_stops_that_codec_only() {
+    let redis = RedisServer::start();
+    let json = cache_in(&redis, Codec::Json, "nan-json");
+    let binary = cache_in(&redis, Codec::Bincode, "nan-bincode");
+    let runs = Runs::default();
+    reading(&json, &runs).await;
+    reading(&json, &runs).await;
+    assert_eq!(runs.count(), 2, "nothing stored in JSON: each call runs");
+    assert!(entries(&redis, "nan-json").await.is_empty());
+    reading(&binary, &runs).await;
+    binary.flush().await;
+    reading(&binary, &runs).await;
+    assert_eq!(runs.count(), 3, "bincode stores it and hits");
+    assert_eq!(entries(&redis, "nan-bincode").await.len(), 1);
 }

@@ -31,3 +31,33 @@ impl Format for Json {
 
 /// How serde_json's error for a value nested past its limit begins.
 const RECURSION: &str = "recursion limit exceeded";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every finite `f64` reads back bit for bit (serde_json's `float_roundtrip`): a hit returns
+    /// the number the miss computed.
+    #[test]
+    fn every_float_reads_back_exactly() {
+        let limits = Limits::for_values(crate::config::DEFAULT_MAX_VALUE_BYTES);
+        let mut rng = fastrand::Rng::with_seed(7);
+        let floats: Vec<f64> = std::iter::repeat_with(|| f64::from_bits(rng.u64(..)))
+            .filter(|f| f.is_finite())
+            .take(20_000)
+            .chain([
+                930.683_839_909_709_7,
+                0.1,
+                -0.0,
+                f64::MIN_POSITIVE,
+                f64::MAX,
+            ])
+            .collect();
+        let mut bytes = Vec::new();
+        Json::encode(&floats, &mut bytes).unwrap();
+        let back: Vec<f64> = Json::decode(&bytes, limits).unwrap();
+        for (a, b) in floats.iter().zip(&back) {
+            assert_eq!(a.to_bits(), b.to_bits(), "{a} read back as {b}");
+        }
+    }
+}

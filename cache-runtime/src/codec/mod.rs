@@ -222,7 +222,7 @@ impl CodecError {
         }
     }
 
-    #[cfg(any(feature = "bincode", feature = "postcard"))]
+    #[cfg(any(feature = "bincode", feature = "postcard", feature = "msgpack"))]
     fn trailing(bytes: usize) -> CodecError {
         CodecError::Format(format!("{bytes} trailing bytes after the value"))
     }

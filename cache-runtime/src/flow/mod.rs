@@ -191,8 +191,12 @@ where
         return (value, Outcome::Bypassed);
     }
     // A function whose values do not read back stores nothing: nothing to look up either.
-    let (Some(conn), Some(locks), false) = (cache.connection(), cache.locks(), site.stopped())
-    else {
+    let codec = codec.with(cache.codec_for(&site.spec));
+    let (Some(conn), Some(locks), false) = (
+        cache.connection(),
+        cache.locks(),
+        site.stopped(codec.codec()),
+    ) else {
         return bypass(site, body.run()).await;
     };
     // The Redis client needs a Tokio reactor; anywhere else the function simply runs.
@@ -200,7 +204,6 @@ where
         crate::notice::no_runtime(site.display());
         return bypass(site, body.run()).await;
     }
-    let codec = codec.with(cache.codec_for(&site.spec));
     let key = call.render(cache.prefix(), &site.spec, site.fingerprint(codec.codec()));
     let id = single_flight::flight_id(site.namespace(), &call);
     let (Some(key), Some(id)) = (key, id) else {

@@ -13,7 +13,7 @@
 //!   fields; structs and tuples: the fields in order, no names.
 //!
 //! A sequence or map without a known length cannot be encoded (the call is then not cached);
-//! `collect_str` (a type keyed by its `Display`) is encoded as the string.
+//! `collect_str` (a type keyed by its `Display`) is encoded as the string, as bincode does.
 
 use serde::ser::{self, Serialize};
 

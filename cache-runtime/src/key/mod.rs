@@ -244,9 +244,10 @@ impl SiteSpec {
     /// precise; the invalidation companion computes it from the same spec, so it finds the calls
     /// in flight of the function it invalidates. Functions that share a `name` and a fingerprint
     /// share their keys, and so their flights: a batch function and its single-item counterpart
-    /// coalesce. The codec is left out so that a function's flights and local copies are one
-    /// whatever cache it is called with: they hold values, not bytes (a follower that gets bytes
-    /// of another codec cannot open them, and runs the function itself).
+    /// coalesce. The codec is left out: flights and local copies belong to one cache, whose
+    /// calls of a function all use one codec, and they hold values, not bytes (two functions
+    /// sharing a `name` in different codecs share flights: a follower that gets bytes of another
+    /// codec cannot open them, and runs the function itself).
     pub(crate) fn namespace(&self) -> u64 {
         let mut h = Xxh3::new();
         let parts = match self.name {

@@ -187,7 +187,14 @@ impl<V> Batch<'_, V> {
         let tags = self.rules.tags_for(&ran.tags, value);
         let encode =
             |meta, compress_above, limits| self.codec.seal(value, meta, compress_above, limits);
-        store::seal(self.site, self.cache, ttl, tags, ran, encode)
+        store::seal(
+            self.site,
+            self.cache,
+            self.codec.codec(),
+            (ttl, tags),
+            ran,
+            encode,
+        )
     }
 
     /// Stores the items that have an envelope and a lock (all pipelined), in a spawned task the

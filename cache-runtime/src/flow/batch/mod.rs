@@ -166,9 +166,11 @@ impl<V> Call<'_, V> {
         if self.bypassed {
             return uncached(site, keys, body, Outcome::Bypassed).await;
         }
-        let (Some(conn), Some(locks), false) =
-            (self.cache.connection(), self.cache.locks(), site.stopped())
-        else {
+        let (Some(conn), Some(locks), false) = (
+            self.cache.connection(),
+            self.cache.locks(),
+            site.stopped(self.codec.codec()),
+        ) else {
             return uncached(site, keys, body, Outcome::Fallback).await;
         };
         // Every key of the call shares its stem: rendered once.

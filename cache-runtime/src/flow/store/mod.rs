@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use super::{Call, Ran};
 use crate::cache::Cache;
-use crate::codec::{CodecError, Limits};
+use crate::codec::{Codec, CodecError, Limits};
 use crate::envelope::Meta;
 use crate::freshness;
 use crate::policy::Policy;
@@ -60,7 +60,7 @@ pub(super) struct Envelope {
     pub(super) tags: Vec<String>,
     /// When the function began: a tag invalidated after it fences the store off.
     pub(super) started: Instant,
-    /// When the entry stops being fresh (unix ms), as its header says.
+    /// Its header: when it was computed, when it stops being fresh.
     pub(super) meta: Meta,
 }
 
@@ -74,7 +74,14 @@ where
         let tags = self.rules.tags_for(&ran.tags, P::value(value));
         let encode =
             |meta, compress_above, limits| self.codec.seal(stored, meta, compress_above, limits);
-        seal(self.site, self.cache, ttl, tags, ran, encode)
+        seal(
+            self.site,
+            self.cache,
+            self.codec.codec(),
+            (ttl, tags),
+            ran,
+            encode,
+        )
     }
 
     /// What of `value` the policy stores, and for how long: the attribute's `ttl` (or
@@ -159,13 +166,13 @@ where
     }
 }
 
-/// The envelope `encode` makes, to be kept `ttl` (with jitter, and the stale window) with
-/// `tags`; `None` if it cannot be stored.
+/// The envelope `encode` makes (in `codec`), to be kept `ttl` (with jitter, and the stale
+/// window) with `tags`; `None` if it cannot be stored.
 pub(super) fn seal(
     site: &'static Site,
     cache: &Cache,
-    ttl: Duration,
-    tags: Vec<String>,
+    codec: Codec,
+    (ttl, tags): (Duration, Vec<String>),
     ran: &Ran,
     encode: impl FnOnce(Meta, usize, Limits) -> Result<Vec<u8>, CodecError>,
 ) -> Sealed {
@@ -179,7 +186,7 @@ pub(super) fn seal(
     let limits = cache.limits();
     match encode(meta, limits.compress_above, limits.decode) {
         Ok(bytes) => {
-            site.read_back();
+            site.read_back(codec);
             Some(Envelope {
                 bytes: Arc::new(bytes),
                 keep,
@@ -189,7 +196,7 @@ pub(super) fn seal(
             })
         }
         Err(err @ CodecError::DoesNotReadBack(_)) => {
-            site.did_not_read_back(&err);
+            site.did_not_read_back(codec, &err);
             None
         }
         Err(err) => {
