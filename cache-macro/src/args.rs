@@ -113,7 +113,7 @@ const CACHED_OPTIONS: &[(&str, &str)] = &[
     ),
     (
         "with_cached_flag",
-        "per function, not per call: `{fn}_stats()` counts hits and misses",
+        "`{fn}_with_outcome(..)`, generated next to the function, returns `(value, CallOutcome)`: whether this call was a hit, and the entry's age",
     ),
     (
         "cache_prefix_block",

@@ -38,7 +38,8 @@ mod tags;
 /// async fn product(db: &Db, id: u64) -> Result<Product, DbError> {
 ///     db.load(id).await
 /// }
-/// // Generated next to it: product_invalidate(id), product_refresh(db, id), product_stats().
+/// // Generated next to it: product_invalidate(id), product_refresh(db, id), product_stats(),
+/// // product_with_outcome(db, id).
 /// ```
 ///
 /// | option | meaning |
@@ -63,7 +64,7 @@ mod tags;
 /// | `name = "shop::product"` | the key's function segment, kept across renames |
 /// | `cache = expr` | this `Cache` instead of the default (from `REDIS_URL`) |
 /// | `include_self` | hash `self` into the key too |
-/// | `companions = false` | no `{fn}_invalidate` / `{fn}_refresh` / `{fn}_stats` (trait impls) |
+/// | `companions = false` | no `{fn}_invalidate` / `{fn}_refresh` / `{fn}_stats` / `{fn}_with_outcome` (trait impls) |
 ///
 /// The cache's I/O needs a Tokio runtime: called outside one, the function runs uncached (said
 /// once on stderr). The `redis-cached` crate documents each option in full.

@@ -35,7 +35,7 @@
 //! | `refresh = "background"` | early and stale refreshes run in a spawned task, so no caller waits for them; parameters must be owned and `Send + 'static`, `Self: Clone` for `&self` |
 //! | `jitter = F` | shorten each TTL by a random fraction up to F, 0.0 to 0.5 (default [`DEFAULT_TTL_JITTER`]) |
 //! | `lock = false` | on a miss, never wait for another process: the lock is taken concurrently with the function (the one holding it stores; for one lock lease after an invalidation of the key, none does) |
-//! | `companions = false` | no `{fn}_invalidate` / `{fn}_refresh` / `{fn}_stats` companions (trait impls need this) |
+//! | `companions = false` | no `{fn}_invalidate` / `{fn}_refresh` / `{fn}_stats` / `{fn}_with_outcome` companions (trait impls need this) |
 //! | `key = EXPR` | hash this `Serialize` expression (over the arguments and `self`) instead of the arguments |
 //! | `condition = EXPR` | a `bool` over the arguments (and `self`), evaluated first: `false` runs the function without the cache (counted in `bypassed`) |
 //! | `local = N` | keep up to N decoded entries in this process (the value must be `Clone`), kept coherent by Redis's invalidation messages |
@@ -102,7 +102,9 @@
 //!
 //! Each function also gets `{fn}_invalidate(..)` (drop the entry of those arguments; it takes
 //! only the parameters the key is made of, so not the skipped ones), `{fn}_refresh(..)`
-//! (recompute and store it: write-through; the function's parameters) and `{fn}_stats()` (its
+//! (recompute and store it: write-through; the function's parameters), `{fn}_with_outcome(..)`
+//! (the call, with its [`CallOutcome`]: hit, miss, stale... and the served entry's age) and
+//! `{fn}_stats()` (its
 //! [`FunctionStats`]); a computation that started before an invalidation or a refresh never
 //! writes its older value back. [`Cache::clear_function`], [`Cache::clear_prefix`] and
 //! [`Cache::clear`] remove many entries at once. Counters and latencies: [`snapshot`]; with the
