@@ -30,6 +30,7 @@ mod kw {
     syn::custom_keyword!(tags);
     syn::custom_keyword!(batch);
     syn::custom_keyword!(codec);
+    syn::custom_keyword!(soft_timeout);
 }
 
 /// Every option, in the order the error messages list them.
@@ -55,6 +56,7 @@ const OPTIONS: &[&str] = &[
     "tags",
     "batch",
     "codec",
+    "soft_timeout",
 ];
 
 /// The codecs, as `codec = "..."` and the runtime's cargo features spell them, each with the
@@ -178,6 +180,9 @@ pub(crate) struct Args {
     pub background_refresh: Option<Span>,
     /// `batch = ids`: the parameter holding the keys of a batch function.
     pub batch: Option<Ident>,
+    /// `soft_timeout = "200ms"` (milliseconds) or `soft_timeout = EXPR` (a `Duration` per call):
+    /// a call refreshing an entry it could serve waits that long at most.
+    pub soft_timeout: Option<SoftTimeout>,
     /// `codec = "json"`: the runtime's `Codec` variant this function's values are stored in,
     /// whatever its cache's codec.
     pub codec: Option<Ident>,
@@ -206,6 +211,24 @@ enum Opt {
     TagsOf(Expr),
     Batch(Ident),
     Codec(LitStr),
+    SoftTimeout(SoftTimeout),
+}
+
+/// How `soft_timeout` was written.
+pub(crate) enum SoftTimeout {
+    /// A duration string, in milliseconds (at least 1).
+    Millis(u64, Span),
+    /// An expression evaluated per call, a `Duration`.
+    Expr(Expr),
+}
+
+impl SoftTimeout {
+    pub(crate) fn span(&self) -> Span {
+        match self {
+            SoftTimeout::Millis(_, span) => *span,
+            SoftTimeout::Expr(expr) => expr.span(),
+        }
+    }
 }
 
 /// How `ttl` was written.
@@ -220,6 +243,19 @@ pub(crate) enum TtlRule {
     Expr(Expr),
     /// `|v: &T| -> Duration`, from the value to be stored.
     Closure(Expr),
+}
+
+impl Args {
+    /// The option that makes the body outlive the call (a refresh in a spawned task, so every
+    /// parameter must be owned and `Send + 'static`), as its errors name it, and where it was
+    /// written.
+    pub(crate) fn detached(&self) -> Option<(Span, &'static str)> {
+        match (&self.background_refresh, &self.soft_timeout) {
+            (Some(span), _) => Some((*span, "`refresh = \"background\"`")),
+            (None, Some(bound)) => Some((bound.span(), "`soft_timeout`")),
+            (None, None) => None,
+        }
+    }
 }
 
 impl Parse for Opt {
@@ -283,6 +319,20 @@ impl Parse for Opt {
                 Token![,],
             )?;
             Ok(Opt::Tags(keyword.span, tags))
+        } else if look.peek(kw::soft_timeout) {
+            assign::<kw::soft_timeout>(input)?;
+            if input.peek(LitStr) {
+                let lit: LitStr = input.parse()?;
+                return match duration_millis(&lit.value()) {
+                    Some(ms) if ms > 0 => Ok(Opt::SoftTimeout(SoftTimeout::Millis(ms, lit.span()))),
+                    _ => Err(syn::Error::new(lit.span(), SOFT_TIMEOUT_MESSAGE)),
+                };
+            }
+            if input.peek(Lit) {
+                let lit: Lit = input.parse()?;
+                return Err(syn::Error::new(lit.span(), SOFT_TIMEOUT_MESSAGE));
+            }
+            Ok(Opt::SoftTimeout(SoftTimeout::Expr(input.parse()?)))
         } else if look.peek(kw::codec) {
             assign::<kw::codec>(input)?;
             let lit: LitStr = input
@@ -354,6 +404,37 @@ const TAGS_MESSAGE: &str = "`tags(...)` lists string templates over the argument
 const REFRESH_MESSAGE: &str = "`refresh` is where early and stale refreshes run: \
     `refresh = \"background\"` (in a spawned task; every caller is served the current value at \
     once) or `refresh = \"inline\"` (the default: the caller chosen to refresh waits for it)";
+
+const SOFT_TIMEOUT_MESSAGE: &str = "`soft_timeout` is how long a call waits for a refresh while \
+    it has a stale value to serve: a duration string with its unit, `soft_timeout = \"200ms\"` \
+    (`\"2s\"`, `\"1s500ms\"`), or an expression of type `Duration`";
+
+/// `"200ms"`, `"2s"`, `"1s500ms"`, `"1m"`: whole numbers with the units `h`, `m`, `s`, `ms`, each
+/// at most once and from the largest down, in milliseconds. `None` for anything else.
+fn duration_millis(text: &str) -> Option<u64> {
+    const UNITS: [(&str, u64); 4] = [("h", 3_600_000), ("ms", 1), ("m", 60_000), ("s", 1_000)];
+    const ORDER: [&str; 4] = ["h", "m", "s", "ms"];
+    let mut rest = text;
+    let mut total: u64 = 0;
+    let mut last: Option<usize> = None;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let number: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        // `ms` before `m`: the longest unit that matches.
+        let (unit, factor) = UNITS.iter().find(|(unit, _)| rest.starts_with(unit))?;
+        let rank = ORDER.iter().position(|u| u == unit)?;
+        if last.is_some_and(|last| rank <= last) {
+            return None;
+        }
+        last = Some(rank);
+        rest = &rest[unit.len()..];
+        total = total.checked_add(number.checked_mul(*factor)?)?;
+    }
+    last.map(|_| total)
+}
 
 /// What `codec = "..."` may be; `given` is what was written instead, if anything.
 fn codec_message(given: &str) -> String {
@@ -534,6 +615,7 @@ impl Args {
             tags_of: None,
             batch: None,
             codec: None,
+            soft_timeout: None,
         };
         let mut ttl_given = false;
         for pair in opts.into_pairs() {
@@ -563,6 +645,7 @@ impl Args {
                 Opt::TagsOf(v) => ("tags = ...", v.span()),
                 Opt::Batch(v) => ("batch", v.span()),
                 Opt::Codec(v) => ("codec", v.span()),
+                Opt::SoftTimeout(v) => ("soft_timeout", v.span()),
             };
             if seen.iter().any(|(k, _)| *k == key) {
                 errors.push(span, format!("`{key}` is given twice; keep one of them"));
@@ -662,6 +745,7 @@ impl Args {
                     ),
                 },
                 Opt::Batch(param) => args.batch = Some(param),
+                Opt::SoftTimeout(bound) => args.soft_timeout = Some(bound),
                 Opt::Codec(lit) => match CODECS.iter().find(|(name, _, _)| *name == lit.value()) {
                     Some((_, variant, true)) => {
                         args.codec = Some(Ident::new(variant, lit.span()));
@@ -681,6 +765,27 @@ impl Args {
                          fresh look at Redis, at least 1, e.g. `local_ttl = 30`",
                     ),
                 },
+            }
+        }
+        if let Some(bound) = &args.soft_timeout {
+            let why = if args.stale == 0 {
+                Some(
+                    "`soft_timeout` bounds how long a call waits for a refresh while it has a \
+                     stale value to serve: it needs `stale = N` (how long an expired entry may be \
+                     served), e.g. `stale = \"1m\"`",
+                )
+            } else if args.background_refresh.is_some() {
+                Some(
+                    "`soft_timeout` with `refresh = \"background\"`: a background refresh never \
+                     makes a caller wait, so there is nothing to bound; keep one of them",
+                )
+            } else if args.batch.is_some() {
+                Some("`soft_timeout` is not available for a batch function (`batch = ...`)")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                errors.push(bound.span(), why);
             }
         }
         if let Some(skip) = args.skip_span.filter(|_| args.key.is_some()) {

@@ -52,6 +52,7 @@ mod tags;
 /// | `none_ttl = 30` | for `Option<T>`: store `None` too, for that long |
 /// | `stale = 60` | serve an expired entry that long while one caller refreshes it |
 /// | `refresh = "background"` | early and stale refreshes in a spawned task |
+/// | `soft_timeout = "200ms"` | with `stale`: wait for a refresh that long, then serve the stale value |
 /// | `early_refresh = false` | no probabilistic refresh before expiry |
 /// | `jitter = 0.1` | shorten each TTL by a random fraction up to this |
 /// | `lock = false` | never wait for another process computing the key |

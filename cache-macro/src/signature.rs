@@ -64,15 +64,17 @@ impl Analysis {
                             && matches!(&*r.elem, Type::Path(p) if p.path.is_ident("Self"))
                     );
                     borrows_self = recv.reference.is_some() || typed_ref_self;
-                    if let (Some(_), false, Type::Reference(r)) =
-                        (args.background_refresh, borrows_self, &*recv.ty)
+                    if let (Some((_, option)), false, Type::Reference(r)) =
+                        (args.detached(), borrows_self, &*recv.ty)
                     {
                         errors.push_spanned(
                             r,
-                            "`refresh = \"background\"` refreshes in a spawned task that outlives \
-                             the call, so it cannot borrow `self` through another reference: take \
-                             `&self` (the task gets a clone of `self`) or `self` by value \
-                             (`self: Arc<Self>`)",
+                            format!(
+                                "{option} refreshes in a spawned task that outlives the call, so \
+                                 it cannot borrow `self` through another reference: take `&self` \
+                                 (the task gets a clone of `self`) or `self` by value \
+                                 (`self: Arc<Self>`)"
+                            ),
                         );
                     }
                     if recv.mutability.is_some() && recv.reference.is_some() {
@@ -99,7 +101,7 @@ impl Analysis {
                         (Pat::Ident(p), Some(batch)) if p.ident == *batch
                     );
                     // A batch's keys reach a background refresh as a `Vec` of their own.
-                    if args.background_refresh.is_some()
+                    if let Some((_, option)) = args.detached()
                         && !is_batch
                         && let Some(borrowed) = borrowed_part(&pat_type.ty)
                     {
@@ -110,8 +112,8 @@ impl Analysis {
                         errors.push_spanned(
                             &pat_type.ty,
                             format!(
-                                "`refresh = \"background\"` refreshes in a spawned task that \
-                                 outlives the call, so it cannot borrow {name} ({borrowed}): take \
+                                "{option} refreshes in a spawned task that outlives the call, so \
+                                 it cannot borrow {name} ({borrowed}): take \
                                  an owned value (`String` for `&str`, `Vec<T>` for `&[T]`) or a \
                                  cheap-to-clone handle (`Arc<T>`, a connection pool, axum's \
                                  `State`)"

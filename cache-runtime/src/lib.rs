@@ -33,6 +33,7 @@
 //! | `early_refresh = false` | no probabilistic early refresh (XFetch) of entries close to expiry |
 //! | `tags("product:{id}", ...)` | tag the entry (placeholders: arguments' `Display`), for [`Cache::invalidate_tag`]; `tags = \|v: &T\| iter` tags it from the value |
 //! | `refresh = "background"` | early and stale refreshes run in a spawned task, so no caller waits for them; parameters must be owned and `Send + 'static`, `Self: Clone` for `&self` |
+//! | `soft_timeout = "200ms"` | with `stale`: the caller refreshing an entry waits that long at most, then is served the entry while the refresh goes on and stores; the same parameter rules |
 //! | `jitter = F` | shorten each TTL by a random fraction up to F, 0.0 to 0.5 (default [`DEFAULT_TTL_JITTER`]) |
 //! | `lock = false` | on a miss, never wait for another process: the lock is taken concurrently with the function (the one holding it stores; for one lock lease after an invalidation of the key, none does) |
 //! | `companions = false` | no `{fn}_invalidate` / `{fn}_refresh` / `{fn}_stats` / `{fn}_with_outcome` companions (trait impls need this) |

@@ -266,6 +266,8 @@ pub struct Rules<'a, T> {
     /// `tags = |v: &T| ...`.
     tags_of: Option<Rule<'a, T, Vec<String>>>,
     unless: Option<Rule<'a, T, bool>>,
+    /// `soft_timeout`: how long a call waits for a refresh while it has a value to serve.
+    soft_timeout: Option<Duration>,
 }
 
 enum TtlRule<'a, T> {
@@ -313,7 +315,20 @@ impl<'a, T> Rules<'a, T> {
             none_ttl: None,
             tags_of: None,
             unless: None,
+            soft_timeout: None,
         }
+    }
+
+    /// `soft_timeout = ...`: a call refreshing an entry it could serve waits this long at most.
+    pub fn soft_timeout(mut self, bound: Duration) -> Self {
+        self.soft_timeout = Some(bound);
+        self
+    }
+
+    /// How long this call waits for a refresh while it has a value to serve (`None`: until the
+    /// refresh ends).
+    pub(crate) fn soft_timeout_bound(&self) -> Option<Duration> {
+        self.soft_timeout
     }
 
     /// `ttl = EXPR`: seconds (`u64`) or a `Duration`, evaluated for this call.
@@ -418,6 +433,7 @@ impl<'a, T> Rules<'a, T> {
             none_ttl: self.none_ttl,
             tags_of,
             unless,
+            soft_timeout: self.soft_timeout,
         })
     }
 }

@@ -193,6 +193,7 @@ fn body(
                 checks.extend(super::value_checks::background_arg(
                     recv.span(),
                     quote_spanned!(recv.span()=> &self),
+                    BACKGROUND,
                 ));
             }
             FnArg::Typed(pat_type) => {
@@ -204,6 +205,7 @@ fn body(
                     checks.extend(super::value_checks::background_arg(
                         span,
                         quote_spanned!(span=> &#name),
+                        BACKGROUND,
                     ));
                 }
             }
@@ -213,7 +215,7 @@ fn body(
         Some(receiver) => {
             let block = rename_self(block);
             let tags = rename_self(proc_macro2::Group::new(Delimiter::None, tags)).stream();
-            let clone = super::value_checks::clone_self(receiver.span());
+            let clone = super::value_checks::clone_self(receiver.span(), BACKGROUND);
             let closure = make(
                 quote! {
                     let __redis_cache_self: &Self = &__redis_cache_this;
@@ -255,3 +257,7 @@ fn item_tags(sig: &Analysis, keys: &proc_macro2::Ident) -> TokenStream {
             .collect();
     }
 }
+
+/// How the errors about a batch function's background refresh name its option (a batch has no
+/// `soft_timeout`).
+const BACKGROUND: &str = "`refresh = \"background\"`";

@@ -22,7 +22,7 @@ mod value_checks;
 pub(crate) use companions::stand_in_companions;
 use companions::{KeyInputs, cfgs, companion_sigs, forward_call, with_outcome_sig};
 
-use crate::args::{Args, TtlRule};
+use crate::args::{Args, SoftTimeout, TtlRule};
 use crate::item::CachedFn;
 use crate::signature::{Analysis, Policy};
 
@@ -72,7 +72,7 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         Policy::SomeOrNone => quote!(SomeOrNone),
     };
 
-    let background = args.background_refresh.is_some();
+    let detached = args.detached();
     let stored = quote!(<#rt::#policy as #rt::Policy<#ret>>::Value);
     let (rule_bindings, rules) = rules(args, &stored);
     // With `local`, the value must also be `Clone` (the tier hands out copies).
@@ -90,8 +90,8 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         None => quote_spanned!(ret_span=> #rt_at_ret::cached::<#rt_at_ret::#policy, #ret, _>),
     };
     let tags = listed_tags(sig);
-    let (checks, body) = match background {
-        false => (
+    let (checks, body) = match detached {
+        None => (
             TokenStream::new(),
             quote! {
                 #rt::Inline(async move {
@@ -101,7 +101,7 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
                 })
             },
         ),
-        true => background_body(fn_sig, sig, &ret, &policy, tags, block),
+        Some((_, option)) => background_body(fn_sig, sig, (&ret, &policy), (tags, block), option),
     };
     // The value type is checked once, here, on the return type: the call itself has no bound
     // that could report it a second time.
@@ -277,7 +277,8 @@ pub(super) fn assemble(
 /// closures see.
 fn rules(args: &Args, stored: &TokenStream) -> (TokenStream, TokenStream) {
     let rt = quote!(::redis_cached::__private);
-    let background = args.background_refresh.is_some();
+    // The rules go with a refresh into a spawned task: closures that capture nothing.
+    let background = args.detached().is_some();
     let mut rule_bindings = TokenStream::new();
     let mut rules = quote!(#rt::Rules::new());
     match &args.ttl_rule {
@@ -337,6 +338,21 @@ fn rules(args: &Args, stored: &TokenStream) -> (TokenStream, TokenStream) {
     if let Some(expr) = &args.none_ttl_expr {
         rules.extend(quote_spanned!(expr.span()=> .none_ttl(#expr)));
     }
+    match &args.soft_timeout {
+        Some(SoftTimeout::Millis(ms, span)) => {
+            rules.extend(
+                quote_spanned!(*span=> .soft_timeout(::core::time::Duration::from_millis(#ms))),
+            );
+        }
+        Some(SoftTimeout::Expr(expr)) => {
+            // Typed where it is written: anything but a `Duration` is an error on the expression.
+            rule_bindings.extend(quote_spanned! {expr.span()=>
+                let __redis_cache_soft_timeout: ::core::time::Duration = #expr;
+            });
+            rules.extend(quote!(.soft_timeout(__redis_cache_soft_timeout)));
+        }
+        None => {}
+    }
     if let Some(closure) = args.unless.as_ref().filter(|_| background) {
         rule_bindings.extend(quote_spanned! {closure.span()=>
             let __redis_cache_unless: fn(&#stored) -> bool = #closure;
@@ -354,17 +370,16 @@ fn rules(args: &Args, stored: &TokenStream) -> (TokenStream, TokenStream) {
     (rule_bindings, rules)
 }
 
-/// `refresh = "background"`: spanned checks that each argument (and `Self`) can go into a spawned
-/// task, and the body as a closure that makes a `Send + 'static` future when the body runs. A
-/// method taking `&self` runs it on a clone of `self`: the body's `self` is renamed to a
-/// reference to that clone.
+/// `refresh = "background"` or `soft_timeout` (`option`, as the errors name it): spanned checks
+/// that each argument (and `Self`) can go into a spawned task, and the body as a closure that
+/// makes a `Send + 'static` future when the body runs. A method taking `&self` runs it on a clone
+/// of `self`: the body's `self` is renamed to a reference to that clone.
 fn background_body(
     fn_sig: &Signature,
     sig: &Analysis,
-    ret: &TokenStream,
-    policy: &TokenStream,
-    tags: TokenStream,
-    block: proc_macro2::Group,
+    (ret, policy): (&TokenStream, &TokenStream),
+    (tags, block): (TokenStream, proc_macro2::Group),
+    option: &str,
 ) -> (TokenStream, TokenStream) {
     let rt = quote!(::redis_cached::__private);
     let mut checks = TokenStream::new();
@@ -376,6 +391,7 @@ fn background_body(
                 checks.extend(value_checks::background_arg(
                     recv.span(),
                     quote_spanned!(recv.span()=> &self),
+                    option,
                 ));
             }
             FnArg::Typed(pat_type) => {
@@ -385,6 +401,7 @@ fn background_body(
                     checks.extend(value_checks::background_arg(
                         span,
                         quote_spanned!(span=> &#name),
+                        option,
                     ));
                 }
             }
@@ -395,7 +412,7 @@ fn background_body(
         let block = rename_self(block);
         let tags = rename_self(proc_macro2::Group::new(Delimiter::None, tags)).stream();
         // Spanned on `&self`, so a `Self` that is not `Clone + Send + Sync` points there.
-        let clone = value_checks::clone_self(receiver.span());
+        let clone = value_checks::clone_self(receiver.span(), option);
         quote! {
             move || {
                 let __redis_cache_this: Self = #clone;
@@ -418,7 +435,7 @@ fn background_body(
     };
     (
         checks,
-        quote!(#rt::Background::new::<#rt::#policy, #ret>(#make)),
+        quote!(#rt::Background::<_, _, _, #ret>::new::<#rt::#policy>(#make)),
     )
 }
 

@@ -129,13 +129,20 @@ pub(super) fn through_bound(
 
 /// `value` (a reference to an argument, or `&self`) checked to move into a background refresh:
 /// `Send + 'static`.
-pub(super) fn background_arg(span: Span, value: TokenStream) -> TokenStream {
+/// `option` names the attribute's option that asks for it.
+pub(super) fn background_arg(span: Span, value: TokenStream, option: &str) -> TokenStream {
+    let message = format!(
+        "`{{Self}}` cannot be moved into a background refresh: with {option} every parameter must be `Send + 'static`"
+    );
+    let note = format!(
+        "take an owned, thread-safe value or handle (`Arc<T>`, a connection pool), or remove {option}"
+    );
     let check = through_bound(
         span,
         &Diagnostic {
-            message: "`{Self}` cannot be moved into a background refresh: with `refresh = \"background\"` every parameter must be `Send + 'static`",
+            message: &message,
             label: "the spawned refresh owns this argument",
-            note: "take an owned, thread-safe value or handle (`Arc<T>`, a connection pool), or remove `refresh = \"background\"`",
+            note: &note,
             of_self: false,
         },
         quote_spanned!(span=> ::core::marker::Send + 'static),
@@ -147,14 +154,20 @@ pub(super) fn background_arg(span: Span, value: TokenStream) -> TokenStream {
 }
 
 /// The clone of `self` a background refresh of a method taking `&self` runs on, checked:
-/// `Self: Clone + Send + Sync + 'static`.
-pub(super) fn clone_self(span: Span) -> TokenStream {
+/// `Self: Clone + Send + Sync + 'static`. `option` names the attribute's option that asks for it.
+pub(super) fn clone_self(span: Span, option: &str) -> TokenStream {
+    let message = format!(
+        "`{{Self}}` cannot be cloned into a background refresh: with {option} a method's `Self` must be `Clone + Send + Sync + 'static`"
+    );
+    let note = format!(
+        "derive `Clone` for a handle whose fields are cheap to clone (`Arc<T>`, a connection pool), or remove {option}"
+    );
     through_bound(
         span,
         &Diagnostic {
-            message: "`{Self}` cannot be cloned into a background refresh: with `refresh = \"background\"` a method's `Self` must be `Clone + Send + Sync + 'static`",
+            message: &message,
             label: "the spawned refresh runs on a clone of `self`",
-            note: "derive `Clone` for a handle whose fields are cheap to clone (`Arc<T>`, a connection pool), or remove `refresh = \"background\"`",
+            note: &note,
             of_self: true,
         },
         quote_spanned!(span=> ::core::clone::Clone + ::core::marker::Send + ::core::marker::Sync + 'static),

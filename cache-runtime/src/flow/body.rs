@@ -1,14 +1,22 @@
 //! How the function's body reaches the flow: polled in the call ([`Inline`]), or able to outlive
-//! it ([`Background`], for `refresh = "background"`), so an early or stale refresh runs in a
-//! spawned task while the caller is served the current value.
+//! it ([`Background`], for `refresh = "background"` and `soft_timeout`), so an early or stale
+//! refresh runs in a spawned task while the caller is served the current value (at once, or
+//! after `soft_timeout` if the refresh has not finished by then).
 
 use std::future::Future;
 use std::marker::PhantomData;
+
+use tokio::sync::oneshot;
 
 use crate::cache::Cache;
 use crate::envelope::Meta;
 use crate::policy::Rules;
 use crate::site::Site;
+use crate::stats::Outcome;
+
+/// What a spawned refresh hands the caller that waits for it: the value it computed (or found
+/// newer) and how the call counts. Dropped unsent when it leaves the served entry in place.
+pub(crate) type Settled<R> = oneshot::Receiver<(R, Outcome)>;
 
 /// The function's body, as the flow runs it.
 #[doc(hidden)]
@@ -20,9 +28,10 @@ pub trait Body<R, T>: Sized {
     fn run(self) -> Self::Run;
 
     /// Starts the refresh `job` in a spawned task, if this body can outlive the call (otherwise
-    /// it is handed back, to refresh in the call).
-    fn detach(self, job: RefreshJob<'_, T>) -> Result<(), Self> {
-        let _ = job;
+    /// it is handed back, to refresh in the call). With `wait`, the caller may wait for its
+    /// value: `Some` when the task started (`None`: this process refreshes the key already).
+    fn detach(self, job: RefreshJob<'_, T>, wait: bool) -> Result<Option<Settled<R>>, Self> {
+        let _ = (job, wait);
         Err(self)
     }
 }
@@ -65,24 +74,30 @@ impl<R, T, F: Future<Output = Computed<R>>> Body<R, T> for Inline<F> {
     }
 }
 
-/// The body of a function with `refresh = "background"`: a closure making a `Send + 'static`
-/// future (it owns the arguments, and a clone of `self`), made only when the body runs.
+/// The body of a function with `refresh = "background"` or `soft_timeout`: a closure making a
+/// `Send + 'static` future (it owns the arguments, and a clone of `self`), made only when the
+/// body runs.
 #[doc(hidden)]
-pub struct Background<M, F, T: 'static> {
+pub struct Background<M, F, T: 'static, R> {
     pub(crate) make: M,
     /// Spawns the refresh, making the body only if this process is not refreshing the key
-    /// already (`flow::spawn_refresh` for the function's types).
-    pub(crate) spawn: fn(RefreshJob<'_, T>, Rules<'static, T>, M),
+    /// already (`flow::spawn_refresh` for the function's types); with `true`, hands its value
+    /// back.
+    pub(crate) spawn: SpawnRefresh<M, T, R>,
     pub(crate) future: PhantomData<fn() -> F>,
 }
 
-impl<M, F, T: 'static> std::fmt::Debug for Background<M, F, T> {
+/// Spawns a refresh (see [`Background`]).
+pub(crate) type SpawnRefresh<M, T, R> =
+    fn(RefreshJob<'_, T>, Rules<'static, T>, M, bool) -> Option<Settled<R>>;
+
+impl<M, F, T: 'static, R> std::fmt::Debug for Background<M, F, T, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Background").finish_non_exhaustive()
     }
 }
 
-impl<R, T: 'static, M, F> Body<R, T> for Background<M, F, T>
+impl<R, T: 'static, M, F> Body<R, T> for Background<M, F, T, R>
 where
     M: FnOnce() -> F,
     F: Future<Output = Computed<R>>,
@@ -93,12 +108,11 @@ where
         (self.make)()
     }
 
-    fn detach(self, job: RefreshJob<'_, T>) -> Result<(), Self> {
+    fn detach(self, job: RefreshJob<'_, T>, wait: bool) -> Result<Option<Settled<R>>, Self> {
         // A closure borrowing from the call (not possible from the macro) refreshes in the call.
         let Some(rules) = job.rules.detached() else {
             return Err(self);
         };
-        (self.spawn)(job, rules, self.make);
-        Ok(())
+        Ok((self.spawn)(job, rules, self.make, wait))
     }
 }

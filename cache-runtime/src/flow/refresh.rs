@@ -6,7 +6,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use super::body::{self, Background};
+use super::body::{self, Background, Settled};
 use super::{Body, Call, Computed};
 use crate::envelope::Meta;
 use crate::policy::{CacheValue, Policy, Rules, ValueCodec};
@@ -53,8 +53,21 @@ where
             rules: self.rules,
             codec: self.codec.codec(),
         };
-        let body = match body.detach(job) {
-            Ok(()) => {
+        let soft_timeout = self.rules.soft_timeout_bound();
+        let body = match body.detach(job, soft_timeout.is_some()) {
+            // `soft_timeout`: wait for the refresh that long at most, then serve what we have
+            // while it goes on.
+            Ok(Some(settled)) => {
+                let bound = soft_timeout.unwrap_or_default();
+                match tokio::time::timeout(bound, settled).await {
+                    Ok(Ok(refreshed)) => return refreshed,
+                    Ok(Err(_)) => {}
+                    Err(_) => self.site.count(Count::SoftTimeouts),
+                }
+                self.served(meta);
+                return (P::from_stored(current), served);
+            }
+            Ok(None) => {
                 self.served(meta);
                 return (P::from_stored(current), served);
             }
@@ -144,9 +157,10 @@ enum Refreshed<P: Policy<R>, R> {
     NotHere,
 }
 
-impl<M, F, T> Background<M, F, T> {
-    /// The body of a function with `refresh = "background"` returning `R`, stored as `P` says.
-    pub fn new<P, R>(make: M) -> Self
+impl<M, F, T, R> Background<M, F, T, R> {
+    /// The body of a function with `refresh = "background"` (or `soft_timeout`) returning `R`,
+    /// stored as `P` says.
+    pub fn new<P>(make: M) -> Self
     where
         P: Policy<R, Value = T> + 'static,
         P::Stored: CacheValue + Send + Sync + 'static,
@@ -163,21 +177,29 @@ impl<M, F, T> Background<M, F, T> {
     }
 }
 
-/// Runs `job` in a spawned task ([`Cache::flush`](crate::Cache::flush) waits for it), unless this process refreshes
-/// the key already. The body is made (the arguments moved, `self` cloned) only if it runs.
+/// Runs `job` in a spawned task ([`Cache::flush`](crate::Cache::flush) waits for it), unless
+/// this process refreshes the key already. The body is made (the arguments moved, `self` cloned)
+/// only if it runs. With `wait`, the task hands its value to the caller too.
 fn spawn_refresh<P, R, M, F>(
     job: body::RefreshJob<'_, P::Value>,
     rules: Rules<'static, P::Value>,
     make: M,
-) where
+    wait: bool,
+) -> Option<Settled<R>>
+where
     P: Policy<R> + 'static,
     M: FnOnce() -> F,
     F: Future<Output = Computed<R>> + Send + 'static,
     R: Send + 'static,
     P::Stored: CacheValue + Send + Sync + 'static,
 {
-    let Some(claim) = job.cache.refreshing().claim(job.key) else {
-        return;
+    let claim = job.cache.refreshing().claim(job.key)?;
+    let (settle, settled) = match wait {
+        true => {
+            let (settle, settled) = tokio::sync::oneshot::channel();
+            (Some(settle), Some(settled))
+        }
+        false => (None, None),
     };
     let body = make();
     let (site, cache, key, meta) = (job.site, job.cache.clone(), job.key.to_owned(), job.meta);
@@ -204,7 +226,17 @@ fn spawn_refresh<P, R, M, F>(
             reporting: false,
             types: PhantomData,
         };
-        // Its value goes to Redis; the callers were served the entry it replaces.
-        let _ = call.refreshed(meta, body, why).await;
+        // Its value goes to Redis; the callers were served the entry it replaces (or, with
+        // `soft_timeout`, the one waiting gets it if it is still waiting).
+        let refreshed = call.refreshed(meta, body, why).await;
+        let answer = match refreshed {
+            Refreshed::Value(value, outcome) => Some((value, outcome)),
+            Refreshed::Newer(_, value) => Some((P::from_stored(value), Outcome::Hit)),
+            Refreshed::NotHere => None,
+        };
+        if let (Some(settle), Some(answer)) = (settle, answer) {
+            let _ = settle.send(answer);
+        }
     });
+    settled
 }

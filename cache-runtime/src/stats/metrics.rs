@@ -5,7 +5,7 @@
 //! | metric | kind | labels |
 //! |---|---|---|
 //! | `redis_cache_calls_total` | counter | `function`, `outcome` = `local_hits`, `hits`, `stale`, `misses`, `coalesced`, `fallbacks`, `bypassed` |
-//! | `redis_cache_events_total` | counter | `function`, `event` = `executions`, `errors`, `invalid`, `writes`, `early_refreshes`, `lock_waits`, `lock_timeouts`, `oversize`, `fenced`, `local_evictions`, `local_invalidations`, `batch_calls`, `batch_keys` (the distinct keys batch calls asked for) |
+//! | `redis_cache_events_total` | counter | `function`, `event` = `executions`, `errors`, `invalid`, `writes`, `early_refreshes`, `soft_timeouts`, `lock_waits`, `lock_timeouts`, `oversize`, `fenced`, `local_evictions`, `local_invalidations`, `batch_calls`, `batch_keys` (the distinct keys batch calls asked for) |
 //! | `redis_cache_local_entries` | gauge | `function`: copies in the local tier |
 //! | `redis_cache_local_bytes` | gauge | `function`: their estimated bytes |
 //! | `redis_cache_redis_seconds` | histogram | `function`: each Redis round trip made for a call |

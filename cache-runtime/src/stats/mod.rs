@@ -143,6 +143,7 @@ pub(crate) enum Count {
     Invalid,
     Writes,
     EarlyRefreshes,
+    SoftTimeouts,
     LockWaits,
     LockTimeouts,
     Oversize,
@@ -154,7 +155,7 @@ pub(crate) enum Count {
 }
 
 impl Count {
-    pub(crate) const ALL: [Count; 20] = [
+    pub(crate) const ALL: [Count; 21] = [
         Count::Hits,
         Count::Stale,
         Count::Misses,
@@ -167,6 +168,7 @@ impl Count {
         Count::Invalid,
         Count::Writes,
         Count::EarlyRefreshes,
+        Count::SoftTimeouts,
         Count::LockWaits,
         Count::LockTimeouts,
         Count::Oversize,
@@ -192,6 +194,7 @@ impl Count {
             Count::Invalid => "invalid",
             Count::Writes => "writes",
             Count::EarlyRefreshes => "early_refreshes",
+            Count::SoftTimeouts => "soft_timeouts",
             Count::LockWaits => "lock_waits",
             Count::LockTimeouts => "lock_timeouts",
             Count::Oversize => "oversize",
@@ -299,6 +302,9 @@ pub struct FunctionStats {
     /// Hits that also recomputed the entry shortly before its expiry (XFetch), so that later
     /// calls do not miss.
     pub early_refreshes: u64,
+    /// Calls that waited `soft_timeout` for a refresh and were served the entry they had (also
+    /// counted as `stale`, or as `hits` for an early refresh); the refresh went on and stored.
+    pub soft_timeouts: u64,
     /// Misses that found another process computing the key and waited for its value.
     pub lock_waits: u64,
     /// Waits that reached the lock wait bound; the caller then computed without the lock.
@@ -389,6 +395,7 @@ impl FunctionStats {
             invalid: count(Count::Invalid),
             writes: count(Count::Writes),
             early_refreshes: count(Count::EarlyRefreshes),
+            soft_timeouts: count(Count::SoftTimeouts),
             lock_waits: count(Count::LockWaits),
             lock_timeouts: count(Count::LockTimeouts),
             oversize: count(Count::Oversize),
