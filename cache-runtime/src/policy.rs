@@ -266,8 +266,10 @@ pub struct Rules<'a, T> {
     /// `tags = |v: &T| ...`.
     tags_of: Option<Rule<'a, T, Vec<String>>>,
     unless: Option<Rule<'a, T, bool>>,
-    /// `soft_timeout`: how long a call waits for a refresh while it has a value to serve.
-    soft_timeout: Option<Duration>,
+    /// `soft_timeout`: how many milliseconds a call waits for a refresh while it has a value to
+    /// serve; 0: until the refresh ends. (Milliseconds in a `u32`, up to 49 days, fit in the
+    /// struct's padding: the rules travel in every call's future.)
+    soft_timeout_ms: u32,
 }
 
 enum TtlRule<'a, T> {
@@ -315,20 +317,21 @@ impl<'a, T> Rules<'a, T> {
             none_ttl: None,
             tags_of: None,
             unless: None,
-            soft_timeout: None,
+            soft_timeout_ms: 0,
         }
     }
 
     /// `soft_timeout = ...`: a call refreshing an entry it could serve waits this long at most.
     pub fn soft_timeout(mut self, bound: Duration) -> Self {
-        self.soft_timeout = Some(bound);
+        // At least a millisecond: zero would mean "no bound".
+        self.soft_timeout_ms = u32::try_from(bound.as_millis()).unwrap_or(u32::MAX).max(1);
         self
     }
 
     /// How long this call waits for a refresh while it has a value to serve (`None`: until the
     /// refresh ends).
     pub(crate) fn soft_timeout_bound(&self) -> Option<Duration> {
-        self.soft_timeout
+        (self.soft_timeout_ms > 0).then(|| Duration::from_millis(self.soft_timeout_ms.into()))
     }
 
     /// `ttl = EXPR`: seconds (`u64`) or a `Duration`, evaluated for this call.
@@ -433,7 +436,7 @@ impl<'a, T> Rules<'a, T> {
             none_ttl: self.none_ttl,
             tags_of,
             unless,
-            soft_timeout: self.soft_timeout,
+            soft_timeout_ms: self.soft_timeout_ms,
         })
     }
 }
