@@ -15,8 +15,18 @@ use crate::site::Site;
 use crate::stats::Outcome;
 
 /// What a spawned refresh hands the caller that waits for it: the value it computed (or found
-/// newer) and how the call counts. Dropped unsent when it leaves the served entry in place.
-pub(crate) type Settled<R> = oneshot::Receiver<(R, Outcome)>;
+/// newer, with that entry's header) and how the call counts. Dropped unsent when it leaves the
+/// served entry in place.
+pub(crate) type Settled<R> = oneshot::Receiver<RefreshAnswer<R>>;
+
+/// See [`Settled`].
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct RefreshAnswer<R> {
+    pub(crate) value: R,
+    pub(crate) outcome: Outcome,
+    pub(crate) newer: Option<Meta>,
+}
 
 /// The function's body, as the flow runs it.
 #[doc(hidden)]

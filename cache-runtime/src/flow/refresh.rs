@@ -6,7 +6,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use super::body::{self, Background, Settled};
+use super::body::{self, Background, RefreshAnswer, Settled};
 use super::{Body, Call, Computed};
 use crate::envelope::Meta;
 use crate::policy::{CacheValue, Policy, Rules, ValueCodec};
@@ -60,7 +60,12 @@ where
             Ok(Some(settled)) => {
                 let bound = soft_timeout.unwrap_or_default();
                 match tokio::time::timeout(bound, settled).await {
-                    Ok(Ok(refreshed)) => return refreshed,
+                    Ok(Ok(answer)) => {
+                        if let Some(newer) = answer.newer {
+                            self.served(newer);
+                        }
+                        return (answer.value, answer.outcome);
+                    }
                     Ok(Err(_)) => {}
                     Err(_) => self.site.count(Count::SoftTimeouts),
                 }
@@ -230,8 +235,16 @@ where
         // `soft_timeout`, the one waiting gets it if it is still waiting).
         let refreshed = call.refreshed(meta, body, why).await;
         let answer = match refreshed {
-            Refreshed::Value(value, outcome) => Some((value, outcome)),
-            Refreshed::Newer(_, value) => Some((P::from_stored(value), Outcome::Hit)),
+            Refreshed::Value(value, outcome) => Some(RefreshAnswer {
+                value,
+                outcome,
+                newer: None,
+            }),
+            Refreshed::Newer(newer, value) => Some(RefreshAnswer {
+                value: P::from_stored(value),
+                outcome: Outcome::Hit,
+                newer: Some(newer),
+            }),
             Refreshed::NotHere => None,
         };
         if let (Some(settle), Some(answer)) = (settle, answer) {
