@@ -267,8 +267,8 @@ pub struct Rules<'a, T> {
     tags_of: Option<Rule<'a, T, Vec<String>>>,
     unless: Option<Rule<'a, T, bool>>,
     /// `soft_timeout`: how many milliseconds a call waits for a refresh while it has a value to
-    /// serve; 0: until the refresh ends. (Milliseconds in a `u32`, up to 49 days, fit in the
-    /// struct's padding: the rules travel in every call's future.)
+    /// serve; 0: until the refresh ends. (Milliseconds in a `u32`, up to 49 days: the rules
+    /// travel in every call's future, where a `Duration` would take twice the room.)
     soft_timeout_ms: u32,
 }
 

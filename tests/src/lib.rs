@@ -294,6 +294,27 @@ impl RedisServer {
         keys
     }
 
+    /// Makes the entry at `key` stale: its header says it stopped being fresh a millisecond after
+    /// it was computed, its Redis TTL (the stale window) is left alone. Its new bytes.
+    pub async fn make_stale(&self, key: &str) -> Vec<u8> {
+        let mut conn = self.connection().await;
+        let mut bytes: Vec<u8> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .expect("GET the entry");
+        let computed_at = u64::from_le_bytes(bytes[8..16].try_into().expect("a header"));
+        bytes[16..24].copy_from_slice(&computed_at.saturating_sub(1).to_le_bytes());
+        redis::cmd("SET")
+            .arg(key)
+            .arg(&bytes)
+            .arg("KEEPTTL")
+            .query_async::<()>(&mut conn)
+            .await
+            .expect("SET the entry");
+        bytes
+    }
+
     /// Every key but the tags' sets and marks (`{prefix}:#tag:{...}`), sorted: the entries and
     /// locks.
     pub async fn keys_but_tags(&self) -> Vec<String> {

@@ -171,21 +171,12 @@ async fn each_codec_batches_refreshes_and_copies_what_another_cache_wrote() {
         // A stale entry (its header rewritten so), refreshed in a task, in the same codec.
         refreshed(cache.clone(), 4).await;
         cache.flush().await;
-        let (key, mut bytes) = entries(&redis, &prefix)
+        let (key, _) = entries(&redis, &prefix)
             .await
             .into_iter()
             .find(|(key, _)| key.contains("::refreshed:"))
             .expect("the entry");
-        let computed_at = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
-        bytes[16..24].copy_from_slice(&computed_at.saturating_sub(1).to_le_bytes());
-        let mut conn = redis.connection().await;
-        let () = redis::cmd("SET")
-            .arg(&key)
-            .arg(&bytes)
-            .arg("KEEPTTL")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        redis.make_stale(&key).await;
         let before = REFRESHED.load(SeqCst);
         let (value, outcome) = refreshed_with_outcome(cache.clone(), 4).await;
         assert_eq!(
@@ -225,11 +216,17 @@ async fn each_codec_batches_refreshes_and_copies_what_another_cache_wrote() {
             "{codec}"
         );
         coherent(&reader).await;
-        let (_, outcome) = local_hit("codecs::local_product", || {
-            local_product_with_outcome(&reader, &runs, 12)
-        })
-        .await;
-        assert_eq!(outcome.outcome(), Outcome::LocalHit, "{codec}");
+        // Until this call's own outcome says so: the counter `local_hit` watches is shared with
+        // the tests running alongside.
+        let mut local = false;
+        for _ in 0..100 {
+            let (_, outcome) = local_product_with_outcome(&reader, &runs, 12).await;
+            if outcome.outcome() == Outcome::LocalHit {
+                local = true;
+                break;
+            }
+        }
+        assert!(local, "{codec}: no local hit in 100 calls");
         assert_eq!(runs.count(), 1, "{codec}: computed once, by the writer");
     }
 }

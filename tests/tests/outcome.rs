@@ -136,17 +136,8 @@ async fn a_stale_entry_reports_stale_with_its_age_and_no_time_left() {
     let cache = redis.cache("outcome-stale");
     staling(cache.clone(), 4).await;
     cache.flush().await;
-    let (key, mut bytes) = entry(&redis, "outcome-stale", "staling").await;
-    let computed_at = header_ms(&bytes, 8);
-    bytes[16..24].copy_from_slice(&computed_at.saturating_sub(1).to_le_bytes());
-    let mut conn = redis.connection().await;
-    let () = redis::cmd("SET")
-        .arg(&key)
-        .arg(&bytes)
-        .arg("KEEPTTL")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let (key, _) = entry(&redis, "outcome-stale", "staling").await;
+    let bytes = redis.make_stale(&key).await;
     let (value, outcome) = staling_with_outcome(cache.clone(), 4).await;
     assert_eq!((value, outcome.outcome()), (4, Outcome::Stale));
     assert_eq!(outcome.time_left(), Some(Duration::ZERO));

@@ -8,26 +8,14 @@ use std::time::Duration;
 use redis_cache_tests::{Gate, RedisServer};
 use redis_cached::{Cache, Outcome, redis_cache, stats_for};
 
-/// Makes the only entry of `function` under `prefix` stale: its header says it stopped being
-/// fresh a millisecond after it was computed; its Redis TTL (the stale window) is left alone.
+/// Makes the only entry of `function` under `prefix` stale (see `RedisServer::make_stale`).
 async fn make_stale(redis: &RedisServer, prefix: &str, function: &str) -> Vec<u8> {
     let keys: Vec<String> = redis
         .command(&["KEYS", &format!("{prefix}:soft_timeout::{function}:*}}")])
         .await
         .unwrap();
     assert_eq!(keys.len(), 1, "{keys:?}");
-    let mut bytes: Vec<u8> = redis.command(&["GET", &keys[0]]).await.unwrap();
-    let computed_at = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
-    bytes[16..24].copy_from_slice(&computed_at.saturating_sub(1).to_le_bytes());
-    let mut conn = redis.connection().await;
-    let () = redis::cmd("SET")
-        .arg(&keys[0])
-        .arg(&bytes)
-        .arg("KEEPTTL")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    bytes
+    redis.make_stale(&keys[0]).await
 }
 
 static SLOW_RUNS: AtomicU64 = AtomicU64::new(0);

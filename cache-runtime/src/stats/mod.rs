@@ -73,7 +73,8 @@ pub(crate) fn namespaces(selected: impl Fn(&str) -> bool) -> Vec<u64> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Outcome {
-    /// A fresh entry read from Redis.
+    /// An entry read from Redis (or stored by another process this call waited for), or a
+    /// fresh one recomputed ahead of its expiry by this call (an early refresh: no entry served).
     Hit,
     /// An entry past its TTL, inside the `stale` window, served while one caller refreshes it.
     Stale,

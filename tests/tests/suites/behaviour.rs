@@ -649,7 +649,8 @@ async fn with_background_stores_a_miss_returns_its_value_before_the_store_lands(
 fn a_calls_future_carries_only_the_hit_path() {
     let cache = Cache::disabled();
     let size = std::mem::size_of_val(&with_ttl(&cache, 1));
-    assert!(size <= 2320, "the future of a call is {size} bytes");
+    // 16 bytes of slack for layout changes between toolchains.
+    assert!(size <= 2336, "the future of a call is {size} bytes");
 }
 
 #[redis_cache(ttl = 60, skip(cache, runs), cache = cache)]
