@@ -1,4 +1,4 @@
-//! **redis_cache**: memoize `async fn`s in Redis with one attribute.
+//! **redis_cache**: memoize `async fn`s (and blocking `fn`s) in Redis with one attribute.
 //!
 //! ```no_run
 //! use redis_cached::redis_cache;
@@ -124,11 +124,46 @@
 //! move once (the codec is part of their fingerprint). The other features: `tls` (`rediss://`), `metrics` (the `metrics`
 //! facade), `admin` (an axum router for stats and clears).
 //!
+//! # Blocking functions
+//!
+//! The attribute also takes a plain `fn`, for a synchronous database driver, a thread pool or a
+//! program without an async runtime. It blocks its caller for the lookup (and the function, on a
+//! miss) and takes the same options, but `refresh = "background"` and `soft_timeout` (they would
+//! run the body in a task); its companions block too:
+//!
+//! ```no_run
+//! use redis_cached::redis_cache;
+//! # #[derive(serde::Serialize, serde::Deserialize, Clone)] struct Product;
+//! # struct Conn; impl Conn { fn load(&self, id: u64) -> Result<Product, String> { Ok(Product) } }
+//!
+//! #[redis_cache(ttl = 300, local = 10_000, skip(conn))]
+//! fn product(conn: &Conn, id: u64) -> Result<Product, String> {
+//!     conn.load(id)
+//! }
+//!
+//! # fn main() {
+//! # let conn = Conn;
+//! let found = product(&conn, 7); // from any thread, with or without a runtime
+//! product_invalidate(7).ok();
+//! redis_cached::block_on(redis_cached::default_cache().flush());
+//! # }
+//! ```
+//!
+//! A blocking call runs the same flow as an `async` one, on its own thread, parked while it
+//! waits; the bytes are moved by the cache's I/O thread (`redis-cache-io`, one Tokio worker
+//! started on the first blocking call), on connections made there. So a blocking call never
+//! waits on the runtime its caller may be running on: one made inside a task of a current-thread
+//! runtime, whose only thread it holds, is answered all the same. Called from `async` code, it
+//! blocks that task's worker like any blocking call (use `spawn_blocking`, or the `async`
+//! twin). The fail-open bounds are the same: Redis down or slow costs at most the configured
+//! timeouts. [`block_on`] runs the cache's `async` methods ([`Cache::flush`],
+//! [`Cache::invalidate_tag`]...) the same way.
+//!
 //! # Runtimes
 //!
-//! The cache's I/O runs on Tokio (either flavour). A cached function called outside a Tokio
-//! runtime (another executor, a hand-rolled `block_on`) runs uncached, and the cache says so
-//! once on stderr (at `warn` with a `tracing` subscriber). Connections are made on the runtime of
+//! The cache's I/O runs on Tokio (either flavour). An `async` cached function called outside a
+//! Tokio runtime (another executor, a hand-rolled `block_on`) runs uncached, and the cache says
+//! so once on stderr (at `warn` with a `tracing` subscriber). Connections are made on the runtime of
 //! the call that opens them; when that runtime ends (one `#[tokio::test]` after another, each
 //! with its runtime, and a cache in a `static`), the next call connects again on its own runtime
 //! without an error, so hit counts in tests are exact.
@@ -152,6 +187,7 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
 
+mod blocking;
 mod breaker;
 mod cache;
 mod codec;
@@ -175,6 +211,7 @@ mod sync;
 mod tags;
 mod tasks;
 
+pub use blocking::block_on;
 pub use breaker::{BreakerState, BreakerStats, NodeBreaker};
 pub use cache::{Cache, default_cache, set_default};
 pub use codec::Codec;

@@ -12,9 +12,12 @@
 //!   spawned there). When that runtime shuts down (a `#[tokio::test]` ends, a program makes a
 //!   new runtime), the link is dead: the next caller, on whatever runtime it runs, connects anew
 //!   at once instead of failing on the dead link first.
+//! - Blocking calls have a link of their own, made on the cache's I/O runtime
+//!   ([`crate::blocking`]): one made on the caller's runtime may be driven by the very thread the
+//!   blocking call holds.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -23,16 +26,24 @@ use tokio::time::Instant;
 /// A lazily connected, shared link of type `L` (a cheap-to-clone connection handle).
 #[derive(Debug)]
 pub(crate) struct LazyLink<L> {
+    /// The link of `async` calls, then that of blocking calls.
+    sides: [Side<L>; 2],
+    /// The last generation given to an attempt, on either side.
+    generations: AtomicU64,
+    backoff: Duration,
+}
+
+/// The link of one kind of call.
+#[derive(Debug)]
+struct Side<L> {
     state: Mutex<LinkState<L>>,
     /// One connection attempt at a time.
     connecting: tokio::sync::Mutex<()>,
-    backoff: Duration,
 }
 
 #[derive(Debug)]
 struct LinkState<L> {
     link: Option<Held<L>>,
-    generation: u64,
     /// Connection attempts made: a caller that waited for another's attempt does not repeat it.
     attempts: u64,
     /// No attempt before this instant (set by a failed one).
@@ -110,20 +121,28 @@ pub(crate) enum Unlinked<E> {
 
 impl<L: Clone> LazyLink<L> {
     pub(crate) fn new(backoff: Duration) -> Self {
-        LazyLink {
+        let side = || Side {
             state: Mutex::new(LinkState {
                 link: None,
-                generation: 0,
                 attempts: 0,
                 retry_at: None,
             }),
             connecting: tokio::sync::Mutex::new(()),
+        };
+        LazyLink {
+            sides: [side(), side()],
+            generations: AtomicU64::new(0),
             backoff,
         }
     }
 
+    /// The side of the calling code: a blocking call's, or an `async` call's.
+    fn side(&self) -> &Side<L> {
+        &self.sides[usize::from(crate::blocking::on_io_side())]
+    }
+
     fn state(&self) -> MutexGuard<'_, LinkState<L>> {
-        crate::sync::guard(&self.state)
+        crate::sync::guard(&self.side().state)
     }
 
     /// The live link and its generation, if there is one.
@@ -174,7 +193,7 @@ impl<L: Clone> LazyLink<L> {
         F: FnOnce(u64, Instant) -> Fut,
         Fut: Future<Output = Result<L, E>>,
     {
-        let _gate = tokio::time::timeout_at(deadline, self.connecting.lock())
+        let _gate = tokio::time::timeout_at(deadline, self.side().connecting.lock())
             .await
             .map_err(|_| Unlinked::TimedOut)?;
         let generation = {
@@ -186,14 +205,13 @@ impl<L: Clone> LazyLink<L> {
                 // Someone tried while we waited, and failed: do not repeat it at once.
                 return Err(Unlinked::Recently);
             }
-            state.generation + 1
+            self.generations.fetch_add(1, Ordering::Relaxed) + 1
         };
         let attempt = connect(generation, deadline).await;
         let mut state = self.state();
         state.attempts += 1;
         match attempt {
             Ok(link) => {
-                state.generation = generation;
                 state.link = Some(Held {
                     link: link.clone(),
                     generation,
@@ -216,16 +234,19 @@ impl<L: Clone> LazyLink<L> {
     /// Forgets the link of `generation` if it is still the current one and `applies` to it; the
     /// next caller reconnects (after the backoff). `true` if it was forgotten.
     pub(crate) fn forget(&self, generation: u64, applies: impl Fn(&L) -> bool) -> bool {
-        let mut state = self.state();
-        let current = state
-            .link
-            .as_ref()
-            .is_some_and(|held| held.generation == generation && applies(&held.link));
-        if current {
-            state.link = None;
-            state.retry_at = Some(Instant::now() + self.backoff);
-        }
-        current
+        // Generations are unique across the sides: the link is on one of them at most.
+        self.sides.iter().any(|side| {
+            let mut state = crate::sync::guard(&side.state);
+            let current = state
+                .link
+                .as_ref()
+                .is_some_and(|held| held.generation == generation && applies(&held.link));
+            if current {
+                state.link = None;
+                state.retry_at = Some(Instant::now() + self.backoff);
+            }
+            current
+        })
     }
 }
 

@@ -1,8 +1,0 @@
-use redis_cached::redis_cache;
-
-#[redis_cache(ttl = 5)]
-fn f(id: u64) -> u64 {
-    id
-}
-
-fn main() {}
