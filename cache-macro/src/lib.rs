@@ -26,7 +26,7 @@ mod item;
 mod signature;
 mod tags;
 
-/// Memoizes an `async fn` in Redis: the arguments (all but those in `skip`) are hashed into a
+/// Memoizes an `async fn` (or a blocking `fn`) in Redis: the arguments (all but those in `skip`) are hashed into a
 /// key; a hit returns the stored value without running the body, a miss runs it and stores its
 /// value for `ttl` seconds. `Err` and `None` are not stored. When Redis is down, slow or holds
 /// garbage, the body runs: callers never see a cache error.
@@ -67,8 +67,10 @@ mod tags;
 /// | `include_self` | hash `self` into the key too |
 /// | `companions = false` | no `{fn}_invalidate` / `{fn}_refresh` / `{fn}_stats` / `{fn}_with_outcome` (trait impls) |
 ///
-/// The cache's I/O needs a Tokio runtime: called outside one, the function runs uncached (said
-/// once on stderr). The `redis-cached` crate documents each option in full.
+/// An `async fn`'s I/O needs a Tokio runtime: called outside one, the function runs uncached
+/// (said once on stderr). A blocking `fn` (all options but `refresh = "background"` and
+/// `soft_timeout`; its companions block too) works from any thread, its I/O on the cache's own
+/// I/O thread. The `redis-cached` crate documents each option in full.
 #[proc_macro_attribute]
 pub fn redis_cache(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
@@ -77,7 +79,7 @@ pub fn redis_cache(attr: TokenStream, item: TokenStream) -> TokenStream {
         Err(err) => {
             let err = syn::Error::new(
                 err.span(),
-                "#[redis_cache] applies to an `async fn` with a body (a free function or a method in an impl block)",
+                "#[redis_cache] applies to a function with a body, `async` or not (a free function or a method in an impl block)",
             );
             return with_original(item, err);
         }

@@ -35,19 +35,40 @@ pub(crate) struct Analysis {
     pub tags: Vec<crate::tags::Template>,
     /// `batch = ids`: the function's keys and values.
     pub batch: Option<crate::batch::BatchShape>,
+    /// A plain `fn`: its calls block on the cache's flow (`__private::blocking`), and so do its
+    /// companions.
+    pub blocking: bool,
 }
 
 impl Analysis {
     pub fn new(func: &CachedFn, args: &Args) -> syn::Result<Self> {
         let mut errors = Errors::default();
         let sig = &func.sig;
-        if sig.asyncness.is_none() {
+        let blocking = sig.asyncness.is_none();
+        if let Some(constness) = sig.constness {
             errors.push(
-                sig.fn_token.span,
-                "#[redis_cache] only works on `async fn`: a cache lookup is a network round trip, \
-                 which a blocking function cannot await; write `async fn`",
+                constness.span,
+                "#[redis_cache] cannot cache a `const fn`: a cached call reads Redis at run time, \
+                 which a constant evaluation cannot; remove `const`",
             );
         }
+        // A blocking function has no refresh to detach: its errors alone, not the ownership
+        // rules of a detached body too.
+        let detached = match (blocking, args.detached()) {
+            (true, Some((span, option))) => {
+                errors.push(
+                    span,
+                    format!(
+                        "{option} is not available on a blocking `fn`: it would run the function \
+                         in a task on the cache's I/O thread, which a blocking body would stall; \
+                         remove it (the caller then waits for the refresh), or make the function \
+                         `async fn`"
+                    ),
+                );
+                None
+            }
+            (_, detached) => detached,
+        };
 
         let mut has_receiver = false;
         let mut borrows_self = false;
@@ -65,7 +86,7 @@ impl Analysis {
                     );
                     borrows_self = recv.reference.is_some() || typed_ref_self;
                     if let (Some((_, option)), false, Type::Reference(r)) =
-                        (args.detached(), borrows_self, &*recv.ty)
+                        (detached, borrows_self, &*recv.ty)
                     {
                         errors.push_spanned(
                             r,
@@ -101,7 +122,7 @@ impl Analysis {
                         (Pat::Ident(p), Some(batch)) if p.ident == *batch
                     );
                     // A batch's keys reach a background refresh as a `Vec` of their own.
-                    if let Some((_, option)) = args.detached()
+                    if let Some((_, option)) = detached
                         && !is_batch
                         && let Some(borrowed) = borrowed_part(&pat_type.ty)
                     {
@@ -237,6 +258,7 @@ impl Analysis {
         }
 
         errors.finish(Analysis {
+            blocking,
             batch,
             tags,
             key_params,

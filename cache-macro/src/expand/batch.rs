@@ -20,11 +20,7 @@ pub(super) fn expand(
     sig: &Analysis,
     batch: &BatchShape,
 ) -> TokenStream {
-    let CachedFn {
-        inner_attrs,
-        sig: fn_sig,
-        ..
-    } = func;
+    let CachedFn { sig: fn_sig, .. } = func;
     let rt = quote!(::redis_cached::__private);
     let block = func.block();
     let spec = site_spec(fn_sig, args, sig);
@@ -82,7 +78,6 @@ pub(super) fn expand(
         .await
     };
     let statements = quote! {
-        #(#inner_attrs)*
         static __REDIS_CACHE_SITE: #rt::Site = #rt::Site::new(#spec);
         #checks
         let __redis_cache_bypassed: bool = #bypassed;

@@ -153,7 +153,8 @@ pub(super) fn companion_sigs(
         })
         .map(|(_, input)| input)
         .collect::<Punctuated<_, _>>();
-    invalidate.asyncness = Some(Default::default());
+    // `async` as the function is: a blocking function's companions block too.
+    invalidate.asyncness = fn_sig.asyncness;
     invalidate.output = match batch {
         false => syn::parse_quote!(-> ::core::result::Result<bool, ::redis_cached::CacheError>),
         true => syn::parse_quote!(-> ::core::result::Result<u64, ::redis_cached::CacheError>),
@@ -171,7 +172,6 @@ pub(super) fn companion_sigs(
 /// `CallOutcome`.
 pub(super) fn with_outcome_sig(fn_sig: &Signature) -> Signature {
     let mut sig = companion_sig(fn_sig, format_ident!("{}_with_outcome", fn_sig.ident));
-    sig.asyncness = Some(Default::default());
     let value = match &fn_sig.output {
         syn::ReturnType::Default => quote!(()),
         syn::ReturnType::Type(_, ty) => quote!(#ty),
@@ -186,6 +186,8 @@ pub(super) fn with_outcome_sig(fn_sig: &Signature) -> Signature {
 fn companion_sig(fn_sig: &Signature, name: Ident) -> Signature {
     let mut sig = fn_sig.clone();
     sig.ident = name;
+    // A companion reads Redis: never `const` (a `const fn` is an error of its own).
+    sig.constness = None;
     for (i, input) in sig.inputs.iter_mut().enumerate() {
         if let FnArg::Typed(pat_type) = input {
             match &mut *pat_type.pat {
@@ -231,13 +233,12 @@ pub(crate) fn stand_in_companions(func: &CachedFn, attr: &TokenStream) -> TokenS
     let vis = &func.vis;
     let inputs = KeyInputs::of_raw(attr);
     let batch = says_batch(attr.clone());
-    let (invalidate_sig, mut refresh_sig, stats_sig) = companion_sigs(fn_sig, batch, &inputs);
+    let (invalidate_sig, refresh_sig, stats_sig) = companion_sigs(fn_sig, batch, &inputs);
     let call = forward_call(fn_sig, &refresh_sig, fn_sig.receiver().is_some());
     let call = match fn_sig.asyncness {
         Some(_) => quote!(#call.await),
         None => call,
     };
-    refresh_sig.asyncness = Some(Default::default());
     let unreachable = quote!(::core::unreachable!(
         "#[redis_cache] did not expand: see its compile error"
     ));

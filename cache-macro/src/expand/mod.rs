@@ -27,11 +27,7 @@ use crate::item::CachedFn;
 use crate::signature::{Analysis, Policy};
 
 pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStream {
-    let CachedFn {
-        inner_attrs,
-        sig: fn_sig,
-        ..
-    } = func;
+    let CachedFn { sig: fn_sig, .. } = func;
     let block = func.block();
     let rt = quote!(::redis_cached::__private);
     if let Some(batch) = &sig.batch {
@@ -125,7 +121,6 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         .await
     };
     let statements = quote! {
-        #(#inner_attrs)*
         static __REDIS_CACHE_SITE: #rt::Site = #rt::Site::new(#spec);
         #checks
         let __redis_cache_key = #guarded_key;
@@ -193,6 +188,12 @@ pub(super) fn assemble(
     // The body's braces keep the user's: what rustc reports about the body as a whole (a value
     // that cannot be stored, a future that is not `Send`) points at the function, not the
     // attribute.
+    let inner_attrs = &func.inner_attrs;
+    // A blocking function polls the same flow to completion on its thread.
+    let statements = match sig.blocking {
+        false => quote!(#(#inner_attrs)* #statements),
+        true => quote!(#(#inner_attrs)* #rt::blocking(async move { #statements })),
+    };
     let mut body_block = proc_macro2::Group::new(Delimiter::Brace, statements);
     body_block.set_span(func.block().span());
     let function = quote! {
@@ -213,7 +214,15 @@ pub(super) fn assemble(
     let (invalidate_sig, refresh_sig, stats_sig) =
         companion_sigs(fn_sig, batch, &KeyInputs::of(args));
     let sig_has_receiver = sig.has_receiver;
+    let blocking = sig.blocking;
     let call = forward_call(fn_sig, &refresh_sig, sig.has_receiver);
+    let (invalidate_body, refresh_body) = match blocking {
+        false => (invalidate_body, quote!(#rt::write_through(#call).await)),
+        true => (
+            quote!(#rt::blocking(async move { #invalidate_body })),
+            quote!(#rt::blocking(#rt::write_through(async move { #call }))),
+        ),
+    };
     let stats_body = companions::stats_body(&spec, sig.has_receiver);
     let stats_doc = format!(
         " The counters of `{}` in this process: hits, misses, fallbacks and the rest, zero \
@@ -227,6 +236,10 @@ pub(super) fn assemble(
         false => {
             let sig = with_outcome_sig(fn_sig);
             let call = forward_call(fn_sig, &sig, sig_has_receiver);
+            let with_outcome_body = match blocking {
+                false => quote!(#rt::with_outcome(#call).await),
+                true => quote!(#rt::blocking(#rt::with_outcome(async move { #call }))),
+            };
             let doc = format!(
                 " Calls `{}` and returns its value with how the call was answered: hit, miss, \
                  stale, local hit... and, for an entry served, its age and time left (generated \
@@ -238,7 +251,7 @@ pub(super) fn assemble(
                 #[doc = #doc]
                 #[allow(clippy::too_many_arguments)]
                 #vis #sig {
-                    #rt::with_outcome(#call).await
+                    #with_outcome_body
                 }
             }
         }
@@ -259,7 +272,7 @@ pub(super) fn assemble(
         #[doc = #refresh_doc]
         #[allow(clippy::too_many_arguments)]
         #vis #refresh_sig {
-            #rt::write_through(#call).await
+            #refresh_body
         }
 
         #(#cfgs)*
