@@ -484,3 +484,28 @@ async fn slots_moving_under_load_lose_no_entry_and_leave_no_lock() {
         .executions;
     assert_eq!(executions, stats.executions, "all were hits");
 }
+
+#[redis_cache(ttl = 300, skip(cache), cache = cache, name = "cluster::blocking")]
+fn blocking_product(cache: &Cache, id: u64) -> String {
+    format!("product {id}")
+}
+
+/// A blocking function on a cluster, from a plain thread: its keys spread over the primaries,
+/// each read by the links a blocking call makes on the cache's I/O thread.
+#[test]
+fn a_blocking_function_misses_then_hits_across_the_primaries() {
+    let cluster = Deployment::start(Topology::Cluster);
+    let cache = cluster.cache("blocking");
+    for id in 0..30 {
+        let (value, outcome) = blocking_product_with_outcome(&cache, id);
+        assert_eq!(value, format!("product {id}"));
+        assert_eq!(outcome.outcome(), redis_cached::Outcome::Miss);
+    }
+    redis_cached::block_on(cache.flush());
+    for id in 0..30 {
+        let (_, outcome) = blocking_product_with_outcome(&cache, id);
+        assert_eq!(outcome.outcome(), redis_cached::Outcome::Hit, "key {id}");
+    }
+    let entries = redis_cached::block_on(cluster.keys_matching("*cluster::blocking*"));
+    assert_eq!(entries.len(), 30);
+}
