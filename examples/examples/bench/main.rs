@@ -8,6 +8,7 @@
 //! cargo run --release -p redis-cache-examples --example bench -- --invalidation 10000
 //! cargo run --release -p redis-cache-examples --example bench -- --tags
 //! cargo run --release -p redis-cache-examples --example bench -- --batch
+//! cargo run --release -p redis-cache-examples --example bench -- --blocking
 //! ```
 //!
 //! It starts its own `redis-server` on a free loopback port and measures, with the same ~200-byte
@@ -32,13 +33,16 @@
 //!   1,000,000 keys, and the memory of tag structures before and after 100,000 tagged entries
 //!   expire;
 //! - with `--batch`: a batch function of 100 ids against `MGET` + decode and against 100 single
-//!   hits, on one server and a cluster, and its round trips with 10 misses (see `batch.rs`).
+//!   hits, on one server and a cluster, and its round trips with 10 misses (see `batch.rs`);
+//! - with `--blocking`: a blocking function's hit and local hit from plain threads, against a
+//!   hand-written blocking `GET` + decode (see `blocking.rs`).
 //!
 //! Raw and hit alternate in rounds so that drift (CPU frequency, the other process on the two
 //! cores) falls on both alike. Options: `--secs S` per case (default 3), `--warmup S` (default 1),
 //! `--keys N` (default 1000), `--quick` (a smoke run: 0.2 s per case).
 
 mod batch;
+mod blocking;
 mod codecs;
 mod invalidation;
 mod measure;
@@ -119,6 +123,7 @@ options:
   --tags              invalidate_tag in a 1M-key database, and tag memory before and after expiry
   --batch             a batch of 100 ids: against MGET + decode, 100 single hits, a cluster
   --codecs            each codec: encode and decode time, entry size, hits per second
+  --blocking          a blocking function from plain threads, against a blocking GET + decode
   -h, --help          print this
 
 Starts its own redis-server (on PATH) on a free loopback port; reads no environment variable.
@@ -140,6 +145,8 @@ struct Options {
     tags: bool,
     /// `--codecs`: each codec's figures instead.
     codecs: bool,
+    /// `--blocking`: the blocking function's figures instead.
+    blocking: bool,
     /// Concurrencies to measure.
     tasks: Vec<usize>,
     /// Only these cases (names separated by `/`), for profiling.
@@ -159,6 +166,7 @@ impl Options {
             tags: false,
             batch: false,
             codecs: false,
+            blocking: false,
             only: None,
             tasks: vec![1, 64],
         };
@@ -176,6 +184,7 @@ impl Options {
                 ("--tags", false),
                 ("--batch", false),
                 ("--codecs", false),
+                ("--blocking", false),
                 ("--tasks", true),
                 ("--only", true),
             ],
@@ -198,6 +207,7 @@ impl Options {
         options.tags = cli.flag("--tags");
         options.batch = cli.flag("--batch");
         options.codecs = cli.flag("--codecs");
+        options.blocking = cli.flag("--blocking");
         if let Some(tasks) = cli.value("--tasks") {
             options.tasks = vec![tasks];
         }
@@ -268,6 +278,11 @@ fn main() {
         return invalidation::invalidator();
     }
     let options = Options::parse();
+    if options.blocking {
+        // Plain threads: no runtime of the program's own.
+        let last_core = (cores() - 1).to_string();
+        return blocking::run(&last_core, options.time, options.rounds.max(3));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(client_threads())
         .enable_all()
