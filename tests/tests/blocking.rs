@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::time::Duration;
 
 use redis_cache_tests::{Gate, RedisServer, Runs};
 use redis_cached::{Cache, Outcome, block_on, redis_cache, stats_for};
@@ -187,27 +188,41 @@ fn the_local_tier_answers_a_blocking_call_and_hears_a_change_made_elsewhere() {
     assert_eq!(runs.count(), 2, "the removed copy is not served");
 }
 
+/// Eight threads call while one of them kills Redis partway through its run: every call returns
+/// its value, before, during and after.
 #[test]
 fn with_redis_killed_mid_run_every_call_still_returns_its_value() {
-    let mut redis = RedisServer::start();
-    let cache = redis.cache("blocking-killed");
+    const THREADS: u64 = 8;
+    const CALLS: u64 = 200;
+    let redis = std::sync::Mutex::new(RedisServer::start());
+    let cache = redis.lock().unwrap().cache("blocking-killed");
     let runs = Runs::default();
-    for id in 0..20 {
-        assert_eq!(
-            product(&cache, &runs, id).as_deref(),
-            Ok(&*format!("product {id}"))
-        );
-    }
-    block_on(cache.flush());
-    redis.kill();
-    for round in 0..3 {
-        for id in 0..20 {
-            let (value, outcome) = product_with_outcome(&cache, &runs, id);
-            assert_eq!(value, Ok(format!("product {id}")), "round {round}");
-            assert_eq!(outcome.outcome(), Outcome::Fallback, "round {round}");
+    let fallbacks = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for thread in 0..THREADS {
+            let (redis, cache, runs, fallbacks) = (&redis, &cache, &runs, &fallbacks);
+            scope.spawn(move || {
+                for call in 0..CALLS {
+                    if thread == 0 && call == CALLS / 4 {
+                        redis.lock().unwrap().kill();
+                    }
+                    let id = call % 20;
+                    let (value, outcome) = product_with_outcome(cache, runs, id);
+                    assert_eq!(
+                        value,
+                        Ok(format!("product {id}")),
+                        "thread {thread}, call {call}"
+                    );
+                    if outcome.outcome() == Outcome::Fallback {
+                        fallbacks.fetch_add(1, SeqCst);
+                    }
+                }
+            });
         }
-    }
-    assert_eq!(runs.count(), 20 + 60, "every call ran its body");
+    });
+    assert!(!redis.lock().unwrap().is_running());
+    // At least the last three quarters of the killer's own calls ran without Redis.
+    assert!(fallbacks.load(SeqCst) >= CALLS * 3 / 4, "{fallbacks:?}");
 }
 
 #[redis_cache(ttl = 300, batch = ids, skip(cache, keys), cache = cache)]
@@ -274,4 +289,28 @@ fn a_panicking_blocking_leader_does_not_strand_its_followers() {
         block_on(redis.keys()).iter().all(|k| !k.ends_with(":lock")),
         "the panicking leader's lock is released"
     );
+}
+
+#[test]
+fn with_redis_frozen_a_blocking_call_gives_up_and_runs_the_function() {
+    let redis = RedisServer::start();
+    let cache = redis.cache("blocking-frozen");
+    let runs = Runs::default();
+    product(&cache, &runs, 1).unwrap();
+    block_on(cache.flush());
+    // The same entries through short timeouts: a frozen server costs a call that much.
+    let short = redis
+        .builder()
+        .prefix("blocking-frozen")
+        .connect_timeout(Duration::from_millis(200))
+        .command_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    redis.pause();
+    // Frozen: connections accepted by the kernel, no reply. The call gives up at its timeouts.
+    let (value, outcome) = product_with_outcome(&short, &runs, 1);
+    redis.resume();
+    assert_eq!(value.as_deref(), Ok("product 1"));
+    assert_eq!(outcome.outcome(), Outcome::Fallback);
+    assert_eq!(runs.count(), 2);
 }
