@@ -9,16 +9,27 @@
 //!
 //! - enters the context of the cache's I/O runtime (one worker thread, `redis-cache-io`, started
 //!   on the first blocking call and kept for the life of the process): its timers and the tasks
-//!   it spawns (stores, lock releases, the local tier's invalidation channel) live there;
-//! - uses links made on that runtime ([`LazyLink`](crate::connection::LazyLink) keeps one set
-//!   for blocking calls, chosen by [`on_io_side`]), never those of the caller's runtime.
+//!   it spawns (stores, lock releases, lock renewals) live there;
+//! - uses links made on that runtime ([`LazyLink`](crate::connection::LazyLink) and the lock
+//!   wake-ups' hub keep one set for blocking calls, chosen by [`on_io_side`]), never those of
+//!   the caller's runtime;
+//! - follows (single-flight) only a leader on the I/O side: a leader on a runtime whose thread
+//!   the call holds could never finish. Beside one, it meets it at the key's Redis lock;
+//! - renews its key's lock from a task, since its body runs to the end within one poll;
+//! - runs the body itself off the I/O side, in the caller's runtime context if there was one
+//!   ([`blocking_body`]).
 //!
 //! A program that uses both kinds of calls has two connections per server: one for its `async`
-//! calls, on its runtime, and one for its blocking calls, on the I/O thread.
+//! calls, on its runtime, and one for its blocking calls, on the I/O thread. Two things are
+//! shared and not split: the local tier's invalidation channel runs where the tier's first call
+//! started it (a blocking call that holds that runtime's thread delays the tier's hearing of
+//! changes, whose copies stay bounded by `local_ttl`), and the locks that serialize a cluster's
+//! slot-map reads and a Sentinel lookup (a wait on them is bounded by the connect timeout).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
@@ -31,8 +42,8 @@ thread_local! {
     static IO_SIDE: Cell<bool> = const { Cell::new(false) };
     /// Set on the I/O runtime's threads.
     static IO_THREAD: Cell<bool> = const { Cell::new(false) };
-    /// This thread's waker, made once: a blocking call allocates nothing to wait.
-    static PARKED: Waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    /// The runtime the innermost blocking call on this thread was made in, if any.
+    static CALLER: RefCell<Option<tokio::runtime::Handle>> = const { RefCell::new(None) };
 }
 
 /// Whether this code runs for a blocking call (or on the I/O thread): its links must be those
@@ -92,35 +103,69 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     park_on(future)
 }
 
+/// Runs a blocking function's body, from inside its call's flow: off the I/O side, and in the
+/// context of the runtime the caller was in, if any (what the body spawns goes there, and an
+/// `async` cached call it makes uses that runtime's links). Without one, the body still sees
+/// the cache's I/O runtime as current: it should not spawn on it.
+pub fn blocking_body<R>(body: impl FnOnce() -> R) -> R {
+    let _side = IoSide::set(false);
+    let caller = CALLER.with(|caller| caller.borrow().clone());
+    let _context = caller.as_ref().map(tokio::runtime::Handle::enter);
+    body()
+}
+
 /// [`block_on`] on a thread that may block.
 fn park_on<F: Future>(future: F) -> F::Output {
+    let _caller = Caller::record(tokio::runtime::Handle::try_current().ok());
     let _context = io_runtime().map(tokio::runtime::Handle::enter);
+    // Marked for the whole call, the future's drop included (a panic unwinding through it).
+    let _side = IoSide::set(true);
     // Unconstrained: on a Tokio worker, the budget of the task this thread was running would
     // otherwise run out, and every poll would be refused.
     let mut future = pin!(tokio::task::unconstrained(future));
-    PARKED.with(|waker| {
-        let mut cx = Context::from_waker(waker);
-        loop {
-            let polled = {
-                let _side = IoSide::enter();
-                future.as_mut().poll(&mut cx)
-            };
-            match polled {
-                Poll::Ready(output) => return output,
-                // A wake-up before the park makes it return at once: none is lost.
-                Poll::Pending => std::thread::park(),
-            }
+    // A waker of this call's own: a call nested in another's poll parks the same thread, and
+    // must not take the outer call's wake-up for its own (the flag keeps it).
+    let wake = Arc::new(Unpark {
+        thread: std::thread::current(),
+        woken: AtomicBool::new(false),
+    });
+    let waker = Waker::from(wake.clone());
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
         }
-    })
+        // A wake-up between the poll and the park makes the park return at once.
+        while !wake.woken.swap(false, Ordering::Acquire) {
+            std::thread::park();
+        }
+    }
 }
 
-/// Marks the thread as on the I/O side while it polls; restores what it was, panics included
+/// Marks the thread as on the I/O side during a call; restores what it was, panics included
 /// (a blocking call nested in another's body keeps its caller's mark).
 struct IoSide(bool);
 
 impl IoSide {
-    fn enter() -> IoSide {
-        IoSide(IO_SIDE.with(|side| side.replace(true)))
+    fn set(on: bool) -> IoSide {
+        IoSide(IO_SIDE.with(|side| side.replace(on)))
+    }
+}
+
+/// The runtime a blocking call was made in (if any), for its body; restores the outer call's
+/// when dropped.
+struct Caller(Option<tokio::runtime::Handle>);
+
+impl Caller {
+    fn record(runtime: Option<tokio::runtime::Handle>) -> Caller {
+        Caller(CALLER.with(|caller| caller.replace(runtime)))
+    }
+}
+
+impl Drop for Caller {
+    fn drop(&mut self) {
+        let outer = self.0.take();
+        CALLER.with(|caller| *caller.borrow_mut() = outer);
     }
 }
 
@@ -130,16 +175,20 @@ impl Drop for IoSide {
     }
 }
 
-/// Wakes a parked thread.
-struct Unpark(Thread);
+/// Wakes the thread parked in one call.
+struct Unpark {
+    thread: Thread,
+    woken: AtomicBool,
+}
 
 impl Wake for Unpark {
     fn wake(self: Arc<Self>) {
-        self.0.unpark();
+        self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
+        self.woken.store(true, Ordering::Release);
+        self.thread.unpark();
     }
 }
 
@@ -188,6 +237,44 @@ mod tests {
             .unwrap()
         });
         assert_eq!(answer, 7);
+    }
+
+    #[test]
+    fn a_body_runs_off_the_io_side_in_its_callers_runtime() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (side, spawned) = block_on(async {
+                blocking_body(|| {
+                    (
+                        on_io_side(),
+                        tokio::spawn(async { IO_THREAD.with(Cell::get) }),
+                    )
+                })
+            });
+            assert!(!side, "the body is off the I/O side");
+            assert!(!spawned.await.unwrap(), "it spawns on its caller's runtime");
+        });
+    }
+
+    /// The outer call is woken while the nested one parks: the wake-up must not be lost to it.
+    #[test]
+    fn a_nested_call_does_not_take_the_outer_calls_wake_up() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (sent, nested) = block_on(async {
+            tokio::join!(rx, async {
+                block_on(async {
+                    tokio::spawn(async move { tx.send(1).unwrap() })
+                        .await
+                        .unwrap();
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    2
+                })
+            })
+        });
+        assert_eq!((sent.unwrap(), nested), (1, 2));
     }
 
     #[test]

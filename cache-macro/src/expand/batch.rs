@@ -165,11 +165,12 @@ fn body(
     };
     let tags = item_tags(sig, &keys);
     let make = |tags: TokenStream, block: proc_macro2::Group| {
+        let run = super::run_block(sig, &block);
         quote! {
             move |#keys: ::std::vec::Vec<#elem>| async move {
                 #tags
                 #rebind
-                let __redis_cache_value: #ret = async move #block.await;
+                let __redis_cache_value: #ret = #run;
                 #rt::BatchComputed { value: __redis_cache_value, tags: __redis_cache_tags }
             }
         }

@@ -86,13 +86,14 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         None => quote_spanned!(ret_span=> #rt_at_ret::cached::<#rt_at_ret::#policy, #ret, _>),
     };
     let tags = listed_tags(sig);
+    let run = run_block(sig, &block);
     let (checks, body) = match detached {
         None => (
             TokenStream::new(),
             quote! {
                 #rt::Inline(async move {
                     #tags
-                    let __redis_cache_value: #ret = async move #block.await;
+                    let __redis_cache_value: #ret = #run;
                     #rt::Computed { value: __redis_cache_value, tags: __redis_cache_tags }
                 })
             },
@@ -281,6 +282,16 @@ pub(super) fn assemble(
         #vis #stats_sig {
             #stats_body
         }
+    }
+}
+
+/// The expression that runs the function's body, inside the flow's body future: awaited for an
+/// `async fn`; for a blocking `fn`, a closure the runtime calls outside the cache's context (so
+/// `.await` in it is an error, and what it spawns goes to the caller's runtime, if any).
+pub(super) fn run_block(sig: &Analysis, block: &proc_macro2::Group) -> TokenStream {
+    match sig.blocking {
+        false => quote!(async move #block.await),
+        true => quote!(::redis_cached::__private::blocking_body(move || #block)),
     }
 }
 
