@@ -246,6 +246,15 @@ impl Locks {
         if locks.is_empty() {
             return body.await;
         }
+        if crate::blocking::on_io_side() {
+            let copies: Vec<Lock> = locks.iter().map(|lock| lock.renewer()).collect();
+            let locks = self.clone();
+            let _renewing = Renewing(tokio::spawn(async move {
+                let copies: Vec<&Lock> = copies.iter().collect();
+                locks.renew_all_forever(&copies, chunk).await
+            }));
+            return body.await;
+        }
         let mut body = pin!(body);
         let mut renew = pin!(self.renew_all_forever(locks, chunk));
         std::future::poll_fn(|cx| {
@@ -311,6 +320,11 @@ fn new_token() -> String {
 impl Lock {
     /// Runs `body` while renewing the lease every third of it, so a slow function keeps the key.
     pub(crate) async fn hold_while<F: Future>(&self, body: F) -> F::Output {
+        if crate::blocking::on_io_side() {
+            let renewer = self.renewer();
+            let _renewing = Renewing(tokio::spawn(async move { renewer.renew_forever().await }));
+            return body.await;
+        }
         let mut body = pin!(body);
         let mut renew = pin!(self.renew_forever());
         std::future::poll_fn(|cx| {
@@ -336,6 +350,19 @@ impl Lock {
                 // well still be ours, and the lease has two thirds left: try again.
                 Err(_) => {}
             }
+        }
+    }
+
+    /// A copy that renews this lock from a task of its own and never releases it. A blocking
+    /// body runs to its end within one poll, so the renewal cannot be polled beside it: the
+    /// task renews while the body runs on the caller's thread.
+    fn renewer(&self) -> Lock {
+        Lock {
+            locks: self.locks.clone(),
+            key: self.key.clone(),
+            lock_key: self.lock_key.clone(),
+            token: self.token.clone(),
+            done: true,
         }
     }
 
@@ -389,6 +416,15 @@ impl Lock {
                 &[self.token.as_bytes(), ttl.as_bytes()],
             )
             .await
+    }
+}
+
+/// A renewal task, stopped when the body it renews for ends (or is dropped).
+struct Renewing(tokio::task::JoinHandle<Infallible>);
+
+impl Drop for Renewing {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
