@@ -24,10 +24,11 @@ use crate::connection::{Connection, LazyLink};
 /// After a failed pub/sub connection attempt, waiters poll for this long before the next one.
 const RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Opens and shares the pub/sub connection of one cache.
+/// Opens and shares the pub/sub connection of one cache: one for `async` calls, one for
+/// blocking calls (see [`crate::blocking`]), each with its own subscriptions.
 #[derive(Clone)]
 pub(crate) struct Notifier {
-    shared: Arc<Hub>,
+    hubs: [Arc<Hub>; 2],
 }
 
 struct Hub {
@@ -59,19 +60,22 @@ impl Subscription {
 
 impl Notifier {
     pub(crate) fn new(connect_timeout: Duration) -> Self {
-        Notifier {
-            shared: Arc::new(Hub {
+        let hub = || {
+            Arc::new(Hub {
                 connect_timeout,
                 link: LazyLink::new(RECONNECT_BACKOFF),
                 state: Mutex::new(Subscribed::default()),
-            }),
+            })
+        };
+        Notifier {
+            hubs: [hub(), hub()],
         }
     }
 
     /// Subscribes to `channel`, connecting to one of `conn`'s pub/sub servers if needed; `None`
     /// when pub/sub is unavailable (the caller polls instead).
     pub(crate) async fn subscribe(&self, channel: &str, conn: &Connection) -> Option<Subscription> {
-        let shared = &self.shared;
+        let shared = &self.hubs[usize::from(crate::blocking::on_io_side())];
         {
             let mut state = shared.state();
             if let Some((notify, holders)) = state.channels.get_mut(channel) {

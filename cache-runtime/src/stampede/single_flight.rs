@@ -58,6 +58,10 @@ struct Flight {
     /// single-key call. Another batch call follows it only where it is older (see
     /// [`Flights::join_batch_all`]).
     batch: Option<u64>,
+    /// Led from the I/O side: a blocking call, or a task of the cache's I/O runtime. A blocking
+    /// call follows only such a leader: one on a runtime whose thread the blocking call may be
+    /// holding could never finish.
+    io_side: bool,
 }
 
 /// Stripes of the flight table: callers of different keys rarely take the same lock, so the
@@ -98,8 +102,15 @@ pub(crate) enum BatchJoin<'a> {
 
 impl Flights {
     /// Leads the flight for `id`, or follows the one already in the air.
+    ///
+    /// A blocking call that finds a flight led on a runtime leads beside it, outside the table
+    /// (its landing is a no-op): the two share the key's Redis lock instead.
     pub(crate) fn join(&self, id: FlightId) -> Join<'_> {
+        let io_side = crate::blocking::on_io_side();
         match self.table(id).entry(id) {
+            Entry::Occupied(flight) if io_side && !flight.get().io_side => {
+                Join::Lead(self.leader(id, self.serials.fetch_add(1, Relaxed)))
+            }
             Entry::Occupied(mut flight) => Join::Follow(follow(flight.get_mut())),
             Entry::Vacant(vacant) => {
                 let serial = self.serials.fetch_add(1, Relaxed);
@@ -107,6 +118,7 @@ impl Flights {
                     serial,
                     slot: None,
                     batch: None,
+                    io_side,
                 });
                 Join::Lead(self.leader(id, serial))
             }
@@ -126,12 +138,17 @@ impl Flights {
     /// there in a deadlock-free order.
     pub(crate) fn join_batch_all(&self, ids: &[FlightId]) -> Vec<BatchJoin<'_>> {
         let call = self.serials.fetch_add(1, Relaxed);
+        let io_side = crate::blocking::on_io_side();
         let mut joins: Vec<Option<BatchJoin<'_>>> = ids.iter().map(|_| None).collect();
         for (stripe, indices) in by_stripe(ids.iter().copied()) {
             let mut table = table(&self.stripes[stripe]);
             for index in indices {
                 let id = ids[index];
                 joins[index] = Some(match table.entry(id) {
+                    // See [`Flights::join`]: looked up and locked in Redis like any key.
+                    Entry::Occupied(flight) if io_side && !flight.get().io_side => {
+                        BatchJoin::Beside
+                    }
                     Entry::Occupied(mut flight) => match flight.get().batch {
                         Some(leader) if leader < call => BatchJoin::Older(follow(flight.get_mut())),
                         Some(_) => BatchJoin::Beside,
@@ -143,6 +160,7 @@ impl Flights {
                             serial,
                             slot: None,
                             batch: Some(call),
+                            io_side,
                         });
                         BatchJoin::Lead(self.leader(id, serial))
                     }
@@ -189,6 +207,7 @@ impl Flights {
                 serial,
                 slot: None,
                 batch,
+                io_side: crate::blocking::on_io_side(),
             },
         );
         drop(old);
