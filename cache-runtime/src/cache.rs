@@ -228,6 +228,9 @@ impl Cache {
     /// holder was cancelled or panicked. Work started after the call is not waited for, so a
     /// flush ends under steady load too.
     ///
+    /// From blocking code (`redis_cached::block_on(cache.flush())`) it waits for the work of
+    /// blocking calls only: that of `async` calls may be on a runtime the caller's thread holds.
+    ///
     /// By default a miss returns after its store, so a program that only calls cached functions
     /// needs no flush. With `background_stores(true)`, await this at shutdown, after the last
     /// calls, or their values are lost with the process.

@@ -5,7 +5,7 @@
 //! A spawned task is also what keeps a store cancel-safe: a caller that awaits its store and is
 //! cancelled meanwhile drops only its handle; the store lands anyway.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -30,7 +30,9 @@ struct TaskTable {
 #[derive(Debug, Default)]
 struct Numbering {
     next: u64,
-    running: BTreeSet<u64>,
+    /// Each running task's number, and whether it was spawned from the I/O side (a blocking
+    /// call, or the cache's I/O runtime), where a blocking flush waits only for those.
+    running: BTreeMap<u64, bool>,
 }
 
 impl TaskTable {
@@ -66,7 +68,7 @@ impl Tasks {
             let mut state = self.shared.state();
             let number = state.next;
             state.next += 1;
-            state.running.insert(number);
+            state.running.insert(number, crate::blocking::on_io_side());
             Running {
                 shared: self.shared.clone(),
                 number,
@@ -78,21 +80,24 @@ impl Tasks {
         })
     }
 
-    /// Returns once every task spawned before this call has ended.
+    /// Returns once every task spawned before this call has ended. From the I/O side (a
+    /// blocking `flush`), only those spawned from there: the others may run on the runtime whose
+    /// thread the blocking caller holds.
     pub(crate) async fn settled(&self) {
         let shared = &self.shared;
         let upto = shared.state().next;
+        let io_side = crate::blocking::on_io_side();
         loop {
             let ended = shared.ended.notified();
             let mut ended = std::pin::pin!(ended);
             // Registered before looking, so a task ending in between is not missed.
             ended.as_mut().enable();
-            if shared
+            let pending = shared
                 .state()
                 .running
-                .first()
-                .is_none_or(|&oldest| oldest >= upto)
-            {
+                .range(..upto)
+                .any(|(_, &spawned_io_side)| spawned_io_side || !io_side);
+            if !pending {
                 return;
             }
             ended.await;
