@@ -151,13 +151,16 @@
 //!
 //! A blocking call runs the same flow as an `async` one, on its own thread, parked while it
 //! waits; the bytes are moved by the cache's I/O thread (`redis-cache-io`, one Tokio worker
-//! started on the first blocking call), on connections made there. So a blocking call never
-//! waits on the runtime its caller may be running on: one made inside a task of a current-thread
-//! runtime, whose only thread it holds, is answered all the same. Called from `async` code, it
+//! started on the first blocking call), on connections made there. So a blocking call does not
+//! wait on the runtime its caller may be running on: one made inside a task of a current-thread
+//! runtime, whose only thread it holds, is answered all the same (it does not follow an `async`
+//! call of the same key there, but meets it at the key's Redis lock). The body runs in the
+//! caller's runtime context, if any, and cannot `.await`. Called from `async` code, it
 //! blocks that task's worker like any blocking call (use `spawn_blocking`, or the `async`
 //! twin). The fail-open bounds are the same: Redis down or slow costs at most the configured
 //! timeouts. [`block_on`] runs the cache's `async` methods ([`Cache::flush`],
-//! [`Cache::invalidate_tag`]...) the same way.
+//! [`Cache::invalidate_tag`]...) the same way; a blocking flush waits for the work of blocking
+//! calls.
 //!
 //! # Runtimes
 //!

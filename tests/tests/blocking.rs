@@ -213,16 +213,25 @@ fn with_redis_killed_mid_run_every_call_still_returns_its_value() {
                         Ok(format!("product {id}")),
                         "thread {thread}, call {call}"
                     );
-                    if outcome.outcome() == Outcome::Fallback {
-                        fallbacks.fetch_add(1, SeqCst);
+                    if thread == 0 && call >= CALLS / 4 {
+                        // After the kill: run here, or shared by a caller that ran it.
+                        assert!(
+                            matches!(outcome.outcome(), Outcome::Fallback | Outcome::Coalesced),
+                            "call {call}: {outcome:?}"
+                        );
+                        if outcome.outcome() == Outcome::Fallback {
+                            fallbacks.fetch_add(1, SeqCst);
+                        }
                     }
                 }
             });
         }
     });
     assert!(!redis.lock().unwrap().is_running());
-    // At least the last three quarters of the killer's own calls ran without Redis.
-    assert!(fallbacks.load(SeqCst) >= CALLS * 3 / 4, "{fallbacks:?}");
+    assert!(
+        fallbacks.load(SeqCst) > 0,
+        "the killer's calls ran without Redis"
+    );
 }
 
 #[redis_cache(ttl = 300, batch = ids, skip(cache, keys), cache = cache)]
@@ -313,4 +322,75 @@ fn with_redis_frozen_a_blocking_call_gives_up_and_runs_the_function() {
     assert_eq!(value.as_deref(), Ok("product 1"));
     assert_eq!(outcome.outcome(), Outcome::Fallback);
     assert_eq!(runs.count(), 2);
+}
+
+#[redis_cache(ttl = 300, skip(cache, gate), cache = cache, name = "blocking::gated")]
+async fn gated(cache: &Cache, gate: &Gate, id: u64) -> u64 {
+    gate.wait().await;
+    id
+}
+
+#[redis_cache(ttl = 300, skip(cache, _gate), cache = cache, name = "blocking::gated")]
+fn gated_blocking(cache: &Cache, _gate: &Gate, id: u64) -> u64 {
+    id
+}
+
+/// An `async` call leads a key on a current-thread runtime and waits; a blocking call of the
+/// same key, on that runtime's only thread, must not follow it (the leader could never run
+/// again): it goes to Redis beside it, waits for the key's lock no longer than `lock_wait`, and
+/// computes.
+#[test]
+fn a_blocking_call_does_not_follow_an_async_leader_it_would_block() {
+    let redis = RedisServer::start();
+    let cache = redis
+        .builder()
+        .prefix("blocking-beside")
+        .lock_wait(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let gate = Arc::new(Gate::new());
+        let leader = tokio::spawn({
+            let (cache, gate) = (cache.clone(), gate.clone());
+            async move { gated(&cache, &gate, 3).await }
+        });
+        gate.until_arrived(1).await;
+        assert_eq!(cache.in_flight(), 1, "the async call leads the key");
+        // On this runtime's only thread, while the leader waits at the gate.
+        let (value, outcome) = gated_blocking_with_outcome(&cache, &gate, 3);
+        assert_eq!((value, outcome.outcome()), (3, Outcome::Miss));
+        gate.open();
+        assert_eq!(leader.await.unwrap(), 3);
+    });
+}
+
+#[redis_cache(ttl = 300, skip(cache), cache = cache)]
+fn slow(cache: &Cache, id: u64) -> u64 {
+    // Slower than the lock's lease: the function being slow, not a wait for an event.
+    std::thread::sleep(Duration::from_millis(2500));
+    id
+}
+
+/// A blocking body runs to its end within one poll of its call, so its lock is renewed by a task
+/// of the I/O runtime meanwhile: a body slower than the lease still stores its value.
+#[test]
+fn a_blocking_body_slower_than_the_lock_lease_keeps_its_lock_and_stores() {
+    let redis = RedisServer::start();
+    let cache = redis
+        .builder()
+        .prefix("blocking-slow")
+        .lock_lease(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    assert_eq!(slow_with_outcome(&cache, 1).1.outcome(), Outcome::Miss);
+    block_on(cache.flush());
+    assert_eq!(
+        slow_with_outcome(&cache, 1).1.outcome(),
+        Outcome::Hit,
+        "the value was stored under the renewed lock"
+    );
 }
