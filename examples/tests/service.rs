@@ -85,10 +85,29 @@ async fn the_service_starts_and_serves() {
         "a computed page has no age: {head}"
     );
     let (_, head, second) = exchange(port, "GET", "/products/1", &[], "").await;
-    assert_eq!(header(&head, "x-cache"), Some("HIT"), "{head}");
+    // From Redis, or from this replica's copy (the local tier).
+    assert!(
+        matches!(header(&head, "x-cache"), Some("HIT" | "LOCAL-HIT")),
+        "{head}"
+    );
     let age: u64 = header(&head, "age").expect("an age").parse().unwrap();
     assert!(age < 300, "younger than its TTL: {head}");
     assert_eq!(first, second);
+    assert_eq!(executions(SUMMARY), 1);
+    // The hot path keeps its pages in the process: a later read is answered by the local tier.
+    let mut answered = Vec::new();
+    for _ in 0..100 {
+        let (_, head, _) = exchange(port, "GET", "/products/1", &[], "").await;
+        answered.push(header(&head, "x-cache").unwrap_or_default().to_string());
+        if answered.last().is_some_and(|a| a == "LOCAL-HIT") {
+            break;
+        }
+    }
+    assert_eq!(
+        answered.last().map(String::as_str),
+        Some("LOCAL-HIT"),
+        "{answered:?}"
+    );
     assert_eq!(executions(SUMMARY), 1);
     let page = json(&first);
     assert_eq!(page["id"], 1);
@@ -171,7 +190,8 @@ async fn the_service_starts_and_serves() {
     )
     .await;
     assert_eq!(status, 200);
-    let hits = |function| redis_cached::stats_for(function).map_or(0, |s| s.hits);
+    // Served from Redis or from the local tier.
+    let hits = |function| redis_cached::stats_for(function).map_or(0, |s| s.hits + s.local_hits);
     let list_hits = hits(SUMMARIES);
     let pages = list("1,2,3").await;
     assert_eq!(pages[1]["price_cents"], 777);
