@@ -46,6 +46,8 @@ environment:
   PORT          the port to listen on, on 127.0.0.1 (default 3000)
   ADMIN_TOKEN   the bearer token of /admin/cache/...; without it the admin router is not
                 mounted
+  CATALOG_DB    an SQLite file to use (seeded if new), so that replicas share one database;
+                without it, an in-memory database of the process's own
 ";
 
 #[tokio::main]
@@ -75,7 +77,10 @@ async fn main() {
         catalog::PRODUCTS,
         catalog::REVIEWS
     );
-    let db = Db::seeded();
+    let db = match std::env::var_os("CATALOG_DB") {
+        Some(path) => Db::open(std::path::Path::new(&path)),
+        None => Db::seeded(),
+    };
     let app = catalog::router(db, cache.clone(), token);
 
     if let Some(secs) = load_secs {

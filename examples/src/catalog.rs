@@ -71,6 +71,37 @@ impl Db {
     /// index on `product_id`, so each summary scans them: the slow query the cache saves.
     pub fn seeded() -> Db {
         let conn = rusqlite::Connection::open_in_memory().expect("sqlite in memory");
+        Db::seed(&conn);
+        Db {
+            conn: Arc::new(Mutex::new(conn)),
+        }
+    }
+
+    /// The database in the SQLite file at `path`, seeded as [`Db::seeded`] if it has no tables
+    /// yet: replicas of the service that share one database, as deployed replicas would (each
+    /// with its own in-memory one, a price changed on one would never show on the other).
+    pub fn open(path: &std::path::Path) -> Db {
+        let conn = rusqlite::Connection::open(path).expect("sqlite file");
+        conn.busy_timeout(Duration::from_secs(10))
+            .expect("busy timeout");
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .expect("WAL");
+        let seeded: bool = conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'products'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("schema lookup");
+        if !seeded {
+            Db::seed(&conn);
+        }
+        Db {
+            conn: Arc::new(Mutex::new(conn)),
+        }
+    }
+
+    fn seed(conn: &rusqlite::Connection) {
         conn.execute_batch(
             "CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price_cents INTEGER NOT NULL);
              CREATE TABLE reviews (product_id INTEGER NOT NULL, stars INTEGER NOT NULL);",
@@ -97,9 +128,6 @@ impl Db {
             }
         }
         tx.commit().expect("commit");
-        Db {
-            conn: Arc::new(Mutex::new(conn)),
-        }
     }
 
     /// Runs `query` on a blocking thread.
