@@ -18,6 +18,8 @@ use redis_cache_tests::RedisServer;
 use redis_cache_tests::fixtures::Product;
 use redis_cached::{Cache, redis_cache};
 
+use crate::measure::median;
+
 /// Keys read by every case.
 const KEYS: u64 = 1000;
 /// The concurrencies measured.
@@ -140,10 +142,4 @@ where
             .sum()
     });
     total as f64 / started.elapsed().as_secs_f64()
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
 }

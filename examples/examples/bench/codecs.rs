@@ -20,7 +20,7 @@ use redis_cached::{Cache, Codec, DEFAULT_COMPRESS_ABOVE, redis_cache};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::measure;
+use crate::measure::{self, median};
 
 /// Keys of each function read by the hit case.
 const KEYS: u64 = 500;
@@ -56,12 +56,6 @@ struct Figures {
     hits_per_sec: Vec<f64>,
     payload: usize,
     stored: usize,
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
 }
 
 /// Nanoseconds per call of `op`, over about `time`.

@@ -124,3 +124,10 @@ fn cpu_time() -> Duration {
         .sum();
     Duration::from_nanos(nanos)
 }
+
+/// The median of a case's rounds.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
