@@ -116,7 +116,13 @@ pub fn blocking_body<R>(body: impl FnOnce() -> R) -> R {
 
 /// [`block_on`] on a thread that may block.
 fn park_on<F: Future>(future: F) -> F::Output {
-    let _caller = Caller::record(tokio::runtime::Handle::try_current().ok());
+    // Nested in another blocking call's poll (a `_refresh` companion calling its function), the
+    // current runtime is the I/O one: the body's caller is still the outer call's.
+    let caller = match on_io_side() {
+        true => CALLER.with(|caller| caller.borrow().clone()),
+        false => tokio::runtime::Handle::try_current().ok(),
+    };
+    let _caller = Caller::record(caller);
     let _context = io_runtime().map(tokio::runtime::Handle::enter);
     // Marked for the whole call, the future's drop included (a panic unwinding through it).
     let _side = IoSide::set(true);
@@ -256,6 +262,26 @@ mod tests {
             });
             assert!(!side, "the body is off the I/O side");
             assert!(!spawned.await.unwrap(), "it spawns on its caller's runtime");
+        });
+    }
+
+    #[test]
+    #[allow(clippy::async_yields_async)] // the inner call hands out the spawned task's handle
+    fn a_nested_call_keeps_the_outer_calls_caller() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let spawned = block_on(async {
+                block_on(async {
+                    blocking_body(|| tokio::spawn(async { IO_THREAD.with(Cell::get) }))
+                })
+            });
+            assert!(
+                !spawned.await.unwrap(),
+                "it spawns on the outer caller's runtime"
+            );
         });
     }
 
