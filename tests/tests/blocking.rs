@@ -12,6 +12,14 @@ use std::time::Duration;
 use redis_cache_tests::{Gate, RedisServer, Runs};
 use redis_cached::{Cache, Outcome, block_on, redis_cache, stats_for};
 
+/// A current-thread runtime: one thread, which a blocking call made in its task holds.
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn name(function: &str) -> String {
     format!("{}::{function}", module_path!())
 }
@@ -71,11 +79,7 @@ fn inside_a_current_thread_runtime_a_blocking_call_does_not_wait_on_that_runtime
     let redis = RedisServer::start();
     let cache = redis.cache("blocking-current");
     let runs = Runs::default();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    current_thread_runtime().block_on(async {
         assert_eq!(shared(&cache, &runs, 5).await, 5);
         cache.flush().await;
         let task = tokio::spawn({
@@ -348,11 +352,7 @@ fn a_blocking_call_does_not_follow_an_async_leader_it_would_block() {
         .lock_wait(Duration::from_millis(200))
         .build()
         .unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    current_thread_runtime().block_on(async {
         let gate = Arc::new(Gate::new());
         let leader = tokio::spawn({
             let (cache, gate) = (cache.clone(), gate.clone());
