@@ -208,10 +208,11 @@ async fn with_redis_paused_no_copy_is_served_past_local_ttl() {
     let name = format!("{}::short_local_ttl", module_path!());
     let copy = local_hit(&name, || short_local_ttl(&cache, &runs, 1)).await;
     assert_eq!(copy, first, "copied");
-    // The copy was made before this instant, so it cannot be served once local_ttl has passed
-    // after it (plus the millisecond the copy's wall-clock deadline is rounded to).
-    let bound = Instant::now() + Duration::from_secs(1) + Duration::from_millis(10);
     redis.pause();
+    // Redis last confirmed the copy (a ping round answered) before this instant, so the copy
+    // cannot be served once local_ttl has passed after it (plus the millisecond its wall-clock
+    // deadline is rounded to).
+    let bound = Instant::now() + Duration::from_secs(1) + Duration::from_millis(10);
     let mut later = None;
     while later.is_none() {
         // Read before the call: a call that serves the copy checked its deadline after this,
@@ -226,6 +227,42 @@ async fn with_redis_paused_no_copy_is_served_past_local_ttl() {
     }
     redis.resume();
     assert_eq!(runs.count(), 2, "computed once more, then memoized locally");
+}
+
+#[redis_cache(ttl = 300, local = 100, local_ttl = 1, skip(cache, runs), cache = cache)]
+async fn confirmed_copy(cache: &Cache, runs: &Runs, id: u64) -> u64 {
+    runs.tick();
+    id * 1000 + runs.count()
+}
+
+/// `local_ttl` bounds how long a copy is served *without Redis's confirmation*: while the
+/// invalidation channel is up, its pings confirm the copy, and it is served past `local_ttl`
+/// without a round trip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_channel_is_up_a_copy_is_served_past_local_ttl() {
+    let redis = RedisServer::start();
+    let cache = redis.cache("local-confirmed");
+    let runs = Runs::default();
+    let name = format!("{}::confirmed_copy", module_path!());
+    // The first copy of a function is read before its invalidation route exists (it lives
+    // local_ttl at most); the second key's copy is covered by the channel.
+    confirmed_copy(&cache, &runs, 1).await;
+    coherent(&cache).await;
+    let first = confirmed_copy(&cache, &runs, 2).await;
+    local_hit(&name, || confirmed_copy(&cache, &runs, 2)).await;
+    let copied = Instant::now();
+    // Time passing is what is tested: three times local_ttl, with the channel up throughout.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(copied.elapsed() >= Duration::from_secs(3));
+    let hits = stats_for(&name).unwrap();
+    assert_eq!(confirmed_copy(&cache, &runs, 2).await, first);
+    let after = stats_for(&name).unwrap();
+    assert_eq!(
+        (after.local_hits - hits.local_hits, after.hits - hits.hits),
+        (1, 0),
+        "served from the copy, without asking Redis: {after:?}"
+    );
+    assert_eq!(runs.count(), 2);
 }
 
 #[redis_cache(ttl = 300, local = 100, skip(cache, runs), cache = cache)]

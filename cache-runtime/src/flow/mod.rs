@@ -53,7 +53,6 @@ pub(crate) use write_through::{take_write_through_request, write_through_request
 use crate::cache::Cache;
 use crate::connection::Connection;
 use crate::envelope::unix_ms;
-use crate::freshness;
 use crate::key::CallKey;
 use crate::local::{Keep, KeepLocal, LocalCopies};
 use crate::policy::{Policy, Rules, ValueCodec};
@@ -140,7 +139,6 @@ where
         copies,
         store: &store,
         watch: copies.watch(&store, args),
-        local_ttl: freshness::local_ttl(&site.spec),
     };
     let (value, outcome) = answer::<P, R>(
         site,

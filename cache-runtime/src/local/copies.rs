@@ -9,9 +9,8 @@
 use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
 
-use super::{AnyStore, LocalStore, LocalTier, Watch};
+use super::{AnyStore, Copied, LocalStore, LocalTier, Watch};
 use crate::connection::Connection;
 use crate::envelope::Meta;
 use crate::policy::LocalValue;
@@ -31,8 +30,7 @@ pub struct LocalCopies<T: 'static> {
 type GetFn<T> = fn(&StoreRef<T>, u128, u64) -> Option<(T, Meta)>;
 
 /// Keeps a copy: see [`keep_copy`]. `true` if kept.
-type KeepFn<T> =
-    fn(&LocalTier, &'static Site, &StoreRef<T>, Watch, Duration, Copy<'_, T>, Made) -> bool;
+type KeepFn<T> = fn(&LocalTier, &'static Site, &StoreRef<T>, Watch, Copy<'_, T>, Made) -> bool;
 
 /// Where a copy comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,8 +70,8 @@ impl<T: LocalValue> LocalCopies<T> {
             invalidate: |store, args| {
                 store.get().invalidate(args, false);
             },
-            keep: |tier, site, store, watch, local_ttl, copy, made| {
-                keep_copy(tier, site, store.get(), (watch, local_ttl), copy, made)
+            keep: |tier, site, store, watch, copy, made| {
+                keep_copy(tier, site, store.get(), watch, copy, made)
             },
         }
     }
@@ -159,8 +157,6 @@ pub(crate) struct Keep<'a, T: 'static> {
     pub copies: LocalCopies<T>,
     pub store: &'a StoreRef<T>,
     pub watch: Watch,
-    /// The function's `local_ttl`.
-    pub local_ttl: Duration,
 }
 
 /// Keeping a copy, whatever the value type: the flow holds a `&dyn KeepLocal<T>` only for
@@ -180,15 +176,7 @@ const ENTRY_OVERHEAD: u64 = 64;
 
 impl<T: 'static> Keep<'_, T> {
     fn keep_made(&self, copy: Copy<'_, T>, made: Made) -> bool {
-        (self.copies.keep)(
-            self.tier,
-            self.site,
-            self.store,
-            self.watch,
-            self.local_ttl,
-            copy,
-            made,
-        )
+        (self.copies.keep)(self.tier, self.site, self.store, self.watch, copy, made)
     }
 }
 
@@ -202,8 +190,8 @@ impl<T: 'static> KeepLocal<T> for Keep<'_, T> {
     }
 }
 
-/// Keeps a copy of `value` (from `key`, headed by `meta`, `bytes` stored) for at
-/// most `local_ttl`, unless an invalidation of its key came after `watch`. A copy of this
+/// Keeps a copy of `value` (from `key`, headed by `meta`, `bytes` stored), served while its
+/// entry is fresh and at most `local_ttl` without Redis's confirmation, unless an invalidation of its key came after `watch`. A copy of this
 /// process's own store is kept only while Redis announces every change (the tier is coherent),
 /// once announcements of the function reach its store (an earlier copy routed them), and only
 /// if its own announcement can be told apart ([`LocalStore::insert_own`]). `true` if kept.
@@ -211,7 +199,7 @@ fn keep_copy<T: LocalValue>(
     tier: &LocalTier,
     site: &'static Site,
     store: &LocalStore<T>,
-    (watch, local_ttl): (Watch, Duration),
+    watch: Watch,
     (key, value, meta, bytes): Copy<'_, T>,
     made: Made,
 ) -> bool {
@@ -219,9 +207,7 @@ fn keep_copy<T: LocalValue>(
         return false;
     }
     let now = crate::envelope::unix_ms(std::time::SystemTime::now());
-    let ttl_ms = u64::try_from(local_ttl.as_millis()).unwrap_or(u64::MAX);
-    let until_ms = meta.fresh_until_ms.min(now.saturating_add(ttl_ms));
-    if until_ms <= now {
+    if meta.fresh_until_ms <= now {
         return false;
     }
     let routed = tier.route(key, site.namespace());
@@ -230,13 +216,20 @@ fn keep_copy<T: LocalValue>(
         // stores): the store's own may have been one of them, and nothing would tell it apart.
         return false;
     }
+    // An unrouted read may have raced an announcement that was dropped: the channel's
+    // confirmations do not vouch for it, and it lives `local_ttl` from now at most.
+    let copied = Copied {
+        meta,
+        at_ms: now,
+        covered: routed,
+    };
     let bytes = bytes as u64 + ENTRY_OVERHEAD + std::mem::size_of::<T>() as u64;
     match made {
         Made::Read => {
-            store.insert(watch, value, (meta, until_ms), bytes);
+            store.insert(watch, value, copied, bytes);
             true
         }
-        Made::Stored => store.insert_own(watch, value, (meta, until_ms), bytes),
+        Made::Stored => store.insert_own(watch, value, copied, bytes),
     }
 }
 
@@ -246,8 +239,6 @@ pub(crate) struct LocalItems<'a, T: 'static> {
     pub site: &'static Site,
     pub copies: LocalCopies<T>,
     pub store: StoreRef<T>,
-    /// The function's `local_ttl`.
-    pub local_ttl: Duration,
 }
 
 /// What a batch call does with the local tier, whatever the value type (see [`LocalItems`]).
@@ -275,15 +266,7 @@ impl<T: 'static> LocalBatch<T> for LocalItems<'_, T> {
 
     fn keep(&self, watch: Watch, key: &str, value: &T, meta: Meta, bytes: usize) {
         let copy = (key, value, meta, bytes);
-        (self.copies.keep)(
-            self.tier,
-            self.site,
-            &self.store,
-            watch,
-            self.local_ttl,
-            copy,
-            Made::Read,
-        );
+        (self.copies.keep)(self.tier, self.site, &self.store, watch, copy, Made::Read);
     }
 
     fn invalidate(&self, args: u128) {

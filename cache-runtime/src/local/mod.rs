@@ -2,20 +2,23 @@
 //! without a round trip, and removed when Redis's entry changes.
 //!
 //! - [`store`]: one function's copies, bounded by `local = N` entries and by the cache's byte
-//!   budget ([`Budget`]); a copy is served until the entry's own freshness or `local_ttl` after
-//!   it was cached, whichever comes first.
+//!   budget ([`Budget`]); a copy is served while the entry it copies is fresh, and at most
+//!   `local_ttl` without Redis's confirmation: past the later of its making and the last moment
+//!   the channel was known to deliver every announcement ([`Confirmed`]).
 //! - [`tracking`]: coherence. A connection per primary asks Redis for server-assisted
 //!   client-side caching in broadcast mode (`CLIENT TRACKING ON BCAST PREFIX {prefix}:` over
 //!   RESP3): every change of a key under the cache's prefix (a store, `DEL` from any client,
-//!   `FLUSHALL`, expiry, eviction) is announced, and the copy of that key is removed. While that
-//!   channel is down, copies are served under the `local_ttl` bound only, and when it is back
-//!   every copy cached before is dropped.
+//!   `FLUSHALL`, expiry, eviction) is announced, and the copy of that key is removed. A ping
+//!   round answered by every primary confirms the copies (every announcement before it has been
+//!   applied). While the channel is down, copies are served until `local_ttl` past its last
+//!   confirmation, and when it is back every copy cached before is dropped.
 //!
 //! Copies are made from reads, and from this process's own stores when the store's own
 //! announcement can be told apart from a later change ([`LocalStore::insert_own`]): then a miss
-//! is followed by local hits at once. When Redis is unreachable, computed values are kept too
-//! (for `local_ttl`), so an outage costs one execution per key per `local_ttl` in each process,
-//! like the in-process map the tier replaces.
+//! is followed by local hits at once. When Redis becomes unreachable, the copies it confirmed are
+//! served `local_ttl` longer, and computed values are kept too (for `local_ttl`), so an outage
+//! shorter than `local_ttl` costs no execution of a key held here, and a longer one one
+//! execution per key per `local_ttl` in each process, like the in-process map the tier replaces.
 
 mod copies;
 mod store;
@@ -28,7 +31,7 @@ use std::sync::{Arc, RwLock};
 
 pub use copies::LocalCopies;
 pub(crate) use copies::{Keep, KeepLocal, LocalBatch, LocalItems, StoreRef};
-pub(crate) use store::{LocalStore, Watch};
+pub(crate) use store::{Copied, LocalStore, Watch};
 
 use crate::connection::Connection;
 use crate::key::PreHashed;
@@ -61,6 +64,23 @@ impl Budget {
 
     pub(crate) fn release(&self, bytes: u64) {
         self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// Until when Redis vouches for a tier's copies: the unix ms at which its invalidation channel
+/// was last known to have delivered every announcement (a ping round, sent then, answered by
+/// every primary; announcements and replies come in order on each connection). Moves forward
+/// only.
+#[derive(Debug, Default)]
+pub(crate) struct Confirmed(AtomicU64);
+
+impl Confirmed {
+    pub(crate) fn ms(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn confirm(&self, at_ms: u64) {
+        self.0.fetch_max(at_ms, Ordering::AcqRel);
     }
 }
 
@@ -109,6 +129,8 @@ struct Tier {
     id: u64,
     prefix: String,
     budget: Arc<Budget>,
+    /// The channel's last confirmation: copies are served at most `local_ttl` past it.
+    confirmed: Arc<Confirmed>,
     /// The stores of each function (by flight namespace), created at its first call: one per
     /// value type, since the instantiations of a generic function share their site.
     stores: RwLock<Stores>,
@@ -137,6 +159,7 @@ impl LocalTier {
                 id: NEXT_TIER.fetch_add(1, Ordering::Relaxed),
                 prefix: prefix.to_string(),
                 budget: Arc::new(Budget::new(max_bytes as u64)),
+                confirmed: Arc::default(),
                 stores: RwLock::default(),
                 routes: RwLock::default(),
                 coherent: AtomicBool::new(false),
@@ -183,8 +206,11 @@ impl LocalTier {
             let mut stores = crate::sync::write(&self.inner.stores);
             let stores = stores.entry(namespace).or_default();
             of_type(stores).unwrap_or_else(|| {
-                let store: Arc<dyn AnyStore> =
-                    Arc::new(LocalStore::<T>::new(site, self.inner.budget.clone()));
+                let store: Arc<dyn AnyStore> = Arc::new(LocalStore::<T>::new(
+                    site,
+                    self.inner.budget.clone(),
+                    self.inner.confirmed.clone(),
+                ));
                 stores.push(store.clone());
                 store
             })

@@ -1,15 +1,17 @@
 //! The decoded copies of one function in one cache: a bounded map (quick_cache's CLOCK-Pro,
 //! `local = N` entries) from the hash of a call's arguments to its value and how long that value
-//! may be served.
+//! may be served: while its entry is fresh, and at most `local_ttl` past the later of its making
+//! and the last moment the invalidation channel was known to deliver every announcement
+//! ([`Confirmed`]).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
 use quick_cache::sync::Cache as Map;
-use quick_cache::{Lifecycle, UnitWeighter};
+use quick_cache::{Lifecycle, OptionsBuilder, UnitWeighter};
 
-use super::Budget;
+use super::{Budget, Confirmed};
 use crate::envelope::Meta;
 use crate::key::PreHashed;
 use crate::site::Site;
@@ -28,10 +30,15 @@ const CLEAR_BUMP: u64 = 1 << 32;
 #[derive(Clone)]
 struct Entry<T> {
     value: T,
-    /// Unix ms after which the copy is not served: the entry's freshness, or `local_ttl` after it
-    /// was cached, whichever comes first.
-    until_ms: u64,
-    /// The header of the entry it copies (its age and freshness, for `{fn}_with_outcome`).
+    /// When it was made (unix ms): it is served at most `local_ttl` past the later of this and
+    /// the channel's last confirmation.
+    copied_ms: u64,
+    /// Whether the channel's confirmations cover it: `false` for a copy that may have missed an
+    /// announcement the channel delivered (see [`Copied::covered`]), served at most `local_ttl`
+    /// past its making.
+    covered: bool,
+    /// The header of the entry it copies: it is not served past the entry's freshness (and
+    /// `{fn}_with_outcome` reports its age).
     meta: Meta,
     /// Its estimated size, charged to the cache's budget while it is held.
     bytes: u64,
@@ -50,6 +57,10 @@ pub(crate) struct LocalStore<T> {
     /// and counting its slot's announcements are one step.
     own: Mutex<HashSet<u128>>,
     budget: Arc<Budget>,
+    /// The tier's clock of the channel's confirmations.
+    confirmed: Arc<Confirmed>,
+    /// The function's `local_ttl`, in ms.
+    local_ttl_ms: u64,
     site: &'static Site,
 }
 
@@ -72,6 +83,18 @@ impl<T> Lifecycle<u128, Entry<T>> for Evicted {
     }
 }
 
+/// A copy's header: the entry's, when the copy was made, and whether the channel covers it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Copied {
+    pub meta: Meta,
+    /// Unix ms.
+    pub at_ms: u64,
+    /// Announcements of the function's keys reached its store before the copy's read began: the
+    /// channel's confirmations vouch for the copy. (The first copy of a function is read before
+    /// its route exists, so an announcement racing that read may have been dropped.)
+    pub covered: bool,
+}
+
 /// What [`LocalStore::watch`] saw before a read from Redis, to check after it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Watch {
@@ -80,16 +103,24 @@ pub(crate) struct Watch {
 }
 
 impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
-    pub(crate) fn new(site: &'static Site, budget: Arc<Budget>) -> Self {
+    pub(crate) fn new(site: &'static Site, budget: Arc<Budget>, confirmed: Arc<Confirmed>) -> Self {
         let entries = usize::try_from(site.spec.local_entries).unwrap_or(usize::MAX);
         let lifecycle = Evicted {
             budget: budget.clone(),
             site,
         };
         LocalStore {
-            map: Map::with(
-                entries.min(1 << 16),
-                site.spec.local_entries,
+            map: Map::with_options(
+                OptionsBuilder::new()
+                    .estimated_items_capacity(entries.min(1 << 16))
+                    .weight_capacity(site.spec.local_entries)
+                    // One shard: `local = N` holds N keys. Split into shards, the capacity is
+                    // split evenly too, and keys are not: 1,000 keys in a `local = 1_000` held
+                    // 962 with the default 8 shards, and the other 38 churned through Redis (or,
+                    // in an outage, through the function) for ever.
+                    .shards(1)
+                    .build()
+                    .expect("a capacity and one shard are valid options"),
                 UnitWeighter,
                 PreHashed::default(),
                 lifecycle,
@@ -98,6 +129,9 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
             versions: [const { AtomicU64::new(0) }; SLOTS],
             own: Mutex::new(HashSet::new()),
             budget,
+            confirmed,
+            local_ttl_ms: u64::try_from(crate::freshness::local_ttl(&site.spec).as_millis())
+                .unwrap_or(u64::MAX),
             site,
         }
     }
@@ -105,11 +139,24 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
     /// The copy of `args`, if it may still be served at `now_ms`, with its entry's header.
     pub(crate) fn get(&self, args: u128, now_ms: u64) -> Option<(T, Meta)> {
         let entry = self.map.get(&args)?;
-        if now_ms < entry.until_ms {
+        if self.servable(&entry, now_ms) {
             return Some((entry.value, entry.meta));
         }
         self.remove(args);
         None
+    }
+
+    /// While its entry is fresh, and at most `local_ttl` past the later of its making and the
+    /// channel's last confirmation (if the channel covers it). A copy that fails this is removed
+    /// (the confirmation moves on only while the channel is up, and a channel that comes back
+    /// drops every copy first).
+    fn servable(&self, entry: &Entry<T>, now_ms: u64) -> bool {
+        let vouched = if entry.covered {
+            entry.copied_ms.max(self.confirmed.ms())
+        } else {
+            entry.copied_ms
+        };
+        now_ms < entry.meta.fresh_until_ms && now_ms < vouched.saturating_add(self.local_ttl_ms)
     }
 
     /// Taken before reading `args` from Redis; [`LocalStore::insert`] keeps the value it read
@@ -122,23 +169,23 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
     }
 
     /// Keeps a copy of `value` (read from Redis after `watch`, or computed while Redis was
-    /// unreachable; its entry headed by `meta`) until `until_ms`.
+    /// unreachable).
     ///
     /// An invalidation message may overtake the read it concerns: Redis changed the key after
     /// our `GET` answered, and the message arrived before this insertion. The invalidation bumps
     /// the slot's version before it removes, and this checks the version after it inserted, so
     /// either the removal comes after the insertion, or the insertion sees the bump and undoes
     /// itself.
-    pub(crate) fn insert(&self, watch: Watch, value: &T, until: (Meta, u64), bytes: u64) {
+    pub(crate) fn insert(&self, watch: Watch, value: &T, copied: Copied, bytes: u64) {
         let Watch { args, version } = watch;
-        self.put(args, value, until, bytes);
+        self.put(args, value, copied, bytes);
         if self.slot(args).load(SeqCst) != version {
             self.remove(args);
         }
     }
 
     /// Puts a copy in the map, replacing the one there.
-    fn put(&self, args: u128, value: &T, (meta, until_ms): (Meta, u64), bytes: u64) {
+    fn put(&self, args: u128, value: &T, copied: Copied, bytes: u64) {
         let _inserting = crate::sync::guard(&self.inserting);
         if let Some((_, old)) = self.map.remove(&args) {
             self.released(old.bytes);
@@ -148,8 +195,9 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
         }
         let entry = Entry {
             value: value.clone(),
-            until_ms,
-            meta,
+            copied_ms: copied.at_ms,
+            covered: copied.covered,
+            meta: copied.meta,
             bytes,
         };
         self.site.local_added(bytes);
@@ -172,13 +220,7 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
     ///   copy), or another (then the store's is still to come and removes it: a copy lost,
     ///   nothing stale). The copy is kept unmarked, unless another announcement races it;
     /// - more: nothing is kept.
-    pub(crate) fn insert_own(
-        &self,
-        watch: Watch,
-        value: &T,
-        until: (Meta, u64),
-        bytes: u64,
-    ) -> bool {
+    pub(crate) fn insert_own(&self, watch: Watch, value: &T, copied: Copied, bytes: u64) -> bool {
         let args = watch.args;
         let seen = |store: &Self| store.slot(args).load(SeqCst).wrapping_sub(watch.version);
         let before = {
@@ -194,7 +236,7 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
         if before > 1 {
             return false;
         }
-        self.put(args, value, until, bytes);
+        self.put(args, value, copied, bytes);
         if seen(self) > 1 {
             crate::sync::guard(&self.own).remove(&args);
             self.remove(args);
@@ -250,7 +292,7 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
         let expired: Vec<u128> = self
             .map
             .iter()
-            .filter(|(_, entry)| entry.until_ms <= now_ms)
+            .filter(|(_, entry)| !self.servable(entry, now_ms))
             .map(|(args, _)| args)
             .collect();
         for args in expired {
@@ -280,14 +322,19 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
 
 #[cfg(test)]
 mod tests {
-    /// A copy served until `until_ms`, of an entry computed at 0 and fresh as long.
-    fn until(until_ms: u64) -> (Meta, u64) {
+    /// A copy made at 0 and covered by the channel, of an entry computed at 0 and fresh until
+    /// `until_ms`.
+    fn until(until_ms: u64) -> Copied {
         let meta = Meta {
             computed_at_ms: 0,
             fresh_until_ms: until_ms,
             compute_micros: 0,
         };
-        (meta, until_ms)
+        Copied {
+            meta,
+            at_ms: 0,
+            covered: true,
+        }
     }
 
     use super::*;
@@ -315,7 +362,8 @@ mod tests {
 
     fn store(max_bytes: u64) -> (LocalStore<u64>, Arc<Budget>) {
         let budget = Arc::new(Budget::new(max_bytes));
-        (LocalStore::new(&SITE, budget.clone()), budget)
+        let store = LocalStore::new(&SITE, budget.clone(), Arc::default());
+        (store, budget)
     }
 
     fn used(budget: &Budget) -> u64 {
@@ -338,6 +386,35 @@ mod tests {
             "and removed once found expired"
         );
         assert_eq!(used(&budget), 0);
+    }
+
+    #[test]
+    fn local_ttl_counts_from_the_channels_last_confirmation_for_a_covered_copy() {
+        let (store, budget) = store(1000);
+        let ttl = store.local_ttl_ms;
+        let uncovered = Copied {
+            covered: false,
+            ..until(u64::MAX)
+        };
+        store.insert(store.watch(1), &7, until(u64::MAX), 10);
+        store.insert(store.watch(2), &8, uncovered, 10);
+        // No confirmation yet: both are served for local_ttl after they were made.
+        assert_eq!(store.get(1, ttl - 1).map(|(v, _)| v), Some(7));
+        assert_eq!(store.get(2, ttl - 1).map(|(v, _)| v), Some(8));
+        // The channel confirmed at 5 * ttl: the covered copy lives on, to 6 * ttl.
+        store.confirmed.confirm(5 * ttl);
+        assert_eq!(store.get(1, 6 * ttl - 1).map(|(v, _)| v), Some(7));
+        assert_eq!(
+            store.get(1, 6 * ttl).map(|(v, _)| v),
+            None,
+            "local_ttl past it"
+        );
+        // The uncovered one was never vouched for.
+        assert_eq!(store.get(2, ttl).map(|(v, _)| v), None);
+        assert_eq!(used(&budget), 0, "both removed");
+        // A confirmation never moves back.
+        store.confirmed.confirm(ttl);
+        assert_eq!(store.confirmed.ms(), 5 * ttl);
     }
 
     #[test]
@@ -432,6 +509,24 @@ mod tests {
         }
         assert!(store.map.len() <= 4, "local = 4 entries");
         assert_eq!(used(&budget), store.map.len() as u64);
+    }
+
+    #[test]
+    fn local_n_holds_n_keys() {
+        static SITE_1000: Site = Site::new(SiteSpec {
+            local_entries: 1000,
+            ..SITE.spec
+        });
+        let store =
+            LocalStore::<u64>::new(&SITE_1000, Arc::new(Budget::new(u64::MAX)), Arc::default());
+        for round in 0..3 {
+            for key in 0..1000u128 {
+                if store.get(key, 0).is_none() {
+                    store.insert(store.watch(key), &(key as u64), until(u64::MAX), 1);
+                }
+            }
+            assert_eq!(store.map.len(), 1000, "round {round}");
+        }
     }
 
     fn store_with_room() -> (LocalStore<u64>, Arc<Budget>) {

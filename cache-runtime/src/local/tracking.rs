@@ -7,9 +7,12 @@
 //! `FLUSHALL`, expiry, eviction). Broadcast mode does not depend on which connection read a key,
 //! so the command connection stays as it is (RESP2, multiplexed, shared by every call).
 //!
-//! The channel is lost when a connection drops (redis-rs reports it), a ping goes unanswered, or
-//! the set of primaries changes (failover, resharding onto a new node): the tier then serves its
-//! copies under the `local_ttl` bound only, and once a new channel is up it drops every copy
+//! Every [`CONFIRM`] the channel pings each primary; a round answered by all of them confirms the
+//! tier's copies as of when it was sent (each connection delivers announcements and replies in
+//! order, and announcements are applied as they are read). The channel is lost when a
+//! connection drops (redis-rs reports it), a ping goes unanswered, or the set of primaries
+//! changes (failover, resharding onto a new node): the tier then serves its copies until
+//! `local_ttl` past the last confirmation, and once a new channel is up it drops every copy
 //! cached before, which may have missed an announcement.
 //!
 //! A server that refuses (Redis before 6, a managed service without `CLIENT TRACKING`, an ACL
@@ -25,11 +28,17 @@ use tokio::sync::Notify;
 use super::Tier;
 use crate::connection::Connection;
 
-/// How often the channel's connections are pinged, and the tier is looked after (expired copies
-/// swept, primaries compared).
+/// How often the channel's connections are pinged, confirming the copies: well under the
+/// shortest `local_ttl` (1 s), so that a copy of a coherent tier does not expire between two
+/// confirmations.
+const CONFIRM: Duration = Duration::from_millis(250);
+/// How often the tier is looked after (expired copies swept) while the channel is down.
 const TICK: Duration = Duration::from_secs(1);
-/// Ticks between two comparisons of the primaries (a new primary needs a channel of its own).
-const TOPOLOGY_TICKS: u32 = 5;
+/// Confirmations between two sweeps of the expired copies.
+const SWEEP_CONFIRMS: u32 = 4;
+/// Confirmations between two comparisons of the primaries (a new primary needs a channel of its
+/// own).
+const TOPOLOGY_CONFIRMS: u32 = 20;
 /// The first wait before opening a lost channel again; doubles up to [`RETRY_MAX`].
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(2);
@@ -90,6 +99,7 @@ async fn run(tier: Weak<Tier>, conn: Arc<Connection>) {
                 let Some(t) = tier.upgrade() else { return };
                 // Anything cached before now may have missed an announcement.
                 t.clear_all();
+                t.confirmed.confirm(now_ms());
                 t.set_coherent(true);
                 drop(t);
                 tracing::debug!(
@@ -102,7 +112,7 @@ async fn run(tier: Weak<Tier>, conn: Arc<Connection>) {
                 tracing::debug!(
                     reason,
                     "redis_cache: the local tier's invalidation channel is down; local copies \
-                     are served for at most local_ttl until it is back"
+                     are served until local_ttl past its last confirmation"
                 );
                 retry
             }
@@ -215,27 +225,35 @@ fn announced(tier: &Weak<Tier>, dropped: &Notify, push: PushInfo) {
 
 /// Keeps the channel until it is lost; returns why.
 async fn listen(tier: &Weak<Tier>, conn: &Connection, mut channel: Channel) -> &'static str {
-    let mut ticks = 0u32;
+    let mut rounds = 0u32;
     loop {
-        if tokio::time::timeout(TICK, channel.dropped.notified())
+        if tokio::time::timeout(CONFIRM, channel.dropped.notified())
             .await
             .is_ok()
         {
             return "a connection dropped";
         }
-        let Some(t) = tier.upgrade() else {
+        rounds += 1;
+        if tier.upgrade().is_none() {
             return "the cache is gone";
-        };
-        t.sweep(now_ms());
-        drop(t);
+        }
+        let sent = now_ms();
         for link in &mut channel.conns {
             let pong: Result<String, _> = redis::cmd("PING").query_async(link).await;
             if pong.is_err() {
                 return "a ping went unanswered";
             }
         }
-        ticks += 1;
-        if ticks.is_multiple_of(TOPOLOGY_TICKS) {
+        let Some(t) = tier.upgrade() else {
+            return "the cache is gone";
+        };
+        // Every announcement sent before the pings has been applied.
+        t.confirmed.confirm(sent);
+        if rounds.is_multiple_of(SWEEP_CONFIRMS) {
+            t.sweep(now_ms());
+        }
+        drop(t);
+        if rounds.is_multiple_of(TOPOLOGY_CONFIRMS) {
             let servers = conn.tracking_clients().await.map(|clients| {
                 clients
                     .iter()

@@ -45,7 +45,6 @@ use super::write_through::take_write_through_request;
 use crate::cache::Cache;
 use crate::connection::Connection;
 use crate::envelope::{Meta, unix_ms};
-use crate::freshness;
 use crate::key::{CallKey, PreHashed};
 use crate::local::{LocalBatch, LocalCopies, LocalItems, Watch};
 use crate::policy::Rules;
@@ -113,7 +112,6 @@ where
                 site,
                 copies,
                 store,
-                local_ttl: freshness::local_ttl(&site.spec),
             })
         }
         _ => None,
