@@ -5,8 +5,9 @@
 //! the admin router under `/admin` behind the bearer token `ADMIN_TOKEN` (not mounted without
 //! one: there is no built-in token).
 //!
-//! - Redis: `REDIS_URL` (default `redis://127.0.0.1:6379`). Without a Redis there, it still
-//!   serves: every call runs uncached (fallback), which `/admin/cache/stats` shows.
+//! - Redis: `REDIS_URL` (default `redis://127.0.0.1:6379`), or a Redis Cluster by some of its
+//!   nodes, `REDIS_CLUSTER_URLS=host:port,host:port`. Without a Redis there, it still serves:
+//!   every call runs uncached (fallback), which `/admin/cache/stats` shows.
 //! - Listens on `127.0.0.1:$PORT` (default 3000).
 //! - `--load SECS`: first sends SECS seconds of traffic through the app (64 tasks), printing the
 //!   hit ratio as it climbs, then prints `GET /admin/cache/stats`. `--exit`: stop after that.
@@ -43,6 +44,8 @@ options:
 
 environment:
   REDIS_URL     the Redis to use (default redis://127.0.0.1:6379); without one it serves uncached
+  REDIS_CLUSTER_URLS
+                a Redis Cluster instead, by some of its nodes: host:port,host:port
   PORT          the port to listen on, on 127.0.0.1 (default 3000)
   ADMIN_TOKEN   the bearer token of /admin/cache/...; without it the admin router is not
                 mounted
@@ -66,8 +69,11 @@ async fn main() {
     };
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
 
-    let cache = Cache::builder()
-        .url(&url)
+    let builder = match std::env::var("REDIS_CLUSTER_URLS") {
+        Ok(nodes) => Cache::builder().cluster(nodes.split(',').map(str::trim)),
+        Err(_) => Cache::builder().url(&url),
+    };
+    let cache = builder
         .prefix("catalog-example")
         .build()
         .expect("cache configuration");
