@@ -40,7 +40,7 @@
 //! | `key = EXPR` | hash this `Serialize` expression (over the arguments and `self`) instead of the arguments |
 //! | `condition = EXPR` | a `bool` over the arguments (and `self`), evaluated first: `false` runs the function without the cache (counted in `bypassed`) |
 //! | `local = N` | keep up to N decoded entries in this process (the value must be `Clone`), kept coherent by Redis's invalidation messages |
-//! | `local_ttl = S` | serve a local copy for at most S seconds without a fresh look at Redis (default [`DEFAULT_LOCAL_TTL`]) |
+//! | `local_ttl = S` | serve a local copy for at most S seconds without Redis's confirmation (default [`DEFAULT_LOCAL_TTL`]; the invalidation channel confirms copies while it is up) |
 //! | `batch = ids` | a batch function: `ids` holds the keys (`Vec<K>`, `&[K]`, `HashSet<K>`, `BTreeSet<K>`), it returns `HashMap<K, V>` or `BTreeMap<K, V>` (optionally in `Result`); each key is an entry, the cached ones are read in one round trip (in chunks of [`CacheBuilder::batch_chunk`]) and the function is called once with the others |
 //!
 //! # Choosing what is cached

@@ -172,7 +172,8 @@ impl Db {
 /// evicted by a cold one. `local_ttl = 10`: copies are kept coherent by Redis's invalidation
 /// messages (a price change on another replica reaches this one in milliseconds); the bound
 /// only matters when that channel is down (a Redis outage), where a copy is served at most
-/// 10 s without Redis's confirmation.
+/// 10 s past Redis's last confirmation: an outage shorter than that recomputes no page a
+/// replica holds.
 #[redis_cache(
     ttl = 300,
     stale = 60,

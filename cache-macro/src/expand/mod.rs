@@ -91,7 +91,7 @@ pub(crate) fn expand(func: &CachedFn, args: &Args, sig: &Analysis) -> TokenStrea
         None => (
             TokenStream::new(),
             quote! {
-                #rt::Inline(async move {
+                #rt::Inline(move || async move {
                     #tags
                     let __redis_cache_value: #ret = #run;
                     #rt::Computed { value: __redis_cache_value, tags: __redis_cache_tags }

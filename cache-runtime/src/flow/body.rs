@@ -71,16 +71,24 @@ pub struct RefreshJob<'a, T> {
     pub(crate) codec: crate::Codec,
 }
 
-/// The body of a function refreshed in the call: the future itself.
+/// The body of a function refreshed in the call: a closure making its future (it owns the
+/// arguments), called only when the body runs. Each layer of the flow holds the closure across
+/// its awaits, not the future: a body keeping a kilobyte alive across an `.await` would
+/// otherwise be copied into every layer's state and moved on every call, local hits included
+/// (rust-lang/rust#62958).
 #[doc(hidden)]
 #[derive(Debug)]
-pub struct Inline<F>(pub F);
+pub struct Inline<M>(pub M);
 
-impl<R, T, F: Future<Output = Computed<R>>> Body<R, T> for Inline<F> {
+impl<R, T, M, F> Body<R, T> for Inline<M>
+where
+    M: FnOnce() -> F,
+    F: Future<Output = Computed<R>>,
+{
     type Run = F;
 
     fn run(self) -> F {
-        self.0
+        (self.0)()
     }
 }
 

@@ -195,12 +195,12 @@ where
         cache.locks(),
         site.stopped(codec.codec()),
     ) else {
-        return bypass(site, body.run()).await;
+        return Box::pin(bypass(site, body.run())).await;
     };
     // The Redis client needs a Tokio reactor; anywhere else the function simply runs.
     if !in_tokio() {
         crate::notice::no_runtime(site.display());
-        return bypass(site, body.run()).await;
+        return Box::pin(bypass(site, body.run())).await;
     }
     let key = call.render(cache.prefix(), &site.spec, site.fingerprint(codec.codec()));
     let id = single_flight::flight_id(site.namespace(), &call);
@@ -209,7 +209,7 @@ where
             function = site.display(),
             "redis_cache: an argument could not be serialized; running uncached"
         );
-        return bypass(site, body.run()).await;
+        return Box::pin(bypass(site, body.run())).await;
     };
     let this = Call::<P, R> {
         site,
@@ -260,7 +260,9 @@ where
     }
 }
 
-/// Runs the function without the cache.
+/// Runs the function without the cache. Boxed where it is called, like every path but the hit:
+/// the call's future then holds the body's closure, never the body's own future (whose size is
+/// the user's).
 async fn bypass<R>(site: &Site, body: impl Future<Output = Computed<R>>) -> (R, Outcome) {
     let started = Instant::now();
     let value = body.await.value;
