@@ -24,7 +24,8 @@
 //! - `hot key`: every task reading the same key, next to raw `GET`s of one key;
 //! - `breaker open`: a cache whose Redis is unreachable, next to calling the function directly;
 //! - `local hit`: an annotated function with `local = 10_000` whose keys are all copied in the
-//!   process (the local tier);
+//!   process (the local tier), next to the map it replaces written by hand (`RwLock<HashMap>`
+//!   of values with their expiry, a read lock, a TTL check and a clone per hit);
 //! - with `--features peers`: the `cached` crate's Redis store, `cachekit-rs` (L1 off, and L1
 //!   on), and `moka::future::Cache::get_with` of the decoded value;
 //! - with `--invalidation N`: how long after another process's `_invalidate` returns this process
@@ -79,6 +80,26 @@ async fn product_tagged(cache: &Cache, id: u64) -> Product {
 #[redis_cache(ttl = 3600, local = 10_000, skip(cache), cache = cache)]
 async fn product_local(cache: &Cache, id: u64) -> Product {
     Product::sample(id)
+}
+
+/// The in-process map the local tier replaces, written by hand: a TTL per entry, a read lock and
+/// a clone per hit.
+type HandMap =
+    Arc<std::sync::RwLock<std::collections::HashMap<u64, (std::time::Instant, Product)>>>;
+
+fn hand_map(keys: u64) -> HandMap {
+    let until = std::time::Instant::now() + Duration::from_secs(3600);
+    Arc::new(std::sync::RwLock::new(
+        (0..keys)
+            .map(|id| (id, (until, Product::sample(id))))
+            .collect(),
+    ))
+}
+
+fn hand_map_get(map: &HandMap, id: u64) -> Option<Product> {
+    let map = map.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (until, product) = map.get(&id)?;
+    (std::time::Instant::now() < *until).then(|| product.clone())
 }
 
 /// Always called with a fresh id: every call is a miss.
@@ -338,6 +359,7 @@ async fn async_main(options: Options) {
         keys: options.keys,
     };
     prepare(&bench).await;
+    let hand_map = hand_map(bench.keys);
     #[cfg(feature = "peers")]
     let peers = peers::setup(&redis.url()).await;
     #[cfg(feature = "peers")]
@@ -392,6 +414,13 @@ async fn async_main(options: Options) {
             .case(LOCAL_HIT, tasks, move |rng| {
                 let (cache, id) = (b.cache.clone(), rng.u64(0..b.keys));
                 async move { assert_eq!(product_local(&cache, id).await.id, id) }
+            })
+            .await;
+        let (map, keys) = (hand_map.clone(), bench.keys);
+        suite
+            .case(HAND_MAP, tasks, move |rng| {
+                let (map, id) = (map.clone(), rng.u64(0..keys));
+                async move { assert_eq!(hand_map_get(&map, id).map(|p| p.id), Some(id)) }
             })
             .await;
         #[cfg(feature = "peers")]
@@ -534,6 +563,7 @@ const PEER_CACHED: &str = "peer: cached (redis)";
 #[cfg(feature = "peers")]
 const PEER_CACHEKIT: &str = "peer: cachekit-rs (redis, L1 off)";
 const LOCAL_HIT: &str = "local hit";
+const HAND_MAP: &str = "hand-written RwLock<HashMap> + TTL";
 #[cfg(feature = "peers")]
 const PEER_MOKA: &str = "peer: moka get_with (in process)";
 #[cfg(feature = "peers")]
@@ -648,6 +678,13 @@ impl Suite {
                 format!("local hit CPU ns/call, {tasks} tasks"),
                 cpu,
                 "<= 1000",
+            );
+        }
+        for tasks in [1, 64] {
+            show(
+                format!("local hit / hand-written map, {tasks} tasks"),
+                self.ratio(LOCAL_HIT, HAND_MAP, tasks),
+                ">= 1.0",
             );
         }
         #[cfg(feature = "peers")]
