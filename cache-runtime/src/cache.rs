@@ -194,6 +194,14 @@ impl Cache {
         self.local().is_some_and(LocalTier::is_coherent)
     }
 
+    /// How many keys Redis has announced to this cache's local tier (its invalidation channel)
+    /// since it started; `None` without a local tier. For tests and the fleet benchmark: a
+    /// process is told only of the functions it keeps copies of.
+    #[doc(hidden)]
+    pub fn local_announcements(&self) -> Option<u64> {
+        self.local().map(LocalTier::announcements)
+    }
+
     pub(crate) fn locks(&self) -> Option<&Locks> {
         self.inner.locks.as_ref()
     }

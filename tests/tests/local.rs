@@ -615,3 +615,59 @@ async fn futures_of(cache: &Cache, ids: std::ops::Range<u64>) -> Vec<String> {
     }
     values
 }
+
+#[redis_cache(ttl = 300, local = 100, skip(cache), cache = cache)]
+async fn held_here(cache: &Cache, id: u64) -> u64 {
+    id + 1
+}
+
+#[redis_cache(ttl = 300, skip(cache), cache = cache)]
+async fn not_held_here(cache: &Cache, id: u64) -> u64 {
+    id + 2
+}
+
+/// Redis tracks one prefix per function a process keeps copies of, not the cache's whole
+/// prefix: the misses of a function without `local` (their locks and stores) are announced to
+/// no one, and a change of a held entry is announced once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_is_told_only_of_the_functions_it_keeps_copies_of() {
+    let redis = RedisServer::start();
+    let prefix = "local-fleet";
+    let cache = redis.cache(prefix);
+    let held = format!("{}::held_here", module_path!());
+    held_here(&cache, 1).await;
+    coherent(&cache).await;
+    // The first call asked the channel to track the function's prefix: the server tracks two,
+    // that one and the channel's probe (which matches no key).
+    redis_cache_tests::eventually("the function's prefix tracked", || {
+        redis
+            .cli(&["INFO", "stats"])
+            .contains("tracking_total_prefixes:2")
+    })
+    .await;
+    // A copy made now is covered and served.
+    local_hit(&held, || held_here(&cache, 1)).await;
+
+    let before = cache.local_announcements().unwrap();
+    for id in 0..50 {
+        assert_eq!(not_held_here(&cache, id).await, id + 2);
+    }
+    cache.flush().await;
+    assert_eq!(redis.keys().await.len(), 51, "the misses were stored");
+    // A change of the held entry from elsewhere: announced, and the copy goes. Announcements
+    // arrive in the order of the writes, so any of the misses' would have come before it.
+    let key = redis
+        .keys()
+        .await
+        .into_iter()
+        .find(|k| k.contains("held_here"))
+        .unwrap();
+    assert_eq!(redis.cli(&["DEL", &key]).trim(), "1");
+    entries_become(&cache, &held, 0).await;
+    let told = cache.local_announcements().unwrap() - before;
+    assert_eq!(
+        told, 1,
+        "only the held entry's change (the cache's whole prefix would announce the 50 misses' \
+         locks and stores, about 150)"
+    );
+}

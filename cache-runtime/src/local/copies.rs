@@ -191,10 +191,12 @@ impl<T: 'static> KeepLocal<T> for Keep<'_, T> {
 }
 
 /// Keeps a copy of `value` (from `key`, headed by `meta`, `bytes` stored), served while its
-/// entry is fresh and at most `local_ttl` without Redis's confirmation, unless an invalidation of its key came after `watch`. A copy of this
-/// process's own store is kept only while Redis announces every change (the tier is coherent),
-/// once announcements of the function reach its store (an earlier copy routed them), and only
-/// if its own announcement can be told apart ([`LocalStore::insert_own`]). `true` if kept.
+/// entry is fresh and at most `local_ttl` without Redis's confirmation, unless an invalidation of
+/// its key came after `watch`. A copy of this process's own store is kept only while Redis
+/// announces every change (the tier is coherent), if announcements of the key reached the store
+/// since before the call began (Redis tracks the function's prefix, which an earlier copy asked
+/// for), and only if its own announcement can be told apart ([`LocalStore::insert_own`]). `true`
+/// if kept.
 fn keep_copy<T: LocalValue>(
     tier: &LocalTier,
     site: &'static Site,
@@ -203,6 +205,8 @@ fn keep_copy<T: LocalValue>(
     (key, value, meta, bytes): Copy<'_, T>,
     made: Made,
 ) -> bool {
+    // The route first: a function's first call asks Redis to track its keys, whatever it keeps.
+    let route = tier.route(key, site.namespace());
     if made == Made::Stored && !tier.is_coherent() {
         return false;
     }
@@ -210,18 +214,29 @@ fn keep_copy<T: LocalValue>(
     if meta.fresh_until_ms <= now {
         return false;
     }
-    let routed = tier.route(key, site.namespace());
-    if made == Made::Stored && !routed {
-        // Announcements of the function's keys were dropped until now (no route to its
-        // stores): the store's own may have been one of them, and nothing would tell it apart.
+    // Covered: announcements of the key reached the store since before the read (or the
+    // store's own write) began. Otherwise one may have been missed (Redis did not track the
+    // function's prefix yet, or the store had no route to it): the channel's confirmations do
+    // not vouch for the copy, and it lives `local_ttl` from now at most.
+    let covered = match route {
+        Some((route, tracked)) => {
+            let own = store.claim_route(route);
+            if own && tracked {
+                store.track(route);
+            }
+            own && watch.covered()
+        }
+        None => false,
+    };
+    if made == Made::Stored && !covered {
+        // The store's own announcement may have been one of those missed, and nothing would
+        // tell it apart from a later write's.
         return false;
     }
-    // An unrouted read may have raced an announcement that was dropped: the channel's
-    // confirmations do not vouch for it, and it lives `local_ttl` from now at most.
     let copied = Copied {
         meta,
         at_ms: now,
-        covered: routed,
+        covered,
     };
     let bytes = bytes as u64 + ENTRY_OVERHEAD + std::mem::size_of::<T>() as u64;
     match made {

@@ -6,8 +6,9 @@
 //!   `local_ttl` without Redis's confirmation: past the later of its making and the last moment
 //!   the channel was known to deliver every announcement ([`Confirmed`]).
 //! - [`tracking`]: coherence. A connection per primary asks Redis for server-assisted
-//!   client-side caching in broadcast mode (`CLIENT TRACKING ON BCAST PREFIX {prefix}:` over
-//!   RESP3): every change of a key under the cache's prefix (a store, `DEL` from any client,
+//!   client-side caching in broadcast mode (`CLIENT TRACKING ON BCAST PREFIX ...` over RESP3,
+//!   one prefix per function this process keeps copies of): every change of such a key (a store,
+//!   `DEL` from any client,
 //!   `FLUSHALL`, expiry, eviction) is announced, and the copy of that key is removed. A ping
 //!   round answered by every primary confirms the copies (every announcement before it has been
 //!   applied). While the channel is down, copies are served until `local_ttl` past its last
@@ -89,6 +90,7 @@ pub(crate) trait AnyStore: Any + Send + Sync {
     fn invalidate(&self, args: u128, announced: bool) -> bool;
     fn clear(&self) -> usize;
     fn sweep(&self, now_ms: u64);
+    fn track(&self, route: &str);
 }
 
 impl std::fmt::Debug for dyn AnyStore {
@@ -106,6 +108,9 @@ impl<T: Clone + Send + Sync + 'static> AnyStore for LocalStore<T> {
     }
     fn sweep(&self, now_ms: u64) {
         LocalStore::sweep(self, now_ms);
+    }
+    fn track(&self, route: &str) {
+        LocalStore::track(self, route);
     }
 }
 
@@ -135,8 +140,14 @@ struct Tier {
     /// value type, since the instantiations of a generic function share their site.
     stores: RwLock<Stores>,
     /// How invalidation messages find a function: `{function segment}:{fingerprint}` of the keys
-    /// copies were made from, to the function's namespace.
-    routes: RwLock<HashMap<String, u64>>,
+    /// copies were made from, to the function's namespace; and whether Redis tracks the route's
+    /// prefix (the channel asks for one prefix per route, so a process is told only of the
+    /// functions it keeps copies of).
+    routes: RwLock<HashMap<String, Route>>,
+    /// Woken when a route is added: the channel asks Redis to track its prefix.
+    new_routes: tokio::sync::Notify,
+    /// Keys announced by Redis so far (a flush counts one).
+    announced: AtomicU64,
     /// The invalidation channel is up: every change is being announced.
     coherent: AtomicBool,
     /// The channel's task is running (started at the first call of a function with `local`,
@@ -145,6 +156,14 @@ struct Tier {
     /// Marked each time coherence is gained or lost or copies are dropped, with the instant (unix
     /// microseconds): for tests to await, and for the bench to time invalidations.
     changes: tokio::sync::watch::Sender<u64>,
+}
+
+/// A route of announcements (see `Tier::routes`).
+#[derive(Debug, Clone, Copy)]
+struct Route {
+    namespace: u64,
+    /// Redis tracks its prefix on the current channel.
+    active: bool,
 }
 
 /// The stores of a tier's functions, by namespace.
@@ -162,6 +181,8 @@ impl LocalTier {
                 confirmed: Arc::default(),
                 stores: RwLock::default(),
                 routes: RwLock::default(),
+                new_routes: tokio::sync::Notify::new(),
+                announced: AtomicU64::new(0),
                 coherent: AtomicBool::new(false),
                 tracking: AtomicBool::new(false),
                 changes: tokio::sync::watch::Sender::new(0),
@@ -224,24 +245,35 @@ impl LocalTier {
     }
 
     /// Makes invalidation messages about `key` (a key of the function with `namespace`) reach
-    /// its stores.
-    /// `true` if the route was known already: announcements of the function's keys reached its
-    /// stores before this call.
-    fn route(&self, key: &str, namespace: u64) -> bool {
-        let Some((route, _)) = self.parse(key) else {
-            return false;
-        };
-        if crate::sync::read(&self.inner.routes).contains_key(route) {
-            return true;
+    /// its stores: a new route is added, and the channel asked to track its prefix. Returns the
+    /// key's route and whether Redis tracks it already (`None`: not a key of this tier).
+    fn route<'k>(&self, key: &'k str, namespace: u64) -> Option<(&'k str, bool)> {
+        let (route, _) = self.parse(key)?;
+        if let Some(known) = crate::sync::read(&self.inner.routes).get(route) {
+            return Some((route, known.active));
         }
-        crate::sync::write(&self.inner.routes)
-            .insert(route.to_string(), namespace)
-            .is_some()
+        let added = {
+            let mut routes = crate::sync::write(&self.inner.routes);
+            let entry = routes.entry(route.to_string()).or_insert(Route {
+                namespace,
+                active: false,
+            });
+            *entry
+        };
+        if !added.active {
+            self.inner.new_routes.notify_one();
+        }
+        Some((route, added.active))
     }
 
     /// `{prefix}:{function}:{fingerprint}:{{args}}` into its route and argument hash.
     fn parse<'k>(&self, key: &'k str) -> Option<(&'k str, u128)> {
         self.inner.parse(key)
+    }
+
+    /// Keys announced by Redis so far (see [`crate::Cache::local_announcements`]).
+    pub(crate) fn announcements(&self) -> u64 {
+        self.inner.announced.load(Ordering::Relaxed)
     }
 
     /// Whether Redis is announcing every change right now.
@@ -290,6 +322,10 @@ impl Tier {
     /// These keys changed (`None`: the whole database was flushed), as Redis `announced`, or as
     /// this process knows (it changed them).
     fn invalidated(&self, keys: Option<Vec<Vec<u8>>>, announced: bool) {
+        if announced {
+            let count = keys.as_ref().map_or(1, Vec::len) as u64;
+            self.announced.fetch_add(count, Ordering::Relaxed);
+        }
         let Some(keys) = keys else {
             self.clear_all();
             return;
@@ -305,7 +341,9 @@ impl Tier {
             let Some((route, args)) = self.parse(key) else {
                 continue;
             };
-            let namespace = crate::sync::read(&self.routes).get(route).copied();
+            let namespace = crate::sync::read(&self.routes)
+                .get(route)
+                .map(|known| known.namespace);
             if let Some(namespace) = namespace {
                 removed |= self.invalidate(namespace, args, announced);
             }
@@ -354,6 +392,42 @@ impl Tier {
     fn sweep(&self, now_ms: u64) {
         for store in self.all_stores() {
             store.sweep(now_ms);
+        }
+    }
+
+    /// The prefix Redis is asked to track for `route`: its keys and their locks.
+    fn tracked_prefix(&self, route: &str) -> String {
+        format!("{}:{route}:{{", self.prefix)
+    }
+
+    /// The routes Redis does not track yet (all of them, for a new channel).
+    fn routes(&self, inactive_only: bool) -> Vec<String> {
+        crate::sync::read(&self.routes)
+            .iter()
+            .filter(|(_, known)| !inactive_only || !known.active)
+            .map(|(route, _)| route.clone())
+            .collect()
+    }
+
+    /// Redis now tracks these routes' prefixes: announcements of their keys reach their stores,
+    /// and reads that begin from now on are covered.
+    fn activate(&self, routes: &[String]) {
+        let namespaces: Vec<(u64, &str)> = {
+            let mut known = crate::sync::write(&self.routes);
+            routes
+                .iter()
+                .filter_map(|route| {
+                    let entry = known.get_mut(route)?;
+                    entry.active = true;
+                    Some((entry.namespace, route.as_str()))
+                })
+                .collect()
+        };
+        let stores = crate::sync::read(&self.stores);
+        for (namespace, route) in namespaces {
+            for store in stores.get(&namespace).into_iter().flatten() {
+                store.track(route);
+            }
         }
     }
 

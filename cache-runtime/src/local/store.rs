@@ -5,8 +5,8 @@
 //! ([`Confirmed`]).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use quick_cache::sync::Cache as Map;
 use quick_cache::{Lifecycle, OptionsBuilder, UnitWeighter};
@@ -61,6 +61,12 @@ pub(crate) struct LocalStore<T> {
     confirmed: Arc<Confirmed>,
     /// The function's `local_ttl`, in ms.
     local_ttl_ms: u64,
+    /// The route (`{function}:{fingerprint}`) of the keys its copies are made from, claimed by
+    /// the first copy: only copies of that route's keys are covered by the channel.
+    route: OnceLock<Box<str>>,
+    /// Announcements of its route's keys reach it: the server tracks the route's prefix and the
+    /// tier routes them here. Read by [`LocalStore::watch`], before a read begins.
+    tracked: AtomicBool,
     site: &'static Site,
 }
 
@@ -89,9 +95,8 @@ pub(crate) struct Copied {
     pub meta: Meta,
     /// Unix ms.
     pub at_ms: u64,
-    /// Announcements of the function's keys reached its store before the copy's read began: the
-    /// channel's confirmations vouch for the copy. (The first copy of a function is read before
-    /// its route exists, so an announcement racing that read may have been dropped.)
+    /// Announcements of the key reached its store before the copy's read began (see
+    /// [`Watch::covered`]): the channel's confirmations vouch for the copy.
     pub covered: bool,
 }
 
@@ -100,6 +105,16 @@ pub(crate) struct Copied {
 pub(crate) struct Watch {
     args: u128,
     version: u64,
+    covered: bool,
+}
+
+impl Watch {
+    /// Whether announcements of the store's route reached it when the read began: then none of
+    /// the key's changes after the read can be missed while the channel is up. (Before the first
+    /// copy of a function, and until Redis tracks its prefix, they are not delivered.)
+    pub(crate) fn covered(&self) -> bool {
+        self.covered
+    }
 }
 
 impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
@@ -132,6 +147,8 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
             confirmed,
             local_ttl_ms: u64::try_from(crate::freshness::local_ttl(&site.spec).as_millis())
                 .unwrap_or(u64::MAX),
+            route: OnceLock::new(),
+            tracked: AtomicBool::new(false),
             site,
         }
     }
@@ -165,6 +182,20 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
         Watch {
             args,
             version: self.slot(args).load(SeqCst),
+            covered: self.tracked.load(SeqCst),
+        }
+    }
+
+    /// Claims `route` as the store's, if it has none yet; `true` if it is the store's route.
+    pub(crate) fn claim_route(&self, route: &str) -> bool {
+        &**self.route.get_or_init(|| route.into()) == route
+    }
+
+    /// Announcements of `route`'s keys now reach the store (the server tracks its prefix): if it
+    /// is the store's route, reads that begin from now on are covered.
+    pub(crate) fn track(&self, route: &str) {
+        if self.route.get().is_some_and(|own| &**own == route) {
+            self.tracked.store(true, SeqCst);
         }
     }
 
@@ -177,7 +208,7 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
     /// either the removal comes after the insertion, or the insertion sees the bump and undoes
     /// itself.
     pub(crate) fn insert(&self, watch: Watch, value: &T, copied: Copied, bytes: u64) {
-        let Watch { args, version } = watch;
+        let Watch { args, version, .. } = watch;
         self.put(args, value, copied, bytes);
         if self.slot(args).load(SeqCst) != version {
             self.remove(args);

@@ -2,10 +2,15 @@
 //! broadcast mode, over RESP3.
 //!
 //! One connection per primary (one for a single server or behind Sentinel) sends
-//! `CLIENT TRACKING ON BCAST PREFIX {prefix}:`; from then on the server pushes the name of every
-//! key under the prefix that changes, whoever changes it and however (a write, `DEL`, `UNLINK`,
-//! `FLUSHALL`, expiry, eviction). Broadcast mode does not depend on which connection read a key,
-//! so the command connection stays as it is (RESP2, multiplexed, shared by every call).
+//! `CLIENT TRACKING ON BCAST PREFIX {prefix}:{function}:{fingerprint}:{` for each function this
+//! process keeps copies of (the route its first call registered; added to the open channel as
+//! new ones come), plus a probe prefix that matches no key; from then on the server pushes the
+//! name of every key under those prefixes that changes, whoever changes it and however (a write,
+//! `DEL`, `UNLINK`, `FLUSHALL`, expiry, eviction). So a process hears of its own functions only:
+//! the stores and locks of the fleet's other functions cost it nothing. Broadcast mode does not
+//! depend on which connection read a key, so the command connection stays as it is (RESP2,
+//! multiplexed, shared by every call). A copy is covered by the channel only if Redis tracked
+//! its function's prefix before its read began.
 //!
 //! Every [`CONFIRM`] the channel pings each primary; a round answered by all of them confirms the
 //! tier's copies as of when it was sent (each connection delivers announcements and replies in
@@ -18,7 +23,10 @@
 //! A server that refuses (Redis before 6, a managed service without `CLIENT TRACKING`, an ACL
 //! without `CLIENT`) is logged once, with the reason; the tier then relies on `local_ttl` alone.
 
+use std::future::Future;
+use std::pin::pin;
 use std::sync::{Arc, Weak};
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use redis::aio::MultiplexedConnection;
@@ -32,6 +40,8 @@ use crate::connection::Connection;
 /// shortest `local_ttl` (1 s), so that a copy of a coherent tier does not expire between two
 /// confirmations.
 const CONFIRM: Duration = Duration::from_millis(250);
+/// Appended to the cache's prefix: a tracked prefix no key of the tier has.
+const PROBE: &str = "!tracking";
 /// How often the tier is looked after (expired copies swept) while the channel is down.
 const TICK: Duration = Duration::from_secs(1);
 /// Confirmations between two sweeps of the expired copies.
@@ -71,6 +81,8 @@ impl Drop for Stopped {
 
 /// An open channel.
 struct Channel {
+    /// The routes whose prefixes it asked Redis to track when it opened.
+    routes: Vec<String>,
     conns: Vec<MultiplexedConnection>,
     /// The servers it listens to, to notice a change of primaries.
     servers: Vec<String>,
@@ -101,6 +113,7 @@ async fn run(tier: Weak<Tier>, conn: Arc<Connection>) {
                 t.clear_all();
                 t.confirmed.confirm(now_ms());
                 t.set_coherent(true);
+                t.activate(&channel.routes);
                 drop(t);
                 tracing::debug!(
                     servers = ?channel.servers,
@@ -152,7 +165,13 @@ async fn open(tier: &Weak<Tier>, conn: &Connection, prefix: &str) -> Result<Chan
         .map_err(|_| Failure::Unreachable)?;
     let dropped = Arc::new(Notify::new());
     let timeouts = conn.timeouts();
+    let routes = tier.upgrade().map(|t| t.routes(false)).unwrap_or_default();
+    let prefixes: Vec<String> = match tier.upgrade() {
+        Some(t) => routes.iter().map(|route| t.tracked_prefix(route)).collect(),
+        None => return Err(Failure::Unreachable),
+    };
     let mut channel = Channel {
+        routes,
         conns: Vec::with_capacity(clients.len()),
         servers: Vec::with_capacity(clients.len()),
         dropped: dropped.clone(),
@@ -170,16 +189,18 @@ async fn open(tier: &Weak<Tier>, conn: &Connection, prefix: &str) -> Result<Chan
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(failure)?;
-        let on: () = redis::cmd("CLIENT")
-            .arg("TRACKING")
+        // The probe prefix matches no key of the tier (and overlaps no route's prefix): it turns
+        // tracking on, so that a server refusing it says so now, before any route exists.
+        let mut on = redis::cmd("CLIENT");
+        on.arg("TRACKING")
             .arg("ON")
             .arg("BCAST")
             .arg("PREFIX")
-            .arg(format!("{prefix}:"))
-            .query_async(&mut link)
-            .await
-            .map_err(failure)?;
-        let () = on;
+            .arg(format!("{prefix}{PROBE}"));
+        for tracked in &prefixes {
+            on.arg("PREFIX").arg(tracked);
+        }
+        let () = on.query_async(&mut link).await.map_err(failure)?;
         channel
             .servers
             .push(client.get_connection_info().addr().to_string());
@@ -227,16 +248,35 @@ fn announced(tier: &Weak<Tier>, dropped: &Notify, push: PushInfo) {
 async fn listen(tier: &Weak<Tier>, conn: &Connection, mut channel: Channel) -> &'static str {
     let mut rounds = 0u32;
     loop {
-        if tokio::time::timeout(CONFIRM, channel.dropped.notified())
-            .await
-            .is_ok()
-        {
-            return "a connection dropped";
-        }
-        rounds += 1;
-        if tier.upgrade().is_none() {
+        let Some(t) = tier.upgrade() else {
             return "the cache is gone";
+        };
+        let woke = {
+            let mut dropped = pin!(channel.dropped.notified());
+            let mut routes = pin!(t.new_routes.notified());
+            let woke = std::future::poll_fn(|cx| {
+                if dropped.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woke::Dropped);
+                }
+                if routes.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woke::Routes);
+                }
+                Poll::Pending
+            });
+            tokio::time::timeout(CONFIRM, woke).await
+        };
+        match woke {
+            Ok(Woke::Dropped) => return "a connection dropped",
+            Ok(Woke::Routes) => {
+                if let Err(reason) = track_new_routes(&t, &mut channel).await {
+                    return reason;
+                }
+                continue;
+            }
+            Err(_) => {}
         }
+        drop(t);
+        rounds += 1;
         let sent = now_ms();
         for link in &mut channel.conns {
             let pong: Result<String, _> = redis::cmd("PING").query_async(link).await;
@@ -265,6 +305,44 @@ async fn listen(tier: &Weak<Tier>, conn: &Connection, mut channel: Channel) -> &
             }
         }
     }
+}
+
+/// What ended a wait of the channel.
+enum Woke {
+    Dropped,
+    Routes,
+}
+
+/// Asks every primary to track the prefixes of the routes added since, then marks them tracked.
+/// A refusal (an error reply) leaves them untracked: their copies live `local_ttl` at most.
+async fn track_new_routes(tier: &Tier, channel: &mut Channel) -> Result<(), &'static str> {
+    let routes = tier.routes(true);
+    if routes.is_empty() {
+        return Ok(());
+    }
+    let mut on = redis::cmd("CLIENT");
+    on.arg("TRACKING").arg("ON").arg("BCAST");
+    for route in &routes {
+        on.arg("PREFIX").arg(tier.tracked_prefix(route));
+    }
+    for link in &mut channel.conns {
+        let added: Result<(), RedisError> = on.query_async(link).await;
+        match added {
+            Ok(()) => {}
+            Err(err) if err.code().is_some() => {
+                tracing::warn!(
+                    error = %err,
+                    ?routes,
+                    "redis_cache: the server refused to track a function's keys for the local \
+                     tier; its copies are served for at most local_ttl"
+                );
+                return Ok(());
+            }
+            Err(_) => return Err("a connection dropped"),
+        }
+    }
+    tier.activate(&routes);
+    Ok(())
 }
 
 /// Waits `wait`, sweeping expired copies meanwhile; `false` when the tier is gone.
