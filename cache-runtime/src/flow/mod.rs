@@ -53,6 +53,7 @@ pub(crate) use write_through::{take_write_through_request, write_through_request
 use crate::cache::Cache;
 use crate::connection::Connection;
 use crate::envelope::unix_ms;
+use crate::freshness;
 use crate::key::CallKey;
 use crate::local::{Keep, KeepLocal, LocalCopies};
 use crate::policy::{Policy, Rules, ValueCodec};
@@ -109,7 +110,7 @@ where
     let reporting = outcome::take_request();
     let store = match (cache.local(), cache.shared_connection(), call.args()) {
         (Some(tier), Some(conn), Some(args)) if in_tokio() => copies
-            .store(tier, site, conn)
+            .store(tier, site, conn, freshness::local_ttl(&site.spec))
             .map(|store| (tier, store, args)),
         _ => None,
     };

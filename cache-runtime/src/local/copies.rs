@@ -9,6 +9,7 @@
 use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{AnyStore, Copied, LocalStore, LocalTier, Watch};
 use crate::connection::Connection;
@@ -19,7 +20,7 @@ use crate::site::Site;
 /// The operations on copies of `T`, as function pointers made where `T: LocalValue` is known.
 #[doc(hidden)]
 pub struct LocalCopies<T: 'static> {
-    store: fn(&LocalTier, &'static Site, &Arc<Connection>) -> Option<StoreRef<T>>,
+    store: fn(&LocalTier, &'static Site, &Arc<Connection>, Duration) -> Option<StoreRef<T>>,
     get: GetFn<T>,
     watch: fn(&StoreRef<T>, u128) -> Watch,
     invalidate: fn(&StoreRef<T>, u128),
@@ -64,7 +65,7 @@ impl<T: LocalValue> LocalCopies<T> {
     /// on the return type.
     pub fn new() -> Self {
         LocalCopies {
-            store: |tier, site, conn| tier.store::<T>(site, conn),
+            store: |tier, site, conn, local_ttl| tier.store::<T>(site, conn, local_ttl),
             get: |store, args, now_ms| store.get().get(args, now_ms),
             watch: |store, args| store.get().watch(args),
             invalidate: |store, args| {
@@ -84,14 +85,16 @@ impl<T: LocalValue> Default for LocalCopies<T> {
 }
 
 impl<T: 'static> LocalCopies<T> {
-    /// `site`'s store in `tier` (see [`LocalTier::store`]).
+    /// `site`'s store in `tier`, its copies served at most `local_ttl` without Redis's
+    /// confirmation (see [`LocalTier::store`]).
     pub(crate) fn store(
         &self,
         tier: &LocalTier,
         site: &'static Site,
         conn: &Arc<Connection>,
+        local_ttl: Duration,
     ) -> Option<StoreRef<T>> {
-        (self.store)(tier, site, conn)
+        (self.store)(tier, site, conn, local_ttl)
     }
 
     /// The copy of `args` in `store`, if it may be served at `now_ms`, with its entry's header.

@@ -29,6 +29,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 pub use copies::LocalCopies;
 pub(crate) use copies::{Keep, KeepLocal, LocalBatch, LocalItems, StoreRef};
@@ -190,13 +191,15 @@ impl LocalTier {
         }
     }
 
-    /// `site`'s store in this tier, created at its first call; starts the invalidation channel
-    /// at the first call of any function. The common case (one cache per function) is a load
-    /// from the site, without a lock.
+    /// `site`'s store in this tier, created at its first call (its copies served at most
+    /// `local_ttl` without Redis's confirmation); starts the invalidation channel at the first
+    /// call of any function. The common case (one cache per function) is a load from the site,
+    /// without a lock.
     pub(crate) fn store<T>(
         &self,
         site: &'static Site,
         conn: &Arc<Connection>,
+        local_ttl: Duration,
     ) -> Option<StoreRef<T>>
     where
         T: Clone + Send + Sync + 'static,
@@ -231,13 +234,14 @@ impl LocalTier {
                     site,
                     self.inner.budget.clone(),
                     self.inner.confirmed.clone(),
+                    local_ttl,
                 ));
                 stores.push(store.clone());
                 store
             })
         });
         if site.set_local_slot(self.inner.id, store.clone() as Arc<dyn Any + Send + Sync>) {
-            return self.store(site, conn);
+            return self.store(site, conn, local_ttl);
         }
         // Another cache (or another instantiation of a generic function) holds the site's
         // slot: this one goes through the map.

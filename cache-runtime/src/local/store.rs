@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use quick_cache::sync::Cache as Map;
 use quick_cache::{Lifecycle, OptionsBuilder, UnitWeighter};
@@ -118,7 +119,12 @@ impl Watch {
 }
 
 impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
-    pub(crate) fn new(site: &'static Site, budget: Arc<Budget>, confirmed: Arc<Confirmed>) -> Self {
+    pub(crate) fn new(
+        site: &'static Site,
+        budget: Arc<Budget>,
+        confirmed: Arc<Confirmed>,
+        local_ttl: Duration,
+    ) -> Self {
         let entries = usize::try_from(site.spec.local_entries).unwrap_or(usize::MAX);
         let lifecycle = Evicted {
             budget: budget.clone(),
@@ -145,8 +151,7 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
             own: Mutex::new(HashSet::new()),
             budget,
             confirmed,
-            local_ttl_ms: u64::try_from(crate::freshness::local_ttl(&site.spec).as_millis())
-                .unwrap_or(u64::MAX),
+            local_ttl_ms: u64::try_from(local_ttl.as_millis()).unwrap_or(u64::MAX),
             route: OnceLock::new(),
             tracked: AtomicBool::new(false),
             site,
@@ -391,9 +396,11 @@ mod tests {
         codec: None,
     });
 
+    const LOCAL_TTL: Duration = Duration::from_secs(30);
+
     fn store(max_bytes: u64) -> (LocalStore<u64>, Arc<Budget>) {
         let budget = Arc::new(Budget::new(max_bytes));
-        let store = LocalStore::new(&SITE, budget.clone(), Arc::default());
+        let store = LocalStore::new(&SITE, budget.clone(), Arc::default(), LOCAL_TTL);
         (store, budget)
     }
 
@@ -548,8 +555,12 @@ mod tests {
             local_entries: 1000,
             ..SITE.spec
         });
-        let store =
-            LocalStore::<u64>::new(&SITE_1000, Arc::new(Budget::new(u64::MAX)), Arc::default());
+        let store = LocalStore::<u64>::new(
+            &SITE_1000,
+            Arc::new(Budget::new(u64::MAX)),
+            Arc::default(),
+            LOCAL_TTL,
+        );
         for round in 0..3 {
             for key in 0..1000u128 {
                 if store.get(key, 0).is_none() {

@@ -45,6 +45,7 @@ use super::write_through::take_write_through_request;
 use crate::cache::Cache;
 use crate::connection::Connection;
 use crate::envelope::{Meta, unix_ms};
+use crate::freshness;
 use crate::key::{CallKey, PreHashed};
 use crate::local::{LocalBatch, LocalCopies, LocalItems, Watch};
 use crate::policy::Rules;
@@ -107,12 +108,15 @@ where
     register(site, &keys);
     let local = match (cache.local(), cache.shared_connection()) {
         (Some(tier), Some(conn)) if in_tokio() => {
-            copies.store(tier, site, conn).map(|store| LocalItems {
-                tier,
-                site,
-                copies,
-                store,
-            })
+            let local_ttl = freshness::local_ttl(&site.spec);
+            copies
+                .store(tier, site, conn, local_ttl)
+                .map(|store| LocalItems {
+                    tier,
+                    site,
+                    copies,
+                    store,
+                })
         }
         _ => None,
     };
