@@ -20,12 +20,16 @@ use crate::site::Site;
 /// The operations on copies of `T`, as function pointers made where `T: LocalValue` is known.
 #[doc(hidden)]
 pub struct LocalCopies<T: 'static> {
-    store: fn(&LocalTier, &'static Site, &Arc<Connection>, Duration) -> Option<StoreRef<T>>,
+    store: StoreFn<T>,
     get: GetFn<T>,
     watch: fn(&StoreRef<T>, u128) -> Watch,
     invalidate: fn(&StoreRef<T>, u128),
     keep: KeepFn<T>,
 }
+
+/// A function's store in a tier, its copies served at most the given `local_ttl` without
+/// Redis's confirmation.
+type StoreFn<T> = fn(&LocalTier, &'static Site, &Arc<Connection>, Duration) -> Option<StoreRef<T>>;
 
 /// The copy of a key at a time, with its entry's header.
 type GetFn<T> = fn(&StoreRef<T>, u128, u64) -> Option<(T, Meta)>;
