@@ -202,6 +202,14 @@ impl Cache {
         self.local().map(LocalTier::announcements)
     }
 
+    /// How many functions Redis tracks for this cache's local tier: reads of their keys that
+    /// begin from then on are covered by the channel. Changes with an event of
+    /// [`Cache::local_events`]. For tests.
+    #[doc(hidden)]
+    pub fn local_tracked_functions(&self) -> Option<usize> {
+        self.local().map(LocalTier::tracked_routes)
+    }
+
     pub(crate) fn locks(&self) -> Option<&Locks> {
         self.inner.locks.as_ref()
     }

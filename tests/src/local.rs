@@ -13,6 +13,15 @@ pub async fn coherent(cache: &Cache) {
     until(cache, |cache| cache.local_coherent()).await;
 }
 
+/// Waits until Redis tracks `functions` functions for `cache`'s local tier (each asked for by its
+/// first call): copies read from then on are covered by the channel.
+pub async fn tracked(cache: &Cache, functions: usize) {
+    until(cache, |cache| {
+        cache.local_tracked_functions() == Some(functions)
+    })
+    .await;
+}
+
 /// Waits until `cache`'s local tier has lost its channel.
 pub async fn incoherent(cache: &Cache) {
     until(cache, |cache| !cache.local_coherent()).await;

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use redis_cache_tests::fixtures::{LOCAL_GENERATION, local_value};
-use redis_cache_tests::local::{coherent, entries_become, incoherent, local_hit, next_event};
+use redis_cache_tests::local::{
+    coherent, entries_become, incoherent, local_hit, next_event, tracked,
+};
 use redis_cache_tests::{RedisServer, Runs};
 use redis_cached::{Cache, redis_cache, stats_for};
 
@@ -244,10 +246,11 @@ async fn while_the_channel_is_up_a_copy_is_served_past_local_ttl() {
     let cache = redis.cache("local-confirmed");
     let runs = Runs::default();
     let name = format!("{}::confirmed_copy", module_path!());
-    // The first copy of a function is read before its invalidation route exists (it lives
-    // local_ttl at most); the second key's copy is covered by the channel.
+    // The first call asks Redis to track the function; copies read before it does live
+    // local_ttl at most, the second key's (read after) is covered by the channel.
     confirmed_copy(&cache, &runs, 1).await;
     coherent(&cache).await;
+    tracked(&cache, 1).await;
     let first = confirmed_copy(&cache, &runs, 2).await;
     local_hit(&name, || confirmed_copy(&cache, &runs, 2)).await;
     let copied = Instant::now();
@@ -639,12 +642,12 @@ async fn a_process_is_told_only_of_the_functions_it_keeps_copies_of() {
     coherent(&cache).await;
     // The first call asked the channel to track the function's prefix: the server tracks two,
     // that one and the channel's probe (which matches no key).
-    redis_cache_tests::eventually("the function's prefix tracked", || {
+    tracked(&cache, 1).await;
+    assert!(
         redis
             .cli(&["INFO", "stats"])
             .contains("tracking_total_prefixes:2")
-    })
-    .await;
+    );
     // A copy made now is covered and served.
     local_hit(&held, || held_here(&cache, 1)).await;
 

@@ -280,6 +280,15 @@ impl LocalTier {
         self.inner.announced.load(Ordering::Relaxed)
     }
 
+    /// How many functions' prefixes Redis tracks for this tier (see
+    /// [`crate::Cache::local_tracked_functions`]).
+    pub(crate) fn tracked_routes(&self) -> usize {
+        crate::sync::read(&self.inner.routes)
+            .values()
+            .filter(|known| known.active)
+            .count()
+    }
+
     /// Whether Redis is announcing every change right now.
     pub(crate) fn is_coherent(&self) -> bool {
         self.inner.coherent.load(Ordering::Acquire)
@@ -427,12 +436,15 @@ impl Tier {
                 })
                 .collect()
         };
-        let stores = crate::sync::read(&self.stores);
-        for (namespace, route) in namespaces {
-            for store in stores.get(&namespace).into_iter().flatten() {
-                store.track(route);
+        {
+            let stores = crate::sync::read(&self.stores);
+            for (namespace, route) in namespaces {
+                for store in stores.get(&namespace).into_iter().flatten() {
+                    store.track(route);
+                }
             }
         }
+        self.changed();
     }
 
     fn set_coherent(&self, coherent: bool) {
