@@ -212,7 +212,7 @@ mod tests {
         for other in [
             &b"other:shop::product:0a1b2c3d:{000000000000000000000000000000ff}"[..],
             b"app-eu:shop::product:0a1b2c3d:{000000000000000000000000000000ff}",
-            b"app:shop::product:0a1b2c3d:{000000000000000000000000000000ff}:lock",
+            b"app:shop::product:0a1b2c3d:#{000000000000000000000000000000ff}:lock",
             b"app:#tag:{catalog}",
             b"app:shop::product:0a1b2c3d:{00000000000000000000000000000zff}",
             b"app:x",

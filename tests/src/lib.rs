@@ -26,6 +26,16 @@ use std::time::Duration;
 
 use redis_cached::{Cache, CacheBuilder};
 
+/// The lock of the entry `key` (`{prefix}:{function}:{fingerprint}:{{args}}`), spelled as the
+/// library does: `…:#{args}:lock`, same hash tag, outside the prefix a local tier tracks. Written
+/// out here rather than borrowed from the library, so the tests pin the spelling.
+pub fn lock_of(key: &str) -> String {
+    let at = key
+        .rfind(":{")
+        .expect("an entry key ends with its hash tag");
+    format!("{}#{}:lock", &key[..=at], &key[at + 1..])
+}
+
 /// Counts one test's executions of a function body: pass `&Runs` as a skipped argument and
 /// [`tick`](Runs::tick) in the body. It belongs to the test, so tests need no `static` per
 /// function, and it is independent of the library's own counters, which tests check against it.

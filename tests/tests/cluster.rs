@@ -228,7 +228,7 @@ async fn budget_wait(cluster: &RedisCluster, cache: &Cache) {
     cache.flush().await;
     let [key] = <[String; 1]>::try_from(cluster.keys_matching("budget:cluster::waited:*").await)
         .expect("one entry");
-    let lock = format!("{key}:lock");
+    let lock = redis_cache_tests::lock_of(&key);
     let mut conn = cluster.connection().await;
     let _: () = redis::pipe()
         .cmd("DEL")
@@ -473,7 +473,7 @@ async fn slots_moving_under_load_lose_no_entry_and_leave_no_lock() {
     let node = &cluster.nodes()[primaries[2]];
     for key in keys.iter().step_by(16) {
         let slot = |key: &str| node.cli(&["CLUSTER", "KEYSLOT", key]);
-        assert_eq!(slot(key), slot(&format!("{key}:lock")));
+        assert_eq!(slot(key), slot(&redis_cache_tests::lock_of(key)));
     }
     // And every entry is served from where it lives now.
     for id in 0..RESHARD_IDS as u64 {

@@ -53,7 +53,7 @@ async fn keys_are_pinned() {
     .unwrap();
 
     // The argument hash is wrapped in braces, a Redis Cluster hash tag: the entry and its lock
-    // (`...}:lock`) share a slot. No lock outlives its computation.
+    // (`...:#{...}:lock`, pinned below) share a slot. No lock outlives its computation.
     let keys = redis.keys().await;
     let expected = [
         // tags(vec![], Some("a:b*c")): argument values never reach the key as text.
@@ -67,4 +67,44 @@ async fn keys_are_pinned() {
         "pin:keys::price:5386c132:{90f57a5dc570e621366e4b2e8c34be77}",
     ];
     assert_eq!(keys, expected, "the key format changed");
+}
+
+#[redis_cache(ttl = 60, skip(cache, started, gate), cache = cache)]
+async fn gated(
+    cache: &Cache,
+    started: &tokio::sync::Semaphore,
+    gate: &tokio::sync::Semaphore,
+    sku: u32,
+) -> u32 {
+    started.add_permits(1);
+    drop(gate.acquire().await);
+    sku
+}
+
+/// A lock is `{prefix}:{function}:{fingerprint}:#{{args}}:lock`: the entry's hash tag (one slot)
+/// behind a `#`, so a local tier that tracks `{prefix}:{function}:{fingerprint}:{` never hears of
+/// it. Replicas of different versions must agree on it to share a computation.
+#[tokio::test]
+async fn the_lock_key_is_pinned() {
+    let redis = RedisServer::start();
+    let cache = redis.cache("pin");
+    let (started, gate) = (
+        tokio::sync::Semaphore::new(0),
+        tokio::sync::Semaphore::new(0),
+    );
+    let call = gated(&cache, &started, &gate, 1);
+    tokio::pin!(call);
+    // The body runs under the lock: once it started, the lock is in Redis.
+    tokio::select! {
+        _ = &mut call => panic!("the body cannot finish before the gate opens"),
+        permit = started.acquire() => drop(permit),
+    }
+    let lock = "pin:keys::gated:d60d7135:#{51025a4491835505e12ef9d2eb86ceeb}:lock";
+    assert_eq!(redis.keys().await, [lock], "the lock key format changed");
+    gate.add_permits(1);
+    assert_eq!(call.await, 1);
+    cache.flush().await;
+    let entry = "pin:keys::gated:d60d7135:{51025a4491835505e12ef9d2eb86ceeb}";
+    assert_eq!(redis.keys().await, [entry]);
+    assert_eq!(redis_cache_tests::lock_of(entry), lock);
 }

@@ -673,4 +673,26 @@ async fn a_process_is_told_only_of_the_functions_it_keeps_copies_of() {
         "only the held entry's change (the cache's whole prefix would announce the 50 misses' \
          locks and stores, about 150)"
     );
+
+    // Another process computes the held entry again: its lock is outside the tracked prefix, so
+    // this process hears of the store only, not of the lock's taking and release.
+    // (Without a local tier, so the function's copies counted are this process's alone.)
+    let other = redis
+        .builder()
+        .prefix(prefix)
+        .local_max_bytes(0)
+        .build()
+        .unwrap();
+    held_here(&other, 1).await;
+    other.flush().await;
+    // This process copies the stored value, then the entry is deleted again: announcements
+    // arrive in the order of the writes, so the other's lock would have come before.
+    local_hit(&held, || held_here(&cache, 1)).await;
+    assert_eq!(redis.cli(&["DEL", &key]).trim(), "1");
+    entries_become(&cache, &held, 0).await;
+    let told = cache.local_announcements().unwrap() - before;
+    assert_eq!(
+        told, 3,
+        "the first delete, the other's store and the second delete (its lock would add two)"
+    );
 }

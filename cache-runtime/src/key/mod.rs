@@ -7,7 +7,7 @@
 //! - `args` is 32 hex digits of xxh3-128 over the [`canonical`] encoding of the key arguments
 //!   in order (bincode 2's layout, whatever codecs the build has), preceded by the names of the function's type parameters (and `Self`'s
 //!   for methods), so `parse::<u32>("1")` and `parse::<u64>("1")` do not share an entry. It is
-//!   wrapped in braces, a Redis Cluster hash tag: an entry and its lock (`{key}:lock`) always
+//!   wrapped in braces, a Redis Cluster hash tag: an entry and its lock (`…:#{args}:lock`) always
 //!   live in the same slot, so one script can touch both on a cluster too.
 //!
 //! Serialization is length-prefixed, so `f("a b")` and `f("a", "b")` cannot meet. Every segment is

@@ -408,7 +408,8 @@ impl Tier {
         }
     }
 
-    /// The prefix Redis is asked to track for `route`: its keys and their locks.
+    /// The prefix Redis is asked to track for `route`: its entries, not their locks
+    /// (`…:#{args}:lock`, see `crate::stampede::lock::lock_key`).
     fn tracked_prefix(&self, route: &str) -> String {
         format!("{}:{route}:{{", self.prefix)
     }
@@ -467,7 +468,7 @@ mod tests {
             Some(("shop::Repo::product:0a1b2c3d", 0xff))
         );
         for other in [
-            "app:shop::product:0a1b2c3d:{000000000000000000000000000000ff}:lock",
+            "app:shop::product:0a1b2c3d:#{000000000000000000000000000000ff}:lock",
             "other:shop::product:0a1b2c3d:{000000000000000000000000000000ff}",
             "app:x",
             "app:shop::product:0a1b2c3d:{00000000000000000000000000000zz}",

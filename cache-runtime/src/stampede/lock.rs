@@ -1,6 +1,6 @@
 //! The per-key lock that lets one process compute a missing entry while the others wait.
 //!
-//! - Taken with `SET {key}:lock <token> NX PX <lease>`, in the same script that reads the entry,
+//! - Taken with `SET <lock> <token> NX PX <lease>` ([`lock_key`]: `…:#{args}:lock`), in the same script that reads the entry,
 //!   so a value stored just before is seen instead of recomputed.
 //! - Bounded: the lease is short and the holder renews it while its function runs, so a slow
 //!   function keeps its lock but a crashed holder blocks the key for one lease at most.
@@ -286,14 +286,31 @@ impl Locks {
     }
 }
 
-/// The name of `key`'s lock, which is also the channel its release is announced on. Same hash
-/// tag as the entry, so both live in one cluster slot.
+/// The name of `key`'s lock, which is also the channel its release is announced on:
+/// `{prefix}:{function}:{fingerprint}:#{{args}}:lock` for the entry
+/// `{prefix}:{function}:{fingerprint}:{{args}}`.
+///
+/// - Same hash tag as the entry, so both live in one cluster slot and one script can touch both.
+/// - The `#` keeps locks out of the prefix a local tier asks Redis to track
+///   (`{prefix}:{function}:{fingerprint}:{`, see `crate::local`): taking, renewing and releasing
+///   a lock changes no entry, so no process is told of it.
 pub(crate) fn lock_key(key: &str) -> String {
-    let mut lock = String::with_capacity(key.len() + 5);
-    lock.push_str(key);
+    let mut lock = String::with_capacity(key.len() + LOCK_MARKS);
+    match key.rfind(":{") {
+        Some(at) => {
+            lock.push_str(&key[..=at]);
+            lock.push('#');
+            lock.push_str(&key[at + 1..]);
+        }
+        // Every entry key has its hash tag; nothing else is locked.
+        None => lock.push_str(key),
+    }
     lock.push_str(":lock");
     lock
 }
+
+/// What [`lock_key`] adds to an entry's key: `#` and `:lock`.
+const LOCK_MARKS: usize = 6;
 
 /// What an acquisition attempt found.
 pub(crate) struct Attempt {
@@ -446,5 +463,25 @@ impl Drop for Lock {
             let releasing = async move { release(&conn, &lock_key, &token).await };
             self.locks.tasks.spawn_on(&runtime, releasing);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lock_key;
+
+    #[test]
+    fn a_lock_shares_its_entrys_slot_but_not_its_tracked_prefix() {
+        let entry = "app:shop::product:0a1b2c3d:{000000000000000000000000000000ff}";
+        let lock = lock_key(entry);
+        assert_eq!(
+            lock,
+            "app:shop::product:0a1b2c3d:#{000000000000000000000000000000ff}:lock"
+        );
+        assert_eq!(lock.len(), entry.len() + super::LOCK_MARKS);
+        // The local tier tracks `{prefix}:{function}:{fingerprint}:{`.
+        assert!(entry.starts_with("app:shop::product:0a1b2c3d:{"));
+        assert!(!lock.starts_with("app:shop::product:0a1b2c3d:{"));
+        // Same hash tag, so same slot: `connection::cluster::slot_map`'s tests check it.
     }
 }

@@ -678,7 +678,7 @@ async fn without_the_lock_option_a_busy_key_is_computed_at_once_and_not_stored()
     unlocked_invalidate(&cache, 1).await.unwrap();
 
     // Another process is computing the key.
-    let lock = format!("{key}:lock");
+    let lock = redis_cache_tests::lock_of(&key);
     redis
         .command::<()>(&["SET", &lock, "their-token", "PX", "60000"])
         .await

@@ -243,7 +243,7 @@ mod tests {
         );
         assert_eq!(slot_of(b"foo{{bar}}zap"), 4015);
         assert_eq!(slot_of(b"p:f:0:{abc}"), 7638);
-        assert_eq!(slot_of(b"p:f:0:{abc}:lock"), 7638, "an entry and its lock");
+        assert_eq!(slot_of(b"p:f:0:#{abc}:lock"), 7638, "an entry and its lock");
     }
 
     #[test]
