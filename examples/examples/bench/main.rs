@@ -9,6 +9,7 @@
 //! cargo run --release -p redis-cache-examples --example bench -- --tags
 //! cargo run --release -p redis-cache-examples --example bench -- --batch
 //! cargo run --release -p redis-cache-examples --example bench -- --blocking
+//! cargo run --release -p redis-cache-examples --example bench -- --fleet
 //! ```
 //!
 //! It starts its own `redis-server` on a free loopback port and measures, with the same ~200-byte
@@ -36,7 +37,9 @@
 //! - with `--batch`: a batch function of 100 ids against `MGET` + decode and against 100 single
 //!   hits, on one server and a cluster, and its round trips with 10 misses (see `batch.rs`);
 //! - with `--blocking`: a blocking function's hit and local hit from plain threads, against a
-//!   hand-written blocking `GET` + decode (see `blocking.rs`).
+//!   hand-written blocking `GET` + decode (see `blocking.rs`);
+//! - with `--fleet`: 2, 8 and 20 processes keeping local copies while another function takes
+//!   misses: what each process is told of and the CPU it spends (see `fleet.rs`).
 //!
 //! Raw and hit alternate in rounds so that drift (CPU frequency, the other process on the two
 //! cores) falls on both alike. Options: `--secs S` per case (default 3), `--warmup S` (default 1),
@@ -45,6 +48,7 @@
 mod batch;
 mod blocking;
 mod codecs;
+mod fleet;
 mod invalidation;
 mod measure;
 #[cfg(feature = "peers")]
@@ -145,6 +149,8 @@ options:
   --batch             a batch of 100 ids: against MGET + decode, 100 single hits, a cluster
   --codecs            each codec: encode and decode time, entry size, hits per second
   --blocking          a blocking function from plain threads, against a blocking GET + decode
+  --fleet             2, 8, 20 processes with a local tier while another function takes misses:
+                      keys each is told of per second, and its CPU (--secs per phase, default 3)
   -h, --help          print this
 
 Starts its own redis-server (on PATH) on a free loopback port; reads no environment variable.
@@ -168,6 +174,8 @@ struct Options {
     codecs: bool,
     /// `--blocking`: the blocking function's figures instead.
     blocking: bool,
+    /// `--fleet`: the fleet's invalidation traffic instead.
+    fleet: bool,
     /// Concurrencies to measure.
     tasks: Vec<usize>,
     /// Only these cases (names separated by `/`), for profiling.
@@ -188,6 +196,7 @@ impl Options {
             batch: false,
             codecs: false,
             blocking: false,
+            fleet: false,
             only: None,
             tasks: vec![1, 64],
         };
@@ -206,6 +215,7 @@ impl Options {
                 ("--batch", false),
                 ("--codecs", false),
                 ("--blocking", false),
+                ("--fleet", false),
                 ("--tasks", true),
                 ("--only", true),
             ],
@@ -229,6 +239,7 @@ impl Options {
         options.batch = cli.flag("--batch");
         options.codecs = cli.flag("--codecs");
         options.blocking = cli.flag("--blocking");
+        options.fleet = cli.flag("--fleet");
         if let Some(tasks) = cli.value("--tasks") {
             options.tasks = vec![tasks];
         }
@@ -298,6 +309,10 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some(invalidation::INVALIDATOR) {
         return invalidation::invalidator();
     }
+    if std::env::args().nth(1).as_deref() == Some(fleet::MEMBER) {
+        let index = std::env::args().nth(2).and_then(|i| i.parse().ok());
+        return fleet::member(index.expect("a member index"));
+    }
     let options = Options::parse();
     if options.blocking {
         // Plain threads: no runtime of the program's own.
@@ -333,6 +348,9 @@ async fn async_main(options: Options) {
     }
     if options.codecs {
         return codecs::run(&last_core, options.time, options.rounds.max(3)).await;
+    }
+    if options.fleet {
+        return fleet::run(&last_core, options.time).await;
     }
     let redis = RedisServer::start_with(&["--server_cpulist", &last_core]);
     let cache = Cache::builder()
