@@ -10,7 +10,8 @@
 //! - `decode`: opening the envelope of a ~200-byte value and of a 100-item list (LZ4-compressed);
 //! - `hit`: one whole hit of an annotated function against a `redis-server` on loopback, next to
 //!   the raw redis-rs `GET` + decode of the same value, on a current-thread runtime so that every
-//!   allocation of the call (the connection's driver task included) is counted on this thread.
+//!   allocation of the call (the connection's driver task included) is counted on this thread;
+//!   and a local hit next to the hand-written map it replaces.
 
 use std::sync::LazyLock;
 
@@ -183,5 +184,25 @@ mod hit {
     fn redis_cache_local_hit(bencher: Bencher<'_, '_>) {
         let world = &*WORLD;
         bencher.bench_local(|| world.runtime.block_on(product_local(&world.cache, 1)));
+    }
+
+    /// What the local tier replaces, written by hand: a map of values with their expiry, a read
+    /// lock, a TTL check and a clone.
+    #[divan::bench]
+    fn hand_written_map(bencher: Bencher<'_, '_>) {
+        let world = &*WORLD;
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+        let map = std::sync::RwLock::new(
+            (0..1000u64)
+                .map(|id| (id, (until, Product::sample(id))))
+                .collect::<std::collections::HashMap<_, _>>(),
+        );
+        bencher.bench_local(|| {
+            world.runtime.block_on(async {
+                let map = map.read().unwrap();
+                let (until, product) = map.get(&black_box(1)).unwrap();
+                (std::time::Instant::now() < *until).then(|| product.clone())
+            })
+        });
     }
 }
