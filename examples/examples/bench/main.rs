@@ -10,6 +10,7 @@
 //! cargo run --release -p redis-cache-examples --example bench -- --batch
 //! cargo run --release -p redis-cache-examples --example bench -- --blocking
 //! cargo run --release -p redis-cache-examples --example bench -- --fleet
+//! cargo run --release -p redis-cache-examples --example bench -- --cluster
 //! ```
 //!
 //! It starts its own `redis-server` on a free loopback port and measures, with the same ~200-byte
@@ -38,6 +39,8 @@
 //!   hits, on one server and a cluster, and its round trips with 10 misses (see `batch.rs`);
 //! - with `--blocking`: a blocking function's hit and local hit from plain threads, against a
 //!   hand-written blocking `GET` + decode (see `blocking.rs`);
+//! - with `--cluster`: the hit on a 3-primary cluster against redis-rs's cluster client's `GET` +
+//!   decode (see `cluster.rs`);
 //! - with `--fleet`: 2, 8 and 20 processes keeping local copies while another function takes
 //!   misses: what each process is told of and the CPU it spends (see `fleet.rs`).
 //!
@@ -47,6 +50,7 @@
 
 mod batch;
 mod blocking;
+mod cluster;
 mod codecs;
 mod fleet;
 mod invalidation;
@@ -149,6 +153,7 @@ options:
   --batch             a batch of 100 ids: against MGET + decode, 100 single hits, a cluster
   --codecs            each codec: encode and decode time, entry size, hits per second
   --blocking          a blocking function from plain threads, against a blocking GET + decode
+  --cluster           the hit on a 3-primary cluster, against redis-rs's cluster GET + decode
   --fleet             2, 8, 20 processes with a local tier while another function takes misses:
                       keys each is told of per second, and its CPU (--secs per phase, default 3)
   -h, --help          print this
@@ -176,6 +181,8 @@ struct Options {
     blocking: bool,
     /// `--fleet`: the fleet's invalidation traffic instead.
     fleet: bool,
+    /// `--cluster`: the hit on a cluster instead.
+    cluster: bool,
     /// Concurrencies to measure.
     tasks: Vec<usize>,
     /// Only these cases (names separated by `/`), for profiling.
@@ -197,6 +204,7 @@ impl Options {
             codecs: false,
             blocking: false,
             fleet: false,
+            cluster: false,
             only: None,
             tasks: vec![1, 64],
         };
@@ -216,6 +224,7 @@ impl Options {
                 ("--codecs", false),
                 ("--blocking", false),
                 ("--fleet", false),
+                ("--cluster", false),
                 ("--tasks", true),
                 ("--only", true),
             ],
@@ -240,6 +249,7 @@ impl Options {
         options.codecs = cli.flag("--codecs");
         options.blocking = cli.flag("--blocking");
         options.fleet = cli.flag("--fleet");
+        options.cluster = cli.flag("--cluster");
         if let Some(tasks) = cli.value("--tasks") {
             options.tasks = vec![tasks];
         }
@@ -351,6 +361,10 @@ async fn async_main(options: Options) {
     }
     if options.fleet {
         return fleet::run(&last_core, options.time).await;
+    }
+    if options.cluster {
+        let o = &options;
+        return cluster::run(&last_core, o.time, o.warmup, o.keys, o.rounds.max(3)).await;
     }
     let redis = RedisServer::start_with(&["--server_cpulist", &last_core]);
     let cache = Cache::builder()
