@@ -88,14 +88,57 @@ pub(crate) fn lifetimes(ttl_secs: u64, spec: &SiteSpec, u: f64) -> (Duration, Du
     (fresh, keep)
 }
 
-/// A uniform draw in (0, 1], for [`judge`] (`ln(0)` would be infinite).
+/// A uniform draw in (0, 1], for [`judge`] (`ln(0)` would be infinite); never below
+/// [`MIN_DRAW`].
 pub(crate) fn draw_open() -> f64 {
-    1.0 - fastrand::f64()
+    (1.0 - fastrand::f64()).max(MIN_DRAW)
+}
+
+/// The smallest draw: 2⁻⁵³, the resolution of a uniform `f64` in [0, 1).
+const MIN_DRAW: f64 = f64::EPSILON / 2.0;
+
+/// [`judge`] at `now_ms` with a draw of [`draw_open`], made only where it can change the
+/// answer. A draw puts the early refresh at most `-ln(MIN_DRAW)` (36.7) computation times
+/// before expiry, so further from it the entry is fresh whatever the draw: most hits then draw
+/// no random number and take no logarithm.
+pub(crate) fn judge_drawing(meta: &Meta, now_ms: u64, spec: &SiteSpec) -> Freshness {
+    let far = now_ms < meta.fresh_until_ms
+        && (!spec.early_refresh
+            || meta.compute_micros == 0
+            || (now_ms as f64) + earliest_refresh_ms(meta) < meta.fresh_until_ms as f64);
+    if far {
+        return Freshness::Fresh;
+    }
+    judge(meta, now_ms, spec, draw_open())
+}
+
+/// How long before expiry an early refresh can begin at the earliest: with the smallest draw.
+fn earliest_refresh_ms(meta: &Meta) -> f64 {
+    f64::from(meta.compute_micros) / 1000.0 * XFETCH_BETA * -MIN_DRAW.ln()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Drawing only near expiry changes no answer: far from it, every draw says fresh; at the
+    /// earliest point a draw can matter, the smallest one refreshes.
+    #[test]
+    fn the_draw_is_skipped_only_where_no_draw_could_refresh() {
+        let s = spec(0, true, 0.0);
+        // A 100 ms computation: an early refresh at most 3.67 s before expiry.
+        let m = meta(10_000, 100);
+        let earliest = earliest_refresh_ms(&m);
+        assert!((3_673.0..3_674.0).contains(&earliest), "{earliest}");
+        let far = 10_000 - 3_674;
+        assert_eq!(judge_drawing(&m, far, &s), Freshness::Fresh);
+        assert_eq!(judge(&m, far, &s, MIN_DRAW), Freshness::Fresh);
+        assert_eq!(judge(&m, far + 1, &s, MIN_DRAW), Freshness::RefreshEarly);
+        assert_eq!(judge_drawing(&m, 10_000, &s), Freshness::Expired);
+        for _ in 0..1000 {
+            assert!(draw_open() >= MIN_DRAW && draw_open() <= 1.0);
+        }
+    }
 
     fn spec(stale_secs: u64, early_refresh: bool, jitter: f32) -> SiteSpec {
         SiteSpec {

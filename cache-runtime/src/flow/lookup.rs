@@ -41,8 +41,7 @@ where
             match self.codec.open(&bytes, self.cache.limits().decode) {
                 Ok((meta, value)) => {
                     let now = unix_ms(SystemTime::now());
-                    let why = match freshness::judge(&meta, now, &site.spec, freshness::draw_open())
-                    {
+                    let why = match freshness::judge_drawing(&meta, now, &site.spec) {
                         Freshness::Fresh => {
                             if let Some(keep) = self.keep {
                                 keep.keep(self.key, &value, meta, bytes.len());

@@ -144,16 +144,15 @@ impl<V> Batch<'_, V> {
                     continue;
                 }
             };
-            let (outcome, refresh) =
-                match freshness::judge(&meta, now, spec, freshness::draw_open()) {
-                    Freshness::Fresh => (Outcome::Hit, None),
-                    Freshness::RefreshEarly => (Outcome::Hit, Some(RefreshReason::Early)),
-                    Freshness::Stale => (Outcome::Stale, Some(RefreshReason::Stale)),
-                    Freshness::Expired => {
-                        item.step = Step::Compute;
-                        continue;
-                    }
-                };
+            let (outcome, refresh) = match freshness::judge_drawing(&meta, now, spec) {
+                Freshness::Fresh => (Outcome::Hit, None),
+                Freshness::RefreshEarly => (Outcome::Hit, Some(RefreshReason::Early)),
+                Freshness::Stale => (Outcome::Stale, Some(RefreshReason::Stale)),
+                Freshness::Expired => {
+                    item.step = Step::Compute;
+                    continue;
+                }
+            };
             if let (Some(local), Some(watch), None, Some(value)) =
                 (self.local, item.watch, refresh, &value)
             {
