@@ -1,7 +1,8 @@
 //! The per-key lock that lets one process compute a missing entry while the others wait.
 //!
-//! - Taken with `SET <lock> <token> NX PX <lease>` ([`lock_key`]: `…:#{args}:lock`), in the same script that reads the entry,
-//!   so a value stored just before is seen instead of recomputed.
+//! - Taken with `SET <lock> <token> NX PX <lease>` (the lock is `…:#{args}:lock`, see
+//!   [`lock_key`]), in the same script that reads the entry, so a value stored just before is
+//!   seen instead of recomputed.
 //! - Bounded: the lease is short and the holder renews it while its function runs, so a slow
 //!   function keeps its lock but a crashed holder blocks the key for one lease at most.
 //! - Released by compare-and-delete (only the holder's token deletes it), in the same script that
