@@ -72,22 +72,8 @@ pub async fn run(last_core: &str, time: Duration, rounds: usize) {
     let pinned = ["--server_cpulist", last_core];
     let redis = RedisServer::start_with(&pinned);
     let cluster = RedisCluster::start_with(redis_cache_tests::cluster::NODE_TIMEOUT_MS, &pinned);
-    // Deadlines far above a healthy reply: a stall of this shared machine must not trip a
-    // breaker and turn the measurement into one of fallbacks.
-    let cache = Cache::builder()
-        .url(redis.url())
-        .prefix("bench")
-        .command_timeout(Duration::from_secs(5))
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .expect("cache");
-    let on_cluster = cluster
-        .builder()
-        .prefix("bench")
-        .command_timeout(Duration::from_secs(5))
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .expect("cache");
+    let cache = crate::patient(Cache::builder().url(redis.url()));
+    let on_cluster = crate::patient(cluster.builder());
     let mut raw = redis.connection().await;
     for chunk in (0..KEYS).collect::<Vec<_>>().chunks(1000) {
         let mut pipe = redis::pipe();
@@ -102,22 +88,7 @@ pub async fn run(last_core: &str, time: Duration, rounds: usize) {
         items(&on_cluster, chunk.to_vec()).await;
     }
     // The entries the batch wrote, by id: the hand-written MGET of the same values reads them.
-    let mut entry_of = HashMap::new();
-    let entries: Vec<String> = redis::cmd("KEYS")
-        .arg("bench:*")
-        .query_async(&mut raw)
-        .await
-        .expect("KEYS");
-    for key in entries {
-        let bytes: Vec<u8> = redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut raw)
-            .await
-            .expect("GET");
-        let product: Product = redis_cached::__private::bench::open(&bytes).expect("an entry");
-        entry_of.insert(product.id, key);
-    }
-    let entry_of = std::sync::Arc::new(entry_of);
+    let entry_of = std::sync::Arc::new(crate::entries_by_id(&mut raw, "bench:*").await);
     println!(
         "batch of {BATCH} ids over {KEYS} stored, 1 task, redis-server pinned to core {last_core}, \
          {time:?} per case, {rounds} rounds"

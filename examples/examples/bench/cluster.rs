@@ -16,15 +16,7 @@ pub async fn run(last_core: &str, time: Duration, warmup: Duration, keys: u64, r
         redis_cache_tests::cluster::NODE_TIMEOUT_MS,
         &["--server_cpulist", last_core],
     );
-    // Deadlines far above a healthy reply: a stall of this shared machine must not trip a
-    // breaker and turn the measurement into one of fallbacks.
-    let cache = cluster
-        .builder()
-        .prefix("bench")
-        .command_timeout(Duration::from_secs(5))
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .expect("cache");
+    let cache = crate::patient(cluster.builder());
     let mut raw = cluster.connection().await;
     for id in 0..keys {
         let bytes = bincode::serde::encode_to_vec(Product::sample(id), bincode::config::standard())

@@ -55,32 +55,14 @@ async fn fleet_miss(cache: &Cache, id: u64) -> u64 {
 
 /// CPU time this process's threads have used, in nanoseconds.
 fn cpu_ns() -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .filter_map(|task| {
-            let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-            stat.split_whitespace().next()?.parse::<u64>().ok()
-        })
-        .sum()
+    crate::measure::cpu_time().as_nanos() as u64
 }
 
 /// A member's side: `REDIS_URL` from the environment; prints `ready` once its copies are held,
 /// then answers each `start` / `stop` pair on stdin with `announcements cpu_ns elapsed_ns` for
 /// the time between them. Exits when stdin closes.
 pub fn member(index: u64) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a Tokio runtime");
-    runtime.block_on(async {
-        let url = std::env::var("REDIS_URL").expect("REDIS_URL");
-        let cache = Cache::builder()
-            .url(url)
-            .prefix(PREFIX)
-            .build()
-            .expect("cache");
+    crate::child_process(PREFIX, |cache| async move {
         let first = index * 1000;
         let name = "bench::fleet::fleet_local";
         let local_hits = || redis_cached::stats_for(name).map_or(0, |s| s.local_hits);

@@ -49,17 +49,7 @@ fn now_us() -> u64 {
 /// The invalidator's side: `REDIS_URL` from the environment, one key id per line on stdin, one
 /// `id unix_us` line per invalidation on stdout.
 pub fn invalidator() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a Tokio runtime");
-    runtime.block_on(async {
-        let url = std::env::var("REDIS_URL").expect("REDIS_URL");
-        let cache = Cache::builder()
-            .url(url)
-            .prefix(PREFIX)
-            .build()
-            .expect("cache");
+    crate::child_process(PREFIX, |cache| async move {
         let mut out = std::io::stdout().lock();
         for line in std::io::stdin().lock().lines() {
             let id: u64 = line.expect("stdin").trim().parse().expect("a key id");

@@ -326,6 +326,56 @@ impl Bench {
     }
 }
 
+/// The body of a process the bench starts from itself (another process of a fleet): a
+/// current-thread runtime and a cache with `prefix` on the server in `REDIS_URL`.
+fn child_process<F: std::future::Future<Output = ()>>(prefix: &str, body: impl FnOnce(Cache) -> F) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    let url = std::env::var("REDIS_URL").expect("REDIS_URL");
+    let cache = Cache::builder()
+        .url(url)
+        .prefix(prefix)
+        .build()
+        .expect("cache");
+    runtime.block_on(body(cache));
+}
+
+/// A cache whose deadlines are far above a healthy reply: a stall of this shared machine must not
+/// trip a breaker and turn a measurement into one of fallbacks.
+fn patient(builder: redis_cached::CacheBuilder) -> Cache {
+    builder
+        .prefix("bench")
+        .command_timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .expect("cache")
+}
+
+/// The key of each entry matching `pattern`, by the id of the [`Product`] it holds.
+async fn entries_by_id(
+    conn: &mut MultiplexedConnection,
+    pattern: &str,
+) -> std::collections::HashMap<u64, String> {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(conn)
+        .await
+        .expect("KEYS");
+    let mut entries = std::collections::HashMap::new();
+    for key in keys {
+        let bytes: Vec<u8> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(conn)
+            .await
+            .expect("GET");
+        let product: Product = redis_cached::__private::bench::open(&bytes).expect("an entry");
+        entries.insert(product.id, key);
+    }
+    entries
+}
+
 fn raw_key(id: u64) -> String {
     format!("raw:product:{id}")
 }
@@ -609,27 +659,10 @@ async fn prepare(bench: &Bench) -> Vec<String> {
     }
     // The first call of an unreachable cache trips its breaker.
     product(&bench.down, 0).await;
-    let mut conn = bench.raw.clone();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("bench:bench::product:*")
-        .query_async(&mut conn)
-        .await
-        .expect("KEYS");
-    let mut entries = vec![String::new(); bench.keys as usize];
-    for key in keys {
-        let bytes: Vec<u8> = redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .expect("GET");
-        let product: Product = redis_cached::__private::bench::open(&bytes).expect("an entry");
-        entries[product.id as usize] = key;
-    }
-    assert!(
-        entries.iter().all(|key| !key.is_empty()),
-        "every entry found"
-    );
-    entries
+    let mut entries = entries_by_id(&mut bench.raw.clone(), "bench:bench::product:*").await;
+    (0..bench.keys)
+        .map(|id| entries.remove(&id).expect("every entry found"))
+        .collect()
 }
 
 const RAW: &str = "raw GET + decode";

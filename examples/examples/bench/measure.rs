@@ -113,7 +113,7 @@ where
 
 /// CPU time used so far by every thread of this process (`/proc/self/task/*/schedstat`, in
 /// nanoseconds); zero where that is not available.
-fn cpu_time() -> Duration {
+pub fn cpu_time() -> Duration {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return Duration::ZERO;
     };
