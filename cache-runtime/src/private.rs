@@ -5,8 +5,9 @@ pub use crate::cache::{Cache, default_cache};
 pub use crate::codec::Codec;
 pub use crate::flow::{
     Background, BatchBackground, BatchComputed, BatchKey, BatchReturn, Computed, FromBatchKeys,
-    Inline, ItemCodec, KeyedBy, batch_keys, batch_param, cached, cached_batch, cached_batch_local,
-    cached_local, item_codec, item_codec_with_absent, with_outcome, write_through,
+    Inline, ItemCodec, KeyedBy, LocalCall, batch_keys, batch_param, cached, cached_batch,
+    cached_batch_local, cached_local, item_codec, item_codec_with_absent, with_outcome,
+    write_through,
 };
 pub use crate::invalidation::{invalidate, invalidate_batch};
 pub use crate::key::{AddSerialized, AddUnkeyable, CallKey, KeyArg, KeyBuilder, KeyPart};

@@ -83,6 +83,19 @@ mod decode {
         bencher.bench_local(|| bench::open::<Product>(black_box(&bytes)).expect("decodes"));
     }
 
+    /// What the hand-written read decodes: the same value, bincode alone (no envelope, no
+    /// limits). `small_product` minus this is the envelope's and the decode guard's price.
+    #[divan::bench]
+    fn small_product_bare_bincode(bencher: Bencher<'_, '_>) {
+        let config = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(Product::sample(7), config).unwrap();
+        bencher.bench_local(|| {
+            let (value, _): (Product, usize) =
+                bincode::serde::decode_from_slice(black_box(&bytes), config).unwrap();
+            value
+        });
+    }
+
     /// What a local hit pays for its value with decoded copies: a clone. Keeping the envelope
     /// bytes instead (no `Clone` bound) would pay `small_product`'s decode on every local hit.
     #[divan::bench]

@@ -23,16 +23,20 @@
 //! 6. A batch ([`batch`], `batch = ids`): the same steps for many keys at once, one round trip
 //!    per step, and one call of the function for the keys still missing.
 //!
+//! A function with `local = N` enters through [`local`]: a decoded copy in this process answers
+//! first, before any of the above (and before any future of the flow is made).
+//!
 //! Fail open: whatever Redis does (down, slow, wrong type, garbage), the caller gets the
 //! function's own value. A panic or cancellation inside the function leaves nothing behind: the
 //! single-flight slot and the lock are released by their drop guards.
 
 use std::future::Future;
 use std::marker::PhantomData;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 mod batch;
 mod body;
+mod local;
 mod lookup;
 mod miss;
 mod outcome;
@@ -46,16 +50,15 @@ pub use batch::{
     item_codec_with_absent,
 };
 pub use body::{Background, Body, Computed, Inline};
+pub use local::{LocalCall, cached_local};
 pub use outcome::{CallOutcome, with_outcome};
 pub use write_through::write_through;
 pub(crate) use write_through::{take_write_through_request, write_through_requested};
 
 use crate::cache::Cache;
 use crate::connection::Connection;
-use crate::envelope::unix_ms;
-use crate::freshness;
 use crate::key::CallKey;
-use crate::local::{Keep, KeepLocal, LocalCopies};
+use crate::local::KeepLocal;
 use crate::policy::{Policy, Rules, ValueCodec};
 use crate::site::Site;
 use crate::stampede::lock::{Lock, Locks};
@@ -83,85 +86,6 @@ where
     let reporting = outcome::take_request();
     let (value, outcome) =
         answer::<P, R>(site, cache, call, codec, &rules, body, None, reporting).await;
-    site.answered(outcome);
-    if reporting {
-        outcome::finish(outcome);
-    }
-    value
-}
-
-/// [`cached`] for a function with `local = N`: a decoded copy in this process answers first,
-/// and values read from Redis are copied for the next calls.
-#[doc(hidden)]
-pub async fn cached_local<P, R, B>(
-    site: &'static Site,
-    cache: &Cache,
-    call: CallKey,
-    codec: ValueCodec<P::Stored>,
-    copies: LocalCopies<P::Stored>,
-    rules: Rules<'_, P::Value>,
-    body: B,
-) -> R
-where
-    P: Policy<R>,
-    B: Body<R, P::Value>,
-{
-    site.register(call.self_type());
-    let reporting = outcome::take_request();
-    let store = match (cache.local(), cache.shared_connection(), call.args()) {
-        (Some(tier), Some(conn), Some(args)) if in_tokio() => copies
-            .store(tier, site, conn, freshness::local_ttl(&site.spec))
-            .map(|store| (tier, store, args)),
-        _ => None,
-    };
-    let Some((tier, store, args)) = store else {
-        // Boxed, like the Redis flow below (without a tier, the Redis flow of `cached`).
-        let (value, outcome) = Box::pin(answer::<P, R>(
-            site, cache, call, codec, &rules, body, None, reporting,
-        ))
-        .await;
-        site.answered(outcome);
-        if reporting {
-            outcome::finish(outcome);
-        }
-        return value;
-    };
-    if write_through_requested() {
-        // The write-through replaces the entry: this process's copy goes now.
-        copies.invalidate(&store, args);
-    } else if let Some((value, meta)) = copies.get(&store, args, unix_ms(SystemTime::now())) {
-        site.answered(Outcome::LocalHit);
-        if reporting {
-            outcome::served(meta);
-            outcome::finish(Outcome::LocalHit);
-        }
-        return P::from_stored(value);
-    }
-    // Boxed: the local hit above is this function's fast path. Without the Redis flow's state
-    // inline its future is 640 bytes, not 2,336, and every call moves that much less (a local
-    // hit took 378 ns instead of 409 in `benches/hit_path.rs`); a call that goes on to Redis
-    // pays one allocation beside its round trip.
-    let (value, outcome) = Box::pin(async {
-        let keep = Keep {
-            tier,
-            site,
-            copies,
-            store: &store,
-            watch: copies.watch(&store, args),
-        };
-        answer::<P, R>(
-            site,
-            cache,
-            call,
-            codec,
-            &rules,
-            body,
-            Some(&keep),
-            reporting,
-        )
-        .await
-    })
-    .await;
     site.answered(outcome);
     if reporting {
         outcome::finish(outcome);
