@@ -761,8 +761,9 @@ impl Args {
                     Ok(secs) if secs > 0 => args.local_ttl = Some((secs, lit.span())),
                     _ => errors.push(
                         lit.span(),
-                        "`local_ttl` is how many seconds a local copy may be served without a \
-                         fresh look at Redis, at least 1, e.g. `local_ttl = 30`",
+                        "`local_ttl` is how many seconds a local copy may be served without \
+                         Redis's confirmation that it is current, at least 1, e.g. \
+                         `local_ttl = 30`",
                     ),
                 },
             }
