@@ -101,6 +101,7 @@ where
 
 /// The future of a call with `local = N`: the local hit's value, or the rest of the flow, boxed.
 #[doc(hidden)]
+#[must_use = "a call's value is returned by awaiting it"]
 pub enum LocalCall<R, F> {
     /// Answered by a copy (taken by the first poll).
     Hit(Option<R>),
