@@ -47,6 +47,7 @@ struct Guarded<'l, T> {
 }
 
 impl<'l, T> Guarded<'l, T> {
+    #[inline]
     fn wrap<U>(&self, inner: U) -> Guarded<'l, U> {
         Guarded {
             inner,
@@ -58,6 +59,7 @@ impl<'l, T> Guarded<'l, T> {
 macro_rules! forward_deserialize {
     ($($method:ident),* $(,)?) => {
         $(
+            #[inline]
             fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
                 let visitor = self.wrap(visitor);
                 self.inner.$method(visitor)
@@ -97,6 +99,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guarded<'_, D> {
         deserialize_ignored_any,
     );
 
+    #[inline]
     fn deserialize_unit_struct<V: Visitor<'de>>(
         self,
         name: &'static str,
@@ -106,6 +109,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guarded<'_, D> {
         self.inner.deserialize_unit_struct(name, visitor)
     }
 
+    #[inline]
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
         name: &'static str,
@@ -115,6 +119,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guarded<'_, D> {
         self.inner.deserialize_newtype_struct(name, visitor)
     }
 
+    #[inline]
     fn deserialize_tuple<V: Visitor<'de>>(
         self,
         len: usize,
@@ -124,6 +129,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guarded<'_, D> {
         self.inner.deserialize_tuple(len, visitor)
     }
 
+    #[inline]
     fn deserialize_tuple_struct<V: Visitor<'de>>(
         self,
         name: &'static str,
@@ -134,6 +140,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guarded<'_, D> {
         self.inner.deserialize_tuple_struct(name, len, visitor)
     }
 
+    #[inline]
     fn deserialize_struct<V: Visitor<'de>>(
         self,
         name: &'static str,
@@ -144,6 +151,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guarded<'_, D> {
         self.inner.deserialize_struct(name, fields, visitor)
     }
 
+    #[inline]
     fn deserialize_enum<V: Visitor<'de>>(
         self,
         name: &'static str,
@@ -154,6 +162,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guarded<'_, D> {
         self.inner.deserialize_enum(name, variants, visitor)
     }
 
+    #[inline]
     fn is_human_readable(&self) -> bool {
         self.inner.is_human_readable()
     }
@@ -162,91 +171,116 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guarded<'_, D> {
 impl<'de, V: Visitor<'de>> Visitor<'de> for Guarded<'_, V> {
     type Value = V::Value;
 
+    #[inline]
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.inner.expecting(f)
     }
 
+    #[inline]
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
         self.inner.visit_bool(v)
     }
+    #[inline]
     fn visit_i8<E: de::Error>(self, v: i8) -> Result<Self::Value, E> {
         self.inner.visit_i8(v)
     }
+    #[inline]
     fn visit_i16<E: de::Error>(self, v: i16) -> Result<Self::Value, E> {
         self.inner.visit_i16(v)
     }
+    #[inline]
     fn visit_i32<E: de::Error>(self, v: i32) -> Result<Self::Value, E> {
         self.inner.visit_i32(v)
     }
+    #[inline]
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
         self.inner.visit_i64(v)
     }
+    #[inline]
     fn visit_i128<E: de::Error>(self, v: i128) -> Result<Self::Value, E> {
         self.inner.visit_i128(v)
     }
+    #[inline]
     fn visit_u8<E: de::Error>(self, v: u8) -> Result<Self::Value, E> {
         self.inner.visit_u8(v)
     }
+    #[inline]
     fn visit_u16<E: de::Error>(self, v: u16) -> Result<Self::Value, E> {
         self.inner.visit_u16(v)
     }
+    #[inline]
     fn visit_u32<E: de::Error>(self, v: u32) -> Result<Self::Value, E> {
         self.inner.visit_u32(v)
     }
+    #[inline]
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
         self.inner.visit_u64(v)
     }
+    #[inline]
     fn visit_u128<E: de::Error>(self, v: u128) -> Result<Self::Value, E> {
         self.inner.visit_u128(v)
     }
+    #[inline]
     fn visit_f32<E: de::Error>(self, v: f32) -> Result<Self::Value, E> {
         self.inner.visit_f32(v)
     }
+    #[inline]
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
         self.inner.visit_f64(v)
     }
+    #[inline]
     fn visit_char<E: de::Error>(self, v: char) -> Result<Self::Value, E> {
         self.inner.visit_char(v)
     }
 
+    #[inline]
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
         self.left.charge(v.len())?;
         self.inner.visit_str(v)
     }
+    #[inline]
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
         self.left.charge(v.len())?;
         self.inner.visit_borrowed_str(v)
     }
+    #[inline]
     fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
         self.left.charge(v.len())?;
         self.inner.visit_string(v)
     }
+    #[inline]
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
         self.left.charge(v.len())?;
         self.inner.visit_bytes(v)
     }
+    #[inline]
     fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Self::Value, E> {
         self.left.charge(v.len())?;
         self.inner.visit_borrowed_bytes(v)
     }
+    #[inline]
     fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Self::Value, E> {
         self.left.charge(v.len())?;
         self.inner.visit_byte_buf(v)
     }
 
+    #[inline]
     fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
         self.inner.visit_none()
     }
+    #[inline]
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         self.inner.visit_unit()
     }
 
+    #[inline]
     fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         let _level = self.left.enter()?;
         let deserializer = self.wrap(deserializer);
         self.inner.visit_some(deserializer)
     }
 
+    #[inline]
     fn visit_newtype_struct<D: Deserializer<'de>>(
         self,
         deserializer: D,
@@ -256,18 +290,21 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Guarded<'_, V> {
         self.inner.visit_newtype_struct(deserializer)
     }
 
+    #[inline]
     fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
         let _level = self.left.enter()?;
         let seq = self.wrap(seq);
         self.inner.visit_seq(seq)
     }
 
+    #[inline]
     fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
         let _level = self.left.enter()?;
         let map = self.wrap(map);
         self.inner.visit_map(map)
     }
 
+    #[inline]
     fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
         let _level = self.left.enter()?;
         let data = self.wrap(data);
@@ -285,6 +322,7 @@ struct Seed<'l, S> {
 impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<'_, S> {
     type Value = S::Value;
 
+    #[inline]
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<S::Value, D::Error> {
         self.inner.deserialize(Guarded {
             inner: deserializer,
@@ -295,6 +333,7 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<'_, S> {
 
 impl<'l, T> Guarded<'l, T> {
     /// `seed` for one element, charged its in-memory size (at least a byte).
+    #[inline]
     fn element<'de, S: DeserializeSeed<'de>, E: de::Error>(
         &self,
         seed: S,
@@ -307,6 +346,7 @@ impl<'l, T> Guarded<'l, T> {
     }
 
     /// `seed`, not charged (an enum's variant tag: its value is charged as a whole).
+    #[inline]
     fn seed<S>(&self, seed: S) -> Seed<'l, S> {
         Seed {
             inner: seed,
@@ -318,6 +358,7 @@ impl<'l, T> Guarded<'l, T> {
 impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Guarded<'_, A> {
     type Error = A::Error;
 
+    #[inline]
     fn next_element_seed<S: DeserializeSeed<'de>>(
         &mut self,
         seed: S,
@@ -326,6 +367,7 @@ impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Guarded<'_, A> {
         self.inner.next_element_seed(seed)
     }
 
+    #[inline]
     fn size_hint(&self) -> Option<usize> {
         // A claimed length preallocates: at most 4096 elements up front, the rest as they come
         // (and are charged).
@@ -336,6 +378,7 @@ impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Guarded<'_, A> {
 impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Guarded<'_, A> {
     type Error = A::Error;
 
+    #[inline]
     fn next_key_seed<K: DeserializeSeed<'de>>(
         &mut self,
         seed: K,
@@ -344,11 +387,13 @@ impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Guarded<'_, A> {
         self.inner.next_key_seed(seed)
     }
 
+    #[inline]
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
         let seed = self.element(seed)?;
         self.inner.next_value_seed(seed)
     }
 
+    #[inline]
     fn size_hint(&self) -> Option<usize> {
         self.inner.size_hint().map(|len| len.min(4096))
     }
@@ -358,6 +403,7 @@ impl<'de, 'l, A: de::EnumAccess<'de>> de::EnumAccess<'de> for Guarded<'l, A> {
     type Error = A::Error;
     type Variant = Guarded<'l, A::Variant>;
 
+    #[inline]
     fn variant_seed<S: DeserializeSeed<'de>>(
         self,
         seed: S,
@@ -377,20 +423,24 @@ impl<'de, 'l, A: de::EnumAccess<'de>> de::EnumAccess<'de> for Guarded<'l, A> {
 impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Guarded<'_, A> {
     type Error = A::Error;
 
+    #[inline]
     fn unit_variant(self) -> Result<(), A::Error> {
         self.inner.unit_variant()
     }
 
+    #[inline]
     fn newtype_variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<S::Value, A::Error> {
         let seed = self.seed(seed);
         self.inner.newtype_variant_seed(seed)
     }
 
+    #[inline]
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, A::Error> {
         let visitor = self.wrap(visitor);
         self.inner.tuple_variant(len, visitor)
     }
 
+    #[inline]
     fn struct_variant<V: Visitor<'de>>(
         self,
         fields: &'static [&'static str],
