@@ -132,10 +132,12 @@ impl Cache {
     /// blocks Redis for long.
     pub async fn clear_function(&self, function: &str) -> Result<u64, CacheError> {
         check_segment(function, "function name")?;
-        // `{prefix}:{function}:{8 hex digits}:{...`: the fingerprint's shape keeps `app::get` from
-        // matching the keys of `app::get::Type::method`.
+        // `{prefix}:{function}:{8 hex digits}:{...` (an entry) or `...:#{...` (its lock, which
+        // must go too: deleting it is what keeps a computation in flight from storing after the
+        // clear). The fingerprint's shape keeps `app::get` from matching the keys of
+        // `app::get::Type::method`.
         let pattern = format!(
-            "{}:{function}:[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]:{{*",
+            "{}:{function}:[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]:[{{#]*",
             self.prefix()
         );
         self.clear_matching(&pattern, |name| name == function).await

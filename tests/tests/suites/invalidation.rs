@@ -174,6 +174,50 @@ async fn clearing_a_function_removes_its_keys_and_only_them_among_100_000_others
     assert_eq!(total().await, 50_000);
 }
 
+#[redis_cache(ttl = 300, skip(cache, started, gate), cache = cache, name = "inv::gated")]
+async fn gated(
+    cache: &Cache,
+    started: &tokio::sync::Semaphore,
+    gate: &tokio::sync::Semaphore,
+    id: u64,
+) -> u64 {
+    started.add_permits(1);
+    drop(gate.acquire().await);
+    id
+}
+
+/// `clear_function` removes the lock of a computation in flight (`…:#{…}:lock`, outside the
+/// entries' `…:{…}`), so a computation that began before the clear never stores after it.
+#[tokio::test]
+async fn clearing_a_function_fences_off_a_computation_in_flight() {
+    let redis = start();
+    let cache = redis.cache("clear-fence");
+    let (started, gate) = (
+        tokio::sync::Semaphore::new(0),
+        tokio::sync::Semaphore::new(0),
+    );
+    let call = gated(&cache, &started, &gate, 7);
+    tokio::pin!(call);
+    // The body runs under the lock: once it started, the lock is in Redis.
+    tokio::select! {
+        _ = &mut call => panic!("the body cannot finish before the gate opens"),
+        permit = started.acquire() => drop(permit),
+    }
+    let keys = redis.keys().await;
+    assert!(keys.len() == 1 && keys[0].ends_with("}:lock"), "{keys:?}");
+    assert_eq!(cache.clear_function("inv::gated").await, Ok(1));
+    assert_eq!(redis.keys().await, Vec::<String>::new(), "the lock survived");
+    gate.add_permits(1);
+    assert_eq!(call.await, 7);
+    cache.flush().await;
+    assert_eq!(
+        redis.keys().await,
+        Vec::<String>::new(),
+        "a value computed before the clear was stored after it"
+    );
+    assert_eq!(stats_for("inv::gated").unwrap().fenced, 1);
+}
+
 /// Sets each of `keys` (to 1): pipelined on one server; on a cluster, whose keys live on several
 /// nodes, from concurrent tasks.
 async fn fill(redis: &Deployment, keys: Vec<String>) {
