@@ -3,7 +3,7 @@
 //! silently empties the cache in production. If this test fails, the key format changed: that
 //! must be a deliberate, documented decision, not an accident.
 
-use redis_cache_tests::RedisServer;
+use redis_cache_tests::{Gate, RedisServer};
 use redis_cached::{Cache, redis_cache};
 use serde::{Deserialize, Serialize};
 
@@ -69,15 +69,9 @@ async fn keys_are_pinned() {
     assert_eq!(keys, expected, "the key format changed");
 }
 
-#[redis_cache(ttl = 60, skip(cache, started, gate), cache = cache)]
-async fn gated(
-    cache: &Cache,
-    started: &tokio::sync::Semaphore,
-    gate: &tokio::sync::Semaphore,
-    sku: u32,
-) -> u32 {
-    started.add_permits(1);
-    drop(gate.acquire().await);
+#[redis_cache(ttl = 60, skip(cache, gate), cache = cache)]
+async fn gated(cache: &Cache, gate: &Gate, sku: u32) -> u32 {
+    gate.wait().await;
     sku
 }
 
@@ -88,20 +82,17 @@ async fn gated(
 async fn the_lock_key_is_pinned() {
     let redis = RedisServer::start();
     let cache = redis.cache("pin");
-    let (started, gate) = (
-        tokio::sync::Semaphore::new(0),
-        tokio::sync::Semaphore::new(0),
-    );
-    let call = gated(&cache, &started, &gate, 1);
+    let gate = Gate::new();
+    let call = gated(&cache, &gate, 1);
     tokio::pin!(call);
     // The body runs under the lock: once it started, the lock is in Redis.
     tokio::select! {
         _ = &mut call => panic!("the body cannot finish before the gate opens"),
-        permit = started.acquire() => drop(permit),
+        () = gate.until_arrived(1) => {}
     }
     let lock = "pin:keys::gated:d60d7135:#{51025a4491835505e12ef9d2eb86ceeb}:lock";
     assert_eq!(redis.keys().await, [lock], "the lock key format changed");
-    gate.add_permits(1);
+    gate.open();
     assert_eq!(call.await, 1);
     cache.flush().await;
     let entry = "pin:keys::gated:d60d7135:{51025a4491835505e12ef9d2eb86ceeb}";

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 use redis_cached::{Cache, CacheError, redis_cache, stats_for};
+use redis_cache_tests::Gate;
 use redis_cache_tests::deployment::{AnyConnection, Deployment};
 
 /// A stand-in for the database: values that writers change.
@@ -174,15 +175,9 @@ async fn clearing_a_function_removes_its_keys_and_only_them_among_100_000_others
     assert_eq!(total().await, 50_000);
 }
 
-#[redis_cache(ttl = 300, skip(cache, started, gate), cache = cache, name = "inv::gated")]
-async fn gated(
-    cache: &Cache,
-    started: &tokio::sync::Semaphore,
-    gate: &tokio::sync::Semaphore,
-    id: u64,
-) -> u64 {
-    started.add_permits(1);
-    drop(gate.acquire().await);
+#[redis_cache(ttl = 300, skip(cache, gate), cache = cache, name = "inv::gated")]
+async fn gated(cache: &Cache, gate: &Gate, id: u64) -> u64 {
+    gate.wait().await;
     id
 }
 
@@ -192,22 +187,19 @@ async fn gated(
 async fn clearing_a_function_fences_off_a_computation_in_flight() {
     let redis = start();
     let cache = redis.cache("clear-fence");
-    let (started, gate) = (
-        tokio::sync::Semaphore::new(0),
-        tokio::sync::Semaphore::new(0),
-    );
-    let call = gated(&cache, &started, &gate, 7);
+    let gate = Gate::new();
+    let call = gated(&cache, &gate, 7);
     tokio::pin!(call);
     // The body runs under the lock: once it started, the lock is in Redis.
     tokio::select! {
         _ = &mut call => panic!("the body cannot finish before the gate opens"),
-        permit = started.acquire() => drop(permit),
+        () = gate.until_arrived(1) => {}
     }
     let keys = redis.keys().await;
     assert!(keys.len() == 1 && keys[0].ends_with("}:lock"), "{keys:?}");
     assert_eq!(cache.clear_function("inv::gated").await, Ok(1));
     assert_eq!(redis.keys().await, Vec::<String>::new(), "the lock survived");
-    gate.add_permits(1);
+    gate.open();
     assert_eq!(call.await, 7);
     cache.flush().await;
     assert_eq!(
