@@ -38,6 +38,7 @@ pub struct CacheBuilder {
     pub(super) limits: ValueLimits,
     pub(super) background_stores: bool,
     pub(super) local_max_bytes: usize,
+    pub(super) auto_pipeline: bool,
 }
 
 /// How values are stored (their codec, their sizes), and the size of the commands of a batch
@@ -64,6 +65,7 @@ impl fmt::Debug for CacheBuilder {
             .field("breaker", &self.breaker)
             .field("limits", &self.limits)
             .field("background_stores", &self.background_stores)
+            .field("auto_pipeline", &self.auto_pipeline)
             .field("local_max_bytes", &self.local_max_bytes)
             .finish()
     }
@@ -103,6 +105,7 @@ impl Default for CacheBuilder {
                 decode: Limits::for_values(DEFAULT_MAX_VALUE_BYTES),
             },
             background_stores: DEFAULT_BACKGROUND_STORES,
+            auto_pipeline: DEFAULT_AUTO_PIPELINE,
             local_max_bytes: DEFAULT_LOCAL_MAX_BYTES,
         }
     }
@@ -297,6 +300,21 @@ impl CacheBuilder {
         self
     }
 
+    /// Whether the lookups this process makes at the same time share one pipeline (default
+    /// [`DEFAULT_AUTO_PIPELINE`]: yes).
+    ///
+    /// A lookup made while no other is in flight is sent at once, alone. One made while another
+    /// is in flight waits for the rest of the Tokio scheduler's turn, and every lookup made
+    /// meanwhile goes out with it in one pipeline: one write, one read and one wake of the
+    /// connection's task for all of them. Under concurrency that makes a hit cheaper than a raw
+    /// `GET` through redis-rs (see the performance page in the repository's `docs/`); each caller
+    /// still gets its own reply, and its own error. With `false`, every lookup is its own `GET`.
+    /// Cluster lookups are not pipelined this way.
+    pub fn auto_pipeline(mut self, on: bool) -> Self {
+        self.auto_pipeline = on;
+        self
+    }
+
     /// The memory the local tier (functions with `local = N`) may take in this cache, in bytes
     /// (default [`DEFAULT_LOCAL_MAX_BYTES`]). A value's size is estimated from its stored
     /// (encoded, possibly compressed) size plus a fixed overhead per entry, so the decoded values
@@ -348,7 +366,8 @@ impl CacheBuilder {
         }
         let connection =
             Connection::open(&self.endpoints, self.timeouts, self.breaker, &self.prefix)
-                .map_err(ConfigError::new)?;
+                .map_err(ConfigError::new)?
+                .with_auto_pipeline(self.auto_pipeline);
         Ok(Cache::new(
             self.prefix,
             Some(connection),

@@ -49,6 +49,10 @@ pub const DEFAULT_TTL_JITTER: f64 = 0.1;
 /// round trip), so a value is in Redis when the call returns, even in a process that exits right
 /// after it. See [`CacheBuilder::background_stores`](crate::CacheBuilder::background_stores).
 pub const DEFAULT_BACKGROUND_STORES: bool = false;
+/// Whether lookups made at the same time share one pipeline. On: under concurrency, one write
+/// and one read for many hits. See
+/// [`CacheBuilder::auto_pipeline`](crate::CacheBuilder::auto_pipeline).
+pub const DEFAULT_AUTO_PIPELINE: bool = true;
 /// How long a copy in the local tier (`local = N`) is served before it is read from Redis again,
 /// when the function does not say `local_ttl = ...`. While Redis's invalidation messages arrive,
 /// a change removes copies at once and this only bounds how long one is trusted without a fresh

@@ -28,6 +28,7 @@ mod deployment;
 mod endpoints;
 mod lazy;
 mod many;
+mod pipelining;
 pub(crate) mod refusal;
 mod script;
 mod server;
@@ -57,7 +58,7 @@ pub(crate) struct Timeouts {
 }
 
 /// Why a command gave no answer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum CommandError {
     /// No connection, and the last attempt failed too recently to try again.
     Unavailable,
@@ -96,6 +97,8 @@ pub(crate) struct Connection {
     /// The keys this process just changed, read from the primary until the replicas caught up.
     catch_up: catch_up::CatchUp,
     timeouts: Timeouts,
+    /// Lookups made at the same time share a pipeline ([`pipelining`]).
+    auto_pipeline: bool,
 }
 
 // One per cache: the single server inline saves an indirection on each of its commands.
@@ -146,7 +149,18 @@ impl Connection {
             reader,
             catch_up: catch_up::CatchUp::default(),
             timeouts,
+            auto_pipeline: crate::config::DEFAULT_AUTO_PIPELINE,
         })
+    }
+
+    /// Whether lookups made at the same time share a pipeline (see
+    /// [`CacheBuilder::auto_pipeline`](crate::CacheBuilder::auto_pipeline)).
+    pub(crate) fn with_auto_pipeline(mut self, on: bool) -> Self {
+        self.auto_pipeline = on;
+        self.reader = self
+            .reader
+            .map(|reader| Box::new(reader.with_auto_pipeline(on)));
+        self
     }
 
     /// `GET key`: `Ok(None)` when absent. Sent to the reader endpoint when there is one, its
@@ -157,9 +171,15 @@ impl Connection {
             && let Route::Direct(server) = &reader.route
             && server.breaker().allow() != Allow::Skip
         {
-            return server.run_allowed(redis::cmd("GET").arg(key)).await;
+            return match reader.auto_pipeline {
+                true => server.get_allowed(key).await,
+                false => server.run_allowed(redis::cmd("GET").arg(key)).await,
+            };
         }
-        self.run(key.as_bytes(), redis::cmd("GET").arg(key)).await
+        match &self.route {
+            Route::Direct(server) if self.auto_pipeline => server.get(key).await,
+            _ => self.run(key.as_bytes(), redis::cmd("GET").arg(key)).await,
+        }
     }
 
     /// `keys` were just changed by this process (invalidated, refreshed): with a reader endpoint,

@@ -12,6 +12,7 @@ use std::time::Duration;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError};
 
 use super::deployment::{Deployment, Link};
+use super::pipelining::{Joined, Lookups, Reply, Turn};
 use super::refusal::Refusal;
 use super::{CommandError, LazyLink, Linked, Timeouts, Unlinked};
 use crate::breaker::{Allow, Breaker, BreakerSettings};
@@ -29,6 +30,8 @@ pub(super) struct Server {
     /// Connected at the first command; numbered, so a failure only discards the link it
     /// happened on. No backoff of its own: the breaker decides when to try again.
     link: LazyLink<Link>,
+    /// Lookups in flight, and the window that concurrent ones share ([`super::pipelining`]).
+    lookups: Lookups,
 }
 
 impl Server {
@@ -48,6 +51,7 @@ impl Server {
             refusals_logged: AtomicU8::new(0),
             announce: AtomicBool::new(announce),
             link: LazyLink::new(Duration::ZERO),
+            lookups: Lookups::default(),
         }
     }
 
@@ -78,6 +82,98 @@ impl Server {
         // one timer per command, covering the send and the reply.
         let reply = cmd.query_async(&mut link).await;
         self.judge(reply, generation)
+    }
+
+    /// `GET key`, unless the breaker is open.
+    pub(super) async fn get(&self, key: &str) -> Reply {
+        if self.breaker.allow() == Allow::Skip {
+            return Err(CommandError::Unavailable);
+        }
+        self.get_allowed(key).await
+    }
+
+    /// [`Server::get`] once the breaker has let the command through: pipelined with the lookups
+    /// made at the same time ([`super::pipelining`]). A probe of an open breaker goes alone: its
+    /// verdict is its own.
+    pub(super) async fn get_allowed(&self, key: &str) -> Reply {
+        if self.breaker.is_open() {
+            return self.run_allowed(redis::cmd("GET").arg(key)).await;
+        }
+        match self.lookups.turn(key) {
+            Turn::Alone(in_flight) => {
+                let reply = self.run_allowed(redis::cmd("GET").arg(key)).await;
+                drop(in_flight);
+                reply
+            }
+            Turn::Join(reply) => match reply.await {
+                Ok(reply) => reply,
+                // The window's opener was cancelled: this lookup goes alone.
+                Err(_) => self.run_allowed(redis::cmd("GET").arg(key)).await,
+            },
+            Turn::Open(window) => {
+                tokio::task::yield_now().await;
+                let (joined, in_flight) = window.close();
+                let reply = match joined.is_empty() {
+                    true => self.run_allowed(redis::cmd("GET").arg(key)).await,
+                    false => {
+                        tracing::trace!(
+                            lookups = joined.len() + 1,
+                            "redis_cache: lookups pipelined"
+                        );
+                        Box::pin(self.get_window(key, joined)).await
+                    }
+                };
+                drop(in_flight);
+                reply
+            }
+        }
+    }
+
+    /// Sends `key`'s lookup and those of `joined` as one pipeline, hands each joiner its reply,
+    /// and returns `key`'s.
+    async fn get_window(&self, key: &str, joined: Vec<Joined>) -> Reply {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors().cmd("GET").arg(key);
+        for lookup in &joined {
+            pipe.cmd("GET").arg(&lookup.key);
+        }
+        let replies = match self.link().await {
+            Ok((mut link, generation)) => {
+                let replies = pipe
+                    .query_async::<Vec<redis::RedisResult<Option<Vec<u8>>>>>(&mut link)
+                    .await;
+                self.judge(replies, generation)
+                    .map(|replies| (replies, generation))
+            }
+            Err(err) => Err(err),
+        };
+        let (replies, generation) = match replies {
+            Ok((replies, _)) if replies.len() != joined.len() + 1 => {
+                // Untrusted: a reply per command, or none for anyone.
+                for lookup in joined {
+                    let _ = lookup.reply.send(Err(CommandError::Malformed));
+                }
+                return Err(CommandError::Malformed);
+            }
+            Ok(replies) => replies,
+            Err(err) => {
+                for lookup in joined {
+                    let _ = lookup.reply.send(Err(err.clone()));
+                }
+                return Err(err);
+            }
+        };
+        let mut replies = replies.into_iter().map(|reply| match reply {
+            Ok(value) => Ok(value),
+            // An error reply for one key (another type under it): that caller's alone.
+            Err(err) => self.judge(Err(err), generation),
+        });
+        let own = replies.next().unwrap_or(Err(CommandError::Malformed));
+        for (lookup, reply) in joined.into_iter().zip(replies) {
+            // A joiner that was cancelled meanwhile no longer listens.
+            let _ = lookup.reply.send(reply);
+        }
+        own
     }
 
     /// Sends a pipeline, through the breaker: one round trip.

@@ -1,0 +1,193 @@
+//! Auto-pipelining: the lookups made while another is in flight share one pipeline, and each
+//! caller still gets its own value, or its own error.
+//!
+//! Every test runs on a current-thread runtime, so the order is the spawn order: the first
+//! lookup goes alone, the second opens a window (one is in flight), the others join it, and the
+//! window is sent once they all have.
+
+use std::time::Duration;
+
+use redis_cache_tests::RedisServer;
+use redis_cache_tests::logs::Capture;
+use redis_cached::{Cache, FunctionStats, redis_cache};
+use tracing::Level;
+
+/// A hang guard, not a synchronization: each call returns within a few command timeouts.
+const GUARD: Duration = Duration::from_secs(60);
+
+const CALLS: u64 = 20;
+
+/// Calls `f(id)` for every id in `0..CALLS` at once, in spawn order, and returns the values.
+async fn at_once<F, Fut>(cache: &Cache, f: F) -> Vec<u64>
+where
+    F: Fn(Cache, u64) -> Fut,
+    Fut: std::future::Future<Output = u64> + Send + 'static,
+{
+    let calls: Vec<_> = (0..CALLS)
+        .map(|id| tokio::spawn(f(cache.clone(), id)))
+        .collect();
+    let mut values = Vec::new();
+    for call in calls {
+        let value = tokio::time::timeout(GUARD, call)
+            .await
+            .expect("no call hangs");
+        values.push(value.expect("no call panics"));
+    }
+    values
+}
+
+fn stats(function: &str) -> FunctionStats {
+    redis_cached::stats_for(function).expect("the function was called")
+}
+
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn doubled(cache: &Cache, id: u64) -> u64 {
+    id * 2
+}
+
+#[tokio::test]
+async fn lookups_made_at_once_share_one_pipeline_each_with_its_own_reply() {
+    let (logs, _guard) = Capture::install();
+    let redis = RedisServer::start();
+    let cache = redis.cache("pipelined");
+    // A hash under the entry of 7: its caller's lookup is refused (WRONGTYPE), the others' not.
+    doubled(&cache, 7).await;
+    let keys = redis.keys().await;
+    let [entry_of_7] = keys.as_slice() else {
+        panic!("one entry: {keys:?}");
+    };
+    redis.command::<()>(&["DEL", entry_of_7]).await.unwrap();
+    redis
+        .command::<()>(&["HSET", entry_of_7, "field", "value"])
+        .await
+        .unwrap();
+    for id in (0..CALLS).filter(|id| *id != 7) {
+        doubled(&cache, id).await;
+    }
+    let before = stats("pipelining::doubled");
+
+    let values = at_once(&cache, |cache, id| async move { doubled(&cache, id).await }).await;
+
+    let expected: Vec<u64> = (0..CALLS).map(|id| id * 2).collect();
+    assert_eq!(values, expected, "each caller gets its own value");
+    let after = stats("pipelining::doubled");
+    assert_eq!(after.hits - before.hits, CALLS - 1);
+    assert_eq!(
+        after.invalid - before.invalid,
+        1,
+        "only 7's lookup was refused"
+    );
+    assert_eq!(after.executions - before.executions, 1, "only 7 ran again");
+    // The first lookup went alone; the other 19 shared one pipeline.
+    assert_eq!(logs.count(Level::TRACE, "lookups pipelined"), 1);
+    assert!(
+        logs.mentions("lookups pipelined lookups=19"),
+        "{:?}",
+        logs.events()
+    );
+}
+
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn tripled(cache: &Cache, id: u64) -> u64 {
+    id * 3
+}
+
+#[tokio::test]
+async fn without_auto_pipeline_every_lookup_goes_alone() {
+    let (logs, _guard) = Capture::install();
+    let redis = RedisServer::start();
+    let cache = redis
+        .builder()
+        .prefix("unpipelined")
+        .auto_pipeline(false)
+        .build()
+        .unwrap();
+    for id in 0..CALLS {
+        tripled(&cache, id).await;
+    }
+    let before = stats("pipelining::tripled");
+
+    let values = at_once(&cache, |cache, id| async move { tripled(&cache, id).await }).await;
+
+    let expected: Vec<u64> = (0..CALLS).map(|id| id * 3).collect();
+    assert_eq!(values, expected);
+    assert_eq!(stats("pipelining::tripled").hits - before.hits, CALLS);
+    assert!(!logs.mentions("lookups pipelined"), "{:?}", logs.events());
+}
+
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn squared(cache: &Cache, id: u64) -> u64 {
+    id * id
+}
+
+/// The caller that opened a window is cancelled before sending it: the callers that joined it
+/// send their own lookups, and are served.
+#[tokio::test]
+async fn a_window_whose_opener_is_cancelled_sends_its_joiners_alone() {
+    let (logs, _guard) = Capture::install();
+    let redis = RedisServer::start();
+    let cache = redis.cache("cancelled-opener");
+    for id in 0..CALLS {
+        squared(&cache, id).await;
+    }
+    let before = stats("pipelining::squared");
+
+    let calls: Vec<_> = (0..CALLS)
+        .map(|id| {
+            let cache = cache.clone();
+            tokio::spawn(async move { squared(&cache, id).await })
+        })
+        .collect();
+    // Yielding before any of them ran, this task resumes before the window's opener (the
+    // second call) does: it cancels the opener while the others wait in its window.
+    tokio::task::yield_now().await;
+    calls[1].abort();
+
+    for (id, call) in (0..CALLS).zip(calls) {
+        let value = tokio::time::timeout(GUARD, call)
+            .await
+            .expect("no call hangs");
+        match value {
+            Ok(value) => assert_eq!(value, id * id),
+            Err(err) => assert!(id == 1 && err.is_cancelled(), "{id}: {err}"),
+        }
+    }
+    assert_eq!(stats("pipelining::squared").hits - before.hits, CALLS - 1);
+    assert!(!logs.mentions("lookups pipelined"), "{:?}", logs.events());
+}
+
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn halved(cache: &Cache, id: u64) -> u64 {
+    id / 2
+}
+
+/// Redis stops answering while a window is in flight: every caller in it gets the function's
+/// own value after the command deadline, and the window counts once toward the breaker.
+#[tokio::test]
+async fn a_window_that_times_out_falls_back_for_every_caller() {
+    let redis = RedisServer::start();
+    let cache = redis
+        .builder()
+        .prefix("window-timeout")
+        .command_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    for id in 0..CALLS {
+        halved(&cache, id).await;
+    }
+    let before = stats("pipelining::halved");
+    redis.pause();
+
+    let values = at_once(&cache, |cache, id| async move { halved(&cache, id).await }).await;
+
+    redis.resume();
+    let expected: Vec<u64> = (0..CALLS).map(|id| id / 2).collect();
+    assert_eq!(values, expected);
+    let after = stats("pipelining::halved");
+    assert_eq!(after.fallbacks - before.fallbacks, CALLS);
+    // Two round trips timed out (the lone lookup and the window): the breaker, which opens at
+    // the fifth failure, is still closed.
+    let breaker = cache.breaker();
+    assert_eq!(breaker.state, redis_cached::BreakerState::Closed);
+    assert_eq!(breaker.opened, 0);
+}
