@@ -149,12 +149,12 @@ impl Connection {
             reader,
             catch_up: catch_up::CatchUp::default(),
             timeouts,
-            auto_pipeline: crate::config::DEFAULT_AUTO_PIPELINE,
+            auto_pipeline: true,
         })
     }
 
-    /// Whether lookups made at the same time share a pipeline (see
-    /// [`CacheBuilder::auto_pipeline`](crate::CacheBuilder::auto_pipeline)).
+    /// Whether lookups made at the same time share a pipeline (on unless this says otherwise;
+    /// see [`CacheBuilder::auto_pipeline`](crate::CacheBuilder::auto_pipeline)).
     pub(crate) fn with_auto_pipeline(mut self, on: bool) -> Self {
         self.auto_pipeline = on;
         self.reader = self
