@@ -177,7 +177,10 @@ impl Connection {
             };
         }
         match &self.route {
-            Route::Direct(server) if self.auto_pipeline => server.get(key).await,
+            Route::Direct(server) if self.auto_pipeline => match server.breaker().allow() {
+                Allow::Skip => Err(CommandError::Unavailable),
+                Allow::Go => server.get_allowed(key).await,
+            },
             _ => self.run(key.as_bytes(), redis::cmd("GET").arg(key)).await,
         }
     }

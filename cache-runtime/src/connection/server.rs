@@ -12,7 +12,7 @@ use std::time::Duration;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError};
 
 use super::deployment::{Deployment, Link};
-use super::pipelining::{Joined, Lookups, Reply, Turn};
+use super::pipelining::{Joined, Lookups, Reply, Turn, Window};
 use super::refusal::Refusal;
 use super::{CommandError, LazyLink, Linked, Timeouts, Unlinked};
 use crate::breaker::{Allow, Breaker, BreakerSettings};
@@ -84,49 +84,43 @@ impl Server {
         self.judge(reply, generation)
     }
 
-    /// `GET key`, unless the breaker is open.
-    pub(super) async fn get(&self, key: &str) -> Reply {
-        if self.breaker.allow() == Allow::Skip {
-            return Err(CommandError::Unavailable);
-        }
-        self.get_allowed(key).await
-    }
-
-    /// [`Server::get`] once the breaker has let the command through: pipelined with the lookups
+    /// `GET key`, once the breaker has let it through: pipelined with the lookups
     /// made at the same time ([`super::pipelining`]). A probe of an open breaker goes alone: its
     /// verdict is its own.
     pub(super) async fn get_allowed(&self, key: &str) -> Reply {
-        if self.breaker.is_open() {
-            return self.run_allowed(redis::cmd("GET").arg(key)).await;
-        }
-        match self.lookups.turn(key) {
-            Turn::Alone(in_flight) => {
-                let reply = self.run_allowed(redis::cmd("GET").arg(key)).await;
-                drop(in_flight);
-                reply
-            }
-            Turn::Join(reply) => match reply.await {
-                Ok(reply) => reply,
-                // The window's opener was cancelled: this lookup goes alone.
-                Err(_) => self.run_allowed(redis::cmd("GET").arg(key)).await,
+        let in_flight = match self.breaker.is_open() {
+            true => None,
+            false => match self.lookups.turn(key) {
+                Turn::Alone(in_flight) => Some(in_flight),
+                Turn::Join(reply) => match reply.await {
+                    Ok(reply) => return reply,
+                    // The window's opener was cancelled: this lookup goes alone.
+                    Err(_) => None,
+                },
+                // Boxed, like every path but the lone lookup: one allocation per window, and
+                // the future every call carries stays small.
+                Turn::Open(window) => return Box::pin(self.open_window(key, window)).await,
             },
-            Turn::Open(window) => {
-                tokio::task::yield_now().await;
-                let (joined, in_flight) = window.close();
-                let reply = match joined.is_empty() {
-                    true => self.run_allowed(redis::cmd("GET").arg(key)).await,
-                    false => {
-                        tracing::trace!(
-                            lookups = joined.len() + 1,
-                            "redis_cache: lookups pipelined"
-                        );
-                        Box::pin(self.get_window(key, joined)).await
-                    }
-                };
-                drop(in_flight);
-                reply
+        };
+        let reply = self.run_allowed(redis::cmd("GET").arg(key)).await;
+        drop(in_flight);
+        reply
+    }
+
+    /// The window `key`'s lookup opened: the rest of the scheduler's turn for others to join,
+    /// then one pipeline for all of them.
+    async fn open_window(&self, key: &str, window: Window<'_>) -> Reply {
+        tokio::task::yield_now().await;
+        let (joined, in_flight) = window.close();
+        let reply = match joined.is_empty() {
+            true => self.run_allowed(redis::cmd("GET").arg(key)).await,
+            false => {
+                tracing::trace!(lookups = joined.len() + 1, "redis_cache: lookups pipelined");
+                self.get_window(key, joined).await
             }
-        }
+        };
+        drop(in_flight);
+        reply
     }
 
     /// Sends `key`'s lookup and those of `joined` as one pipeline, hands each joiner its reply,
