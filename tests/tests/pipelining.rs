@@ -165,6 +165,10 @@ async fn halved(cache: &Cache, id: u64) -> u64 {
 /// own value after the command deadline, and the window counts once toward the breaker.
 #[tokio::test]
 async fn a_window_that_times_out_falls_back_for_every_caller() {
+    // Every test of this file captures, though this one reads nothing: a test thread without a
+    // subscriber can make `tracing` cache the trace event's callsite as uninteresting while
+    // another thread's capture comes and goes.
+    let (logs, _guard) = Capture::install();
     let redis = RedisServer::start();
     let cache = redis
         .builder()
@@ -190,4 +194,5 @@ async fn a_window_that_times_out_falls_back_for_every_caller() {
     let breaker = cache.breaker();
     assert_eq!(breaker.state, redis_cached::BreakerState::Closed);
     assert_eq!(breaker.opened, 0);
+    assert_eq!(logs.count(Level::TRACE, "lookups pipelined"), 1);
 }
