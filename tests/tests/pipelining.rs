@@ -196,3 +196,59 @@ async fn a_window_that_times_out_falls_back_for_every_caller() {
     assert_eq!(breaker.opened, 0);
     assert_eq!(logs.count(Level::TRACE, "lookups pipelined"), 1);
 }
+
+#[redis_cache(ttl = 60, skip(cache), cache = cache)]
+async fn negated(cache: &Cache, id: u64) -> u64 {
+    u64::MAX - id
+}
+
+/// Polls `future` once.
+async fn poll_once<F: std::future::Future + Unpin>(future: &mut F) {
+    std::future::poll_fn(|cx| {
+        let _ = std::pin::Pin::new(&mut *future).poll(cx);
+        std::task::Poll::Ready(())
+    })
+    .await;
+}
+
+/// The opener of a window is held and never polled again (its task stuck behind blocking code,
+/// say): a lookup that joined it does not wait for it longer than it would have waited alone,
+/// and its caller gets the function's own value.
+#[tokio::test]
+async fn a_lookup_waits_for_a_stuck_window_no_longer_than_its_deadlines() {
+    let (logs, _guard) = Capture::install();
+    let redis = RedisServer::start();
+    let cache = redis
+        .builder()
+        .prefix("stuck-opener")
+        .connect_timeout(Duration::from_millis(200))
+        .command_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    for id in 0..3 {
+        negated(&cache, id).await;
+    }
+    let before = stats("pipelining::negated");
+
+    let mut alone = Box::pin(negated(&cache, 0));
+    poll_once(&mut alone).await;
+    let mut opener = Box::pin(negated(&cache, 1));
+    poll_once(&mut opener).await;
+    // Joins the opener's window, which is never sent.
+    let joiner = tokio::spawn({
+        let cache = cache.clone();
+        async move { negated(&cache, 2).await }
+    });
+    let value = tokio::time::timeout(GUARD, joiner)
+        .await
+        .expect("the joiner does not wait for the stuck opener")
+        .unwrap();
+
+    assert_eq!(value, u64::MAX - 2);
+    assert_eq!(alone.await, u64::MAX);
+    let after = stats("pipelining::negated");
+    assert_eq!(after.fallbacks - before.fallbacks, 1, "the joiner ran uncached");
+    assert_eq!(after.hits - before.hits, 1, "the lookup alone was served");
+    drop(opener);
+    assert!(!logs.mentions("lookups pipelined"), "{:?}", logs.events());
+}

@@ -92,11 +92,17 @@ impl Server {
             true => None,
             false => match self.lookups.turn(key) {
                 Turn::Alone(in_flight) => Some(in_flight),
-                Turn::Join(reply) => match reply.await {
-                    Ok(reply) => return reply,
-                    // The window's opener was cancelled: this lookup goes alone.
-                    Err(_) => None,
-                },
+                // The opener answers within its connect and command deadlines; a lookup never
+                // waits longer than it would have alone (an opener whose task is held up, on a
+                // worker some blocking code holds, cannot hold it up too).
+                Turn::Join(reply) => {
+                    match tokio::time::timeout(self.join_deadline(), reply).await {
+                        Ok(Ok(reply)) => return reply,
+                        // The window's opener was cancelled: this lookup goes alone.
+                        Ok(Err(_)) => None,
+                        Err(_) => return Err(CommandError::Timeout),
+                    }
+                }
                 // Boxed, like every path but the lone lookup: one allocation per window, and
                 // the future every call carries stays small.
                 Turn::Open(window) => return Box::pin(self.open_window(key, window)).await,
@@ -105,6 +111,12 @@ impl Server {
         let reply = self.run_allowed(redis::cmd("GET").arg(key)).await;
         drop(in_flight);
         reply
+    }
+
+    /// The longest a lookup waits in another's window: what the opener may take to connect and
+    /// send it.
+    fn join_deadline(&self) -> Duration {
+        self.timeouts.connect.saturating_add(self.timeouts.command)
     }
 
     /// The window `key`'s lookup opened: the rest of the scheduler's turn for others to join,
