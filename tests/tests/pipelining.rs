@@ -247,7 +247,11 @@ async fn a_lookup_waits_for_a_stuck_window_no_longer_than_its_deadlines() {
     assert_eq!(value, u64::MAX - 2);
     assert_eq!(alone.await, u64::MAX);
     let after = stats("pipelining::negated");
-    assert_eq!(after.fallbacks - before.fallbacks, 1, "the joiner ran uncached");
+    assert_eq!(
+        after.fallbacks - before.fallbacks,
+        1,
+        "the joiner ran uncached"
+    );
     assert_eq!(after.hits - before.hits, 1, "the lookup alone was served");
     drop(opener);
     assert!(!logs.mentions("lookups pipelined"), "{:?}", logs.events());
