@@ -6,13 +6,15 @@
 //! joins it; then the opener sends them all as one pipeline and hands each caller its own reply.
 //! Under load that is one write, one read and one wake of the connection's task per window
 //! instead of one each, which is most of what a hit costs the client (the performance page has
-//! the figures). The first caller of a burst still goes alone, so a window only ever adds the
-//! rest of one scheduler turn to a call that would have waited behind another anyway.
+//! the figures). The first caller of a burst still goes alone; a window adds at most the rest of
+//! one scheduler turn to the calls in it.
 //!
 //! Each caller keeps its own reply: a key holding another type is that caller's `WRONGTYPE`, not
 //! the window's. A window that fails (a timeout, a dropped connection) fails every caller in it,
 //! with the error it would have had alone, and counts once toward the breaker: it was one round
-//! trip. A caller whose opener is cancelled or panics before answering sends its own `GET`.
+//! trip. A caller whose opener is cancelled or panics before sending sends its own `GET`; one
+//! whose opener is held up (its task on a worker that blocking code holds) waits at most the
+//! connect and command deadlines, then times out as it would have alone.
 
 use std::sync::Mutex;
 
