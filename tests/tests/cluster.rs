@@ -509,3 +509,42 @@ fn a_blocking_function_misses_then_hits_across_the_primaries() {
     let entries = redis_cached::block_on(cluster.keys_matching("*cluster::blocking*"));
     assert_eq!(entries.len(), 30);
 }
+
+#[redis_cache(ttl = 300, skip(cache), cache = cache, name = "cluster::pipelined")]
+async fn pipelined(cache: &Cache, id: u64) -> u64 {
+    id * 7
+}
+
+/// Lookups made at once on a cluster share a pipeline per primary, and each caller gets its own
+/// value. (Redirections within a window are the resharding test's, under 64 tasks.)
+#[tokio::test]
+async fn lookups_made_at_once_share_a_pipeline_per_primary() {
+    let (logs, _guard) = redis_cache_tests::logs::Capture::install();
+    let cluster = RedisCluster::start();
+    let cache = cluster.cache("pipelined");
+    const CALLS: u64 = 60;
+    for id in 0..CALLS {
+        pipelined(&cache, id).await;
+    }
+    let before = redis_cached::stats_for("cluster::pipelined").unwrap();
+
+    let calls: Vec<_> = (0..CALLS)
+        .map(|id| {
+            let cache = cache.clone();
+            tokio::spawn(async move { pipelined(&cache, id).await })
+        })
+        .collect();
+    for (id, call) in (0..CALLS).zip(calls) {
+        let value = tokio::time::timeout(Duration::from_secs(60), call)
+            .await
+            .expect("no call hangs");
+        assert_eq!(value.unwrap(), id * 7);
+    }
+
+    let after = redis_cached::stats_for("cluster::pipelined").unwrap();
+    assert_eq!(after.hits - before.hits, CALLS);
+    // Each primary sent its first lookup alone and the rest of its share in one window: 60 keys
+    // spread over 3 primaries give each more than one.
+    let windows = logs.count(tracing::Level::TRACE, "lookups pipelined");
+    assert_eq!(windows, 3, "{:?}", logs.events());
+}

@@ -181,6 +181,8 @@ impl Connection {
                 Allow::Skip => Err(CommandError::Unavailable),
                 Allow::Go => server.get_allowed(key).await,
             },
+            // Boxed, as every cluster command is.
+            Route::Cluster(cluster) if self.auto_pipeline => Box::pin(cluster.get(key)).await,
             _ => self.run(key.as_bytes(), redis::cmd("GET").arg(key)).await,
         }
     }

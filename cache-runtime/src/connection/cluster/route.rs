@@ -22,6 +22,7 @@ use redis::Value;
 use super::slot_map::slot_of;
 use super::topology::unannounced;
 use super::{Cluster, Primary};
+use crate::breaker::Allow;
 use crate::connection::deployment::Node;
 use crate::connection::{Answers, CommandError, KeyedCmd};
 use crate::sync::join_all;
@@ -38,6 +39,32 @@ impl Cluster {
             Ok(value) => Ok(value),
             // Boxed: rare, and every command's future would carry it.
             Err(err) => Box::pin(self.after_failure(&shard, err, cmd)).await,
+        }
+    }
+
+    /// `GET key` on the primary serving its slot, pipelined there with the lookups made at the
+    /// same time (`connection::pipelining`). A redirection or a failure reaches only
+    /// this lookup's caller, as for a command of its own.
+    pub(in crate::connection) async fn get(
+        self: &Arc<Self>,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, CommandError> {
+        let shard = self.primary_for(key.as_bytes()).await?;
+        let reply = match shard.server.breaker().allow() {
+            Allow::Skip => Err(CommandError::Unavailable),
+            Allow::Go => shard.server.get_allowed(key).await,
+        };
+        match reply {
+            Ok(value) => Ok(value),
+            // Boxed: rare, and every lookup's future would carry it.
+            Err(err) => {
+                Box::pin(async {
+                    let mut cmd = redis::cmd("GET");
+                    cmd.arg(key);
+                    self.after_failure(&shard, err, &cmd).await
+                })
+                .await
+            }
         }
     }
 
