@@ -309,7 +309,7 @@ impl CacheBuilder {
     /// connection's task for all of them. Under concurrency that makes a hit cheaper than a raw
     /// `GET` through redis-rs (see the performance page in the repository's `docs/`); each caller
     /// still gets its own reply, and its own error. With `false`, every lookup is its own `GET`.
-    /// Cluster lookups are not pipelined this way.
+    /// On a cluster, each primary pipelines the lookups of its own keys.
     pub fn auto_pipeline(mut self, on: bool) -> Self {
         self.auto_pipeline = on;
         self
