@@ -53,6 +53,7 @@ impl Meta {
     }
 }
 
+#[inline]
 pub(crate) fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -27,8 +27,8 @@ const SLOTS: usize = 64;
 /// an announcement.
 const CLEAR_BUMP: u64 = 1 << 32;
 
-/// One copy.
-#[derive(Clone)]
+/// One copy, shared with the map: a hit clones the `Arc` under the shard's lock and the value
+/// after it, so the entry itself is never moved out of the map.
 struct Entry<T> {
     value: T,
     /// When it was made (unix ms): it is served at most `local_ttl` past the later of this and
@@ -47,7 +47,7 @@ struct Entry<T> {
 
 /// The copies of one function in one cache.
 pub(crate) struct LocalStore<T> {
-    map: Map<u128, Entry<T>, UnitWeighter, PreHashed, Evicted>,
+    map: Map<u128, Arc<Entry<T>>, UnitWeighter, PreHashed, Evicted>,
     /// Insertions take it, so that replacing a copy can return the bytes of the one it replaces.
     inserting: Mutex<()>,
     /// Bumped before each invalidation of a key of the slot (see [`LocalStore::insert`]).
@@ -78,12 +78,12 @@ struct Evicted {
     site: &'static Site,
 }
 
-impl<T> Lifecycle<u128, Entry<T>> for Evicted {
+impl<T> Lifecycle<u128, Arc<Entry<T>>> for Evicted {
     type RequestState = ();
 
     fn begin_request(&self) {}
 
-    fn on_evict(&self, _state: &mut (), _key: u128, entry: Entry<T>) {
+    fn on_evict(&self, _state: &mut (), _key: u128, entry: Arc<Entry<T>>) {
         self.budget.release(entry.bytes);
         self.site.local_removed(entry.bytes);
         self.site.count(Count::LocalEvictions);
@@ -162,7 +162,7 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
     pub(crate) fn get(&self, args: u128, now_ms: u64) -> Option<(T, Meta)> {
         let entry = self.map.get(&args)?;
         if self.servable(&entry, now_ms) {
-            return Some((entry.value, entry.meta));
+            return Some((entry.value.clone(), entry.meta));
         }
         self.remove(args);
         None
@@ -229,13 +229,13 @@ impl<T: Clone + Send + Sync + 'static> LocalStore<T> {
         if !self.budget.reserve(bytes) {
             return;
         }
-        let entry = Entry {
+        let entry = Arc::new(Entry {
             value: value.clone(),
             copied_ms: copied.at_ms,
             covered: copied.covered,
             meta: copied.meta,
             bytes,
-        };
+        });
         self.site.local_added(bytes);
         self.map.insert(args, entry);
     }
