@@ -110,6 +110,37 @@ fn hand_map_get(map: &HandMap, id: u64) -> Option<Product> {
     (std::time::Instant::now() < *until).then(|| product.clone())
 }
 
+/// The container the local tier keeps its copies in, alone: quick_cache's bounded map of the
+/// same values with a TTL per entry, configured as the tier's (one shard, one unit per entry),
+/// one `get` (a clone) per hit. The floor under the local hit, which adds the key's hash, the
+/// coherence checks and the counters.
+type Container = Arc<quick_cache::sync::Cache<u64, (std::time::Instant, Product)>>;
+
+fn container(keys: u64) -> Container {
+    let until = std::time::Instant::now() + Duration::from_secs(3600);
+    let options = quick_cache::OptionsBuilder::new()
+        .estimated_items_capacity(usize::try_from(keys).expect("a key count"))
+        .weight_capacity(keys)
+        .shards(1)
+        .build()
+        .expect("valid options");
+    let cache = quick_cache::sync::Cache::with_options(
+        options,
+        quick_cache::UnitWeighter,
+        Default::default(),
+        Default::default(),
+    );
+    for id in 0..keys {
+        cache.insert(id, (until, Product::sample(id)));
+    }
+    Arc::new(cache)
+}
+
+fn container_get(cache: &Container, id: u64) -> Option<Product> {
+    let (until, product) = cache.get(&id)?;
+    (std::time::Instant::now() < until).then_some(product)
+}
+
 /// Always called with a fresh id: every call is a miss.
 #[redis_cache(ttl = 3600, skip(cache), cache = cache)]
 async fn product_miss(cache: &Cache, id: u64) -> Product {
@@ -459,6 +490,7 @@ async fn async_main(options: Options) {
     let mut bench = bench;
     bench.entries = Arc::new(prepare(&bench).await);
     let hand_map = hand_map(bench.keys);
+    let container = container(bench.keys);
     #[cfg(feature = "peers")]
     let peers = peers::setup(&redis.url()).await;
     #[cfg(feature = "peers")]
@@ -526,6 +558,13 @@ async fn async_main(options: Options) {
             .case(HAND_MAP, tasks, move |rng| {
                 let (map, id) = (map.clone(), rng.u64(0..keys));
                 async move { assert_eq!(hand_map_get(&map, id).map(|p| p.id), Some(id)) }
+            })
+            .await;
+        let (cache, keys) = (container.clone(), bench.keys);
+        suite
+            .case(CONTAINER, tasks, move |rng| {
+                let (cache, id) = (cache.clone(), rng.u64(0..keys));
+                async move { assert_eq!(container_get(&cache, id).map(|p| p.id), Some(id)) }
             })
             .await;
         #[cfg(feature = "peers")]
@@ -675,6 +714,7 @@ const PEER_CACHED: &str = "peer: cached (redis)";
 const PEER_CACHEKIT: &str = "peer: cachekit-rs (redis, L1 off)";
 const LOCAL_HIT: &str = "local hit";
 const HAND_MAP: &str = "hand-written RwLock<HashMap> + TTL";
+const CONTAINER: &str = "quick_cache get + TTL (container)";
 #[cfg(feature = "peers")]
 const PEER_MOKA: &str = "peer: moka get_with (in process)";
 #[cfg(feature = "peers")]
@@ -801,6 +841,16 @@ impl Suite {
                 format!("local hit / hand-written map, {tasks} tasks"),
                 self.ratio(LOCAL_HIT, HAND_MAP, tasks),
                 ">= 1.0",
+            );
+            show(
+                format!("container alone / hand-written map, {tasks} tasks"),
+                self.ratio(CONTAINER, HAND_MAP, tasks),
+                "the floor under the local hit",
+            );
+            show(
+                format!("local hit / container alone, {tasks} tasks"),
+                self.ratio(LOCAL_HIT, CONTAINER, tasks),
+                "the tier's own work",
             );
         }
         #[cfg(feature = "peers")]
