@@ -177,9 +177,10 @@ pub(crate) trait KeepLocal<T> {
     fn keep_stored(&self, key: &str, value: &T, meta: Meta, bytes: usize) -> bool;
 }
 
-/// Bytes charged per copy beyond its stored size: the map's slot, the entry's fields, and the
-/// decoded value's own overhead, roughly.
-const ENTRY_OVERHEAD: u64 = 64;
+/// Bytes charged per copy beyond its stored size and the value's own `size_of`, roughly: the
+/// entry's fields and its `Arc` header (about 64), its allocation's rounding, and the map's slot
+/// (the key, the pointer, the eviction state and the index).
+const ENTRY_OVERHEAD: u64 = 128;
 
 impl<T: 'static> Keep<'_, T> {
     fn keep_made(&self, copy: Copy<'_, T>, made: Made) -> bool {
