@@ -116,6 +116,7 @@ impl<R, F> Unpin for LocalCall<R, F> {}
 impl<R, F: Future<Output = R>> Future for LocalCall<R, F> {
     type Output = R;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R> {
         match self.get_mut() {
             LocalCall::Hit(value) => Poll::Ready(value.take().expect("polled after it returned")),

@@ -94,6 +94,7 @@ impl<T: ?Sized> AddUnkeyable for KeyPart<'_, T> {
 
 impl KeyBuilder {
     #[allow(clippy::new_without_default)]
+    #[inline]
     pub fn new() -> Self {
         KeyBuilder {
             buf: [0; INLINE],
@@ -104,6 +105,7 @@ impl KeyBuilder {
         }
     }
 
+    #[inline]
     fn update(&mut self, bytes: &[u8]) {
         if let Some(hasher) = &mut self.spilled {
             hasher.update(bytes);
@@ -137,6 +139,7 @@ impl KeyBuilder {
     }
 
     /// `None` inside when an argument could not be serialized: the call then bypasses the cache.
+    #[inline]
     pub fn finish(self) -> CallKey {
         let digest = || match &self.spilled {
             Some(hasher) => hasher.digest128(),

@@ -27,7 +27,8 @@
 //! - `breaker open`: a cache whose Redis is unreachable, next to calling the function directly;
 //! - `local hit`: an annotated function with `local = 10_000` whose keys are all copied in the
 //!   process (the local tier), next to the map it replaces written by hand (`RwLock<HashMap>`
-//!   of values with their expiry, a read lock, a TTL check and a clone per hit);
+//!   of values with their expiry, a read lock, a TTL check and a clone per hit) and to the
+//!   tier's container alone (quick_cache's `get` of the same values, a TTL check);
 //! - with `--features peers`: the `cached` crate's Redis store, `cachekit-rs` (L1 off, and L1
 //!   on), and `moka::future::Cache::get_with` of the decoded value;
 //! - with `--invalidation N`: how long after another process's `_invalidate` returns this process
