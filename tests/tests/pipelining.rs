@@ -4,10 +4,15 @@
 //! Every test runs on a current-thread runtime, so the order is the spawn order: the first
 //! lookup goes alone, the second opens a window (one is in flight), the others join it, and the
 //! window is sent once they all have.
+//!
+//! Every test here captures the logs (they count a window's `trace` event), so no thread of this
+//! binary can have `tracing` cache that event's callsite as off. That is why the cluster's case
+//! lives here and not in `cluster.rs`, whose other tests run without a subscriber.
 
 use std::time::Duration;
 
 use redis_cache_tests::RedisServer;
+use redis_cache_tests::cluster::RedisCluster;
 use redis_cache_tests::logs::Capture;
 use redis_cached::{Cache, FunctionStats, redis_cache};
 use tracing::Level;
@@ -257,4 +262,44 @@ async fn a_lookup_waits_for_a_stuck_window_no_longer_than_its_deadlines() {
     assert_eq!(after.hits - before.hits, 1, "the lookup alone was served");
     drop(opener);
     assert!(!logs.mentions("lookups pipelined"), "{:?}", logs.events());
+}
+
+#[redis_cache(ttl = 300, skip(cache), cache = cache)]
+async fn on_cluster(cache: &Cache, id: u64) -> u64 {
+    id * 7
+}
+
+/// Lookups made at once on a cluster share a pipeline per primary, and each caller gets its own
+/// value. (Redirections within a window are the resharding test's, under 64 tasks.)
+#[tokio::test]
+async fn lookups_made_at_once_share_a_pipeline_per_primary() {
+    let (logs, _guard) = Capture::install();
+    let cluster = RedisCluster::start();
+    let cache = cluster.cache("pipelined");
+    const CALLS: u64 = 60;
+    for id in 0..CALLS {
+        on_cluster(&cache, id).await;
+    }
+    let before = stats("pipelining::on_cluster");
+
+    let calls: Vec<_> = (0..CALLS)
+        .map(|id| {
+            let cache = cache.clone();
+            tokio::spawn(async move { on_cluster(&cache, id).await })
+        })
+        .collect();
+    for (id, call) in (0..CALLS).zip(calls) {
+        let value = tokio::time::timeout(GUARD, call)
+            .await
+            .expect("no call hangs");
+        assert_eq!(value.unwrap(), id * 7);
+    }
+
+    let after = stats("pipelining::on_cluster");
+    assert_eq!(after.hits - before.hits, CALLS);
+    // Each primary sends its first lookup alone and the rest of its share in a window: 60 keys
+    // spread over 3 primaries give each more than one. (Usually exactly one window each; a
+    // lookup held up by a read of the slot map would open a second.)
+    let windows = logs.count(Level::TRACE, "lookups pipelined");
+    assert!(windows >= 3, "{windows} windows: {:?}", logs.events());
 }
